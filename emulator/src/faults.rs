@@ -1,0 +1,86 @@
+//! Fault injection.
+//!
+//! Owns the switchboard of deliberate failures (503, 429 + `Retry-After`, connection resets,
+//! slow responses, spurious `INVALID_SESSION_ID`, per-record `UNABLE_TO_LOCK_ROW`, Bulk jobs
+//! that end `Failed`) and the seeded random draws that decide when they fire. It only
+//! decides; the server and handlers carry the faults out and `stats` counts them.
+
+use crate::config::FaultConfig;
+use crate::error::ApiError;
+use crate::seed::Rng;
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+/// What to do to one request, decided before it is served.
+#[derive(Debug, Default)]
+pub struct RequestFaults {
+    pub delay: Option<Duration>,
+    pub reset: bool,
+    pub error: Option<(&'static str, ApiError)>,
+}
+
+#[derive(Debug)]
+pub struct Faults {
+    cfg: RwLock<FaultConfig>,
+    rng: Mutex<Rng>,
+}
+
+impl Faults {
+    pub fn new(cfg: FaultConfig, seed: u64) -> Self {
+        Faults { cfg: RwLock::new(cfg), rng: Mutex::new(Rng::new(seed ^ 0xFA17)) }
+    }
+
+    pub fn get(&self) -> FaultConfig {
+        self.cfg.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn set(&self, cfg: FaultConfig) {
+        if let Ok(mut c) = self.cfg.write() {
+            *c = cfg;
+        }
+    }
+
+    fn roll(&self, p: f64) -> bool {
+        p > 0.0 && self.rng.lock().map(|mut r| r.chance(p)).unwrap_or(false)
+    }
+
+    /// Draws the faults for one API request.
+    pub fn draw_request(&self) -> RequestFaults {
+        let c = self.get();
+        let mut out = RequestFaults::default();
+        if self.roll(c.slow_rate) {
+            out.delay = Some(Duration::from_millis(c.slow_ms));
+        }
+        if self.roll(c.reset_rate) {
+            out.reset = true;
+            return out;
+        }
+        if self.roll(c.error_503_rate) {
+            out.error = Some((
+                "503",
+                ApiError::new(503, "SERVER_UNAVAILABLE", "Service Unavailable: the server is temporarily overloaded"),
+            ));
+        } else if self.roll(c.error_429_rate) {
+            out.error = Some((
+                "429",
+                ApiError::new(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests")
+                    .with_header("Retry-After", c.retry_after_secs.max(1).to_string()),
+            ));
+        } else if self.roll(c.invalid_session_rate) {
+            out.error = Some(("401", ApiError::invalid_session()));
+        }
+        out
+    }
+
+    /// Whether one record of a batch write hits a row lock.
+    pub fn lock_row(&self) -> bool {
+        let p = self.cfg.read().map(|c| c.lock_row_rate).unwrap_or(0.0);
+        self.roll(p)
+    }
+
+    /// Whether a Bulk job fails.
+    pub fn bulk_fail(&self) -> bool {
+        let p = self.cfg.read().map(|c| c.bulk_fail_rate).unwrap_or(0.0);
+        self.roll(p)
+    }
+}

@@ -1,0 +1,289 @@
+//! A faithful local Salesforce org for tests, benchmarks and the quickstart.
+//!
+//! `weft-emulator` serves the Salesforce APIs Weft uses — OAuth 2.0, REST query/queryAll
+//! with a real SOQL subset, describe, limits, sObject Rows and Collections, Bulk API 2.0
+//! query and ingest, change events — over real HTTP(S), with Salesforce's limits, errors and
+//! quirks, so that unmodified clients (simple-salesforce, jsforce) cannot tell it from an org.
+//! It shares no code with the host's Salesforce client: a shared bug would pass every test.
+//!
+//! # In-process use (stable API for the host's tests)
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use weft_emulator::{Emulator, EmulatorConfig, FaultConfig, FieldSpec, FieldType};
+//! let org = Emulator::start(EmulatorConfig { accounts: 5_000, ..Default::default() }).await?;
+//! let base = org.base_url();            // "http://127.0.0.1:PORT" (https with `tls: true`)
+//! let token = org.access_token();       // ready Bearer token for User 0
+//! let creds = org.credentials();        // client id/secret, username/password, refresh token
+//! org.set_faults(FaultConfig { error_503_rate: 0.1, ..Default::default() });
+//! org.add_field("Account", &FieldSpec::new("Score__c", FieldType::Double))?;
+//! org.generate_changes(100);
+//! let stats = org.stats();              // calls by kind and client, usage, jobs, faults
+//! # let _ = (base, token, creds, stats); Ok(()) }
+//! ```
+//!
+//! The server runs on the caller's Tokio runtime and stops when the handle is dropped.
+//! HTTP admin endpoints (`/__admin/…`) mirror the handle's methods; see the README.
+//!
+//! # Module map
+//! `server` (pipeline) → `rest` (routing, query paging, limits resource) → `sobjects`,
+//! `describe`, `bulk` → `writes` (validation) / `query` + `soql` (SOQL) / `render` (wire
+//! bytes) → `store` (columnar tables) with `schema`, `ids`, `clock`. Cross-cutting: `auth`,
+//! `limits`, `faults`, `stats`, `cdc`, `admin`, `seed`, `tls`.
+
+#![recursion_limit = "256"]
+
+mod admin;
+mod auth;
+mod bulk;
+mod cdc;
+pub mod clock;
+mod config;
+mod csv_in;
+mod describe;
+mod error;
+mod faults;
+mod http;
+pub mod ids;
+mod limits;
+mod org;
+mod query;
+mod render;
+mod rest;
+mod schema;
+mod seed;
+mod server;
+pub mod soql;
+mod sobjects;
+mod stats;
+mod store;
+mod tls;
+mod writes;
+
+pub use admin::{AdminError, FieldSpec, ObjectSpec};
+pub use config::{Credentials, EmulatorConfig, FaultConfig};
+pub use error::{ApiError, RecordError};
+pub use schema::FieldType;
+pub use seed::SEED_ANCHOR_MS;
+pub use stats::StatsSnapshot;
+
+use org::Org;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Why an org could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("binding {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Org(#[from] org::OrgError),
+    #[error("seeding task failed: {0}")]
+    Seed(String),
+}
+
+/// Starts orgs.
+pub struct Emulator;
+
+impl Emulator {
+    /// Seeds an org and serves it on `config.bind` (default `127.0.0.1:0`). Must be called
+    /// inside a Tokio runtime; seeding runs on a blocking thread.
+    pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| EmulatorError::Bind { addr: config.bind, source })?;
+        let addr = listener.local_addr().map_err(|source| EmulatorError::Bind { addr: config.bind, source })?;
+        let tls = if config.tls {
+            let dir = config.tls_dir.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("weft-emulator-{}-{}", std::process::id(), addr.port()))
+            });
+            Some(tls::generate(&dir)?)
+        } else {
+            None
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        let base_url = format!("{scheme}://{host}:{}", addr.port());
+        let cfg = config.clone();
+        let org = Org::new(cfg)?;
+        if let Ok(mut b) = org.base_url.write() {
+            *b = base_url.clone();
+        }
+        let access_token = org.auth.issue(0, &config.credentials.client_id);
+        let (tx, rx) = watch::channel(false);
+        let ca_path = tls.as_ref().map(|t| t.ca_path.clone());
+        let task = tokio::spawn(server::serve(listener, org.clone(), tls.map(|t| t.acceptor), rx));
+        let changes = (config.change_rate_per_sec > 0.0).then(|| {
+            let org = org.clone();
+            let rate = config.change_rate_per_sec;
+            tokio::spawn(async move {
+                // Ten batches a second keeps the stream smooth without a write lock per change.
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                let mut carry = 0.0;
+                loop {
+                    tick.tick().await;
+                    carry += rate / 10.0;
+                    let n = carry.floor() as usize;
+                    carry -= n as f64;
+                    if n > 0 {
+                        let o = org.clone();
+                        let _ = tokio::task::spawn_blocking(move || o.generate_changes(n)).await;
+                    }
+                }
+            })
+        });
+        Ok(EmulatorHandle { org, addr, base_url, ca_path, access_token, shutdown: tx, task, changes })
+    }
+}
+
+/// A running org. Dropping it stops the server.
+pub struct EmulatorHandle {
+    org: Arc<Org>,
+    addr: SocketAddr,
+    base_url: String,
+    ca_path: Option<PathBuf>,
+    access_token: String,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    changes: Option<JoinHandle<()>>,
+}
+
+impl EmulatorHandle {
+    /// `http(s)://127.0.0.1:PORT` — use as `instance_url` and as the login URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The accepted logins (client id/secret, username/password/security token, refresh token).
+    pub fn credentials(&self) -> &Credentials {
+        &self.org.cfg.credentials
+    }
+
+    /// A Bearer token minted at start-up for the API user (valid for `token_ttl`).
+    pub fn access_token(&self) -> &str {
+        &self.access_token
+    }
+
+    /// Mints a fresh access token.
+    pub fn new_access_token(&self) -> String {
+        self.org.auth.issue(0, &self.org.cfg.credentials.client_id)
+    }
+
+    /// Invalidates every token (next API call gets `401 INVALID_SESSION_ID`).
+    pub fn expire_tokens(&self) {
+        self.org.auth.expire_all();
+    }
+
+    /// PEM of the generated CA when `tls` is on.
+    pub fn ca_cert_path(&self) -> Option<&Path> {
+        self.ca_path.as_deref()
+    }
+
+    /// 18-character organization id (`00D…`).
+    pub fn org_id(&self) -> &str {
+        &self.org.org_id
+    }
+
+    pub fn faults(&self) -> FaultConfig {
+        self.org.faults.get()
+    }
+
+    pub fn set_faults(&self, faults: FaultConfig) {
+        self.org.faults.set(faults);
+    }
+
+    pub fn add_field(&self, object: &str, spec: &FieldSpec) -> Result<(), AdminError> {
+        admin::add_field(&self.org, object, spec)
+    }
+
+    pub fn remove_field(&self, object: &str, field: &str) -> Result<(), AdminError> {
+        admin::remove_field(&self.org, object, field)
+    }
+
+    pub fn add_object(&self, spec: &ObjectSpec) -> Result<(), AdminError> {
+        admin::add_object(&self.org, spec)
+    }
+
+    pub fn remove_object(&self, name: &str) -> Result<(), AdminError> {
+        admin::remove_object(&self.org, name)
+    }
+
+    /// Applies `n` random edits (updates, inserts, deletes) as another integration would;
+    /// returns how many committed. Blocks on the store lock: call from a blocking context or
+    /// with small `n` on the runtime.
+    pub fn generate_changes(&self, n: usize) -> usize {
+        self.org.generate_changes(n)
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.org.stats()
+    }
+
+    pub fn reset_stats(&self) {
+        self.org.stats.reset();
+    }
+
+    /// (used, max) of the rolling 24 h API allocation, as `Sforce-Limit-Info` reports it.
+    pub fn api_usage(&self) -> (u64, u64) {
+        let now = self.org.clock.now_ms();
+        (self.org.limits.usage(now), self.org.limits.max())
+    }
+
+    pub fn set_api_daily_max(&self, max: u64) {
+        self.org.limits.set_max(max);
+    }
+
+    pub fn set_other_integrations_per_day(&self, n: u64) {
+        self.org.limits.set_other_per_day(n);
+    }
+
+    /// Adds a burst of other integrations' requests now.
+    pub fn add_other_usage(&self, n: u64) {
+        self.org.limits.add_other_usage(self.org.clock.now_ms(), n);
+    }
+
+    /// Moves simulated time forward.
+    pub fn advance_clock(&self, by: Duration) {
+        self.org.clock.advance_ms(by.as_millis() as i64);
+    }
+
+    /// Simulated now, epoch milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.org.clock.now_ms()
+    }
+
+    pub fn set_webhook(&self, url: Option<String>) {
+        self.org.cdc.set_webhook(url);
+    }
+
+    /// Change events with replay id > `after` (oldest first, at most 10,000).
+    pub fn events_after(&self, after: u64) -> Vec<serde_json::Value> {
+        self.org.cdc.events_after(after, 10_000)
+    }
+
+    /// Stops the server now (also done on drop).
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        self.task.abort();
+        if let Some(c) = &self.changes {
+            c.abort();
+        }
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,564 @@
+//! SOQL syntax tree + schema → an executable plan, and its execution.
+//!
+//! Owns name resolution (case-insensitive field and relationship names, canonical spelling
+//! in results), type checking of filter literals (the `INVALID_FIELD` a real org gives for a
+//! quoted date), filtering, sorting and `LIMIT`/`OFFSET`. Execution yields row numbers only;
+//! rendering them as JSON or CSV is `render`'s job, so one plan serves REST pages and Bulk
+//! result pages. It never mutates the store.
+
+use crate::clock::MS_PER_DAY;
+use crate::error::ApiError;
+use crate::ids;
+use crate::schema::{FieldDef, FieldType, Storage};
+use crate::soql::{CmpOp, Expr, Literal, Query, SelectItem};
+use crate::store::{Cell, DELETED, LIVE, Store, Table};
+use std::cmp::Ordering;
+
+/// How to reach a field from a base row: follow `hops` lookups, then read `field`.
+#[derive(Debug, Clone)]
+pub struct Accessor {
+    /// (table, reference column slot) for each lookup followed.
+    pub hops: Vec<(usize, usize)>,
+    /// Table that holds `field`.
+    pub table: usize,
+    pub field: FieldDef,
+}
+
+impl Accessor {
+    /// The row the final field is read from, or `None` when a lookup on the way is null.
+    #[inline]
+    pub fn target_row(&self, store: &Store, row: u32) -> Option<u32> {
+        let mut r = row;
+        for &(t, slot) in &self.hops {
+            r = store.tables[t].ref_row(slot, r)?.1;
+        }
+        Some(r)
+    }
+
+    #[inline]
+    pub fn read<'a>(&self, store: &'a Store, row: u32) -> Cell<'a> {
+        match self.target_row(store, row) {
+            Some(r) => store.tables[self.table].cell(&store.tables, &self.field, r),
+            None => Cell::Null,
+        }
+    }
+}
+
+/// A selected column: its dotted header (canonical names) and accessor.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub header: String,
+    pub acc: Accessor,
+}
+
+/// The nested output shape of a REST record.
+#[derive(Debug, Clone)]
+pub enum OutNode {
+    Field { key: String, col: usize },
+    Parent {
+        key: String,
+        /// Reference column slot of the lookup, in the enclosing record's table.
+        slot: usize,
+        target: usize,
+        children: Vec<OutNode>,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum CVal {
+    Null,
+    Bool(bool),
+    Num(f64),
+    /// Lower-cased text.
+    Text(String),
+    /// Days or ms, matching the field's kind.
+    Int(i64),
+    /// Half-open range in the field's unit.
+    Range(i64, i64),
+    Id([u8; 3], u32),
+    /// An id that cannot belong to this org: equal to nothing.
+    ForeignId(String),
+}
+
+#[derive(Debug, Clone)]
+enum Pred {
+    And(Vec<Pred>),
+    Or(Vec<Pred>),
+    Not(Box<Pred>),
+    Cmp(Accessor, CmpOp, CVal),
+    In(Accessor, Vec<CVal>),
+    Like(Accessor, LikePattern),
+}
+
+#[derive(Debug, Clone)]
+pub struct LikePattern {
+    parts: Vec<LikePart>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum LikePart {
+    Lit(char),
+    One,
+    Any,
+}
+
+impl LikePattern {
+    fn new(p: &str) -> Self {
+        let mut parts = Vec::new();
+        let mut chars = p.chars();
+        while let Some(c) = chars.next() {
+            parts.push(match c {
+                '%' => LikePart::Any,
+                '_' => LikePart::One,
+                '\\' => LikePart::Lit(chars.next().unwrap_or('\\').to_ascii_lowercase()),
+                c => LikePart::Lit(c.to_lowercase().next().unwrap_or(c)),
+            });
+        }
+        LikePattern { parts }
+    }
+
+    /// Case-insensitive match; classic wildcard backtracking (linear for the usual shapes).
+    pub fn matches(&self, s: &str) -> bool {
+        let text: Vec<char> = s.chars().map(|c| c.to_lowercase().next().unwrap_or(c)).collect();
+        let (mut t, mut p) = (0usize, 0usize);
+        let (mut star_p, mut star_t) = (usize::MAX, 0usize);
+        while t < text.len() {
+            match self.parts.get(p) {
+                Some(LikePart::Lit(c)) if *c == text[t] => {
+                    t += 1;
+                    p += 1;
+                }
+                Some(LikePart::One) => {
+                    t += 1;
+                    p += 1;
+                }
+                Some(LikePart::Any) => {
+                    star_p = p;
+                    star_t = t;
+                    p += 1;
+                }
+                _ if star_p != usize::MAX => {
+                    p = star_p + 1;
+                    star_t += 1;
+                    t = star_t;
+                }
+                _ => return false,
+            }
+        }
+        self.parts[p..].iter().all(|x| *x == LikePart::Any)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderKey {
+    acc: Accessor,
+    desc: bool,
+    nulls_first: bool,
+}
+
+/// A resolved query, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub table: usize,
+    pub object: String,
+    pub columns: Vec<Column>,
+    pub tree: Vec<OutNode>,
+    pub count_only: bool,
+    pub include_deleted: bool,
+    filter: Option<Pred>,
+    order: Vec<OrderKey>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+}
+
+fn resolve_path(store: &Store, base: usize, path: &[String]) -> Result<(Accessor, Vec<String>), ApiError> {
+    let mut t = base;
+    let mut hops = Vec::new();
+    let mut canon = Vec::new();
+    for (i, seg) in path.iter().enumerate() {
+        let table = &store.tables[t];
+        if i + 1 == path.len() {
+            let f = table.def.field(seg).ok_or_else(|| no_such_column(path, &table.def.name))?;
+            canon.push(f.name.clone());
+            return Ok((Accessor { hops, table: t, field: f.clone() }, canon));
+        }
+        // The first segment may repeat the object name (`SELECT Account.Name FROM Account`).
+        if i == 0 && hops.is_empty() && seg.eq_ignore_ascii_case(&table.def.name) && path.len() > 1 {
+            if table.def.relationship(seg).is_none() {
+                continue;
+            }
+        }
+        let f = table.def.relationship(seg).ok_or_else(|| {
+            ApiError::invalid_field(format!(
+                "Didn't understand relationship '{seg}' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names."
+            ))
+        })?;
+        let slot = match f.storage {
+            Storage::Column(s) => s,
+            _ => return Err(no_such_column(path, &table.def.name)),
+        };
+        let target = f
+            .reference_to
+            .as_deref()
+            .and_then(|n| store.table_index(n))
+            .ok_or_else(|| no_such_column(path, &table.def.name))?;
+        canon.push(f.relationship_name.clone().unwrap_or_default());
+        hops.push((t, slot));
+        t = target;
+    }
+    Err(ApiError::malformed_query("empty field path"))
+}
+
+fn no_such_column(path: &[String], object: &str) -> ApiError {
+    let name = path.join(".");
+    ApiError::invalid_field(format!(
+        "\nSELECT {name} FROM {object}\n       ^\nERROR at Row:1:Column:8\nNo such column '{}' on entity '{object}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.",
+        path.last().map(String::as_str).unwrap_or("")
+    ))
+    .with_fields(vec![name])
+}
+
+fn type_error(f: &FieldDef, want: &str) -> ApiError {
+    ApiError::invalid_field(format!(
+        "value of filter criterion for field '{}' must be of type {want} and should not be enclosed in quotes",
+        f.name
+    ))
+}
+
+fn convert(f: &FieldDef, lit: &Literal, today: i64) -> Result<CVal, ApiError> {
+    use FieldType as T;
+    if *lit == Literal::Null {
+        return Ok(CVal::Null);
+    }
+    match f.ftype {
+        T::Id | T::Reference => match lit {
+            Literal::Str(s) => {
+                if !ids::looks_like_id(s) {
+                    return Err(ApiError::new(
+                        400,
+                        "INVALID_QUERY_FILTER_OPERATOR",
+                        format!("invalid ID field: {s}"),
+                    ));
+                }
+                Ok(match ids::parse_id(s) {
+                    Some((p, r)) => CVal::Id(p, r),
+                    None => CVal::ForeignId(s.to_string()),
+                })
+            }
+            _ => Err(type_error(f, "id")),
+        },
+        T::Boolean => match lit {
+            Literal::Bool(b) => Ok(CVal::Bool(*b)),
+            _ => Err(type_error(f, "boolean")),
+        },
+        T::Int | T::Double | T::Currency | T::Percent => match lit {
+            Literal::Num(n) => Ok(CVal::Num(*n)),
+            _ => Err(type_error(f, "number")),
+        },
+        T::Date => match lit {
+            Literal::Date(d) => Ok(CVal::Int(*d)),
+            Literal::Relative(k) => {
+                let (a, b) = k.day_range(today);
+                Ok(CVal::Range(a, b))
+            }
+            _ => Err(type_error(f, "date")),
+        },
+        T::Datetime => match lit {
+            Literal::DateTime(ms) => Ok(CVal::Int(*ms)),
+            Literal::Relative(k) => {
+                let (a, b) = k.day_range(today);
+                Ok(CVal::Range(a * MS_PER_DAY, b * MS_PER_DAY))
+            }
+            _ => Err(type_error(f, "dateTime")),
+        },
+        _ => match lit {
+            Literal::Str(s) => Ok(CVal::Text(s.to_lowercase())),
+            _ => Err(type_error(f, "string").with_fields(vec![])),
+        },
+    }
+}
+
+fn compile(store: &Store, base: usize, e: &Expr, today: i64) -> Result<Pred, ApiError> {
+    Ok(match e {
+        Expr::And(v) => Pred::And(v.iter().map(|x| compile(store, base, x, today)).collect::<Result<_, _>>()?),
+        Expr::Or(v) => Pred::Or(v.iter().map(|x| compile(store, base, x, today)).collect::<Result<_, _>>()?),
+        Expr::Not(x) => Pred::Not(Box::new(compile(store, base, x, today)?)),
+        Expr::Cmp { path, op, value } => {
+            let (acc, _) = resolve_path(store, base, path)?;
+            let v = convert(&acc.field, value, today)?;
+            if matches!(v, CVal::Bool(_) | CVal::Null) && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
+                return Err(ApiError::new(
+                    400,
+                    "INVALID_QUERY_FILTER_OPERATOR",
+                    format!("invalid operator on field '{}'", acc.field.name),
+                ));
+            }
+            Pred::Cmp(acc, *op, v)
+        }
+        Expr::In { path, values, negated } => {
+            let (acc, _) = resolve_path(store, base, path)?;
+            let vals = values.iter().map(|v| convert(&acc.field, v, today)).collect::<Result<_, _>>()?;
+            let p = Pred::In(acc, vals);
+            if *negated { Pred::Not(Box::new(p)) } else { p }
+        }
+        Expr::Like { path, pattern } => {
+            let (acc, _) = resolve_path(store, base, path)?;
+            if !acc.field.ftype.is_text() || acc.field.ftype == FieldType::Id {
+                return Err(ApiError::new(
+                    400,
+                    "INVALID_QUERY_FILTER_OPERATOR",
+                    format!("invalid operator on id field: {}", acc.field.name),
+                ));
+            }
+            Pred::Like(acc, LikePattern::new(pattern))
+        }
+    })
+}
+
+/// Three-way compare of a stored cell with a literal; `None` when not comparable.
+fn cmp_cell(cell: &Cell<'_>, v: &CVal) -> Option<Ordering> {
+    match (cell, v) {
+        (Cell::Bool(a), CVal::Bool(b)) => Some(a.cmp(b)),
+        (Cell::Int(a), CVal::Num(b)) => (*a as f64).partial_cmp(b),
+        (Cell::Num(a), CVal::Num(b)) => a.partial_cmp(b),
+        (Cell::Text(a), CVal::Text(b)) => Some(cmp_ci(a, b)),
+        (Cell::Date(a), CVal::Int(b)) => Some((*a as i64).cmp(b)),
+        (Cell::DateTime(a), CVal::Int(b)) => Some(a.cmp(b)),
+        (Cell::Id(p, r), CVal::Id(q, s)) => Some((p, r).cmp(&(q, s))),
+        (Cell::Id(p, r), CVal::ForeignId(s)) => Some(ids::make_id(p, *r).as_str().cmp(s.as_str())),
+        _ => None,
+    }
+}
+
+/// Case-insensitive compare against an already lower-cased literal, without allocating for
+/// ASCII text.
+fn cmp_ci(a: &str, lower_b: &str) -> Ordering {
+    if a.is_ascii() {
+        let ai = a.bytes().map(|c| c.to_ascii_lowercase());
+        ai.cmp(lower_b.bytes())
+    } else {
+        a.to_lowercase().as_str().cmp(lower_b)
+    }
+}
+
+fn eval_cmp(cell: &Cell<'_>, op: CmpOp, v: &CVal) -> bool {
+    if let CVal::Range(a, b) = v {
+        let x = match cell {
+            Cell::Date(d) => *d as i64,
+            Cell::DateTime(ms) => *ms,
+            _ => return op == CmpOp::Ne,
+        };
+        return match op {
+            CmpOp::Eq => x >= *a && x < *b,
+            CmpOp::Ne => !(x >= *a && x < *b),
+            CmpOp::Lt => x < *a,
+            CmpOp::Le => x < *b,
+            CmpOp::Gt => x >= *b,
+            CmpOp::Ge => x >= *a,
+        };
+    }
+    let is_null = matches!(cell, Cell::Null);
+    if let CVal::Null = v {
+        return match op {
+            CmpOp::Eq => is_null,
+            _ => !is_null,
+        };
+    }
+    match op {
+        // SOQL is two-valued: `!=` matches nulls too.
+        CmpOp::Ne => cmp_cell(cell, v) != Some(Ordering::Equal),
+        CmpOp::Eq => cmp_cell(cell, v) == Some(Ordering::Equal),
+        CmpOp::Lt => cmp_cell(cell, v) == Some(Ordering::Less),
+        CmpOp::Le => matches!(cmp_cell(cell, v), Some(Ordering::Less | Ordering::Equal)),
+        CmpOp::Gt => cmp_cell(cell, v) == Some(Ordering::Greater),
+        CmpOp::Ge => matches!(cmp_cell(cell, v), Some(Ordering::Greater | Ordering::Equal)),
+    }
+}
+
+fn eval(store: &Store, p: &Pred, row: u32) -> bool {
+    match p {
+        Pred::And(v) => v.iter().all(|x| eval(store, x, row)),
+        Pred::Or(v) => v.iter().any(|x| eval(store, x, row)),
+        Pred::Not(x) => !eval(store, x, row),
+        Pred::Cmp(acc, op, v) => eval_cmp(&acc.read(store, row), *op, v),
+        Pred::In(acc, vals) => {
+            let c = acc.read(store, row);
+            vals.iter().any(|v| eval_cmp(&c, CmpOp::Eq, v))
+        }
+        Pred::Like(acc, pat) => match acc.read(store, row) {
+            Cell::Text(s) => pat.matches(&s),
+            _ => false,
+        },
+    }
+}
+
+/// Resolves `q` against the schema. `today` (days since epoch) anchors relative dates.
+pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Result<Plan, ApiError> {
+    let table = store.table_index(&q.object).ok_or_else(|| ApiError::invalid_type(&q.object))?;
+    let object = store.tables[table].def.name.clone();
+    let mut columns = Vec::new();
+    let mut count_only = false;
+    for item in &q.select {
+        match item {
+            SelectItem::CountAll => count_only = true,
+            SelectItem::Field(path) => {
+                let (acc, canon) = resolve_path(store, table, path)?;
+                let header = canon.join(".");
+                if !columns.iter().any(|c: &Column| c.header.eq_ignore_ascii_case(&header)) {
+                    columns.push(Column { header, acc });
+                }
+            }
+        }
+    }
+    let filter = q.filter.as_ref().map(|e| compile(store, table, e, today)).transpose()?;
+    let order = q
+        .order
+        .iter()
+        .map(|o| {
+            resolve_path(store, table, &o.path).map(|(acc, _)| OrderKey {
+                acc,
+                desc: o.desc,
+                nulls_first: o.nulls_first,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tree = build_tree(store, table, &columns);
+    Ok(Plan {
+        table,
+        object,
+        columns,
+        tree,
+        count_only,
+        include_deleted,
+        filter,
+        order,
+        limit: q.limit,
+        offset: q.offset,
+    })
+}
+
+fn build_tree(store: &Store, base: usize, columns: &[Column]) -> Vec<OutNode> {
+    let mut root: Vec<OutNode> = Vec::new();
+    for (ci, col) in columns.iter().enumerate() {
+        let names: Vec<&str> = col.header.split('.').collect();
+        let mut level = &mut root;
+        for (depth, &(t, slot)) in col.acc.hops.iter().enumerate() {
+            let key = names.get(depth).copied().unwrap_or("").to_string();
+            let target = store.tables[t]
+                .col(slot)
+                .and_then(|c| match c {
+                    crate::store::Column::Ref { target, .. } => Some(*target),
+                    _ => None,
+                })
+                .unwrap_or(base);
+            let pos = level.iter().position(|n| matches!(n, OutNode::Parent { key: k, .. } if *k == key));
+            let pos = match pos {
+                Some(p) => p,
+                None => {
+                    level.push(OutNode::Parent { key, slot, target, children: Vec::new() });
+                    level.len() - 1
+                }
+            };
+            level = match &mut level[pos] {
+                OutNode::Parent { children, .. } => children,
+                OutNode::Field { .. } => return root,
+            };
+        }
+        level.push(OutNode::Field {
+            key: col.acc.field.name.clone(),
+            col: ci,
+        });
+    }
+    root
+}
+
+enum Key {
+    Null,
+    Int(i64),
+    Num(f64),
+    Text(Box<str>),
+}
+
+fn key_of(c: Cell<'_>) -> Key {
+    match c {
+        Cell::Null => Key::Null,
+        Cell::Bool(b) => Key::Int(b as i64),
+        Cell::Int(i) => Key::Int(i),
+        Cell::Num(n) => Key::Num(n),
+        Cell::Text(s) => Key::Text(s.to_lowercase().into_boxed_str()),
+        Cell::Date(d) => Key::Int(d as i64),
+        Cell::DateTime(d) => Key::Int(d),
+        Cell::Id(p, r) => Key::Int(((u32::from_be_bytes([0, p[0], p[1], p[2]]) as i64) << 32) | r as i64),
+    }
+}
+
+fn cmp_key(a: &Key, b: &Key, o: &OrderKey) -> Ordering {
+    let base = match (a, b) {
+        (Key::Null, Key::Null) => return Ordering::Equal,
+        (Key::Null, _) => return if o.nulls_first { Ordering::Less } else { Ordering::Greater },
+        (_, Key::Null) => return if o.nulls_first { Ordering::Greater } else { Ordering::Less },
+        (Key::Int(x), Key::Int(y)) => x.cmp(y),
+        (Key::Num(x), Key::Num(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+        (Key::Text(x), Key::Text(y)) => x.cmp(y),
+        _ => Ordering::Equal,
+    };
+    if o.desc { base.reverse() } else { base }
+}
+
+fn row_visible(t: &Table, row: usize, include_deleted: bool) -> bool {
+    match t.state[row] {
+        LIVE => true,
+        DELETED => include_deleted,
+        _ => false,
+    }
+}
+
+/// Runs a plan: the matching rows, sorted, after `OFFSET`/`LIMIT`.
+pub fn execute(store: &Store, plan: &Plan) -> Vec<u32> {
+    let t = &store.tables[plan.table];
+    let mut rows: Vec<u32> = Vec::new();
+    for r in 0..t.len() {
+        if !row_visible(t, r, plan.include_deleted) {
+            continue;
+        }
+        if let Some(f) = &plan.filter {
+            if !eval(store, f, r as u32) {
+                continue;
+            }
+        }
+        rows.push(r as u32);
+    }
+    // Rows are already in id order, so `ORDER BY Id ASC` (Airbyte's choice) is free.
+    let id_order = plan.order.len() == 1
+        && plan.order[0].acc.hops.is_empty()
+        && plan.order[0].acc.field.storage == Storage::Id
+        && !plan.order[0].desc;
+    if !plan.order.is_empty() && !id_order {
+        let n = plan.order.len();
+        let mut keys: Vec<Key> = Vec::with_capacity(rows.len() * n);
+        for &r in &rows {
+            for o in &plan.order {
+                keys.push(key_of(o.acc.read(store, r)));
+            }
+        }
+        let mut idx: Vec<u32> = (0..rows.len() as u32).collect();
+        idx.sort_by(|&a, &b| {
+            for (k, o) in plan.order.iter().enumerate() {
+                let c = cmp_key(&keys[a as usize * n + k], &keys[b as usize * n + k], o);
+                if c != Ordering::Equal {
+                    return c;
+                }
+            }
+            a.cmp(&b)
+        });
+        rows = idx.into_iter().map(|i| rows[i as usize]).collect();
+    }
+    let offset = plan.offset.unwrap_or(0) as usize;
+    if offset > 0 {
+        rows.drain(..offset.min(rows.len()));
+    }
+    if let Some(l) = plan.limit {
+        rows.truncate(l as usize);
+    }
+    rows
+}

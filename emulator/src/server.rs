@@ -1,0 +1,235 @@
+//! The HTTP(S) server: accept loop, per-request pipeline, connection resets.
+//!
+//! Owns the order in which every API request is treated — version check, session, the
+//! concurrent long-running cap, injected faults (delay, reset, error), the daily allocation,
+//! the per-client count, dispatch, and `Sforce-Limit-Info: api-usage=N/M` on the way out —
+//! and the unauthenticated edges (`/services/data/` version list, OAuth, identity, admin).
+//! Any Host header is accepted; trailing slashes do not matter. A reset fault closes the TCP
+//! connection with RST before any response byte. It never holds the store lock itself.
+
+use crate::error::ApiError;
+use crate::http::{self, Req, Resp, is};
+use crate::org::Org;
+use crate::rest;
+use crate::stats::client_name;
+use axum::body::Body;
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
+
+/// Largest request body accepted: Bulk ingest uploads may be 150 MB after encoding; clients
+/// cap raw CSV at 100 MB, so this leaves room without letting a runaway client exhaust memory.
+const MAX_BODY: usize = 160 * 1024 * 1024;
+
+pub async fn serve(listener: TcpListener, org: Arc<Org>, tls: Option<TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                match accepted {
+                    Ok((stream, peer)) => {
+                        tokio::spawn(connection(stream, peer, org.clone(), tls.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, _peer: SocketAddr, org: Arc<Org>, tls: Option<TlsAcceptor>) {
+    let _ = stream.set_nodelay(true);
+    // A duplicate of the socket lets a reset fault set SO_LINGER=0 after hyper owns the
+    // stream, so the close turns into a real RST.
+    let (stream, dup) = match stream.into_std().and_then(|s| {
+        let d = s.try_clone()?;
+        Ok((s, d))
+    }) {
+        Ok((s, d)) => match TcpStream::from_std(s) {
+            Ok(s) => (s, d),
+            Err(_) => return,
+        },
+        Err(_) => return,
+    };
+    let kill = Arc::new(Notify::new());
+    let k2 = kill.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let org = org.clone();
+        let kill = k2.clone();
+        async move { Ok::<_, Infallible>(handle(org, kill, req).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let reset = || {
+        let _ = socket2::SockRef::from(&dup).set_linger(Some(std::time::Duration::ZERO));
+    };
+    match tls {
+        None => {
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = kill.notified() => reset(),
+            }
+        }
+        Some(acceptor) => {
+            let Ok(tls_stream) = acceptor.accept(stream).await else { return };
+            let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = kill.notified() => reset(),
+            }
+        }
+    }
+    drop(dup);
+}
+
+async fn handle(org: Arc<Org>, kill: Arc<Notify>, req: Request<Incoming>) -> Resp {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return http::error(&ApiError::new(413, "REQUEST_TOO_LARGE", "request body too large")),
+    };
+    let segs = http::segments(parts.uri.path());
+    let req = Req {
+        method: parts.method,
+        segs: Vec::new(),
+        query: http::query_pairs(parts.uri.query()),
+        headers: parts.headers,
+        body,
+    };
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match s.as_slice() {
+        ["services", "data"] => rest::versions(&org.base_url()),
+        ["services", "data", v, rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|x| x.to_string()).collect();
+            api(&org, &kill, req, v, rest).await
+        }
+        ["services", "oauth2", "token"] if is(&req.method, "POST") => token(&org, &req),
+        ["services", "oauth2", "revoke"] if is(&req.method, "POST") || is(&req.method, "GET") => {
+            if let Some(t) = req.param("token") {
+                org.auth.revoke(t);
+            } else if let Ok(s) = std::str::from_utf8(&req.body) {
+                for (k, v) in form_urlencoded::parse(s.as_bytes()) {
+                    if k == "token" {
+                        org.auth.revoke(&v);
+                    }
+                }
+            }
+            http::empty(200)
+        }
+        ["services", "oauth2", "userinfo"] | ["id", _, _] => identity(&org, &req),
+        ["__admin", rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|x| x.to_string()).collect();
+            crate::admin::handle(&org, req, rest).await
+        }
+        _ => http::error(&ApiError::not_found()),
+    }
+}
+
+fn token(org: &Arc<Org>, req: &Req) -> Resp {
+    org.stats.token();
+    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(&req.body).into_owned().collect();
+    let mut form = form;
+    for (k, v) in &req.query {
+        form.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    let basic = crate::auth::basic_pair(req.header("authorization"));
+    match org.auth.token(&form, basic, &org.base_url()) {
+        Ok(v) => http::json(200, &v),
+        Err(e) => http::json(e.status, &e.body()),
+    }
+}
+
+fn identity(org: &Arc<Org>, req: &Req) -> Resp {
+    match org.auth.validate(req.header("authorization")) {
+        Ok(s) => {
+            let user = crate::ids::make_id(b"005", s.user_row);
+            let base = org.base_url();
+            http::json(
+                200,
+                &serde_json::json!({
+                    "sub": format!("{base}/id/{}/{user}", org.org_id),
+                    "user_id": user,
+                    "organization_id": org.org_id,
+                    "preferred_username": org.cfg.credentials.username,
+                    "email": org.cfg.credentials.username,
+                    "id": format!("{base}/id/{}/{user}", org.org_id),
+                    "username": org.cfg.credentials.username,
+                    "active": true,
+                    "user_type": "STANDARD",
+                    "urls": {
+                        "rest": format!("{base}/services/data/v{{version}}/"),
+                        "query": format!("{base}/services/data/v{{version}}/query/"),
+                        "sobjects": format!("{base}/services/data/v{{version}}/sobjects/"),
+                    },
+                }),
+            )
+        }
+        Err(e) => http::error(&e),
+    }
+}
+
+async fn api(org: &Arc<Org>, kill: &Arc<Notify>, mut req: Req, version_seg: &str, rest_segs: Vec<String>) -> Resp {
+    let Some((major, version)) = rest::parse_version(version_seg) else {
+        return http::error(&ApiError::not_found());
+    };
+    let session = match org.auth.validate(req.header("authorization")) {
+        Ok(s) => s,
+        Err(e) => return http::error(&e),
+    };
+    let client = client_name(req.header("sforce-call-options"), req.header("user-agent"), &session.client_id);
+    let kind = rest::classify(req.method.as_str(), &rest_segs);
+    let _guard = match org.limits.enter() {
+        Ok(g) => g,
+        Err(e) => {
+            org.stats.limit_rejected(true);
+            return with_usage(org, http::error(&e));
+        }
+    };
+    let faults = org.faults.draw_request();
+    if let Some(d) = faults.delay {
+        org.stats.fault("slow");
+        tokio::time::sleep(d).await;
+    }
+    if faults.reset {
+        org.stats.fault("reset");
+        kill.notify_one();
+        std::future::pending::<()>().await;
+    }
+    if let Some((k, e)) = faults.error {
+        org.stats.fault(k);
+        return with_usage(org, http::error(&e));
+    }
+    let (used, max) = match org.limits.consume(org.clock.now_ms()) {
+        Ok(x) => x,
+        Err(e) => {
+            org.stats.limit_rejected(false);
+            return with_usage(org, http::error(&e));
+        }
+    };
+    org.stats.call(kind, &client);
+    let origin = format!("com/salesforce/api/rest/{version};client={client}");
+    req.segs = rest_segs;
+    let mut resp = match rest::dispatch(org, req, major, &version, &session, &origin).await {
+        Ok(r) => r,
+        Err(e) => http::error(&e),
+    };
+    http::set_header(&mut resp, "Sforce-Limit-Info", &format!("api-usage={used}/{max}"));
+    resp
+}
+
+fn with_usage(org: &Org, mut r: Resp) -> Resp {
+    let now = org.clock.now_ms();
+    http::set_header(&mut r, "Sforce-Limit-Info", &format!("api-usage={}/{}", org.limits.usage(now), org.limits.max()));
+    r
+}

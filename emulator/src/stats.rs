@@ -1,0 +1,118 @@
+//! What the org saw: API calls by kind and by client, refusals, injected faults, writes and
+//! change-event delivery.
+//!
+//! Owns the counters behind `GET /__admin/stats` and `EmulatorHandle::stats`, so a test can
+//! prove what the host did to the org. A client is named by `Sforce-Call-Options: client=…`
+//! when sent, else by the product token of its `User-Agent`. Counting never fails a request.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct StatsSnapshot {
+    /// API requests served (counted against the daily allocation).
+    pub api_calls: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    pub by_client: BTreeMap<String, u64>,
+    /// client → kind → calls.
+    pub by_client_kind: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Requests refused with `REQUEST_LIMIT_EXCEEDED` (daily allocation).
+    pub limit_rejections: u64,
+    /// Requests refused for too many concurrent long-running requests.
+    pub concurrency_rejections: u64,
+    /// Faults fired, by kind (`503`, `429`, `401`, `reset`, `slow`, `lock_row`, `bulk_failed`).
+    pub faults_injected: BTreeMap<String, u64>,
+    /// Records created/updated/deleted through any API.
+    pub records_written: u64,
+    pub token_requests: u64,
+    pub change_events_published: u64,
+    pub webhook_delivered: u64,
+    pub webhook_failed: u64,
+    /// Filled in by the org at snapshot time.
+    pub api_usage: u64,
+    pub api_max: u64,
+    pub jobs: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    inner: Mutex<StatsSnapshot>,
+}
+
+impl Stats {
+    fn with(&self, f: impl FnOnce(&mut StatsSnapshot)) {
+        if let Ok(mut s) = self.inner.lock() {
+            f(&mut s);
+        }
+    }
+
+    pub fn call(&self, kind: &str, client: &str) {
+        self.with(|s| {
+            s.api_calls += 1;
+            *s.by_kind.entry(kind.to_string()).or_default() += 1;
+            *s.by_client.entry(client.to_string()).or_default() += 1;
+            *s.by_client_kind
+                .entry(client.to_string())
+                .or_default()
+                .entry(kind.to_string())
+                .or_default() += 1;
+        });
+    }
+
+    pub fn fault(&self, kind: &str) {
+        self.with(|s| *s.faults_injected.entry(kind.to_string()).or_default() += 1);
+    }
+
+    pub fn limit_rejected(&self, concurrency: bool) {
+        self.with(|s| {
+            if concurrency {
+                s.concurrency_rejections += 1
+            } else {
+                s.limit_rejections += 1
+            }
+        });
+    }
+
+    pub fn written(&self, n: u64) {
+        self.with(|s| s.records_written += n);
+    }
+
+    pub fn token(&self) {
+        self.with(|s| s.token_requests += 1);
+    }
+
+    pub fn events(&self, published: u64, delivered: u64, failed: u64) {
+        self.with(|s| {
+            s.change_events_published += published;
+            s.webhook_delivered += delivered;
+            s.webhook_failed += failed;
+        });
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.inner.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn reset(&self) {
+        self.with(|s| *s = StatsSnapshot::default());
+    }
+}
+
+/// Names the client of a request (see module docs).
+pub fn client_name(call_options: Option<&str>, user_agent: Option<&str>, fallback: &str) -> String {
+    if let Some(opts) = call_options {
+        for part in opts.split(',') {
+            if let Some(c) = part.trim().strip_prefix("client=") {
+                if !c.is_empty() {
+                    return c.to_string();
+                }
+            }
+        }
+    }
+    user_agent
+        .and_then(|ua| ua.split_whitespace().next())
+        .map(|p| p.split('/').next().unwrap_or(p).to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| fallback.to_string())
+}
