@@ -1,0 +1,62 @@
+// Drives the emulator with jsforce (a client nobody here wrote).
+// Env: WEFT_URL (http://127.0.0.1:PORT), WEFT_TOKEN, WEFT_CLIENT_ID, WEFT_CLIENT_SECRET,
+// WEFT_USERNAME, WEFT_PASSWORD. Exits non-zero on the first mismatch.
+'use strict';
+const jsforce = require('jsforce');
+
+function check(cond, msg) {
+  if (!cond) {
+    console.error('FAIL: ' + msg);
+    process.exit(1);
+  }
+}
+
+async function main() {
+  const env = process.env;
+  const conn = new jsforce.Connection({ instanceUrl: env.WEFT_URL, accessToken: env.WEFT_TOKEN, version: '60.0' });
+
+  // REST query with automatic paging through nextRecordsUrl.
+  const count = await conn.query('SELECT COUNT() FROM Account');
+  const total = count.totalSize;
+  check(total > 2000, 'need > 2000 accounts, got ' + total);
+  const records = [];
+  await new Promise((resolve, reject) => {
+    conn.query('SELECT Id, Name, Owner.Name FROM Account')
+      .on('record', (r) => records.push(r))
+      .on('end', resolve)
+      .on('error', reject)
+      .run({ autoFetch: true, maxFetch: 1000000 });
+  });
+  check(records.length === total, 'autoFetch returned ' + records.length + ' of ' + total);
+  check(records[0].Owner && records[0].Owner.Name, 'parent relationship');
+  check(conn.limitInfo && conn.limitInfo.apiUsage && conn.limitInfo.apiUsage.limit > 0, 'limitInfo parsed');
+
+  const all = await conn.query('SELECT Id FROM Account WHERE IsDeleted = true', { scanAll: true });
+  check(all.totalSize > 0, 'queryAll sees deleted rows');
+
+  // Bulk 2.0 query: jsforce loops until Sforce-Locator is the literal "null".
+  const rows = await (await conn.bulk2.query('SELECT Id, Name, Description FROM Account')).toArray();
+  check(rows.length === total, 'bulk2 rows ' + rows.length + ' vs ' + total);
+  check(rows.every((r) => typeof r.Id === 'string' && r.Id.length === 18), 'bulk2 ids');
+
+  // Username-password login against the emulator's token endpoint, then a DML round trip.
+  const conn2 = new jsforce.Connection({
+    loginUrl: env.WEFT_URL,
+    version: '60.0',
+    oauth2: { clientId: env.WEFT_CLIENT_ID, clientSecret: env.WEFT_CLIENT_SECRET, loginUrl: env.WEFT_URL },
+  });
+  const info = await conn2.login(env.WEFT_USERNAME, env.WEFT_PASSWORD);
+  check(info.organizationId && info.id, 'login user info from id URL');
+  const ret = await conn2.sobject('Account').create({ Name: 'From jsforce' });
+  check(ret.success, 'create');
+  const up = await conn2.sobject('Account').upsert({ Name: 'JS Upsert', External_Id__c: 'JS-1' }, 'External_Id__c');
+  check(up.success, 'upsert');
+  const many = await conn2.sobject('Contact').create([{ LastName: 'A' }, { Email: 'no-last-name@example.com' }]);
+  check(many[0].success && !many[1].success, 'collections per-record results');
+  console.log('jsforce conformance: ok');
+}
+
+main().catch((e) => {
+  console.error('FAIL: ' + (e && e.stack ? e.stack : e));
+  process.exit(1);
+});

@@ -1,0 +1,12 @@
+//! Integration tests: every test starts an org in-process and talks to it over real sockets.
+//! One binary with topic modules, so the suite links once.
+
+mod common;
+
+mod admin;
+mod auth;
+mod bulk;
+mod conformance;
+mod limits_faults;
+mod query;
+mod writes;
