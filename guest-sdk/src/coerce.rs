@@ -1,0 +1,227 @@
+//! The default, schema-driven coercion: converts a value to its field's kind where the
+//! conversion loses nothing, and rejects the rest with a reason.
+//!
+//! It never truncates, rounds away digits or guesses a date format: a value that does not
+//! fit is the customer's data problem, and it belongs in the DLQ with a clear reason, not
+//! silently altered in their org.
+
+use std::borrow::Cow;
+
+use crate::batch::Val;
+use crate::bindings::weft::plugin::types::{FieldKind, FieldSchema};
+use crate::values;
+
+/// Coerces `value` to `field`'s kind.
+pub fn coerce_value<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
+    if value.is_null() {
+        return Ok(Val::Null);
+    }
+    match field.kind {
+        FieldKind::Id
+        | FieldKind::String
+        | FieldKind::Textarea
+        | FieldKind::Email
+        | FieldKind::Phone
+        | FieldKind::Url
+        | FieldKind::Combobox
+        | FieldKind::Reference
+        | FieldKind::Base64 => text_of(field, value),
+        FieldKind::Picklist => picklist(field, value),
+        FieldKind::Multipicklist => multipicklist(field, value),
+        FieldKind::Boolean => boolean(value),
+        FieldKind::Int | FieldKind::Long => integer(value),
+        FieldKind::Double | FieldKind::Currency | FieldKind::Percent => number(value),
+        FieldKind::Date => date(value),
+        FieldKind::Datetime => datetime(value),
+        FieldKind::Time => time(value),
+        FieldKind::Address | FieldKind::Location | FieldKind::AnyType => Ok(value),
+    }
+}
+
+fn cannot(value: &Val<'_>, target: &str) -> String {
+    match value {
+        Val::Text(s) | Val::Json(s) => format!("cannot read {s:?} as {target}"),
+        other => format!("cannot convert a {} to {target}", other.kind_name()),
+    }
+}
+
+/// Text of a string-like field, within its length.
+fn text_of<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
+    let text: Cow<'a, str> = match value {
+        Val::Text(s) => s,
+        Val::Bool(b) => Cow::Owned(b.to_string()),
+        Val::Int(i) => Cow::Owned(i.to_string()),
+        Val::Num(n) if n.is_finite() => Cow::Owned(n.to_string()),
+        Val::Date(d) => Cow::Owned(values::format_date(d)),
+        Val::DateTime(t) => Cow::Owned(values::format_datetime(t)),
+        Val::Time(t) => Cow::Owned(values::format_time(t)),
+        other => return Err(cannot(&other, "text")),
+    };
+    let chars = text.chars().count();
+    if field.length > 0 && chars > field.length as usize {
+        return Err(format!(
+            "data value too large: {chars} characters (max length={})",
+            field.length
+        ));
+    }
+    Ok(Val::Text(text))
+}
+
+/// A picklist value, matched case-insensitively to the org's spelling. Restricted
+/// picklists reject anything else.
+fn picklist<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
+    let Val::Text(text) = text_of(field, value)? else {
+        return Ok(Val::Null);
+    };
+    match field
+        .picklist_values
+        .iter()
+        .find(|allowed| allowed.eq_ignore_ascii_case(text.trim()))
+    {
+        Some(allowed) if allowed.as_str() == text.as_ref() => Ok(Val::Text(text)),
+        Some(allowed) => Ok(Val::Text(Cow::Owned(allowed.clone()))),
+        None if field.restricted_picklist => {
+            Err(format!("bad value for restricted picklist field: {text}"))
+        }
+        None => Ok(Val::Text(text)),
+    }
+}
+
+fn multipicklist<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
+    let Val::Text(text) = text_of(field, value)? else {
+        return Ok(Val::Null);
+    };
+    let mut canonical = Vec::new();
+    for item in text.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+        match field.picklist_values.iter().find(|a| a.eq_ignore_ascii_case(item)) {
+            Some(allowed) => canonical.push(allowed.as_str()),
+            None if field.restricted_picklist => {
+                return Err(format!("bad value for restricted picklist field: {item}"));
+            }
+            None => canonical.push(item),
+        }
+    }
+    Ok(Val::Text(Cow::Owned(canonical.join(";"))))
+}
+
+fn boolean(value: Val<'_>) -> Result<Val<'_>, String> {
+    match value {
+        Val::Bool(b) => Ok(Val::Bool(b)),
+        Val::Int(0) => Ok(Val::Bool(false)),
+        Val::Int(1) => Ok(Val::Bool(true)),
+        Val::Text(ref s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "y" | "1" => Ok(Val::Bool(true)),
+            "false" | "no" | "n" | "0" => Ok(Val::Bool(false)),
+            _ => Err(cannot(&value, "a boolean")),
+        },
+        other => Err(cannot(&other, "a boolean")),
+    }
+}
+
+fn integer(value: Val<'_>) -> Result<Val<'_>, String> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: beyond it f64 holds no exact integer
+    match value {
+        Val::Int(i) => Ok(Val::Int(i)),
+        Val::Num(n) if n.fract() == 0.0 && n.abs() <= EXACT => Ok(Val::Int(n as i64)),
+        Val::Text(ref s) => match s.trim().parse::<i64>() {
+            Ok(i) => Ok(Val::Int(i)),
+            Err(_) => match values::parse_number(s) {
+                Some(n) if n.fract() == 0.0 && n.abs() <= EXACT => Ok(Val::Int(n as i64)),
+                _ => Err(cannot(&value, "an integer")),
+            },
+        },
+        other => Err(cannot(&other, "an integer")),
+    }
+}
+
+fn number(value: Val<'_>) -> Result<Val<'_>, String> {
+    match value {
+        Val::Num(n) if n.is_finite() => Ok(Val::Num(n)),
+        Val::Int(i) => Ok(Val::Num(i as f64)),
+        Val::Text(ref s) => values::parse_number(s)
+            .map(Val::Num)
+            .ok_or_else(|| cannot(&value, "a number")),
+        other => Err(cannot(&other, "a number")),
+    }
+}
+
+fn date(value: Val<'_>) -> Result<Val<'_>, String> {
+    match value {
+        Val::Date(d) => Ok(Val::Date(d)),
+        Val::DateTime(t) => Ok(Val::Date(t.div_euclid(86_400_000) as i32)),
+        Val::Text(ref s) => values::parse_iso_date(s.trim())
+            .or_else(|| values::parse_iso_datetime(s.trim()).map(|t| t.div_euclid(86_400_000) as i32))
+            .map(Val::Date)
+            .ok_or_else(|| cannot(&value, "a date (YYYY-MM-DD)")),
+        other => Err(cannot(&other, "a date")),
+    }
+}
+
+fn datetime(value: Val<'_>) -> Result<Val<'_>, String> {
+    match value {
+        Val::DateTime(t) => Ok(Val::DateTime(t)),
+        Val::Date(d) => Ok(Val::DateTime(i64::from(d) * 86_400_000)),
+        Val::Text(ref s) => values::parse_iso_datetime(s.trim())
+            .or_else(|| values::parse_iso_date(s.trim()).map(|d| i64::from(d) * 86_400_000))
+            .map(Val::DateTime)
+            .ok_or_else(|| cannot(&value, "a datetime (ISO 8601)")),
+        other => Err(cannot(&other, "a datetime")),
+    }
+}
+
+fn time(value: Val<'_>) -> Result<Val<'_>, String> {
+    match value {
+        Val::Time(t) => Ok(Val::Time(t)),
+        Val::Text(ref s) => values::parse_time(s.trim())
+            .map(Val::Time)
+            .ok_or_else(|| cannot(&value, "a time (HH:MM:SS)")),
+        other => Err(cannot(&other, "a time")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(kind: FieldKind) -> FieldSchema {
+        FieldSchema {
+            name: "F".into(),
+            kind,
+            length: 5,
+            scale: 0,
+            nillable: true,
+            createable: true,
+            updateable: true,
+            external_id: false,
+            picklist_values: vec!["Hot".into(), "Cold".into()],
+            restricted_picklist: true,
+            reference_to: vec![],
+        }
+    }
+
+    #[test]
+    fn text_keeps_leading_zeros_and_checks_length() {
+        let f = field(FieldKind::Phone);
+        assert_eq!(coerce_value(&f, Val::from("01234")), Ok(Val::from("01234")));
+        assert!(coerce_value(&f, Val::from("0123456")).unwrap_err().contains("max length=5"));
+        assert_eq!(coerce_value(&f, Val::Int(42)), Ok(Val::from("42")));
+    }
+
+    #[test]
+    fn restricted_picklists_match_case_and_reject_strangers() {
+        let f = field(FieldKind::Picklist);
+        assert_eq!(coerce_value(&f, Val::from("hot")), Ok(Val::from("Hot")));
+        assert!(coerce_value(&f, Val::from("Warm")).is_err());
+    }
+
+    #[test]
+    fn numbers_dates_and_booleans() {
+        assert_eq!(coerce_value(&field(FieldKind::Int), Val::from("1,234")), Ok(Val::Int(1234)));
+        assert!(coerce_value(&field(FieldKind::Int), Val::Num(1.5)).is_err());
+        assert_eq!(coerce_value(&field(FieldKind::Currency), Val::from("1.234,5")), Ok(Val::Num(1234.5)));
+        assert_eq!(coerce_value(&field(FieldKind::Date), Val::from("1970-01-02")), Ok(Val::Date(1)));
+        assert!(coerce_value(&field(FieldKind::Date), Val::from("01/02/1970")).is_err());
+        assert_eq!(coerce_value(&field(FieldKind::Boolean), Val::from("Yes")), Ok(Val::Bool(true)));
+        assert_eq!(coerce_value(&field(FieldKind::Boolean), Val::Null), Ok(Val::Null));
+    }
+}

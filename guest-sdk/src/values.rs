@@ -1,0 +1,311 @@
+//! Value helpers plugin authors reach for: calendar dates without a clock or time-zone
+//! database, Salesforce's date/time text forms, numbers written the way people write them,
+//! picklist synonyms and website domains.
+//!
+//! Every parser returns `None` on text it does not fully understand — never a guess.
+
+use std::collections::BTreeMap;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400) as u32;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe as i32 - 719_468
+}
+
+/// The (year, month, day) of a day count since 1970-01-01.
+pub fn civil_from_days(days: i32) -> (i32, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097) as u32;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe as i32 + era * 400 + i32::from(month <= 2);
+    (year, month, day)
+}
+
+fn is_leap(year: i32) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// Days since the epoch of a valid calendar date; `None` for 2023-02-30 and friends.
+pub fn date(year: i32, month: u32, day: u32) -> Option<i32> {
+    let valid = (1..=9999).contains(&year)
+        && (1..=12).contains(&month)
+        && (1..=days_in_month(year, month)).contains(&day);
+    valid.then(|| days_from_civil(year, month, day))
+}
+
+fn number<T: std::str::FromStr>(s: &str, width: usize) -> Option<T> {
+    (s.len() == width && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+fn three_parts(s: &str, sep: char) -> Option<(&str, &str, &str)> {
+    let mut parts = s.split(sep);
+    let parts3 = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().is_none().then_some(parts3)
+}
+
+/// `YYYY-MM-DD`.
+pub fn parse_iso_date(s: &str) -> Option<i32> {
+    let (y, m, d) = three_parts(s, '-')?;
+    date(number(y, 4)?, number(m, 2)?, number(d, 2)?)
+}
+
+/// `MM/DD/YYYY` (US style; one-digit month and day allowed).
+pub fn parse_us_date(s: &str) -> Option<i32> {
+    let (m, d, y) = three_parts(s, '/')?;
+    date(number(y, 4)?, short_number(m)?, short_number(d)?)
+}
+
+/// `DD.MM.YYYY` (European style; one-digit day and month allowed).
+pub fn parse_eu_date(s: &str) -> Option<i32> {
+    let (d, m, y) = three_parts(s, '.')?;
+    date(number(y, 4)?, short_number(m)?, short_number(d)?)
+}
+
+fn short_number(s: &str) -> Option<u32> {
+    number(s, 1).or_else(|| number(s, 2))
+}
+
+/// `YYYY-MM-DD`.
+pub fn format_date(days: i32) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// An ISO 8601 / Salesforce datetime: `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM|±HHMM)`.
+/// Without an offset the text is taken as UTC, as Salesforce does.
+pub fn parse_iso_datetime(s: &str) -> Option<i64> {
+    let (date_part, rest) = s.split_once(['T', ' '])?;
+    let days = parse_iso_date(date_part)?;
+    let (clock, offset_ms) = split_offset(rest)?;
+    let ms = parse_clock(clock)?;
+    Some(i64::from(days) * 86_400_000 + i64::from(ms) - offset_ms)
+}
+
+fn split_offset(s: &str) -> Option<(&str, i64)> {
+    if let Some(clock) = s.strip_suffix('Z') {
+        return Some((clock, 0));
+    }
+    let Some(pos) = s.rfind(['+', '-']) else {
+        return Some((s, 0));
+    };
+    let (clock, offset) = s.split_at(pos);
+    let sign = if offset.starts_with('-') { -1 } else { 1 };
+    let digits: String = offset[1..].chars().filter(|c| *c != ':').collect();
+    let hours: i64 = number(digits.get(0..2)?, 2)?;
+    let minutes: i64 = number(digits.get(2..4)?, 2)?;
+    if digits.len() != 4 || hours > 23 || minutes > 59 {
+        return None;
+    }
+    Some((clock, sign * (hours * 60 + minutes) * 60_000))
+}
+
+/// `HH:MM[:SS[.fff]]` → milliseconds since midnight.
+fn parse_clock(s: &str) -> Option<u32> {
+    let (hms, frac) = match s.split_once('.') {
+        Some((hms, frac)) => (hms, Some(frac)),
+        None => (s, None),
+    };
+    let mut parts = hms.split(':');
+    let h: u32 = number(parts.next()?, 2)?;
+    let m: u32 = number(parts.next()?, 2)?;
+    let sec: u32 = match parts.next() {
+        Some(p) => number(p, 2)?,
+        None => 0,
+    };
+    if parts.next().is_some() || h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    let ms = match frac {
+        None => 0,
+        Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
+            let padded = format!("{f:0<3}");
+            padded.get(0..3)?.parse::<u32>().ok()?
+        }
+        Some(_) => return None,
+    };
+    Some(((h * 60 + m) * 60 + sec) * 1000 + ms)
+}
+
+/// `HH:MM:SS.sssZ`-style time of day → milliseconds since midnight.
+pub fn parse_time(s: &str) -> Option<u32> {
+    parse_clock(s.strip_suffix('Z').unwrap_or(s))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.sssZ`.
+pub fn format_datetime(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let (y, mo, d) = civil_from_days(days as i32);
+    let (h, mi, s, milli) = (
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    );
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+}
+
+/// `HH:MM:SS.sssZ`.
+pub fn format_time(ms: u32) -> String {
+    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    format!("{h:02}:{m:02}:{s:02}.{milli:03}Z")
+}
+
+/// A number as people write it: `1234.5`, `1,234.50`, `1.234,50`, `€ 1 234,5`, `-12`.
+///
+/// When both `.` and `,` appear, the last one is the decimal separator. When only one kind
+/// appears: several of them are thousands separators; a single `.` is a decimal point; a
+/// single `,` is a decimal comma unless exactly three digits follow (`1,234` is 1234).
+pub fn parse_number(s: &str) -> Option<f64> {
+    let cleaned: String = s
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '$' | '€' | '£' | '¥' | ' ' | '\u{a0}' | '\''))
+        .collect();
+    let (negative, body) = match cleaned.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, cleaned.as_str()),
+    };
+    if !body.bytes().any(|b| b.is_ascii_digit())
+        || !body.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b',')
+    {
+        return None;
+    }
+    let (dots, commas) = (body.matches('.').count(), body.matches(',').count());
+    let decimal_at = match (dots, commas) {
+        (0, 0) => None,
+        (_, 0) if dots > 1 => None,
+        (0, _) if commas > 1 => None,
+        (1, 0) => body.find('.'),
+        (0, 1) => body.find(',').filter(|pos| body.len() - pos - 1 != 3),
+        _ => body.rfind(['.', ',']),
+    };
+    let mut normal = String::with_capacity(body.len() + 1);
+    if negative {
+        normal.push('-');
+    }
+    for (i, c) in body.char_indices() {
+        match c {
+            '.' | ',' if Some(i) == decimal_at => normal.push('.'),
+            '.' | ',' => {}
+            digit => normal.push(digit),
+        }
+    }
+    normal.parse().ok()
+}
+
+/// Picklist synonyms: maps the ways people write a value onto the org's value.
+/// Matching ignores case and surrounding space.
+#[derive(Debug, Default, Clone)]
+pub struct Synonyms {
+    map: BTreeMap<String, String>,
+}
+
+impl Synonyms {
+    /// From `synonym → canonical` pairs, e.g. a configuration section.
+    pub fn new<K: AsRef<str>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self {
+            map: pairs
+                .into_iter()
+                .map(|(k, v)| (k.as_ref().trim().to_lowercase(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The canonical value for `value`, or `value` itself when it has no synonym.
+    pub fn canonical<'a>(&'a self, value: &'a str) -> &'a str {
+        self.map
+            .get(&value.trim().to_lowercase())
+            .map_or(value, String::as_str)
+    }
+}
+
+/// The registrable part of a website: `https://WWW.Acme.com:443/about` → `acme.com`.
+pub fn website_domain(url: &str) -> Option<String> {
+    let s = url.trim();
+    let s = s.split_once("://").map_or(s, |(_, rest)| rest);
+    let host = s.split(['/', '?', '#']).next()?;
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = host.split(':').next()?.trim_end_matches('.').to_lowercase();
+    let host = host.strip_prefix("www.").unwrap_or(&host).to_owned();
+    (host.contains('.') && !host.starts_with('.')).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_round_trip() {
+        for days in [-719_468, -1, 0, 1, 10_957, 19_723, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(parse_iso_date("2024-02-29"), Some(19_782));
+        assert_eq!(parse_iso_date("2023-02-29"), None);
+    }
+
+    #[test]
+    fn dates_in_people_formats() {
+        assert_eq!(parse_us_date("02/29/2024"), parse_iso_date("2024-02-29"));
+        assert_eq!(parse_eu_date("29.02.2024"), parse_iso_date("2024-02-29"));
+        assert_eq!(parse_us_date("13/01/2024"), None);
+        assert_eq!(parse_eu_date("1.2.2024"), parse_iso_date("2024-02-01"));
+        assert_eq!(format_date(19_782), "2024-02-29");
+    }
+
+    #[test]
+    fn datetimes_with_offsets() {
+        let utc = parse_iso_datetime("2013-05-20T20:49:32.000+0000");
+        assert_eq!(utc, Some(1_369_082_972_000));
+        assert_eq!(parse_iso_datetime("2013-05-20T22:49:32+02:00"), utc);
+        assert_eq!(parse_iso_datetime("2013-05-20T20:49:32Z"), utc);
+        assert_eq!(format_datetime(1_369_082_972_000), "2013-05-20T20:49:32.000Z");
+        assert_eq!(parse_iso_datetime("2013-05-20T25:00:00Z"), None);
+        assert_eq!(parse_time("03:04:05.000Z"), Some(11_045_000));
+    }
+
+    #[test]
+    fn numbers_as_people_write_them() {
+        assert_eq!(parse_number("1234.5"), Some(1234.5));
+        assert_eq!(parse_number("1,234.50"), Some(1234.5));
+        assert_eq!(parse_number("1.234,50"), Some(1234.5));
+        assert_eq!(parse_number("€ 1 234,5"), Some(1234.5));
+        assert_eq!(parse_number("1,234"), Some(1234.0));
+        assert_eq!(parse_number("-0.75"), Some(-0.75));
+        assert_eq!(parse_number("12abc"), None);
+        assert_eq!(parse_number(""), None);
+    }
+
+    #[test]
+    fn synonyms_and_domains() {
+        let s = Synonyms::new([("Acct Mgr", "Account Manager")]);
+        assert_eq!(s.canonical(" acct mgr "), "Account Manager");
+        assert_eq!(s.canonical("Other"), "Other");
+        assert_eq!(website_domain("https://WWW.Acme.com:443/about").as_deref(), Some("acme.com"));
+        assert_eq!(website_domain("acme.co.uk").as_deref(), Some("acme.co.uk"));
+        assert_eq!(website_domain("localhost"), None);
+    }
+}
