@@ -193,7 +193,10 @@ pub struct BatchView<'a> {
 
 impl<'a> BatchView<'a> {
     pub fn new(batch: &'a Batch) -> Self {
-        Self { batch, lookup: FieldLookup::default() }
+        Self {
+            batch,
+            lookup: FieldLookup::default(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -302,7 +305,11 @@ impl BatchBuilder {
 
     /// Reserves room for `rows` records of the given fields, so the common case never
     /// reallocates mid-batch.
-    pub fn with_fields<S: AsRef<str>>(object: impl Into<String>, fields: &[S], rows: usize) -> Self {
+    pub fn with_fields<S: AsRef<str>>(
+        object: impl Into<String>,
+        fields: &[S],
+        rows: usize,
+    ) -> Self {
         let mut builder = Self::new(object);
         builder.batch.sources.reserve(rows);
         for field in fields {
@@ -340,12 +347,19 @@ impl BatchBuilder {
             Some(c) => c,
             None => {
                 self.batch.fields.push(field.to_owned());
-                self.batch.columns.push(vec![Value::Null; self.batch.sources.len()]);
+                self.batch
+                    .columns
+                    .push(vec![Value::Null; self.batch.sources.len()]);
                 self.batch.columns.len() - 1
             }
         };
         let lowered = self.lower(value);
-        if let Some(slot) = self.batch.columns.get_mut(column).and_then(|c| c.get_mut(row)) {
+        if let Some(slot) = self
+            .batch
+            .columns
+            .get_mut(column)
+            .and_then(|c| c.get_mut(row))
+        {
             *slot = lowered;
         }
     }
@@ -374,7 +388,10 @@ impl BatchBuilder {
     }
 
     pub(crate) fn mark(&self) -> Mark {
-        Mark { rows: self.batch.sources.len(), text: self.batch.text.len() }
+        Mark {
+            rows: self.batch.sources.len(),
+            text: self.batch.text.len(),
+        }
     }
 
     pub(crate) fn rollback(&mut self, mark: Mark) {
@@ -414,7 +431,11 @@ pub struct Emit {
 
 impl Emit {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { builders: Vec::new(), source: 0, capacity }
+        Self {
+            builders: Vec::new(),
+            source: 0,
+            capacity,
+        }
     }
 
     pub(crate) fn set_source(&mut self, source: u32) {
@@ -452,6 +473,9 @@ impl Emit {
     }
 
     pub(crate) fn finish(self) -> Vec<Batch> {
-        self.builders.into_iter().map(BatchBuilder::finish).collect()
+        self.builders
+            .into_iter()
+            .map(BatchBuilder::finish)
+            .collect()
     }
 }

@@ -93,7 +93,11 @@ fn multipicklist<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, Str
     };
     let mut canonical = Vec::new();
     for item in text.split(';').map(str::trim).filter(|i| !i.is_empty()) {
-        match field.picklist_values.iter().find(|a| a.eq_ignore_ascii_case(item)) {
+        match field
+            .picklist_values
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(item))
+        {
             Some(allowed) => canonical.push(allowed.as_str()),
             None if field.restricted_picklist => {
                 return Err(format!("bad value for restricted picklist field: {item}"));
@@ -150,7 +154,9 @@ fn date(value: Val<'_>) -> Result<Val<'_>, String> {
         Val::Date(d) => Ok(Val::Date(d)),
         Val::DateTime(t) => Ok(Val::Date(t.div_euclid(86_400_000) as i32)),
         Val::Text(ref s) => values::parse_iso_date(s.trim())
-            .or_else(|| values::parse_iso_datetime(s.trim()).map(|t| t.div_euclid(86_400_000) as i32))
+            .or_else(|| {
+                values::parse_iso_datetime(s.trim()).map(|t| t.div_euclid(86_400_000) as i32)
+            })
             .map(Val::Date)
             .ok_or_else(|| cannot(&value, "a date (YYYY-MM-DD)")),
         other => Err(cannot(&other, "a date")),
@@ -203,7 +209,11 @@ mod tests {
     fn text_keeps_leading_zeros_and_checks_length() {
         let f = field(FieldKind::Phone);
         assert_eq!(coerce_value(&f, Val::from("01234")), Ok(Val::from("01234")));
-        assert!(coerce_value(&f, Val::from("0123456")).unwrap_err().contains("max length=5"));
+        assert!(
+            coerce_value(&f, Val::from("0123456"))
+                .unwrap_err()
+                .contains("max length=5")
+        );
         assert_eq!(coerce_value(&f, Val::Int(42)), Ok(Val::from("42")));
     }
 
@@ -216,12 +226,27 @@ mod tests {
 
     #[test]
     fn numbers_dates_and_booleans() {
-        assert_eq!(coerce_value(&field(FieldKind::Int), Val::from("1,234")), Ok(Val::Int(1234)));
+        assert_eq!(
+            coerce_value(&field(FieldKind::Int), Val::from("1,234")),
+            Ok(Val::Int(1234))
+        );
         assert!(coerce_value(&field(FieldKind::Int), Val::Num(1.5)).is_err());
-        assert_eq!(coerce_value(&field(FieldKind::Currency), Val::from("1.234,5")), Ok(Val::Num(1234.5)));
-        assert_eq!(coerce_value(&field(FieldKind::Date), Val::from("1970-01-02")), Ok(Val::Date(1)));
+        assert_eq!(
+            coerce_value(&field(FieldKind::Currency), Val::from("1.234,5")),
+            Ok(Val::Num(1234.5))
+        );
+        assert_eq!(
+            coerce_value(&field(FieldKind::Date), Val::from("1970-01-02")),
+            Ok(Val::Date(1))
+        );
         assert!(coerce_value(&field(FieldKind::Date), Val::from("01/02/1970")).is_err());
-        assert_eq!(coerce_value(&field(FieldKind::Boolean), Val::from("Yes")), Ok(Val::Bool(true)));
-        assert_eq!(coerce_value(&field(FieldKind::Boolean), Val::Null), Ok(Val::Null));
+        assert_eq!(
+            coerce_value(&field(FieldKind::Boolean), Val::from("Yes")),
+            Ok(Val::Bool(true))
+        );
+        assert_eq!(
+            coerce_value(&field(FieldKind::Boolean), Val::Null),
+            Ok(Val::Null)
+        );
     }
 }

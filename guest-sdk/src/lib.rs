@@ -69,8 +69,8 @@ pub const WIT_VERSION: &str = "0.1.0";
 pub mod prelude {
     pub use crate::values;
     pub use crate::{
-        Batch, Cx, Decision, Emit, FieldKind, FieldSchema, KeySink, LogLevel, ObjectSchema,
-        Plugin, Record, RecordWriter, Val,
+        Batch, Cx, Decision, Emit, FieldKind, FieldSchema, KeySink, LogLevel, ObjectSchema, Plugin,
+        Record, RecordWriter, Val,
     };
 }
 

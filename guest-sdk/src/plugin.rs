@@ -27,7 +27,11 @@ impl KeySink {
         }
         let name = run::append_span(&mut self.text, name);
         let value = run::append_span(&mut self.text, value);
-        self.keys.push(DedupKey { record: self.record, name, value });
+        self.keys.push(DedupKey {
+            record: self.record,
+            name,
+            value,
+        });
     }
 }
 
@@ -88,7 +92,9 @@ pub trait Plugin: Default {
     /// The dedup and join keys of one record. Default: one key per field named in the
     /// `dedup.fields` configuration (default `Id`), named after the field.
     fn dedup_keys(&self, cx: &Cx, rec: Record<'_>, keys: &mut KeySink) -> Result<(), String> {
-        let fields = cx.config(DEDUP_FIELDS_KEY).unwrap_or_else(|| "Id".to_owned());
+        let fields = cx
+            .config(DEDUP_FIELDS_KEY)
+            .unwrap_or_else(|| "Id".to_owned());
         for field in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
             if let Some(value) = rec.get(field).as_str() {
                 keys.push(field, value);
@@ -119,7 +125,14 @@ pub trait Plugin: Default {
         current: &Batch,
         current_modified_at: &[Option<i64>],
     ) -> Resolution {
-        run::resolve_each(cx, incoming, incoming_at, current, current_modified_at, self)
+        run::resolve_each(
+            cx,
+            incoming,
+            incoming_at,
+            current,
+            current_modified_at,
+            self,
+        )
     }
 
     fn dedup_batch(&self, cx: &Cx, input: &Batch) -> DedupResult {
@@ -137,6 +150,9 @@ fn copy_record(rec: Record<'_>, out: &mut Emit) {
 /// A batch-wide failure reported against every input record, so nothing is dropped.
 pub(crate) fn fail_all(len: usize, reason: &str) -> Vec<RecordError> {
     (0..len)
-        .map(|r| RecordError { record: r as u32, reason: reason.to_owned() })
+        .map(|r| RecordError {
+            record: r as u32,
+            reason: reason.to_owned(),
+        })
         .collect()
 }

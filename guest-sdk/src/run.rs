@@ -31,7 +31,10 @@ fn configured<P: Plugin>(cx: &Cx) -> Result<P, String> {
 }
 
 fn batch_failure(len: usize, reason: &str) -> BatchResult {
-    BatchResult { batches: Vec::new(), errors: fail_all(len, reason) }
+    BatchResult {
+        batches: Vec::new(),
+        errors: fail_all(len, reason),
+    }
 }
 
 /// Entry points used by [`crate::export_plugin!`] and the native harness.
@@ -64,9 +67,7 @@ pub fn resolve_with<P: Plugin>(
     current_modified_at: &[Option<i64>],
 ) -> Resolution {
     match configured::<P>(cx) {
-        Ok(plugin) => {
-            plugin.resolve_batch(cx, incoming, incoming_at, current, current_modified_at)
-        }
+        Ok(plugin) => plugin.resolve_batch(cx, incoming, incoming_at, current, current_modified_at),
         Err(reason) => Resolution {
             decisions: Vec::new(),
             errors: fail_all(incoming.sources.len(), &reason),
@@ -104,7 +105,13 @@ pub fn resolve<P: Plugin>(
     current: &Batch,
     current_modified_at: &[Option<i64>],
 ) -> Resolution {
-    resolve_with::<P>(&Cx::from_host(ctx), incoming, incoming_at, current, current_modified_at)
+    resolve_with::<P>(
+        &Cx::from_host(ctx),
+        incoming,
+        incoming_at,
+        current,
+        current_modified_at,
+    )
 }
 
 pub fn dedup_keys<P: Plugin>(ctx: &CallContext, input: &Batch) -> DedupResult {
@@ -127,10 +134,16 @@ pub fn map_each(
         emit.mark_into(&mut marks);
         if let Err(reason) = map(cx, rec, &mut emit) {
             emit.rollback(&marks);
-            errors.push(RecordError { record: row, reason });
+            errors.push(RecordError {
+                record: row,
+                reason,
+            });
         }
     }
-    BatchResult { batches: emit.finish(), errors }
+    BatchResult {
+        batches: emit.finish(),
+        errors,
+    }
 }
 
 /// Runs a per-value coercion over a batch against `schema`. Fields the schema does not
@@ -143,8 +156,11 @@ pub fn coerce_each(
 ) -> BatchResult {
     let by_name: HashMap<&str, &FieldSchema> =
         schema.fields.iter().map(|f| (f.name.as_str(), f)).collect();
-    let targets: Vec<Option<&FieldSchema>> =
-        input.fields.iter().map(|f| by_name.get(f.as_str()).copied()).collect();
+    let targets: Vec<Option<&FieldSchema>> = input
+        .fields
+        .iter()
+        .map(|f| by_name.get(f.as_str()).copied())
+        .collect();
 
     let view = BatchView::new(input);
     let mut out = BatchBuilder::with_fields(input.object.clone(), &input.fields, view.len());
@@ -169,10 +185,16 @@ pub fn coerce_each(
         }
         if let Some(reason) = failure {
             out.rollback(mark);
-            errors.push(RecordError { record: row, reason });
+            errors.push(RecordError {
+                record: row,
+                reason,
+            });
         }
     }
-    BatchResult { batches: vec![out.finish()], errors }
+    BatchResult {
+        batches: vec![out.finish()],
+        errors,
+    }
 }
 
 pub fn resolve_each<P: Plugin + ?Sized>(
@@ -191,7 +213,10 @@ pub fn resolve_each<P: Plugin + ?Sized>(
             "resolver got {len} incoming and {} current records; they must pair up",
             current_view.len()
         );
-        return Resolution { decisions: Vec::new(), errors: fail_all(len, &reason) };
+        return Resolution {
+            decisions: Vec::new(),
+            errors: fail_all(len, &reason),
+        };
     }
     let mut decisions = vec![Vec::with_capacity(len); incoming.fields.len()];
     let mut errors = Vec::new();
@@ -202,13 +227,22 @@ pub fn resolve_each<P: Plugin + ?Sized>(
                 record: row as u32,
                 reason: "no change timestamp for this record".to_owned(),
             });
-            decisions.iter_mut().for_each(|column| column.push(Decision::Skip));
+            decisions
+                .iter_mut()
+                .for_each(|column| column.push(Decision::Skip));
             continue;
         };
         let current_at = current_modified_at.get(row).copied().flatten();
         for ((name, value), column) in inc.fields().zip(decisions.iter_mut()) {
             let current_value = cur.get(name);
-            column.push(plugin.resolve_field(cx, name, &value, &current_value, incoming_at, current_at));
+            column.push(plugin.resolve_field(
+                cx,
+                name,
+                &value,
+                &current_value,
+                incoming_at,
+                current_at,
+            ));
         }
     }
     Resolution { decisions, errors }
@@ -229,8 +263,15 @@ pub fn dedup_each(
         if let Err(reason) = keys_of(cx, rec, &mut sink) {
             sink.keys.truncate(keys_before);
             sink.text.truncate(text_before);
-            errors.push(RecordError { record: row, reason });
+            errors.push(RecordError {
+                record: row,
+                reason,
+            });
         }
     }
-    DedupResult { keys: sink.keys, text: sink.text, errors }
+    DedupResult {
+        keys: sink.keys,
+        text: sink.text,
+        errors,
+    }
 }

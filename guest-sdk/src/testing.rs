@@ -60,7 +60,12 @@ impl Harness {
         run::map_outbound_with::<P>(&self.cx(Direction::Outbound), input)
     }
 
-    pub fn coerce<P: Plugin>(&self, direction: Direction, schema: &ObjectSchema, input: &Batch) -> BatchResult {
+    pub fn coerce<P: Plugin>(
+        &self,
+        direction: Direction,
+        schema: &ObjectSchema,
+        input: &Batch,
+    ) -> BatchResult {
         run::coerce_with::<P>(&self.cx(direction), schema, input)
     }
 
@@ -143,7 +148,10 @@ pub fn field(name: &str, kind: FieldKind) -> FieldSchema {
 }
 
 pub fn schema(object: &str, fields: Vec<FieldSchema>) -> ObjectSchema {
-    ObjectSchema { name: object.to_owned(), fields }
+    ObjectSchema {
+        name: object.to_owned(),
+        fields,
+    }
 }
 
 #[cfg(test)]
@@ -177,7 +185,10 @@ mod tests {
 
     #[test]
     fn identity_defaults_round_trip() {
-        let input = batch("Account", &[&[("Name", "Acme".into()), ("Employees", Val::Int(5))]]);
+        let input = batch(
+            "Account",
+            &[&[("Name", "Acme".into()), ("Employees", Val::Int(5))]],
+        );
         let out = Harness::new().map_inbound::<Identity>(&input);
         assert!(out.errors.is_empty());
         assert_eq!(out.batches.len(), 1);
@@ -188,7 +199,11 @@ mod tests {
     fn a_failing_record_fails_alone_and_leaves_no_partial_output() {
         let input = batch(
             "Account",
-            &[&[("Name", "good".into())], &[("Name", "bad".into())], &[("Name", "fine".into())]],
+            &[
+                &[("Name", "good".into())],
+                &[("Name", "bad".into())],
+                &[("Name", "fine".into())],
+            ],
         );
         let out = Harness::new().map_inbound::<Picky>(&input);
         assert_eq!(out.errors.len(), 1);
@@ -209,31 +224,57 @@ mod tests {
         let schema = schema("Account", vec![field("NumberOfEmployees", FieldKind::Int)]);
         let input = batch(
             "Account",
-            &[&[("NumberOfEmployees", "12".into())], &[("NumberOfEmployees", "twelve".into())]],
+            &[
+                &[("NumberOfEmployees", "12".into())],
+                &[("NumberOfEmployees", "twelve".into())],
+            ],
         );
         let out = Harness::new().coerce::<Identity>(Direction::Outbound, &schema, &input);
-        assert_eq!(rows(&out.batches[0]), vec![BTreeMap::from([("NumberOfEmployees".to_owned(), Val::Int(12))])]);
+        assert_eq!(
+            rows(&out.batches[0]),
+            vec![BTreeMap::from([(
+                "NumberOfEmployees".to_owned(),
+                Val::Int(12)
+            )])]
+        );
         assert_eq!(out.errors[0].record, 1);
         assert!(out.errors[0].reason.starts_with("NumberOfEmployees: "));
     }
 
     #[test]
     fn default_resolver_skips_when_salesforce_is_newer() {
-        let incoming = batch("Account", &[&[("Name", "new".into())], &[("Name", "new".into())]]);
-        let current = batch("Account", &[&[("Name", "old".into())], &[("Name", "old".into())]]);
-        let out = Harness::new().resolve::<Identity>(&incoming, &[100, 100], &current, &[Some(200), Some(50)]);
+        let incoming = batch(
+            "Account",
+            &[&[("Name", "new".into())], &[("Name", "new".into())]],
+        );
+        let current = batch(
+            "Account",
+            &[&[("Name", "old".into())], &[("Name", "old".into())]],
+        );
+        let out = Harness::new().resolve::<Identity>(
+            &incoming,
+            &[100, 100],
+            &current,
+            &[Some(200), Some(50)],
+        );
         use crate::Decision::{Skip, Write};
         assert_eq!(out.decisions, vec![vec![Skip, Write]]);
     }
 
     #[test]
     fn default_dedup_uses_configured_fields() {
-        let input = batch("Account", &[&[("Id", "001A".into()), ("Ext__c", "E-1".into())]]);
+        let input = batch(
+            "Account",
+            &[&[("Id", "001A".into()), ("Ext__c", "E-1".into())]],
+        );
         let h = Harness::new().config("dedup.fields", "Id, Ext__c");
         let out = h.dedup_keys::<Identity>(Direction::Inbound, &input);
         assert_eq!(
             keys(&out),
-            vec![(0, "Id".into(), "001A".into()), (0, "Ext__c".into(), "E-1".into())]
+            vec![
+                (0, "Id".into(), "001A".into()),
+                (0, "Ext__c".into(), "E-1".into())
+            ]
         );
     }
 }

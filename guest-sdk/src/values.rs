@@ -189,7 +189,9 @@ pub fn parse_number(s: &str) -> Option<f64> {
         None => (false, cleaned.as_str()),
     };
     if !body.bytes().any(|b| b.is_ascii_digit())
-        || !body.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b',')
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b',')
     {
         return None;
     }
@@ -282,7 +284,10 @@ mod tests {
         assert_eq!(utc, Some(1_369_082_972_000));
         assert_eq!(parse_iso_datetime("2013-05-20T22:49:32+02:00"), utc);
         assert_eq!(parse_iso_datetime("2013-05-20T20:49:32Z"), utc);
-        assert_eq!(format_datetime(1_369_082_972_000), "2013-05-20T20:49:32.000Z");
+        assert_eq!(
+            format_datetime(1_369_082_972_000),
+            "2013-05-20T20:49:32.000Z"
+        );
         assert_eq!(parse_iso_datetime("2013-05-20T25:00:00Z"), None);
         assert_eq!(parse_time("03:04:05.000Z"), Some(11_045_000));
     }
@@ -304,7 +309,10 @@ mod tests {
         let s = Synonyms::new([("Acct Mgr", "Account Manager")]);
         assert_eq!(s.canonical(" acct mgr "), "Account Manager");
         assert_eq!(s.canonical("Other"), "Other");
-        assert_eq!(website_domain("https://WWW.Acme.com:443/about").as_deref(), Some("acme.com"));
+        assert_eq!(
+            website_domain("https://WWW.Acme.com:443/about").as_deref(),
+            Some("acme.com")
+        );
         assert_eq!(website_domain("acme.co.uk").as_deref(), Some("acme.co.uk"));
         assert_eq!(website_domain("localhost"), None);
     }

@@ -1,1 +1,8 @@
-//! Weft host.
+//! Weft: keeps many customers' Salesforce orgs in sync with a product.
+//!
+//! The host owns what must be the same for every customer and must never break; what
+//! differs per customer runs as a sandboxed WebAssembly plugin behind one WIT contract
+//! ([`plugin`]).
+
+pub mod cli;
+pub mod plugin;

@@ -1,0 +1,36 @@
+//! The plugin runtime: loads customers' WebAssembly components, checks them against the
+//! WIT contract, compiles them once, and runs batch calls in a fresh, capped sandbox.
+//!
+//! What it guarantees: a plugin that traps, loops, blows its memory, overflows its stack,
+//! panics or returns malformed output fails *that batch* with a typed [`PluginError`];
+//! no other installation and nothing in the host notices. It never lets a plugin reach
+//! the filesystem, network, environment, a real clock or real randomness.
+
+mod batch;
+mod bindings;
+mod cache;
+mod chain;
+mod engine;
+mod error;
+mod installed;
+mod limits;
+mod output;
+mod sandbox;
+mod schema;
+mod validate;
+
+use bindings::types;
+
+pub use batch::{BatchBuilder, batch_from_json, batch_to_json, value_to_json};
+pub use bindings::types::{
+    Batch, BatchResult, CallContext, Decision, DedupKey, DedupResult, Direction, FieldKind,
+    FieldSchema, ObjectSchema, RecordError, Resolution, Span, Value,
+};
+pub use chain::{ChainError, ChainOutput, Failure, Stage, StageCalls, Transformed, run_chain};
+pub use engine::{CallSpec, LoadedPlugin, PluginRuntime, RuntimeConfig};
+pub use error::{LoadError, PluginError};
+pub use installed::{InstalledPlugins, PluginConfig, PluginStatus, QuarantinePolicy};
+pub use limits::CallLimits;
+pub use output::span_text;
+pub use schema::schema_from_describe;
+pub use validate::{ComponentReport, SUPPORTED_WIT_VERSIONS};

@@ -1,0 +1,191 @@
+//! Building columnar batches on the host side and turning them back into JSON.
+//!
+//! JSON is how records arrive from webhooks and the CLI and how they leave for sinks;
+//! the columnar batch is how they cross into plugins. Typed values map as: null, booleans,
+//! integers and floats to themselves; strings to text; objects and arrays to `json`;
+//! dates, datetimes and times to their ISO 8601 text.
+
+use serde_json::{Map, Number, Value as Json};
+
+use super::output::span_text;
+use super::types::{Batch, Span, Value};
+
+/// Builds a batch record by record; fields are added as they first appear and earlier
+/// records read null for them.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    batch: Batch,
+}
+
+impl BatchBuilder {
+    pub fn new(object: &str) -> Self {
+        Self {
+            batch: Batch {
+                object: object.to_owned(),
+                fields: Vec::new(),
+                columns: Vec::new(),
+                sources: Vec::new(),
+                text: String::new(),
+            },
+        }
+    }
+
+    /// Starts with a known field list, reserving room for `rows` records.
+    pub fn with_fields(object: &str, fields: &[&str], rows: usize) -> Self {
+        let mut builder = Self::new(object);
+        for field in fields {
+            builder.batch.fields.push((*field).to_owned());
+            builder.batch.columns.push(Vec::with_capacity(rows));
+        }
+        builder.batch.sources.reserve(rows);
+        builder
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.sources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.sources.is_empty()
+    }
+
+    /// Appends a record; returns its index.
+    pub fn push_record(&mut self) -> usize {
+        let row = self.batch.sources.len();
+        self.batch.sources.push(row as u32);
+        for column in &mut self.batch.columns {
+            column.push(Value::Null);
+        }
+        row
+    }
+
+    fn column(&mut self, field: &str) -> usize {
+        if let Some(i) = self.batch.fields.iter().position(|f| f == field) {
+            return i;
+        }
+        self.batch.fields.push(field.to_owned());
+        self.batch
+            .columns
+            .push(vec![Value::Null; self.batch.sources.len()]);
+        self.batch.columns.len() - 1
+    }
+
+    fn put(&mut self, row: usize, field: &str, value: Value) {
+        let column = self.column(field);
+        if let Some(slot) = self
+            .batch
+            .columns
+            .get_mut(column)
+            .and_then(|c| c.get_mut(row))
+        {
+            *slot = value;
+        }
+    }
+
+    fn span(&mut self, s: &str) -> Span {
+        let offset = u32::try_from(self.batch.text.len()).unwrap_or(u32::MAX);
+        self.batch.text.push_str(s);
+        Span {
+            offset,
+            len: u32::try_from(s.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    pub fn set_text(&mut self, row: usize, field: &str, text: &str) {
+        let span = self.span(text);
+        self.put(row, field, Value::Text(span));
+    }
+
+    /// Sets a scalar (non-text) value.
+    pub fn set_value(&mut self, row: usize, field: &str, value: Value) {
+        self.put(row, field, value);
+    }
+
+    pub fn set_json(&mut self, row: usize, field: &str, value: &Json) {
+        let value = match value {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Boolean(*b),
+            Json::Number(n) => match n.as_i64() {
+                Some(i) => Value::Integer(i),
+                None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Json::String(s) => Value::Text(self.span(s)),
+            compound => Value::Json(self.span(&compound.to_string())),
+        };
+        self.put(row, field, value);
+    }
+
+    pub fn finish(self) -> Batch {
+        self.batch
+    }
+}
+
+/// A batch of `object` from JSON objects; every key becomes a field.
+pub fn batch_from_json(object: &str, records: &[Map<String, Json>]) -> Batch {
+    let mut builder = BatchBuilder::new(object);
+    for record in records {
+        let row = builder.push_record();
+        for (field, value) in record {
+            builder.set_json(row, field, value);
+        }
+    }
+    builder.finish()
+}
+
+/// One value as JSON. Out-of-range spans (which checked output never has) read as null.
+pub fn value_to_json(text: &str, value: &Value) -> Json {
+    match *value {
+        Value::Null => Json::Null,
+        Value::Boolean(b) => Json::Bool(b),
+        Value::Integer(i) => Json::from(i),
+        Value::Number(n) => Number::from_f64(n).map_or(Json::Null, Json::Number),
+        Value::Text(span) => {
+            span_text(text, span).map_or(Json::Null, |s| Json::String(s.to_owned()))
+        }
+        Value::Json(span) => span_text(text, span)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Json::Null),
+        Value::Date(days) => Json::String(format_date(days)),
+        Value::Datetime(ms) => Json::String(format_datetime(ms)),
+        Value::Time(ms) => Json::String(format!(
+            "{:02}:{:02}:{:02}.{:03}Z",
+            ms / 3_600_000,
+            ms / 60_000 % 60,
+            ms / 1000 % 60,
+            ms % 1000
+        )),
+    }
+}
+
+fn format_date(days: i32) -> String {
+    let epoch = jiff::civil::date(1970, 1, 1);
+    epoch
+        .checked_add(jiff::Span::new().days(i64::from(days)))
+        .map_or_else(|_| format!("invalid-date({days})"), |d| d.to_string())
+}
+
+fn format_datetime(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(
+        |_| format!("invalid-datetime({ms})"),
+        |t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+    )
+}
+
+/// The records of a batch as JSON objects (null fields included, as Salesforce does).
+pub fn batch_to_json(batch: &Batch) -> Vec<Map<String, Json>> {
+    (0..batch.sources.len())
+        .map(|row| {
+            batch
+                .fields
+                .iter()
+                .zip(&batch.columns)
+                .map(|(field, column)| {
+                    let value = column
+                        .get(row)
+                        .map_or(Json::Null, |v| value_to_json(&batch.text, v));
+                    (field.clone(), value)
+                })
+                .collect()
+        })
+        .collect()
+}
