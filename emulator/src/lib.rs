@@ -112,7 +112,10 @@ impl Emulator {
         let host = if host.contains(':') { format!("[{host}]") } else { host };
         let base_url = format!("{scheme}://{host}:{}", addr.port());
         let cfg = config.clone();
-        let org = Org::new(cfg)?;
+        // Seeding a million rows takes seconds: keep it off the async workers.
+        let org = tokio::task::spawn_blocking(move || Org::new(cfg))
+            .await
+            .map_err(|e| EmulatorError::Seed(e.to_string()))??;
         if let Ok(mut b) = org.base_url.write() {
             *b = base_url.clone();
         }
