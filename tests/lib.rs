@@ -1,1 +1,66 @@
-//! Shared fixtures for the end-to-end tests.
+//! Shared fixtures for the end-to-end tests: the real plugins, built once per test run.
+//!
+//! The plugins in `plugins/` are compiled to `wasm32-wasip2` components the first time a
+//! test asks for one. They build into their own target directory (`target/plugins`) so the
+//! nested cargo never waits on the lock of the cargo running the tests; every later request
+//! in the run, from any test binary, is a no-op build.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Every plugin crate under `plugins/`.
+pub const PLUGINS: &[&str] = &["acme-accounts", "golden-dedup", "field-authority", "hostile"];
+
+/// Components only the benchmarks use.
+pub const BENCH_COMPONENTS: &[&str] = &["naive-abi"];
+
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives inside the workspace")
+}
+
+fn plugin_target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+        .join("plugins")
+}
+
+fn build_plugins() -> Result<PathBuf, String> {
+    let target_dir = plugin_target_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for plugin in PLUGINS.iter().chain(BENCH_COMPONENTS) {
+        command.args(["-p", plugin]);
+    }
+    let output = command.output().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "building the plugins failed (is the target installed? `rustup target add \
+             wasm32-wasip2`):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(target_dir.join("wasm32-wasip2").join("release"))
+}
+
+/// The path of a built plugin component, e.g. `plugin_wasm("acme-accounts")`.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BUILT.get_or_init(build_plugins) {
+        Ok(dir) => dir.join(format!("{}.wasm", name.replace('-', "_"))),
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// The bytes of a built plugin component.
+pub fn plugin_bytes(name: &str) -> Vec<u8> {
+    let path = plugin_wasm(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}

@@ -1,0 +1,1 @@
+//! Example plugins through the sandbox.

@@ -1,0 +1,193 @@
+//! The sandbox holds: each hostile behaviour fails its own batch with the right typed
+//! error while another installation on the same engine keeps succeeding.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use weft::plugin::{
+    CallLimits, InstalledPlugins, PluginConfig, PluginError, PluginRuntime, QuarantinePolicy,
+    RuntimeConfig, batch_from_json,
+};
+use weft_tests::plugin_bytes;
+
+fn runtime() -> PluginRuntime {
+    PluginRuntime::new(RuntimeConfig::default()).expect("engine")
+}
+
+fn accounts(n: usize) -> weft::plugin::Batch {
+    let records: Vec<_> = (0..n)
+        .map(|i| {
+            json!({"Id": format!("001{i:015}"), "Name": format!("Account {i}"), "Phone": "0123"})
+                .as_object()
+                .cloned()
+                .expect("object")
+        })
+        .collect();
+    batch_from_json("Account", &records)
+}
+
+fn hostile_config(mode: &str) -> PluginConfig {
+    PluginConfig {
+        values: BTreeMap::from([("mode".to_owned(), mode.to_owned())]),
+        limits: CallLimits {
+            time_budget: Duration::from_millis(200),
+            ..CallLimits::default()
+        },
+    }
+}
+
+fn assert_kind(result: Result<impl std::fmt::Debug, PluginError>, expected: &str) {
+    match result {
+        Err(error) => assert_eq!(error.kind(), expected, "got {error}"),
+        Ok(output) => panic!("expected a {expected} failure, got {output:?}"),
+    }
+}
+
+#[test]
+fn each_hostile_mode_fails_alone_while_a_neighbour_keeps_working() {
+    let runtime = runtime();
+    let hostile = runtime.load(&plugin_bytes("hostile")).expect("load hostile");
+    let healthy = runtime.load(&plugin_bytes("golden-dedup")).expect("load golden-dedup");
+    let plugins = Arc::new(InstalledPlugins::new(QuarantinePolicy { strikes: 1000 }));
+    plugins.install("neighbour", healthy, PluginConfig::default());
+
+    // The neighbour calls continuously on other threads for the whole test.
+    let stop = Arc::new(AtomicBool::new(false));
+    let neighbour_calls = Arc::new(AtomicUsize::new(0));
+    let neighbours: Vec<_> = (0..2)
+        .map(|_| {
+            let (plugins, stop, calls) = (plugins.clone(), stop.clone(), neighbour_calls.clone());
+            std::thread::spawn(move || {
+                let input = accounts(200);
+                while !stop.load(Ordering::Relaxed) {
+                    let out = plugins.map_inbound("neighbour", &input).expect("neighbour call");
+                    assert!(out.errors.is_empty());
+                    assert_eq!(out.batches[0].sources.len(), 200);
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    let input = accounts(10);
+    let cases = [
+        ("loop", "timeout"),
+        ("memory", "memory"),
+        ("recursion", "stack-overflow"),
+        ("panic", "panic"),
+        ("oversized", "output-too-large"),
+        ("wrong-count", "malformed-output"),
+    ];
+    for (mode, kind) in cases {
+        let installation = format!("hostile-{mode}");
+        plugins.install(&installation, hostile.clone(), hostile_config(mode));
+        assert_kind(plugins.map_inbound(&installation, &input), kind);
+        assert_kind(plugins.map_outbound(&installation, &input), kind);
+        assert_kind(plugins.dedup_keys(&installation, weft::plugin::Direction::Inbound, &input), kind);
+    }
+    // Mode `ok` on the same compiled component still works after all of that.
+    plugins.install("hostile-ok", hostile, hostile_config("ok"));
+    let ok = plugins.map_inbound("hostile-ok", &input).expect("ok mode");
+    assert_eq!(ok.batches[0], input);
+
+    stop.store(true, Ordering::Relaxed);
+    for thread in neighbours {
+        thread.join().expect("neighbour thread never fails");
+    }
+    assert!(neighbour_calls.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn a_panic_reports_the_guest_message() {
+    let runtime = runtime();
+    let hostile = runtime.load(&plugin_bytes("hostile")).expect("load");
+    let plugins = InstalledPlugins::new(QuarantinePolicy::default());
+    plugins.install("p", hostile, hostile_config("panic"));
+    match plugins.map_inbound("p", &accounts(1)) {
+        Err(PluginError::Panic { message }) => assert!(message.contains("panicked at"), "{message}"),
+        other => panic!("expected a panic, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_plugin_that_keeps_failing_is_quarantined_until_replaced() {
+    let runtime = runtime();
+    let hostile = runtime.load(&plugin_bytes("hostile")).expect("load");
+    let plugins = InstalledPlugins::new(QuarantinePolicy { strikes: 3 });
+    plugins.install("acme", hostile.clone(), hostile_config("panic"));
+    let input = accounts(3);
+    for _ in 0..3 {
+        assert_kind(plugins.map_inbound("acme", &input), "panic");
+    }
+    assert_kind(plugins.map_inbound("acme", &input), "quarantined");
+    let status = plugins.status("acme").expect("installed");
+    assert!(status.quarantined && status.strikes == 3);
+
+    // A fixed plugin (here: the same component configured to behave) lifts it, with no
+    // restart of anything.
+    plugins.install("acme", hostile, hostile_config("ok"));
+    assert!(plugins.map_inbound("acme", &input).is_ok());
+    assert!(!plugins.status("acme").expect("installed").quarantined);
+}
+
+#[test]
+fn a_success_resets_the_strike_count() {
+    let runtime = runtime();
+    let hostile = runtime.load(&plugin_bytes("hostile")).expect("load");
+    let plugins = InstalledPlugins::new(QuarantinePolicy { strikes: 2 });
+    plugins.install("acme", hostile.clone(), hostile_config("panic"));
+    assert_kind(plugins.map_inbound("acme", &accounts(1)), "panic");
+    plugins.install("acme", hostile, hostile_config("ok"));
+    assert!(plugins.map_inbound("acme", &accounts(1)).is_ok());
+    assert_eq!(plugins.status("acme").expect("installed").strikes, 0);
+}
+
+#[test]
+fn hot_swap_takes_effect_on_the_next_call() {
+    let runtime = runtime();
+    let plugins = InstalledPlugins::new(QuarantinePolicy::default());
+    let dedup = runtime.load(&plugin_bytes("golden-dedup")).expect("load");
+    let acme = runtime.load(&plugin_bytes("acme-accounts")).expect("load");
+    let (dedup_hash, acme_hash) = (dedup.hash().to_owned(), acme.hash().to_owned());
+    assert_ne!(dedup_hash, acme_hash);
+    plugins.install("inst", dedup, PluginConfig::default());
+    assert_eq!(plugins.status("inst").expect("installed").hash, dedup_hash);
+    let replaced = plugins.install("inst", acme, PluginConfig::default());
+    assert_eq!(replaced.as_deref(), Some(dedup_hash.as_str()));
+    assert_eq!(plugins.status("inst").expect("installed").hash, acme_hash);
+}
+
+#[test]
+fn compiled_plugins_are_reused_from_the_disk_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = RuntimeConfig { cache_dir: Some(dir.path().to_owned()), ..RuntimeConfig::default() };
+    let bytes = plugin_bytes("golden-dedup");
+    let first = PluginRuntime::new(config.clone()).expect("engine").load(&bytes).expect("load");
+    assert!(first.was_compiled());
+    // A second host process (a new engine) finds the artifact on disk.
+    let second_runtime = PluginRuntime::new(config).expect("engine");
+    let second = second_runtime.load(&bytes).expect("load");
+    assert!(!second.was_compiled());
+    let plugins = InstalledPlugins::new(QuarantinePolicy::default());
+    plugins.install("i", second, PluginConfig::default());
+    assert!(plugins.map_inbound("i", &accounts(5)).is_ok());
+}
+
+#[test]
+fn components_that_import_the_network_are_refused() {
+    let component = wat::parse_str(
+        r#"(component (import "wasi:sockets/tcp@0.2.6" (instance)))"#,
+    )
+    .expect("valid component text");
+    let error = runtime().load(&component).err().expect("refused");
+    assert!(matches!(error, weft::plugin::LoadError::ForbiddenImport { .. }), "{error}");
+}
+
+#[test]
+fn garbage_is_not_a_component() {
+    let error = runtime().load(b"not wasm at all").err().expect("refused");
+    assert!(matches!(error, weft::plugin::LoadError::Invalid(_)), "{error}");
+}
