@@ -1,1 +1,558 @@
-//! hostile
+//! A deliberately misbehaving plugin, **for tests only**: it proves the host's sandbox
+//! contains each kind of failure to the batch that caused it. Never install it for a
+//! customer.
+//!
+//! Every export (`map-inbound`, `map-outbound`, `coerce`, `resolve`, `dedup-keys`) applies
+//! the configured mode, so a test can aim at any export. The misbehaviour lives in the
+//! `*_batch` overrides because several modes break the batch layout itself, which the
+//! per-record API cannot express.
+//!
+//! # Configuration
+//!
+//! | key | default | meaning |
+//! | --- | --- | --- |
+//! | `mode` | `ok` | the behaviour, below |
+//! | `millis` | `100` | for `slow`: roughly how long to spin |
+//! | `oversized.mib` | `48` | for `oversized`: size of the text returned, in MiB |
+//!
+//! Modes:
+//!
+//! | mode | what every export does | the host should report |
+//! | --- | --- | --- |
+//! | `ok` | the SDK defaults (identity mapping and coercion, last-writer-wins, `dedup.fields` keys) | success |
+//! | `loop` | spins forever | a timeout (fuel / epoch deadline) |
+//! | `memory` | allocates and touches 1 MiB blocks until allocation fails | the memory cap |
+//! | `recursion` | recurses without bound, holding values live across each call | a wasm stack overflow |
+//! | `panic` | panics (a trap: Rust panics abort inside the sandbox) | a panic / trap |
+//! | `oversized` | returns 48 MiB of text: under the host's default 64 MiB memory cap, so the guest can build it, but far over any sane output limit (the host's default is 16 MiB). Lower `oversized.mib` if the cap is lower | output too large |
+//! | `wrong-count` | returns output whose lengths disagree: map/coerce add a column with one value more than the batch has records; resolve adds a decision column with one decision too many; dedup returns a key whose span runs past the end of the text | malformed output |
+//! | `bad-source` | returns output that points at input records that do not exist (each source shifted past the input; an error or key for record `len`) | malformed output |
+//! | `slow` | spins `millis` × [`ITERATIONS_PER_MS`] iterations, then behaves like `ok` | success, late |
+//!
+//! `slow` is approximate: plugins have no clock, so it counts iterations calibrated
+//! natively; under the sandbox's fuel or epoch checks each iteration costs more.
+//!
+//! An unknown mode or an unreadable number fails the batch from `configure`, naming the key.
+
+use std::hint::black_box;
+
+use weft_guest::bindings::weft::plugin::types::{DedupKey, Span, Value};
+use weft_guest::prelude::*;
+use weft_guest::{BatchResult, DedupResult, RecordError, Resolution, run};
+
+/// Busy-loop iterations per millisecond for `slow` (about right natively on a 2020s x86
+/// core; a sandboxed iteration is slower).
+pub const ITERATIONS_PER_MS: u64 = 1_000_000;
+pub const DEFAULT_MILLIS: u64 = 100;
+pub const DEFAULT_OVERSIZED_MIB: usize = 48;
+const MIB: usize = 1 << 20;
+
+/// How the plugin misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Ok,
+    Loop,
+    Memory,
+    Recursion,
+    Panic,
+    Oversized,
+    WrongCount,
+    BadSource,
+    Slow,
+}
+
+impl Mode {
+    pub const ALL: [(&'static str, Mode); 9] = [
+        ("ok", Mode::Ok),
+        ("loop", Mode::Loop),
+        ("memory", Mode::Memory),
+        ("recursion", Mode::Recursion),
+        ("panic", Mode::Panic),
+        ("oversized", Mode::Oversized),
+        ("wrong-count", Mode::WrongCount),
+        ("bad-source", Mode::BadSource),
+        ("slow", Mode::Slow),
+    ];
+
+    fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, mode)| *mode)
+    }
+}
+
+/// The plugin. Configuration is read once per batch by [`Plugin::configure`].
+#[derive(Debug, Default)]
+pub struct Hostile {
+    pub mode: Mode,
+    millis: Option<u64>,
+    oversized_mib: Option<usize>,
+}
+
+impl Hostile {
+    /// Runs the modes that never return (or return late), before any output is built.
+    fn misbehave(&self) {
+        match self.mode {
+            Mode::Loop => spin_forever(),
+            Mode::Memory => {
+                hog_memory(usize::MAX);
+            }
+            Mode::Recursion => {
+                recurse(0, u64::MAX);
+            }
+            Mode::Panic => panic!("hostile plugin: mode = panic"),
+            Mode::Slow => {
+                let millis = self.millis.unwrap_or(DEFAULT_MILLIS);
+                spin(millis.saturating_mul(ITERATIONS_PER_MS));
+            }
+            Mode::Ok | Mode::Oversized | Mode::WrongCount | Mode::BadSource => {}
+        }
+    }
+
+    fn oversized_text(&self) -> String {
+        // `repeat` allocates exactly once, so the guest needs the text's size and no more
+        // (a growing String would briefly need twice that and hit the memory cap instead).
+        "x".repeat(
+            self.oversized_mib
+                .unwrap_or(DEFAULT_OVERSIZED_MIB)
+                .saturating_mul(MIB),
+        )
+    }
+
+    /// Bends a mapping's or coercion's (identity) output according to the mode.
+    fn shape(&self, mut result: BatchResult, input: &Batch) -> BatchResult {
+        let records = input.sources.len();
+        match self.mode {
+            Mode::Oversized => {
+                let text = self.oversized_text();
+                let span = Span {
+                    offset: 0,
+                    len: u32::try_from(text.len()).unwrap_or(u32::MAX),
+                };
+                let batch = Batch {
+                    object: input.object.clone(),
+                    fields: vec!["blob".to_owned()],
+                    columns: vec![vec![Value::Text(span)]],
+                    sources: vec![0],
+                    text,
+                };
+                BatchResult {
+                    batches: vec![batch],
+                    errors: Vec::new(),
+                }
+            }
+            Mode::WrongCount => {
+                if result.batches.is_empty() {
+                    result.batches.push(empty_like(input));
+                }
+                for batch in &mut result.batches {
+                    batch.fields.push("hostile_extra".to_owned());
+                    batch
+                        .columns
+                        .push(vec![Value::Null; batch.sources.len() + 1]);
+                }
+                result
+            }
+            Mode::BadSource => {
+                let shift = u32::try_from(records).unwrap_or(u32::MAX);
+                for batch in &mut result.batches {
+                    batch
+                        .sources
+                        .iter_mut()
+                        .for_each(|s| *s = s.saturating_add(shift));
+                }
+                result.errors.push(RecordError {
+                    record: shift,
+                    reason: "no such record".into(),
+                });
+                result
+            }
+            _ => result,
+        }
+    }
+}
+
+impl Plugin for Hostile {
+    fn configure(&mut self, cx: &Cx) -> Result<(), String> {
+        if let Some(mode) = cx.config("mode") {
+            self.mode = Mode::parse(&mode).ok_or_else(|| {
+                let known: Vec<&str> = Mode::ALL.iter().map(|(name, _)| *name).collect();
+                format!(
+                    "mode: unknown mode {mode:?}; expected one of {}",
+                    known.join(", ")
+                )
+            })?;
+        }
+        if let Some(millis) = cx.config("millis") {
+            let parsed = millis
+                .trim()
+                .parse()
+                .map_err(|_| format!("millis: {millis:?} is not a whole number of milliseconds"))?;
+            self.millis = Some(parsed);
+        }
+        if let Some(mib) = cx.config("oversized.mib") {
+            let parsed = mib
+                .trim()
+                .parse()
+                .map_err(|_| format!("oversized.mib: {mib:?} is not a whole number of MiB"))?;
+            self.oversized_mib = Some(parsed);
+        }
+        Ok(())
+    }
+
+    fn map_inbound_batch(&self, cx: &Cx, input: &Batch) -> BatchResult {
+        self.misbehave();
+        let out = run::map_each(cx, input, |cx, rec, out| self.map_inbound(cx, rec, out));
+        self.shape(out, input)
+    }
+
+    fn map_outbound_batch(&self, cx: &Cx, input: &Batch) -> BatchResult {
+        self.misbehave();
+        let out = run::map_each(cx, input, |cx, rec, out| self.map_outbound(cx, rec, out));
+        self.shape(out, input)
+    }
+
+    fn coerce_batch(&self, cx: &Cx, schema: &ObjectSchema, input: &Batch) -> BatchResult {
+        self.misbehave();
+        let out = run::coerce_each(cx, schema, input, |cx, field, value| {
+            self.coerce_value(cx, field, value)
+        });
+        self.shape(out, input)
+    }
+
+    fn resolve_batch(
+        &self,
+        cx: &Cx,
+        incoming: &Batch,
+        incoming_at: &[i64],
+        current: &Batch,
+        current_modified_at: &[Option<i64>],
+    ) -> Resolution {
+        self.misbehave();
+        let mut out = run::resolve_each(
+            cx,
+            incoming,
+            incoming_at,
+            current,
+            current_modified_at,
+            self,
+        );
+        let records = incoming.sources.len();
+        match self.mode {
+            Mode::Oversized => Resolution {
+                decisions: Vec::new(),
+                errors: vec![RecordError {
+                    record: 0,
+                    reason: self.oversized_text(),
+                }],
+            },
+            Mode::WrongCount => {
+                out.decisions.push(vec![Decision::Write; records + 1]);
+                out
+            }
+            Mode::BadSource => {
+                let record = u32::try_from(records).unwrap_or(u32::MAX);
+                out.errors.push(RecordError {
+                    record,
+                    reason: "no such record".into(),
+                });
+                out
+            }
+            _ => out,
+        }
+    }
+
+    fn dedup_batch(&self, cx: &Cx, input: &Batch) -> DedupResult {
+        self.misbehave();
+        let mut out = run::dedup_each(cx, input, |cx, rec, keys| self.dedup_keys(cx, rec, keys));
+        let span_at_end = |text: &str, len: u32| Span {
+            offset: u32::try_from(text.len()).unwrap_or(u32::MAX),
+            len,
+        };
+        match self.mode {
+            Mode::Oversized => {
+                let text = self.oversized_text();
+                let value = Span {
+                    offset: 0,
+                    len: u32::try_from(text.len()).unwrap_or(u32::MAX),
+                };
+                let name = Span { offset: 0, len: 1 };
+                DedupResult {
+                    keys: vec![DedupKey {
+                        record: 0,
+                        name,
+                        value,
+                    }],
+                    text,
+                    errors: Vec::new(),
+                }
+            }
+            Mode::WrongCount => {
+                // Dedup output has no counts to get wrong; the nearest breach is a span that
+                // does not fit its text.
+                let span = span_at_end(&out.text, 8);
+                out.keys.push(DedupKey {
+                    record: 0,
+                    name: span,
+                    value: span,
+                });
+                out
+            }
+            Mode::BadSource => {
+                let record = u32::try_from(input.sources.len()).unwrap_or(u32::MAX);
+                let span = span_at_end(&out.text, 7);
+                out.text.push_str("hostile");
+                out.keys.push(DedupKey {
+                    record,
+                    name: span,
+                    value: span,
+                });
+                out
+            }
+            _ => out,
+        }
+    }
+}
+
+weft_guest::export_plugin!(Hostile);
+
+fn empty_like(input: &Batch) -> Batch {
+    Batch {
+        object: input.object.clone(),
+        fields: Vec::new(),
+        columns: Vec::new(),
+        sources: Vec::new(),
+        text: String::new(),
+    }
+}
+
+/// Never returns. `black_box` makes each iteration an observable effect, so the loop can
+/// be neither removed nor proven infinite and "optimised" into a trap.
+pub fn spin_forever() -> ! {
+    let mut n = 0u64;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+/// Spins `iterations` times; returns the count so the work cannot be discarded.
+pub fn spin(iterations: u64) -> u64 {
+    let mut n = 0u64;
+    while black_box(n) < iterations {
+        n += 1;
+    }
+    n
+}
+
+/// Allocates and touches 1 MiB blocks until `limit_mib` are held (or, in the sandbox, until
+/// an allocation fails and aborts). Every page is written, so the memory is really in use
+/// and no allocator can hand out untouched zero pages for free.
+pub fn hog_memory(limit_mib: usize) -> usize {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    while held.len() < limit_mib {
+        let mut block = vec![0u8; MIB];
+        block.iter_mut().step_by(4096).for_each(|byte| *byte = 1);
+        held.push(black_box(block));
+    }
+    black_box(&held).len()
+}
+
+/// Recurses until `depth == limit`. The call is not in tail position and sixteen values
+/// stay live across it, so every frame costs wasm stack and no optimiser can turn the
+/// recursion into a loop; `black_box` hides `limit`, so the depth is unknowable at compile
+/// time.
+#[inline(never)]
+pub fn recurse(depth: u64, limit: u64) -> u64 {
+    if depth >= black_box(limit) {
+        return depth;
+    }
+    let live: [u64; 16] = std::array::from_fn(|i| black_box(depth.wrapping_mul(i as u64 + 1)));
+    let below = recurse(black_box(depth + 1), limit);
+    live.iter().fold(below, |acc, v| acc.wrapping_add(*v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use weft_guest::Direction;
+    use weft_guest::testing::{Harness, batch, field, keys, schema};
+
+    fn input() -> Batch {
+        batch(
+            "Account",
+            &[
+                &[("Id", "001A".into()), ("Name", "Acme".into())],
+                &[("Id", "001B".into()), ("Name", "Globex".into())],
+            ],
+        )
+    }
+
+    fn mode(m: &str) -> Harness {
+        Harness::new().config("mode", m)
+    }
+
+    fn account_schema() -> ObjectSchema {
+        schema("Account", vec![field("Name", FieldKind::String)])
+    }
+
+    fn columns_agree(batch: &Batch) -> bool {
+        batch.fields.len() == batch.columns.len()
+            && batch.columns.iter().all(|c| c.len() == batch.sources.len())
+    }
+
+    #[test]
+    fn ok_is_the_sdk_defaults_in_every_export() {
+        for h in [
+            Harness::new(),
+            mode("ok"),
+            mode("slow").config("millis", "1"),
+        ] {
+            let input = input();
+            assert_eq!(
+                h.map_inbound::<Hostile>(&input).batches,
+                vec![input.clone()]
+            );
+            assert_eq!(
+                h.map_outbound::<Hostile>(&input).batches,
+                vec![input.clone()]
+            );
+            let coerced = h.coerce::<Hostile>(Direction::Outbound, &account_schema(), &input);
+            assert_eq!(coerced.batches, vec![input.clone()]);
+            let resolved = h.resolve::<Hostile>(&input, &[10, 10], &input, &[Some(20), None]);
+            assert_eq!(
+                resolved.decisions,
+                vec![vec![Decision::Skip, Decision::Write]; 2]
+            );
+            let k = keys(&h.dedup_keys::<Hostile>(Direction::Inbound, &input));
+            assert_eq!(
+                k,
+                vec![
+                    (0, "Id".into(), "001A".into()),
+                    (1, "Id".into(), "001B".into())
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn panic_panics_in_every_export() {
+        let h = mode("panic");
+        let input = input();
+        let calls: [&dyn Fn(); 5] = [
+            &|| drop(h.map_inbound::<Hostile>(&input)),
+            &|| drop(h.map_outbound::<Hostile>(&input)),
+            &|| drop(h.coerce::<Hostile>(Direction::Inbound, &account_schema(), &input)),
+            &|| drop(h.resolve::<Hostile>(&input, &[1, 1], &input, &[None, None])),
+            &|| drop(h.dedup_keys::<Hostile>(Direction::Inbound, &input)),
+        ];
+        for call in calls {
+            assert!(catch_unwind(AssertUnwindSafe(call)).is_err());
+        }
+    }
+
+    #[test]
+    fn oversized_returns_more_text_than_any_output_limit() {
+        let out = mode("oversized").map_inbound::<Hostile>(&input());
+        assert_eq!(out.batches[0].text.len(), DEFAULT_OVERSIZED_MIB * MIB);
+        assert!(columns_agree(&out.batches[0]), "only the size is wrong");
+
+        let h = mode("oversized").config("oversized.mib", "2");
+        let input = input();
+        assert_eq!(
+            h.map_outbound::<Hostile>(&input).batches[0].text.len(),
+            2 * MIB
+        );
+        let coerced = h.coerce::<Hostile>(Direction::Inbound, &account_schema(), &input);
+        assert_eq!(coerced.batches[0].text.len(), 2 * MIB);
+        let resolved = h.resolve::<Hostile>(&input, &[1, 1], &input, &[None, None]);
+        assert_eq!(resolved.errors[0].reason.len(), 2 * MIB);
+        assert_eq!(
+            h.dedup_keys::<Hostile>(Direction::Inbound, &input)
+                .text
+                .len(),
+            2 * MIB
+        );
+    }
+
+    #[test]
+    fn wrong_count_breaks_the_layout_in_every_export() {
+        let h = mode("wrong-count");
+        let input = input();
+        for out in [
+            h.map_inbound::<Hostile>(&input),
+            h.map_outbound::<Hostile>(&input),
+            h.coerce::<Hostile>(Direction::Inbound, &account_schema(), &input),
+            h.map_inbound::<Hostile>(&batch("Account", &[])),
+        ] {
+            assert!(!out.batches.is_empty());
+            assert!(out.batches.iter().all(|b| !columns_agree(b)));
+        }
+        let resolved = h.resolve::<Hostile>(&input, &[1, 1], &input, &[None, None]);
+        assert_eq!(resolved.decisions.len(), input.fields.len() + 1);
+        assert_eq!(resolved.decisions.last().map(Vec::len), Some(3));
+        let dedup = h.dedup_keys::<Hostile>(Direction::Inbound, &input);
+        let last = dedup.keys.last().expect("a key");
+        assert!(last.value.offset as usize + last.value.len as usize > dedup.text.len());
+    }
+
+    #[test]
+    fn bad_source_points_past_the_input_in_every_export() {
+        let h = mode("bad-source");
+        let input = input();
+        for out in [
+            h.map_inbound::<Hostile>(&input),
+            h.map_outbound::<Hostile>(&input),
+            h.coerce::<Hostile>(Direction::Inbound, &account_schema(), &input),
+        ] {
+            assert_eq!(out.batches[0].sources, vec![2, 3]);
+            assert_eq!(out.errors[0].record, 2);
+        }
+        let resolved = h.resolve::<Hostile>(&input, &[1, 1], &input, &[None, None]);
+        assert_eq!(resolved.errors[0].record, 2);
+        let dedup = h.dedup_keys::<Hostile>(Direction::Inbound, &input);
+        assert_eq!(
+            keys(&dedup).last(),
+            Some(&(2, "hostile".into(), "hostile".into()))
+        );
+    }
+
+    #[test]
+    fn bad_configuration_fails_the_batch_naming_the_key() {
+        for (key, value, expected) in [
+            (
+                "mode",
+                "explode",
+                "mode: unknown mode \"explode\"; expected one of ok, loop",
+            ),
+            ("millis", "soon", "millis: "),
+            ("oversized.mib", "-1", "oversized.mib: "),
+        ] {
+            let out = Harness::new()
+                .config(key, value)
+                .map_inbound::<Hostile>(&input());
+            assert!(out.batches.is_empty());
+            assert_eq!(out.errors.len(), 2);
+            assert!(
+                out.errors[0]
+                    .reason
+                    .starts_with(&format!("plugin configuration: {expected}")),
+                "{}",
+                out.errors[0].reason
+            );
+        }
+    }
+
+    // `loop`, `memory` and `recursion` never return by design; their building blocks are
+    // tested with a bound instead. The host's sandbox tests run the real thing.
+    #[test]
+    fn the_unbounded_modes_building_blocks_terminate_when_bounded() {
+        assert_eq!(spin(10_000), 10_000);
+        assert_eq!(hog_memory(3), 3);
+        let sum = recurse(0, 1_000);
+        assert!(sum >= 1_000);
+    }
+}
