@@ -15,17 +15,37 @@ const FIELDS: &str = "Id, Name, Type, Industry, BillingCity, BillingCountry, Pho
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.to_string()))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
 
 fn main() {
-    let accounts: usize = std::env::var("WEFT_BENCH_ACCOUNTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let rest_pages: Option<usize> = std::env::var("WEFT_BENCH_REST_PAGES").ok().and_then(|v| v.parse().ok());
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("server runtime");
-    let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
+    let accounts: usize = std::env::var("WEFT_BENCH_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rest_pages: Option<usize> = std::env::var("WEFT_BENCH_REST_PAGES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
 
     let rss0 = rss_mib();
     let t = Instant::now();
@@ -43,7 +63,10 @@ fn main() {
 
     let base = org.base_url().to_string();
     let token = org.access_token().to_string();
-    let http = reqwest::Client::builder().no_gzip().build().expect("client");
+    let http = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("client");
 
     client_rt.block_on(async {
         // Bulk 2.0 query: create, poll, stream every page.

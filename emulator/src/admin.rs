@@ -88,27 +88,39 @@ pub enum AdminError {
 }
 
 fn build_field(spec: &FieldSpec) -> Result<FieldDef, AdminError> {
-    if !spec.name.ends_with("__c") || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if !spec.name.ends_with("__c")
+        || !spec
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return Err(AdminError::NotCustom(spec.name.clone()));
     }
     if matches!(spec.field_type, FieldType::Id) {
-        return Err(AdminError::Invalid("a custom field cannot be of type id".into()));
+        return Err(AdminError::Invalid(
+            "a custom field cannot be of type id".into(),
+        ));
     }
     let mut f = FieldDef::new(&spec.name, spec.field_type);
     if let Some(l) = &spec.label {
         f.label = l.clone();
     }
-    if let Some(n) = spec.length {
-        if spec.field_type.is_text() {
-            f.length = n.clamp(1, 131_072);
-        }
+    if let Some(n) = spec.length
+        && spec.field_type.is_text()
+    {
+        f.length = n.clamp(1, 131_072);
     }
     if spec.required && spec.field_type != FieldType::Boolean {
         f.nillable = false;
     }
     if spec.external_id {
-        if !matches!(spec.field_type, FieldType::String | FieldType::Email | FieldType::Int | FieldType::Double) {
-            return Err(AdminError::Invalid("external ids must be text, email or number fields".into()));
+        if !matches!(
+            spec.field_type,
+            FieldType::String | FieldType::Email | FieldType::Int | FieldType::Double
+        ) {
+            return Err(AdminError::Invalid(
+                "external ids must be text, email or number fields".into(),
+            ));
         }
         f.external_id = true;
         f.unique = true;
@@ -119,7 +131,9 @@ fn build_field(spec: &FieldSpec) -> Result<FieldDef, AdminError> {
         f.restricted = spec.restricted_picklist;
     }
     if spec.field_type == FieldType::Reference {
-        let to = spec.reference_to.clone().ok_or_else(|| AdminError::Invalid("referenceTo is required for reference fields".into()))?;
+        let to = spec.reference_to.clone().ok_or_else(|| {
+            AdminError::Invalid("referenceTo is required for reference fields".into())
+        })?;
         f.relationship_name = Some(format!("{}__r", spec.name.trim_end_matches("__c")));
         f.reference_to = Some(to);
     }
@@ -130,12 +144,16 @@ fn build_field(spec: &FieldSpec) -> Result<FieldDef, AdminError> {
 pub fn add_field(org: &Org, object: &str, spec: &FieldSpec) -> Result<(), AdminError> {
     let f = build_field(spec)?;
     let mut store = org.store.write().map_err(|_| AdminError::Poisoned)?;
-    let t = store.table_index(object).ok_or_else(|| AdminError::UnknownObject(object.into()))?;
+    let t = store
+        .table_index(object)
+        .ok_or_else(|| AdminError::UnknownObject(object.into()))?;
     if store.tables[t].def.field(&f.name).is_some() {
         return Err(AdminError::Exists(f.name));
     }
     if let Some(to) = &f.reference_to {
-        store.table_index(to).ok_or_else(|| AdminError::UnknownObject(to.clone()))?;
+        store
+            .table_index(to)
+            .ok_or_else(|| AdminError::UnknownObject(to.clone()))?;
     }
     store.add_field(t, f);
     Ok(())
@@ -144,8 +162,13 @@ pub fn add_field(org: &Org, object: &str, spec: &FieldSpec) -> Result<(), AdminE
 /// Removes a custom field (standard fields cannot be removed, as in Salesforce).
 pub fn remove_field(org: &Org, object: &str, field: &str) -> Result<(), AdminError> {
     let mut store = org.store.write().map_err(|_| AdminError::Poisoned)?;
-    let t = store.table_index(object).ok_or_else(|| AdminError::UnknownObject(object.into()))?;
-    let idx = store.tables[t].def.field_index(field).ok_or_else(|| AdminError::UnknownField(field.into()))?;
+    let t = store
+        .table_index(object)
+        .ok_or_else(|| AdminError::UnknownObject(object.into()))?;
+    let idx = store.tables[t]
+        .def
+        .field_index(field)
+        .ok_or_else(|| AdminError::UnknownField(field.into()))?;
     if !store.tables[t].def.fields[idx].custom {
         return Err(AdminError::NotCustom(field.into()));
     }
@@ -154,17 +177,32 @@ pub fn remove_field(org: &Org, object: &str, field: &str) -> Result<(), AdminErr
 }
 
 pub fn add_object(org: &Org, spec: &ObjectSpec) -> Result<(), AdminError> {
-    if !spec.name.ends_with("__c") || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if !spec.name.ends_with("__c")
+        || !spec
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return Err(AdminError::NotCustom(spec.name.clone()));
     }
-    let fields = spec.fields.iter().map(build_field).collect::<Result<Vec<_>, _>>()?;
+    let fields = spec
+        .fields
+        .iter()
+        .map(build_field)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut store = org.store.write().map_err(|_| AdminError::Poisoned)?;
     if store.table_index(&spec.name).is_some() {
         return Err(AdminError::Exists(spec.name.clone()));
     }
     let mut all = vec![
-        FieldDef::new("Name", FieldType::String).len(80).required().name_field(),
-        FieldDef::new("OwnerId", FieldType::Reference).required().defaulted().refers("User", "Owner"),
+        FieldDef::new("Name", FieldType::String)
+            .len(80)
+            .required()
+            .name_field(),
+        FieldDef::new("OwnerId", FieldType::Reference)
+            .required()
+            .defaulted()
+            .refers("User", "Owner"),
     ];
     all.extend(fields);
     let prefix = store.next_custom_prefix();
@@ -179,7 +217,9 @@ pub fn add_object(org: &Org, spec: &ObjectSpec) -> Result<(), AdminError> {
 
 pub fn remove_object(org: &Org, name: &str) -> Result<(), AdminError> {
     let mut store = org.store.write().map_err(|_| AdminError::Poisoned)?;
-    let t = store.table_index(name).ok_or_else(|| AdminError::UnknownObject(name.into()))?;
+    let t = store
+        .table_index(name)
+        .ok_or_else(|| AdminError::UnknownObject(name.into()))?;
     if !store.tables[t].def.custom {
         return Err(AdminError::NotCustom(name.into()));
     }
@@ -201,8 +241,8 @@ fn admin_err(e: AdminError) -> Resp {
     http::error(&ApiError::new(status, "ADMIN_ERROR", e.to_string()))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(req: &Req) -> Result<T, Resp> {
-    serde_json::from_slice(&req.body).map_err(bad)
+fn parse<T: serde::de::DeserializeOwned>(req: &Req) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(&req.body)
 }
 
 pub async fn handle(org: &Arc<Org>, req: Req, segs: Vec<String>) -> Resp {
@@ -210,46 +250,68 @@ pub async fn handle(org: &Arc<Org>, req: Req, segs: Vec<String>) -> Resp {
     let m = req.method.as_str();
     let done = || http::json(200, &json!({"ok": true}));
     match (m, s.as_slice()) {
-        ("GET", ["stats"]) => http::json(200, &serde_json::to_value(org.stats()).unwrap_or_default()),
+        ("GET", ["stats"]) => {
+            http::json(200, &serde_json::to_value(org.stats()).unwrap_or_default())
+        }
         ("POST", ["stats", "reset"]) => {
             org.stats.reset();
             done()
         }
-        ("GET", ["faults"]) => http::json(200, &serde_json::to_value(org.faults.get()).unwrap_or_default()),
+        ("GET", ["faults"]) => http::json(
+            200,
+            &serde_json::to_value(org.faults.get()).unwrap_or_default(),
+        ),
         ("PUT" | "POST", ["faults"]) => match parse::<FaultConfig>(&req) {
             Ok(f) => {
                 org.faults.set(f.clone());
                 http::json(200, &serde_json::to_value(f).unwrap_or_default())
             }
-            Err(r) => r,
+            Err(e) => bad(e),
         },
         ("POST", ["schema", object, "fields"]) => match parse::<FieldSpec>(&req) {
-            Ok(spec) => add_field(org, object, &spec).map(|_| done()).unwrap_or_else(admin_err),
-            Err(r) => r,
+            Ok(spec) => add_field(org, object, &spec)
+                .map(|_| done())
+                .unwrap_or_else(admin_err),
+            Err(e) => bad(e),
         },
-        ("DELETE", ["schema", object, "fields", field]) => remove_field(org, object, field).map(|_| done()).unwrap_or_else(admin_err),
+        ("DELETE", ["schema", object, "fields", field]) => remove_field(org, object, field)
+            .map(|_| done())
+            .unwrap_or_else(admin_err),
         ("POST", ["schema", "objects"]) => match parse::<ObjectSpec>(&req) {
-            Ok(spec) => add_object(org, &spec).map(|_| done()).unwrap_or_else(admin_err),
-            Err(r) => r,
+            Ok(spec) => add_object(org, &spec)
+                .map(|_| done())
+                .unwrap_or_else(admin_err),
+            Err(e) => bad(e),
         },
-        ("DELETE", ["schema", "objects", name]) => remove_object(org, name).map(|_| done()).unwrap_or_else(admin_err),
+        ("DELETE", ["schema", "objects", name]) => remove_object(org, name)
+            .map(|_| done())
+            .unwrap_or_else(admin_err),
         ("POST", ["changes"]) => {
             let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
             let n = body["count"].as_u64().unwrap_or(100).min(1_000_000) as usize;
             let org2 = org.clone();
-            let applied = tokio::task::spawn_blocking(move || org2.generate_changes(n)).await.unwrap_or(0);
+            let applied = tokio::task::spawn_blocking(move || org2.generate_changes(n))
+                .await
+                .unwrap_or(0);
             http::json(200, &json!({"applied": applied}))
         }
         ("GET", ["webhook"]) => http::json(200, &json!({"url": org.cdc.webhook()})),
         ("PUT" | "POST", ["webhook"]) => {
             let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
-            org.cdc.set_webhook(body["url"].as_str().map(str::to_string));
+            org.cdc
+                .set_webhook(body["url"].as_str().map(str::to_string));
             done()
         }
         ("GET", ["events"]) => {
             let after = req.param("after").and_then(|a| a.parse().ok()).unwrap_or(0);
-            let limit = req.param("limit").and_then(|a| a.parse().ok()).unwrap_or(1000);
-            http::json(200, &json!({"events": org.cdc.events_after(after, limit), "latestReplayId": org.cdc.latest_replay_id()}))
+            let limit = req
+                .param("limit")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(1000);
+            http::json(
+                200,
+                &json!({"events": org.cdc.events_after(after, limit), "latestReplayId": org.cdc.latest_replay_id()}),
+            )
         }
         ("PUT" | "POST", ["limits"]) => {
             let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
@@ -266,21 +328,33 @@ pub async fn handle(org: &Arc<Org>, req: Req, segs: Vec<String>) -> Resp {
                 org.limits.set_long_running_max(v as usize);
             }
             let now = org.clock.now_ms();
-            http::json(200, &json!({"apiUsage": org.limits.usage(now), "apiDailyMax": org.limits.max(), "weftUsage": org.limits.ours(now)}))
+            http::json(
+                200,
+                &json!({"apiUsage": org.limits.usage(now), "apiDailyMax": org.limits.max(), "weftUsage": org.limits.ours(now)}),
+            )
         }
         ("GET", ["limits"]) => {
             let now = org.clock.now_ms();
             let (inflight, long) = org.limits.inflight();
-            http::json(200, &json!({"apiUsage": org.limits.usage(now), "apiDailyMax": org.limits.max(), "weftUsage": org.limits.ours(now),
-                "otherIntegrationsPerDay": org.limits.other_per_day(), "inflight": inflight, "longRunning": long}))
+            http::json(
+                200,
+                &json!({"apiUsage": org.limits.usage(now), "apiDailyMax": org.limits.max(), "weftUsage": org.limits.ours(now),
+                "otherIntegrationsPerDay": org.limits.other_per_day(), "inflight": inflight, "longRunning": long}),
+            )
         }
         ("POST", ["clock", "advance"]) => {
             let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
             let secs = body["seconds"].as_f64().unwrap_or(0.0).max(0.0);
             org.clock.advance_ms((secs * 1000.0) as i64);
-            http::json(200, &json!({"now": crate::clock::format_datetime(org.clock.now_ms())}))
+            http::json(
+                200,
+                &json!({"now": crate::clock::format_datetime(org.clock.now_ms())}),
+            )
         }
-        ("GET", ["clock"]) => http::json(200, &json!({"now": crate::clock::format_datetime(org.clock.now_ms()), "scale": org.clock.scale()})),
+        ("GET", ["clock"]) => http::json(
+            200,
+            &json!({"now": crate::clock::format_datetime(org.clock.now_ms()), "scale": org.clock.scale()}),
+        ),
         ("POST", ["tokens", "expire"]) => {
             org.auth.expire_all();
             done()
@@ -288,11 +362,14 @@ pub async fn handle(org: &Arc<Org>, req: Req, segs: Vec<String>) -> Resp {
         ("GET", ["credentials"]) => {
             let c = &org.cfg.credentials;
             let token = org.auth.issue(0, &c.client_id);
-            http::json(200, &json!({
-                "instanceUrl": org.base_url(), "orgId": org.org_id, "clientId": c.client_id, "clientSecret": c.client_secret,
-                "username": c.username, "password": c.password, "securityToken": c.security_token,
-                "refreshToken": c.refresh_token, "accessToken": token,
-            }))
+            http::json(
+                200,
+                &json!({
+                    "instanceUrl": org.base_url(), "orgId": org.org_id, "clientId": c.client_id, "clientSecret": c.client_secret,
+                    "username": c.username, "password": c.password, "securityToken": c.security_token,
+                    "refreshToken": c.refresh_token, "accessToken": token,
+                }),
+            )
         }
         _ => http::error(&ApiError::not_found()),
     }

@@ -80,7 +80,12 @@ pub struct Auth {
 pub struct KeyError(String);
 
 impl Auth {
-    pub fn new(creds: Credentials, ttl: Duration, org_id: String, jwt_pem: Option<&str>) -> Result<Self, KeyError> {
+    pub fn new(
+        creds: Credentials,
+        ttl: Duration,
+        org_id: String,
+        jwt_pem: Option<&str>,
+    ) -> Result<Self, KeyError> {
         let jwt_key = jwt_pem
             .map(|pem| {
                 RsaPublicKey::from_public_key_pem(pem)
@@ -108,7 +113,11 @@ impl Auth {
         if let Ok(mut s) = self.sessions.lock() {
             s.insert(
                 token.clone(),
-                Session { user_row, client_id: client_id.to_string(), expires: Instant::now() + self.ttl },
+                Session {
+                    user_row,
+                    client_id: client_id.to_string(),
+                    expires: Instant::now() + self.ttl,
+                },
             );
         }
         token
@@ -117,10 +126,16 @@ impl Auth {
     /// Checks an `Authorization` header value.
     pub fn validate(&self, authorization: Option<&str>) -> Result<Session, ApiError> {
         let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("OAuth ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("OAuth "))
+            })
             .map(str::trim)
             .ok_or_else(ApiError::invalid_session)?;
-        let sessions = self.sessions.lock().map_err(|_| ApiError::invalid_session())?;
+        let sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| ApiError::invalid_session())?;
         match sessions.get(token) {
             Some(s) if s.expires > Instant::now() => Ok(s.clone()),
             _ => Err(ApiError::invalid_session()),
@@ -140,19 +155,33 @@ impl Auth {
         }
     }
 
-    fn check_client(&self, id: Option<&str>, secret: Option<&str>, secret_required: bool) -> Result<(), OAuthError> {
+    fn check_client(
+        &self,
+        id: Option<&str>,
+        secret: Option<&str>,
+        secret_required: bool,
+    ) -> Result<(), OAuthError> {
         if id != Some(self.creds.client_id.as_str()) {
             return Err(OAuthError::client());
         }
         match secret {
             Some(s) if s == self.creds.client_secret => Ok(()),
             None if !secret_required => Ok(()),
-            _ => Err(OAuthError { status: 400, error: "invalid_client".into(), description: "invalid client credentials".into() }),
+            _ => Err(OAuthError {
+                status: 400,
+                error: "invalid_client".into(),
+                description: "invalid client credentials".into(),
+            }),
         }
     }
 
     /// Handles `POST /services/oauth2/token`. `basic` is the decoded HTTP Basic pair, if sent.
-    pub fn token(&self, form: &HashMap<String, String>, basic: Option<(String, String)>, base_url: &str) -> Result<serde_json::Value, OAuthError> {
+    pub fn token(
+        &self,
+        form: &HashMap<String, String>,
+        basic: Option<(String, String)>,
+        base_url: &str,
+    ) -> Result<serde_json::Value, OAuthError> {
         let get = |k: &str| form.get(k).map(String::as_str);
         let (cid, csecret) = match &basic {
             Some((a, b)) => (Some(a.as_str()), Some(b.as_str())),
@@ -169,7 +198,8 @@ impl Auth {
             "password" => {
                 self.check_client(cid, csecret, true)?;
                 let pw = get("password").unwrap_or_default();
-                let ok_pw = pw == self.creds.password || pw == format!("{}{}", self.creds.password, self.creds.security_token);
+                let ok_pw = pw == self.creds.password
+                    || pw == format!("{}{}", self.creds.password, self.creds.security_token);
                 if get("username") != Some(self.creds.username.as_str()) || !ok_pw {
                     return Err(OAuthError::grant("authentication failure"));
                 }
@@ -191,7 +221,11 @@ impl Auth {
                 });
             }
         }
-        let client_id = if client_id.is_empty() { self.creds.client_id.clone() } else { client_id };
+        let client_id = if client_id.is_empty() {
+            self.creds.client_id.clone()
+        } else {
+            client_id
+        };
         let token = self.issue(0, &client_id);
         let id_url = format!("{base_url}/id/{}/{}", self.org_id, ids::make_id(b"005", 0));
         let issued_at = crate::clock::SimClock::wall_now_ms().to_string();
@@ -216,21 +250,34 @@ impl Auth {
     }
 
     fn check_jwt(&self, assertion: &str, base_url: &str) -> Result<(), OAuthError> {
-        let key = self.jwt_key.as_ref().ok_or_else(|| OAuthError::grant("invalid assertion"))?;
+        let key = self
+            .jwt_key
+            .as_ref()
+            .ok_or_else(|| OAuthError::grant("invalid assertion"))?;
         let mut parts = assertion.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(OAuthError::grant("invalid assertion"));
         };
-        let dec = |x: &str| URL_SAFE_NO_PAD.decode(x.trim_end_matches('=')).map_err(|_| OAuthError::grant("invalid assertion"));
-        let header: serde_json::Value = serde_json::from_slice(&dec(h)?).map_err(|_| OAuthError::grant("invalid assertion"))?;
+        let dec = |x: &str| {
+            URL_SAFE_NO_PAD
+                .decode(x.trim_end_matches('='))
+                .map_err(|_| OAuthError::grant("invalid assertion"))
+        };
+        let header: serde_json::Value =
+            serde_json::from_slice(&dec(h)?).map_err(|_| OAuthError::grant("invalid assertion"))?;
         if header["alg"] != "RS256" {
             return Err(OAuthError::grant("invalid assertion"));
         }
-        let sig = rsa::pkcs1v15::Signature::try_from(dec(s)?.as_slice()).map_err(|_| OAuthError::grant("invalid assertion"))?;
+        let sig = rsa::pkcs1v15::Signature::try_from(dec(s)?.as_slice())
+            .map_err(|_| OAuthError::grant("invalid assertion"))?;
         let vk = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.clone());
         let signed = &assertion[..h.len() + 1 + p.len()];
-        vk.verify(signed.as_bytes(), &sig).map_err(|_| OAuthError::grant("invalid assertion"))?;
-        let claims: serde_json::Value = serde_json::from_slice(&dec(p)?).map_err(|_| OAuthError::grant("invalid assertion"))?;
+        vk.verify(signed.as_bytes(), &sig)
+            .map_err(|_| OAuthError::grant("invalid assertion"))?;
+        let claims: serde_json::Value =
+            serde_json::from_slice(&dec(p)?).map_err(|_| OAuthError::grant("invalid assertion"))?;
         if claims["iss"] != self.creds.client_id.as_str() {
             return Err(OAuthError::client());
         }
@@ -240,7 +287,9 @@ impl Auth {
         let aud_ok = |a: &serde_json::Value| {
             a.as_str().is_some_and(|a| {
                 let a = a.trim_end_matches('/');
-                a == "https://login.salesforce.com" || a == "https://test.salesforce.com" || a == base_url
+                a == "https://login.salesforce.com"
+                    || a == "https://test.salesforce.com"
+                    || a == base_url
             })
         };
         let aud = &claims["aud"];
@@ -261,6 +310,10 @@ pub fn basic_pair(header: Option<&str>) -> Option<(String, String)> {
     let raw = STANDARD.decode(b64.trim()).ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (a, b) = s.split_once(':')?;
-    let dec = |x: &str| percent_encoding::percent_decode_str(x).decode_utf8_lossy().into_owned();
+    let dec = |x: &str| {
+        percent_encoding::percent_decode_str(x)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     Some((dec(a), dec(b)))
 }

@@ -89,7 +89,10 @@ impl Job {
             v["isPkChunkingSupported"] = json!(true);
         } else {
             v["jobType"] = json!("V2Ingest");
-            v["contentUrl"] = json!(format!("services/data/v{}/jobs/ingest/{}/batches", self.api_version, self.id));
+            v["contentUrl"] = json!(format!(
+                "services/data/v{}/jobs/ingest/{}/batches",
+                self.api_version, self.id
+            ));
             v["externalIdFieldName"] = json!(self.external_id);
             v["numberRecordsProcessed"] = json!(self.processed);
             v["numberRecordsFailed"] = json!(self.failed);
@@ -148,7 +151,12 @@ impl Jobs {
         let ids: Vec<String> = self.order.lock().map(|o| o.clone()).unwrap_or_default();
         ids.iter()
             .filter_map(|id| self.get(id))
-            .filter_map(|j| j.lock().ok().filter(|j| j.is_query == query).map(|j| j.info()))
+            .filter_map(|j| {
+                j.lock()
+                    .ok()
+                    .filter(|j| j.is_query == query)
+                    .map(|j| j.info())
+            })
             .collect()
     }
 
@@ -173,32 +181,52 @@ impl Jobs {
 }
 
 fn job_or_404(org: &Org, id: &str) -> Result<JobRef, ApiError> {
-    org.jobs.get(id).ok_or_else(|| ApiError::new(404, "NOT_FOUND", "The requested resource does not exist"))
+    org.jobs
+        .get(id)
+        .ok_or_else(|| ApiError::new(404, "NOT_FOUND", "The requested resource does not exist"))
 }
 
 fn lock(j: &JobRef) -> Result<std::sync::MutexGuard<'_, Job>, ApiError> {
-    j.lock().map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "job lock poisoned"))
+    j.lock()
+        .map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "job lock poisoned"))
 }
 
 fn dialect_of(body: &J) -> Result<(String, String, CsvDialect), ApiError> {
-    let cd = body["columnDelimiter"].as_str().unwrap_or("COMMA").to_string();
+    let cd = body["columnDelimiter"]
+        .as_str()
+        .unwrap_or("COMMA")
+        .to_string();
     let le = body["lineEnding"].as_str().unwrap_or("LF").to_string();
-    if let Some(ct) = body["contentType"].as_str() {
-        if ct != "CSV" {
-            return Err(ApiError::new(400, "API_ERROR", format!("Unsupported content type: {ct}")));
-        }
+    if let Some(ct) = body["contentType"].as_str()
+        && ct != "CSV"
+    {
+        return Err(ApiError::new(
+            400,
+            "API_ERROR",
+            format!("Unsupported content type: {ct}"),
+        ));
     }
-    let d = CsvDialect::from_names(&cd, &le).ok_or_else(|| ApiError::new(400, "API_ERROR", "Invalid columnDelimiter or lineEnding"))?;
+    let d = CsvDialect::from_names(&cd, &le)
+        .ok_or_else(|| ApiError::new(400, "API_ERROR", "Invalid columnDelimiter or lineEnding"))?;
     Ok((cd, le, d))
 }
 
 // ---------------------------------------------------------------------------------------
 // Query jobs
 
-pub async fn dispatch_query(org: &Arc<Org>, req: &Req, s: &[&str], version: &str, session: &Session) -> Result<Resp, ApiError> {
+pub async fn dispatch_query(
+    org: &Arc<Org>,
+    req: &Req,
+    s: &[&str],
+    version: &str,
+    session: &Session,
+) -> Result<Resp, ApiError> {
     match (req.method.as_str(), s) {
         ("POST", ["jobs", "query"]) => create_query(org, req, version, session),
-        ("GET", ["jobs", "query"]) => Ok(http::json(200, &json!({"done": true, "records": org.jobs.all(true), "nextRecordsUrl": null}))),
+        ("GET", ["jobs", "query"]) => Ok(http::json(
+            200,
+            &json!({"done": true, "records": org.jobs.all(true), "nextRecordsUrl": null}),
+        )),
         ("GET", ["jobs", "query", id]) => {
             let j = job_or_404(org, id)?;
             let info = lock(&j)?.info();
@@ -209,10 +237,18 @@ pub async fn dispatch_query(org: &Arc<Org>, req: &Req, s: &[&str], version: &str
             let j = job_or_404(org, id)?;
             let mut job = lock(&j)?;
             if body["state"] != "Aborted" {
-                return Err(ApiError::new(400, "INVALIDJOBSTATE", "Only Aborted can be set on a query job"));
+                return Err(ApiError::new(
+                    400,
+                    "INVALIDJOBSTATE",
+                    "Only Aborted can be set on a query job",
+                ));
             }
             if job.terminal() {
-                return Err(ApiError::new(400, "INVALIDJOBSTATE", format!("Job is already {}", job.state)));
+                return Err(ApiError::new(
+                    400,
+                    "INVALIDJOBSTATE",
+                    format!("Job is already {}", job.state),
+                ));
             }
             job.state = "Aborted".into();
             job.modstamp_ms = org.clock.now_audit_ms();
@@ -228,21 +264,39 @@ pub async fn dispatch_query(org: &Arc<Org>, req: &Req, s: &[&str], version: &str
     }
 }
 
-fn create_query(org: &Arc<Org>, req: &Req, version: &str, session: &Session) -> Result<Resp, ApiError> {
+fn create_query(
+    org: &Arc<Org>,
+    req: &Req,
+    version: &str,
+    session: &Session,
+) -> Result<Resp, ApiError> {
     let body = req.json()?;
     let operation = body["operation"].as_str().unwrap_or("query").to_string();
     if operation != "query" && operation != "queryAll" {
-        return Err(ApiError::new(400, "API_ERROR", format!("Invalid operation: {operation}")));
+        return Err(ApiError::new(
+            400,
+            "API_ERROR",
+            format!("Invalid operation: {operation}"),
+        ));
     }
-    let text = body["query"].as_str().ok_or_else(|| ApiError::new(400, "API_ERROR", "query is required"))?;
+    let text = body["query"]
+        .as_str()
+        .ok_or_else(|| ApiError::new(400, "API_ERROR", "query is required"))?;
     let (cd, le, dialect) = dialect_of(&body)?;
     let parsed = soql::parse(text)?;
     let plan = {
-        let store = org.store.read().map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
+        let store = org
+            .store
+            .read()
+            .map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
         query::plan(&store, &parsed, operation == "queryAll", org.today())?
     };
     if plan.count_only {
-        return Err(ApiError::new(400, "API_ERROR", "Aggregate Relationships not supported in Bulk Query with CSV content type"));
+        return Err(ApiError::new(
+            400,
+            "API_ERROR",
+            "Aggregate Relationships not supported in Bulk Query with CSV content type",
+        ));
     }
     let now = org.clock.now_audit_ms();
     let job = Job {
@@ -297,10 +351,12 @@ async fn run_query_job(org: Arc<Org>, jref: JobRef) {
     } else {
         let Some(plan) = plan else { return };
         let org2 = org.clone();
-        tokio::task::spawn_blocking(move || org2.store.read().ok().map(|s| query::execute(&s, &plan)))
-            .await
-            .ok()
-            .flatten()
+        tokio::task::spawn_blocking(move || {
+            org2.store.read().ok().map(|s| query::execute(&s, &plan))
+        })
+        .await
+        .ok()
+        .flatten()
     };
     if let Ok(mut j) = jref.lock() {
         if j.state != "InProgress" {
@@ -317,7 +373,10 @@ async fn run_query_job(org: Arc<Org>, jref: JobRef) {
             None => {
                 org.stats.fault("bulk_failed");
                 j.state = "Failed".into();
-                j.error_message = Some("InternalServerError: the query job failed to complete after internal retries".into());
+                j.error_message = Some(
+                    "InternalServerError: the query job failed to complete after internal retries"
+                        .into(),
+                );
             }
         }
     }
@@ -328,10 +387,21 @@ fn query_results(org: &Arc<Org>, req: &Req, id: &str, version: &str) -> Result<R
     let (plan, rows, dialect) = {
         let job = lock(&j)?;
         if job.api_version != version {
-            return Err(ApiError::new(409, "API_ERROR", format!("Job was created with API version {}; use the same version to get results", job.api_version)));
+            return Err(ApiError::new(
+                409,
+                "API_ERROR",
+                format!(
+                    "Job was created with API version {}; use the same version to get results",
+                    job.api_version
+                ),
+            ));
         }
         if job.state != "JobComplete" {
-            return Err(ApiError::new(400, "API_ERROR", format!("Job is not complete: {}", job.state)));
+            return Err(ApiError::new(
+                400,
+                "API_ERROR",
+                format!("Job is not complete: {}", job.state),
+            ));
         }
         match (&job.plan, &job.rows) {
             (Some(p), Some(r)) => (p.clone(), r.clone(), job.dialect),
@@ -346,14 +416,22 @@ fn query_results(org: &Arc<Org>, req: &Req, id: &str, version: &str) -> Result<R
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.parse::<usize>().ok())
             .filter(|&o| o <= rows.len())
-            .ok_or_else(|| ApiError::new(400, "INVALID_LOCATOR", format!("Invalid locator: {l}")))?,
+            .ok_or_else(|| {
+                ApiError::new(400, "INVALID_LOCATOR", format!("Invalid locator: {l}"))
+            })?,
     };
     let max = match req.param("maxRecords") {
-        Some(m) => m.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| ApiError::new(400, "API_ERROR", "maxRecords must be a positive integer"))?,
+        Some(m) => m.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+            ApiError::new(400, "API_ERROR", "maxRecords must be a positive integer")
+        })?,
         None => org.cfg.bulk_default_page_records.max(1),
     };
     let end = (offset + max).min(rows.len());
-    let locator = if end < rows.len() { STANDARD.encode(end.to_string()) } else { "null".to_string() };
+    let locator = if end < rows.len() {
+        STANDARD.encode(end.to_string())
+    } else {
+        "null".to_string()
+    };
     let gzip = req
         .header("accept-encoding")
         .is_some_and(|a| a.split(',').any(|e| e.trim().starts_with("gzip")));
@@ -368,12 +446,17 @@ fn query_results(org: &Arc<Org>, req: &Req, id: &str, version: &str) -> Result<R
         gz: gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
         finished: false,
     };
-    let body = axum::body::Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
-        s.next_chunk().map(|c| (Ok::<Bytes, std::io::Error>(c), s))
-    }));
+    let body =
+        axum::body::Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
+            s.next_chunk().map(|c| (Ok::<Bytes, std::io::Error>(c), s))
+        }));
     let mut r = http::bytes_response(200, "text/csv", body);
     http::set_header(&mut r, "Sforce-Locator", &locator);
-    http::set_header(&mut r, "Sforce-NumberOfRecords", &(end - offset).to_string());
+    http::set_header(
+        &mut r,
+        "Sforce-NumberOfRecords",
+        &(end - offset).to_string(),
+    );
     if gzip {
         http::set_header(&mut r, "Content-Encoding", "gzip");
     }
@@ -399,7 +482,12 @@ impl CsvStream {
         }
         let mut out = Vec::with_capacity(256 * 1024);
         if !self.header_done {
-            let headers: Vec<&str> = self.plan.columns.iter().map(|c| c.header.as_str()).collect();
+            let headers: Vec<&str> = self
+                .plan
+                .columns
+                .iter()
+                .map(|c| c.header.as_str())
+                .collect();
             render::write_csv_header(&mut out, &headers, self.dialect);
             self.header_done = true;
         }
@@ -418,17 +506,21 @@ impl CsvStream {
                 if last {
                     self.finished = true;
                 }
-                if out.is_empty() && last { None } else { Some(Bytes::from(out)) }
+                if out.is_empty() && last {
+                    None
+                } else {
+                    Some(Bytes::from(out))
+                }
             }
             Some(gz) => {
                 let _ = gz.write_all(&out);
                 let mut chunk = std::mem::take(gz.get_mut());
                 if last {
                     self.finished = true;
-                    if let Some(gz) = self.gz.take() {
-                        if let Ok(rest) = gz.finish() {
-                            chunk.extend_from_slice(&rest);
-                        }
+                    if let Some(gz) = self.gz.take()
+                        && let Ok(rest) = gz.finish()
+                    {
+                        chunk.extend_from_slice(&rest);
                     }
                 }
                 Some(Bytes::from(chunk))
@@ -440,10 +532,20 @@ impl CsvStream {
 // ---------------------------------------------------------------------------------------
 // Ingest jobs
 
-pub async fn dispatch_ingest(org: &Arc<Org>, req: &Req, s: &[&str], version: &str, session: &Session, origin: &str) -> Result<Resp, ApiError> {
+pub async fn dispatch_ingest(
+    org: &Arc<Org>,
+    req: &Req,
+    s: &[&str],
+    version: &str,
+    session: &Session,
+    origin: &str,
+) -> Result<Resp, ApiError> {
     match (req.method.as_str(), s) {
         ("POST", ["jobs", "ingest"]) => create_ingest(org, req, version, session, origin),
-        ("GET", ["jobs", "ingest"]) => Ok(http::json(200, &json!({"done": true, "records": org.jobs.all(false), "nextRecordsUrl": null}))),
+        ("GET", ["jobs", "ingest"]) => Ok(http::json(
+            200,
+            &json!({"done": true, "records": org.jobs.all(false), "nextRecordsUrl": null}),
+        )),
         ("GET", ["jobs", "ingest", id]) => {
             let j = job_or_404(org, id)?;
             let info = lock(&j)?.info();
@@ -453,10 +555,18 @@ pub async fn dispatch_ingest(org: &Arc<Org>, req: &Req, s: &[&str], version: &st
             let j = job_or_404(org, id)?;
             let mut job = lock(&j)?;
             if job.state != "Open" {
-                return Err(ApiError::new(400, "INVALIDJOBSTATE", format!("Job is not open for upload: {}", job.state)));
+                return Err(ApiError::new(
+                    400,
+                    "INVALIDJOBSTATE",
+                    format!("Job is not open for upload: {}", job.state),
+                ));
             }
             if !job.data.is_empty() {
-                return Err(ApiError::new(400, "INVALIDJOBSTATE", "Only one upload is allowed per job"));
+                return Err(ApiError::new(
+                    400,
+                    "INVALIDJOBSTATE",
+                    "Only one upload is allowed per job",
+                ));
             }
             job.data = req.body.to_vec();
             Ok(http::empty(201))
@@ -481,7 +591,15 @@ pub async fn dispatch_ingest(org: &Arc<Org>, req: &Req, s: &[&str], version: &st
                     job.modstamp_ms = org.clock.now_audit_ms();
                     Ok(http::json(200, &job.info()))
                 }
-                other => Err(ApiError::new(400, "INVALIDJOBSTATE", format!("Cannot change state from {} to {}", job.state, other.unwrap_or("?")))),
+                other => Err(ApiError::new(
+                    400,
+                    "INVALIDJOBSTATE",
+                    format!(
+                        "Cannot change state from {} to {}",
+                        job.state,
+                        other.unwrap_or("?")
+                    ),
+                )),
             }
         }
         ("DELETE", ["jobs", "ingest", id]) => {
@@ -498,8 +616,12 @@ pub async fn dispatch_ingest(org: &Arc<Org>, req: &Req, s: &[&str], version: &st
                 "unprocessedrecords" => job.unprocessed_csv.clone(),
                 _ => return Err(ApiError::not_found()),
             };
-            if !job.terminal() && kind.to_ascii_lowercase() != "unprocessedrecords" {
-                return Err(ApiError::new(400, "API_ERROR", format!("Job is not complete: {}", job.state)));
+            if !job.terminal() && !kind.eq_ignore_ascii_case("unprocessedrecords") {
+                return Err(ApiError::new(
+                    400,
+                    "API_ERROR",
+                    format!("Job is not complete: {}", job.state),
+                ));
             }
             Ok(http::bytes_response(200, "text/csv", body))
         }
@@ -509,20 +631,57 @@ pub async fn dispatch_ingest(org: &Arc<Org>, req: &Req, s: &[&str], version: &st
 
 const INGEST_OPS: &[&str] = &["insert", "update", "upsert", "delete", "hardDelete"];
 
-fn create_ingest(org: &Arc<Org>, req: &Req, version: &str, session: &Session, origin: &str) -> Result<Resp, ApiError> {
+fn create_ingest(
+    org: &Arc<Org>,
+    req: &Req,
+    version: &str,
+    session: &Session,
+    origin: &str,
+) -> Result<Resp, ApiError> {
     let body = req.json()?;
-    let object = body["object"].as_str().ok_or_else(|| ApiError::new(400, "API_ERROR", "object is required"))?;
+    let object = body["object"]
+        .as_str()
+        .ok_or_else(|| ApiError::new(400, "API_ERROR", "object is required"))?;
     let operation = body["operation"].as_str().unwrap_or_default().to_string();
     if !INGEST_OPS.contains(&operation.as_str()) {
-        return Err(ApiError::new(400, "API_ERROR", format!("Invalid operation: {operation}")));
+        return Err(ApiError::new(
+            400,
+            "API_ERROR",
+            format!("Invalid operation: {operation}"),
+        ));
     }
     let (cd, le, dialect) = dialect_of(&body)?;
     let (object, ext) = {
-        let store = org.store.read().map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
-        let t = store.table(object).ok_or_else(|| ApiError::new(400, "INVALIDENTITY", format!("Entity '{object}' is not supported by the Bulk API")))?;
+        let store = org
+            .store
+            .read()
+            .map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
+        let t = store.table(object).ok_or_else(|| {
+            ApiError::new(
+                400,
+                "INVALIDENTITY",
+                format!("Entity '{object}' is not supported by the Bulk API"),
+            )
+        })?;
         let ext = if operation == "upsert" {
-            let name = body["externalIdFieldName"].as_str().ok_or_else(|| ApiError::new(400, "API_ERROR", "externalIdFieldName is required for upsert"))?;
-            let f = t.def.field(name).filter(|f| f.external_id || f.storage == Storage::Id).ok_or_else(|| ApiError::new(400, "INVALIDFIELD", format!("External ID field {name} is not valid for {}", t.def.name)))?;
+            let name = body["externalIdFieldName"].as_str().ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "API_ERROR",
+                    "externalIdFieldName is required for upsert",
+                )
+            })?;
+            let f = t
+                .def
+                .field(name)
+                .filter(|f| f.external_id || f.storage == Storage::Id)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "INVALIDFIELD",
+                        format!("External ID field {name} is not valid for {}", t.def.name),
+                    )
+                })?;
             Some(f.name.clone())
         } else {
             None
@@ -589,7 +748,15 @@ async fn run_ingest_job(org: Arc<Org>, jref: JobRef) {
         Ok(mut j) if j.state == "UploadComplete" => {
             j.state = "InProgress".into();
             j.modstamp_ms = org.clock.now_audit_ms();
-            (std::mem::take(&mut j.data), j.dialect, j.operation.clone(), j.object.clone(), j.external_id.clone(), j.created_by, j.origin.clone())
+            (
+                std::mem::take(&mut j.data),
+                j.dialect,
+                j.operation.clone(),
+                j.object.clone(),
+                j.external_id.clone(),
+                j.created_by,
+                j.origin.clone(),
+            )
         }
         _ => return,
     };
@@ -597,7 +764,17 @@ async fn run_ingest_job(org: Arc<Org>, jref: JobRef) {
     let fail = org.faults.bulk_fail();
     let org2 = org.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        process_ingest(&org2, &data, dialect, &op, &object, ext.as_deref(), user, &origin, fail)
+        process_ingest(
+            &org2,
+            &data,
+            dialect,
+            &op,
+            &object,
+            ext.as_deref(),
+            user,
+            &origin,
+            fail,
+        )
     })
     .await;
     if let Ok(mut j) = jref.lock() {
@@ -639,8 +816,19 @@ struct IngestOutcome {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn process_ingest(org: &Org, data: &[u8], d: CsvDialect, op: &str, object: &str, ext: Option<&str>, user: u32, origin: &str, fail: bool) -> Result<IngestOutcome, String> {
-    let rows = crate::csv_in::parse(data, d.delimiter).map_err(|e| format!("InvalidBatch : {e}"))?;
+fn process_ingest(
+    org: &Org,
+    data: &[u8],
+    d: CsvDialect,
+    op: &str,
+    object: &str,
+    ext: Option<&str>,
+    user: u32,
+    origin: &str,
+    fail: bool,
+) -> Result<IngestOutcome, String> {
+    let rows =
+        crate::csv_in::parse(data, d.delimiter).map_err(|e| format!("InvalidBatch : {e}"))?;
     let Some((header, body)) = rows.split_first() else {
         return Err("InvalidBatch : Empty CSV".into());
     };
@@ -659,21 +847,40 @@ fn process_ingest(org: &Org, data: &[u8], d: CsvDialect, op: &str, object: &str,
         for r in body {
             write_csv_line(&mut unprocessed, &[], r, d);
         }
-        return Ok(IngestOutcome { processed: 0, failed: 0, success, failed_csv, unprocessed });
+        return Ok(IngestOutcome {
+            processed: 0,
+            failed: 0,
+            success,
+            failed_csv,
+            unprocessed,
+        });
     }
     // Resolve the header once.
     let (table, maps) = {
-        let store = org.store.read().map_err(|_| "store lock poisoned".to_string())?;
-        let t = store.table_index(object).ok_or_else(|| format!("InvalidBatch : entity {object} no longer exists"))?;
+        let store = org
+            .store
+            .read()
+            .map_err(|_| "store lock poisoned".to_string())?;
+        let t = store
+            .table_index(object)
+            .ok_or_else(|| format!("InvalidBatch : entity {object} no longer exists"))?;
         let def = &store.tables[t].def;
         let mut maps = Vec::new();
         for h in &hdr {
             if let Some((rel, field)) = h.split_once('.') {
-                let rf = def.fields.iter().position(|f| f.relationship_name.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(rel)));
-                let target = rf.and_then(|i| def.fields[i].reference_to.as_deref()).and_then(|n| store.table_index(n));
+                let rf = def.fields.iter().position(|f| {
+                    f.relationship_name
+                        .as_deref()
+                        .is_some_and(|r| r.eq_ignore_ascii_case(rel))
+                });
+                let target = rf
+                    .and_then(|i| def.fields[i].reference_to.as_deref())
+                    .and_then(|n| store.table_index(n));
                 match (rf, target) {
                     (Some(i), Some(tt)) => match store.tables[tt].def.field(field) {
-                        Some(f) if f.external_id || f.storage == Storage::Id => maps.push(ColMap::Relation(i, tt, f.clone())),
+                        Some(f) if f.external_id || f.storage == Storage::Id => {
+                            maps.push(ColMap::Relation(i, tt, f.clone()))
+                        }
                         _ => return Err(format!("InvalidBatch : Field name not found : {h}")),
                     },
                     _ => return Err(format!("InvalidBatch : Field name not found : {h}")),
@@ -691,25 +898,43 @@ fn process_ingest(org: &Org, data: &[u8], d: CsvDialect, op: &str, object: &str,
     let ext_col = ext.and_then(|e| hdr.iter().position(|h| h.eq_ignore_ascii_case(e)));
     let (mut processed, mut failed) = (0u64, 0u64);
     for chunk in body.chunks(INGEST_LOCK_ROWS) {
-        let Ok(mut store) = org.store.write() else { return Err("store lock poisoned".into()) };
+        let Ok(mut store) = org.store.write() else {
+            return Err("store lock poisoned".into());
+        };
         let mut changes: Vec<Change> = Vec::new();
         for r in chunk {
             processed += 1;
             let res = if org.faults.lock_row() {
                 org.stats.fault("lock_row");
-                Err((None, RecordError::new("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records", vec![])))
+                Err((
+                    None,
+                    RecordError::new(
+                        "UNABLE_TO_LOCK_ROW",
+                        "unable to obtain exclusive access to this record or 1 records",
+                        vec![],
+                    ),
+                ))
             } else {
-                ingest_row(org, &mut store, table, &maps, r, op, id_col, ext_col, ext, user)
+                ingest_row(
+                    org, &mut store, table, &maps, r, op, id_col, ext_col, ext, user,
+                )
             };
             match res {
                 Ok((row, created, change)) => {
                     let id = ids::make_id(&store.tables[table].def.key_prefix, row);
-                    write_csv_line(&mut success, &[&id, if created { "true" } else { "false" }], r, d);
+                    write_csv_line(
+                        &mut success,
+                        &[&id, if created { "true" } else { "false" }],
+                        r,
+                        d,
+                    );
                     changes.push(change);
                 }
                 Err((row, e)) => {
                     failed += 1;
-                    let id = row.map(|x| ids::make_id(&store.tables[table].def.key_prefix, x)).unwrap_or_default();
+                    let id = row
+                        .map(|x| ids::make_id(&store.tables[table].def.key_prefix, x))
+                        .unwrap_or_default();
                     let msg = format!("{}:{}:{} --", e.status_code, e.message, e.fields.join(","));
                     write_csv_line(&mut failed_csv, &[&id, &msg], r, d);
                 }
@@ -717,27 +942,62 @@ fn process_ingest(org: &Org, data: &[u8], d: CsvDialect, op: &str, object: &str,
         }
         org.committed(&store, &changes, origin, user);
     }
-    Ok(IngestOutcome { processed, failed, success, failed_csv, unprocessed })
+    Ok(IngestOutcome {
+        processed,
+        failed,
+        success,
+        failed_csv,
+        unprocessed,
+    })
 }
 
 type RowResult = Result<(u32, bool, Change), (Option<u32>, RecordError)>;
 
 #[allow(clippy::too_many_arguments)]
-fn ingest_row(org: &Org, store: &mut Store, t: usize, maps: &[ColMap], cells: &[String], op: &str, id_col: Option<usize>, ext_col: Option<usize>, ext: Option<&str>, user: u32) -> RowResult {
+fn ingest_row(
+    org: &Org,
+    store: &mut Store,
+    t: usize,
+    maps: &[ColMap],
+    cells: &[String],
+    op: &str,
+    id_col: Option<usize>,
+    ext_col: Option<usize>,
+    ext: Option<&str>,
+    user: u32,
+) -> RowResult {
     let ctx = org.write_ctx(user);
     let target_row = |store: &Store| -> Result<u32, (Option<u32>, RecordError)> {
-        let id = id_col.and_then(|i| cells.get(i)).map(String::as_str).unwrap_or_default();
+        let id = id_col
+            .and_then(|i| cells.get(i))
+            .map(String::as_str)
+            .unwrap_or_default();
         match store.resolve_id(id) {
             Some((tt, row)) if tt == t => Ok(row),
-            _ => Err((None, RecordError::new("MALFORMED_ID", format!("invalid id: {id}"), vec!["Id".into()]))),
+            _ => Err((
+                None,
+                RecordError::new(
+                    "MALFORMED_ID",
+                    format!("invalid id: {id}"),
+                    vec!["Id".into()],
+                ),
+            )),
         }
     };
     if op == "delete" || op == "hardDelete" {
         let row = target_row(store)?;
-        let r = if op == "delete" { writes::delete(store, t, row, ctx) } else { writes::purge(store, t, row, ctx) };
+        let r = if op == "delete" {
+            writes::delete(store, t, row, ctx)
+        } else {
+            writes::purge(store, t, row, ctx)
+        };
         return r.map(|c| (row, false, c)).map_err(|e| (Some(row), e));
     }
-    let wop = if op == "insert" { Op::Create } else { Op::Update };
+    let wop = if op == "insert" {
+        Op::Create
+    } else {
+        Op::Update
+    };
     let mut fields: Vec<(usize, Value)> = Vec::new();
     for (i, m) in maps.iter().enumerate() {
         let Some(raw) = cells.get(i) else { continue };
@@ -750,11 +1010,26 @@ fn ingest_row(org: &Org, store: &mut Store, t: usize, maps: &[ColMap], cells: &[
                 if f.storage == Storage::Id || Some(i) == ext_col && op == "upsert" {
                     continue;
                 }
-                let writable = if wop == Op::Create { f.createable } else { f.updateable };
+                let writable = if wop == Op::Create {
+                    f.createable
+                } else {
+                    f.updateable
+                };
                 if !writable {
-                    return Err((None, RecordError::new("INVALID_FIELD_FOR_INSERT_UPDATE", format!("Unable to create/update fields: {}", f.name), vec![f.name.clone()])));
+                    return Err((
+                        None,
+                        RecordError::new(
+                            "INVALID_FIELD_FOR_INSERT_UPDATE",
+                            format!("Unable to create/update fields: {}", f.name),
+                            vec![f.name.clone()],
+                        ),
+                    ));
                 }
-                let v = if raw == "#N/A" { Value::Null } else { writes::coerce_text(store, f, raw).map_err(|e| (None, e))? };
+                let v = if raw == "#N/A" {
+                    Value::Null
+                } else {
+                    writes::coerce_text(store, f, raw).map_err(|e| (None, e))?
+                };
                 writes::check_value(f, &v).map_err(|e| (None, e))?;
                 fields.push((*fi, v));
             }
@@ -768,25 +1043,41 @@ fn ingest_row(org: &Org, store: &mut Store, t: usize, maps: &[ColMap], cells: &[
         }
     }
     match op {
-        "insert" => writes::create(store, t, fields, ctx).map(|(r, c)| (r, true, c)).map_err(|e| (None, e)),
+        "insert" => writes::create(store, t, fields, ctx)
+            .map(|(r, c)| (r, true, c))
+            .map_err(|e| (None, e)),
         "update" => {
             let row = target_row(store)?;
-            writes::update(store, t, row, fields, ctx).map(|c| (row, false, c)).map_err(|e| (Some(row), e))
+            writes::update(store, t, row, fields, ctx)
+                .map(|c| (row, false, c))
+                .map_err(|e| (Some(row), e))
         }
         _ => {
             let (Some(col), Some(ext)) = (ext_col, ext) else {
-                return Err((None, RecordError::new("MISSING_ARGUMENT", "external id column missing", vec![])));
+                return Err((
+                    None,
+                    RecordError::new("MISSING_ARGUMENT", "external id column missing", vec![]),
+                ));
             };
             let value = cells.get(col).cloned().unwrap_or_default();
-            let f = store.tables[t].def.field(ext).cloned().ok_or_else(|| (None, RecordError::new("INVALID_FIELD", "external id field removed", vec![])))?;
+            let f = store.tables[t].def.field(ext).cloned().ok_or_else(|| {
+                (
+                    None,
+                    RecordError::new("INVALID_FIELD", "external id field removed", vec![]),
+                )
+            })?;
             match writes::find_by_external_id(store, t, &f, &value) {
-                Some(row) => writes::update(store, t, row, fields, ctx).map(|c| (row, false, c)).map_err(|e| (Some(row), e)),
+                Some(row) => writes::update(store, t, row, fields, ctx)
+                    .map(|c| (row, false, c))
+                    .map_err(|e| (Some(row), e)),
                 None => {
                     if f.storage != Storage::Id {
                         let fi = store.tables[t].def.field_index(&f.name).unwrap_or(0);
                         fields.push((fi, Value::Text(value)));
                     }
-                    writes::create(store, t, fields, ctx).map(|(r, c)| (r, true, c)).map_err(|e| (None, e))
+                    writes::create(store, t, fields, ctx)
+                        .map(|(r, c)| (r, true, c))
+                        .map_err(|e| (None, e))
                 }
             }
         }

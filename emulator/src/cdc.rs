@@ -65,18 +65,36 @@ impl Cdc {
 
     /// Builds, logs and queues events for one transaction's changes. Must be called while
     /// the caller still holds the store lock it wrote under, so values match the commit.
-    pub fn publish(&self, store: &Store, changes: &[Change], origin: &str, user_row: u32, now_ms: i64) -> u64 {
+    pub fn publish(
+        &self,
+        store: &Store,
+        changes: &[Change],
+        origin: &str,
+        user_row: u32,
+        now_ms: i64,
+    ) -> u64 {
         if changes.is_empty() {
             return 0;
         }
         let tx = self.tx_counter.fetch_add(1, Ordering::Relaxed);
-        let tx_key = format!("{:08x}-{:04x}-4000-8000-{:012x}", tx, now_ms as u64 & 0xffff, tx);
+        let tx_key = format!(
+            "{:08x}-{:04x}-4000-8000-{:012x}",
+            tx,
+            now_ms as u64 & 0xffff,
+            tx
+        );
         let commit = self.commit.fetch_add(1, Ordering::Relaxed);
         let mut n = 0;
         for (seq, c) in changes.iter().enumerate() {
-            let Some(t) = store.tables.get(c.table) else { continue };
+            let Some(t) = store.tables.get(c.table) else {
+                continue;
+            };
             let mut payload = Map::new();
-            let changed: Vec<String> = if c.kind == ChangeKind::Update { c.changed.clone() } else { vec![] };
+            let changed: Vec<String> = if c.kind == ChangeKind::Update {
+                c.changed.clone()
+            } else {
+                vec![]
+            };
             let mut nulled = Vec::new();
             if matches!(c.kind, ChangeKind::Create | ChangeKind::Update) {
                 for f in &t.def.fields {
@@ -162,7 +180,11 @@ impl Cdc {
     }
 }
 
-async fn deliver(mut rx: mpsc::UnboundedReceiver<Value>, webhook: Arc<RwLock<Option<String>>>, stats: Arc<Stats>) {
+async fn deliver(
+    mut rx: mpsc::UnboundedReceiver<Value>,
+    webhook: Arc<RwLock<Option<String>>>,
+    stats: Arc<Stats>,
+) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .danger_accept_invalid_certs(true)
@@ -175,7 +197,9 @@ async fn deliver(mut rx: mpsc::UnboundedReceiver<Value>, webhook: Arc<RwLock<Opt
         }
     };
     while let Some(event) = rx.recv().await {
-        let Some(url) = webhook.read().ok().and_then(|w| w.clone()) else { continue };
+        let Some(url) = webhook.read().ok().and_then(|w| w.clone()) else {
+            continue;
+        };
         let mut ok = false;
         for attempt in 0..DELIVERY_ATTEMPTS {
             match client.post(&url).json(&event).send().await {

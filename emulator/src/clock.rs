@@ -29,7 +29,11 @@ impl SimClock {
         SimClock {
             real_start: Instant::now(),
             sim_start_ms,
-            scale: if scale.is_finite() && scale > 0.0 { scale } else { 1.0 },
+            scale: if scale.is_finite() && scale > 0.0 {
+                scale
+            } else {
+                1.0
+            },
             offset_ms: AtomicI64::new(0),
         }
     }
@@ -140,7 +144,9 @@ fn num(s: &[u8]) -> Option<u32> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.iter().try_fold(0u32, |a, &c| a.checked_mul(10)?.checked_add((c - b'0') as u32))
+    s.iter().try_fold(0u32, |a, &c| {
+        a.checked_mul(10)?.checked_add((c - b'0') as u32)
+    })
 }
 
 /// Parses `yyyy-MM-dd` into days since the epoch.
@@ -219,6 +225,9 @@ mod tests {
         assert_eq!(parse_datetime("2013-05-20T22:49:32+02:00"), Some(ms));
         assert_eq!(parse_datetime("2013-05-20T20:49:32Z"), Some(ms));
         assert_eq!(parse_date("2023-02-31"), None);
-        assert_eq!(format_date(parse_date("2024-02-29").unwrap_or(0)), "2024-02-29");
+        assert_eq!(
+            format_date(parse_date("2024-02-29").unwrap_or(0)),
+            "2024-02-29"
+        );
     }
 }

@@ -13,7 +13,10 @@ pub struct CsvError {
 
 /// Parses a whole CSV document into rows of fields.
 pub fn parse(data: &[u8], delimiter: u8) -> Result<Vec<Vec<String>>, CsvError> {
-    let text = std::str::from_utf8(data).map_err(|e| CsvError { line: 0, reason: format!("not UTF-8: {e}") })?;
+    let text = std::str::from_utf8(data).map_err(|e| CsvError {
+        line: 0,
+        reason: format!("not UTF-8: {e}"),
+    })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let b = text.as_bytes();
     let mut rows = Vec::new();
@@ -42,7 +45,12 @@ pub fn parse(data: &[u8], delimiter: u8) -> Result<Vec<Vec<String>>, CsvError> {
                 match b.get(i) {
                     None => {}
                     Some(&n) if n == d || n == b'\n' || n == b'\r' => {}
-                    Some(_) => return Err(CsvError { line, reason: "characters after a closing quote".into() }),
+                    Some(_) => {
+                        return Err(CsvError {
+                            line,
+                            reason: "characters after a closing quote".into(),
+                        });
+                    }
                 }
                 continue;
             }
@@ -75,14 +83,20 @@ pub fn parse(data: &[u8], delimiter: u8) -> Result<Vec<Vec<String>>, CsvError> {
             i += 1;
             line += 1;
         } else if c == b'"' {
-            return Err(CsvError { line, reason: "unexpected quote inside an unquoted field".into() });
+            return Err(CsvError {
+                line,
+                reason: "unexpected quote inside an unquoted field".into(),
+            });
         } else {
             field.push(c);
             i += 1;
         }
     }
     if in_quotes {
-        return Err(CsvError { line, reason: "unterminated quoted field".into() });
+        return Err(CsvError {
+            line,
+            reason: "unterminated quoted field".into(),
+        });
     }
     if !field.is_empty() || !row.is_empty() || was_quoted {
         finish_field(&mut field, &mut row);
@@ -97,9 +111,16 @@ mod tests {
 
     #[test]
     fn quoted_fields_and_newlines() {
-        let rows = parse(b"Name,Description\n\"Acme, Inc.\",\"line1\nline \"\"2\"\"\"\r\nB,\n", b',').unwrap_or_default();
+        let rows = parse(
+            b"Name,Description\n\"Acme, Inc.\",\"line1\nline \"\"2\"\"\"\r\nB,\n",
+            b',',
+        )
+        .unwrap_or_default();
         assert_eq!(rows.len(), 3);
-        assert_eq!(rows[1], vec!["Acme, Inc.".to_string(), "line1\nline \"2\"".to_string()]);
+        assert_eq!(
+            rows[1],
+            vec!["Acme, Inc.".to_string(), "line1\nline \"2\"".to_string()]
+        );
         assert_eq!(rows[2], vec!["B".to_string(), String::new()]);
     }
 }

@@ -86,7 +86,11 @@ fn field_json(f: &FieldDef) -> Value {
         FieldType::Double | FieldType::Currency | FieldType::Percent => (0, f.precision, f.scale),
         _ => (0, 0, 0),
     };
-    let length = if is_text || matches!(f.ftype, FieldType::Id | FieldType::Reference) { f.length } else { 0 };
+    let length = if is_text || matches!(f.ftype, FieldType::Id | FieldType::Reference) {
+        f.length
+    } else {
+        0
+    };
     json!({
         "aggregatable": f.ftype != FieldType::Textarea || f.length <= 255,
         "aiPredictionField": false,
@@ -154,7 +158,10 @@ pub fn object(store: &Store, def: &ObjectDef, version: &str) -> Value {
     let mut children = Vec::new();
     for t in store.tables.iter().filter(|t| t.active) {
         for f in &t.def.fields {
-            if f.reference_to.as_deref() == Some(def.name.as_str()) && !f.name.ends_with("ById") && f.name != "MasterRecordId" {
+            if f.reference_to.as_deref() == Some(def.name.as_str())
+                && !f.name.ends_with("ById")
+                && f.name != "MasterRecordId"
+            {
                 let rel = match f.name.as_str() {
                     "ParentId" => "ChildAccounts".to_string(),
                     _ if f.custom => format!("{}__r", t.def.label_plural.replace(' ', "_")),
@@ -183,6 +190,9 @@ pub fn object(store: &Store, def: &ObjectDef, version: &str) -> Value {
                 "urls": {"layout": format!("/services/data/v{version}/sobjects/{}/describe/layouts/012000000000000AAA", def.name)}}]),
     );
     m.insert("searchLayoutable".into(), json!(true));
-    m.insert("supportedScopes".into(), json!([{"label": "All", "name": "everything"}, {"label": "My", "name": "mine"}]));
+    m.insert(
+        "supportedScopes".into(),
+        json!([{"label": "All", "name": "everything"}, {"label": "My", "name": "mine"}]),
+    );
     Value::Object(m)
 }

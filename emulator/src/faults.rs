@@ -27,7 +27,10 @@ pub struct Faults {
 
 impl Faults {
     pub fn new(cfg: FaultConfig, seed: u64) -> Self {
-        Faults { cfg: RwLock::new(cfg), rng: Mutex::new(Rng::new(seed ^ 0xFA17)) }
+        Faults {
+            cfg: RwLock::new(cfg),
+            rng: Mutex::new(Rng::new(seed ^ 0xFA17)),
+        }
     }
 
     pub fn get(&self) -> FaultConfig {
@@ -58,7 +61,11 @@ impl Faults {
         if self.roll(c.error_503_rate) {
             out.error = Some((
                 "503",
-                ApiError::new(503, "SERVER_UNAVAILABLE", "Service Unavailable: the server is temporarily overloaded"),
+                ApiError::new(
+                    503,
+                    "SERVER_UNAVAILABLE",
+                    "Service Unavailable: the server is temporarily overloaded",
+                ),
             ));
         } else if self.roll(c.error_429_rate) {
             out.error = Some((

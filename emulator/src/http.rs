@@ -38,7 +38,10 @@ impl Req {
     /// The body as a JSON value, or Salesforce's `JSON_PARSER_ERROR`.
     pub fn json(&self) -> Result<serde_json::Value, ApiError> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            ApiError::json_parser(format!("Unexpected character ('{}'): {e}", self.body.first().map(|&b| b as char).unwrap_or(' ')))
+            ApiError::json_parser(format!(
+                "Unexpected character ('{}'): {e}",
+                self.body.first().map(|&b| b as char).unwrap_or(' ')
+            ))
         })
     }
 }
@@ -89,7 +92,11 @@ pub fn set_header(r: &mut Resp, name: &'static str, value: &str) {
 pub fn segments(path: &str) -> Vec<String> {
     path.split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect()
 }
 

@@ -53,8 +53,8 @@ mod rest;
 mod schema;
 mod seed;
 mod server;
-pub mod soql;
 mod sobjects;
+pub mod soql;
 mod stats;
 mod store;
 mod tls;
@@ -79,7 +79,10 @@ use tokio::task::JoinHandle;
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
     #[error("binding {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -97,19 +100,39 @@ impl Emulator {
     pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
-            .map_err(|source| EmulatorError::Bind { addr: config.bind, source })?;
-        let addr = listener.local_addr().map_err(|source| EmulatorError::Bind { addr: config.bind, source })?;
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.bind,
+                source,
+            })?;
         let tls = if config.tls {
             let dir = config.tls_dir.clone().unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("weft-emulator-{}-{}", std::process::id(), addr.port()))
+                std::env::temp_dir().join(format!(
+                    "weft-emulator-{}-{}",
+                    std::process::id(),
+                    addr.port()
+                ))
             });
             Some(tls::generate(&dir)?)
         } else {
             None
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
         let base_url = format!("{scheme}://{host}:{}", addr.port());
         let cfg = config.clone();
         // Seeding a million rows takes seconds: keep it off the async workers.
@@ -122,7 +145,12 @@ impl Emulator {
         let access_token = org.auth.issue(0, &config.credentials.client_id);
         let (tx, rx) = watch::channel(false);
         let ca_path = tls.as_ref().map(|t| t.ca_path.clone());
-        let task = tokio::spawn(server::serve(listener, org.clone(), tls.map(|t| t.acceptor), rx));
+        let task = tokio::spawn(server::serve(
+            listener,
+            org.clone(),
+            tls.map(|t| t.acceptor),
+            rx,
+        ));
         let changes = (config.change_rate_per_sec > 0.0).then(|| {
             let org = org.clone();
             let rate = config.change_rate_per_sec;
@@ -142,7 +170,16 @@ impl Emulator {
                 }
             })
         });
-        Ok(EmulatorHandle { org, addr, base_url, ca_path, access_token, shutdown: tx, task, changes })
+        Ok(EmulatorHandle {
+            org,
+            addr,
+            base_url,
+            ca_path,
+            access_token,
+            shutdown: tx,
+            task,
+            changes,
+        })
     }
 }
 

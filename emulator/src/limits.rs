@@ -110,19 +110,26 @@ impl Limits {
     /// window ending at `now_ms`.
     pub fn ours(&self, now_ms: i64) -> u64 {
         let minute = now_ms.div_euclid(MINUTE_MS);
-        self.ours.lock().map(|mut w| {
-            w.expire(minute);
-            w.sum
-        }).unwrap_or(0)
+        self.ours
+            .lock()
+            .map(|mut w| {
+                w.expire(minute);
+                w.sum
+            })
+            .unwrap_or(0)
     }
 
     /// Total org usage in the window ending at `now_ms`.
     pub fn usage(&self, now_ms: i64) -> u64 {
         let minute = now_ms.div_euclid(MINUTE_MS);
-        let bursts = self.bursts.lock().map(|mut w| {
-            w.expire(minute);
-            w.sum
-        }).unwrap_or(0);
+        let bursts = self
+            .bursts
+            .lock()
+            .map(|mut w| {
+                w.expire(minute);
+                w.sum
+            })
+            .unwrap_or(0);
         self.ours(now_ms) + self.other_per_day() + bursts
     }
 
@@ -132,7 +139,11 @@ impl Limits {
         let max = self.max();
         let used = self.usage(now_ms);
         if used >= max {
-            return Err(ApiError::new(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."));
+            return Err(ApiError::new(
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+            ));
         }
         if let Ok(mut w) = self.ours.lock() {
             w.add(now_ms.div_euclid(MINUTE_MS), 1);
@@ -151,7 +162,10 @@ impl Limits {
             .inflight
             .lock()
             .map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "limits lock poisoned"))?;
-        let long = m.values().filter(|t| t.elapsed() >= self.long_threshold).count() as u64;
+        let long = m
+            .values()
+            .filter(|t| t.elapsed() >= self.long_threshold)
+            .count() as u64;
         if long >= self.long_max.load(Ordering::Relaxed) {
             return Err(ApiError::new(
                 403,
@@ -168,7 +182,14 @@ impl Limits {
     pub fn inflight(&self) -> (usize, usize) {
         self.inflight
             .lock()
-            .map(|m| (m.len(), m.values().filter(|t| t.elapsed() >= self.long_threshold).count()))
+            .map(|m| {
+                (
+                    m.len(),
+                    m.values()
+                        .filter(|t| t.elapsed() >= self.long_threshold)
+                        .count(),
+                )
+            })
             .unwrap_or((0, 0))
     }
 }

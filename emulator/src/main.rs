@@ -69,7 +69,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
     let a = Args::parse();
     let faults: FaultConfig = match &a.faults {
@@ -77,7 +79,9 @@ async fn main() -> anyhow::Result<()> {
         None => FaultConfig::default(),
     };
     let jwt = match &a.jwt_public_key {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
         None => None,
     };
     let cfg = EmulatorConfig {
@@ -102,10 +106,17 @@ async fn main() -> anyhow::Result<()> {
         ..EmulatorConfig::default()
     };
     let started = std::time::Instant::now();
-    let org = Emulator::start(cfg).await.context("starting the emulator")?;
+    let org = Emulator::start(cfg)
+        .await
+        .context("starting the emulator")?;
     let c = org.credentials();
     println!("weft-emulator listening on {}", org.base_url());
-    println!("  seeded in {:.1}s (seed {}, {} accounts)", started.elapsed().as_secs_f64(), a.seed, a.accounts);
+    println!(
+        "  seeded in {:.1}s (seed {}, {} accounts)",
+        started.elapsed().as_secs_f64(),
+        a.seed,
+        a.accounts
+    );
     println!("  instance_url   {}", org.base_url());
     println!("  token url      {}/services/oauth2/token", org.base_url());
     println!("  org id         {}", org.org_id());
@@ -121,6 +132,8 @@ async fn main() -> anyhow::Result<()> {
     println!("  admin          {}/__admin/stats", org.base_url());
     println!("WEFT_EMULATOR_URL={}", org.base_url());
     println!("WEFT_EMULATOR_TOKEN={}", org.access_token());
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     Ok(())
 }

@@ -44,10 +44,10 @@ impl Cursors {
     pub fn insert(&mut self, c: Cursor) -> String {
         let id = crate::ids::make_id(b"01g", self.next);
         self.next = self.next.wrapping_add(1);
-        if self.order.len() >= MAX_CURSORS {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
-            }
+        if self.order.len() >= MAX_CURSORS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.map.remove(&old);
         }
         self.order.push_back(id.clone());
         self.map.insert(id.clone(), c);
@@ -100,9 +100,17 @@ impl Org {
             &cfg.credentials.username,
         );
         let stats = Arc::new(Stats::default());
-        let auth = Auth::new(cfg.credentials.clone(), cfg.token_ttl, org_id.clone(), cfg.jwt_public_key_pem.as_deref())?;
+        let auth = Auth::new(
+            cfg.credentials.clone(),
+            cfg.token_ttl,
+            org_id.clone(),
+            cfg.jwt_public_key_pem.as_deref(),
+        )?;
         Ok(Arc::new(Org {
-            clock: SimClock::new(cfg.clock_start_ms.unwrap_or_else(SimClock::wall_now_ms), cfg.clock_scale),
+            clock: SimClock::new(
+                cfg.clock_start_ms.unwrap_or_else(SimClock::wall_now_ms),
+                cfg.clock_scale,
+            ),
             store: RwLock::new(store),
             auth,
             limits: Limits::new(
@@ -128,7 +136,10 @@ impl Org {
     }
 
     pub fn write_ctx(&self, user_row: u32) -> WriteCtx {
-        WriteCtx { now_ms: self.clock.now_audit_ms(), user_row }
+        WriteCtx {
+            now_ms: self.clock.now_audit_ms(),
+            user_row,
+        }
     }
 
     /// Today's day number in simulated time (anchors `TODAY`, `LAST_N_DAYS`).
@@ -142,19 +153,28 @@ impl Org {
             return;
         }
         self.stats.written(changes.len() as u64);
-        let n = self.cdc.publish(store, changes, origin, user_row, self.clock.now_audit_ms());
+        let n = self
+            .cdc
+            .publish(store, changes, origin, user_row, self.clock.now_audit_ms());
         self.stats.events(n, 0, 0);
     }
 
     /// Applies `n` generated changes (the "busy org" generator).
     pub fn generate_changes(&self, n: usize) -> usize {
         let ctx = self.write_ctx(0);
-        let Ok(mut store) = self.store.write() else { return 0 };
+        let Ok(mut store) = self.store.write() else {
+            return 0;
+        };
         let changes = match self.change_rng.lock() {
             Ok(mut rng) => seed::generate_changes(&mut store, &mut rng, n, ctx),
             Err(_) => return 0,
         };
-        self.committed(&store, &changes, "com/salesforce/api/soap/60.0;client=OtherIntegration", 0);
+        self.committed(
+            &store,
+            &changes,
+            "com/salesforce/api/soap/60.0;client=OtherIntegration",
+            0,
+        );
         changes.len()
     }
 

@@ -54,7 +54,10 @@ pub struct Column {
 /// The nested output shape of a REST record.
 #[derive(Debug, Clone)]
 pub enum OutNode {
-    Field { key: String, col: usize },
+    Field {
+        key: String,
+        col: usize,
+    },
     Parent {
         key: String,
         /// Reference column slot of the lookup, in the enclosing record's table.
@@ -119,7 +122,10 @@ impl LikePattern {
 
     /// Case-insensitive match; classic wildcard backtracking (linear for the usual shapes).
     pub fn matches(&self, s: &str) -> bool {
-        let text: Vec<char> = s.chars().map(|c| c.to_lowercase().next().unwrap_or(c)).collect();
+        let text: Vec<char> = s
+            .chars()
+            .map(|c| c.to_lowercase().next().unwrap_or(c))
+            .collect();
         let (mut t, mut p) = (0usize, 0usize);
         let (mut star_p, mut star_t) = (usize::MAX, 0usize);
         while t < text.len() {
@@ -171,22 +177,39 @@ pub struct Plan {
     offset: Option<u64>,
 }
 
-fn resolve_path(store: &Store, base: usize, path: &[String]) -> Result<(Accessor, Vec<String>), ApiError> {
+fn resolve_path(
+    store: &Store,
+    base: usize,
+    path: &[String],
+) -> Result<(Accessor, Vec<String>), ApiError> {
     let mut t = base;
     let mut hops = Vec::new();
     let mut canon = Vec::new();
     for (i, seg) in path.iter().enumerate() {
         let table = &store.tables[t];
         if i + 1 == path.len() {
-            let f = table.def.field(seg).ok_or_else(|| no_such_column(path, &table.def.name))?;
+            let f = table
+                .def
+                .field(seg)
+                .ok_or_else(|| no_such_column(path, &table.def.name))?;
             canon.push(f.name.clone());
-            return Ok((Accessor { hops, table: t, field: f.clone() }, canon));
+            return Ok((
+                Accessor {
+                    hops,
+                    table: t,
+                    field: f.clone(),
+                },
+                canon,
+            ));
         }
         // The first segment may repeat the object name (`SELECT Account.Name FROM Account`).
-        if i == 0 && hops.is_empty() && seg.eq_ignore_ascii_case(&table.def.name) && path.len() > 1 {
-            if table.def.relationship(seg).is_none() {
-                continue;
-            }
+        if i == 0
+            && hops.is_empty()
+            && seg.eq_ignore_ascii_case(&table.def.name)
+            && path.len() > 1
+            && table.def.relationship(seg).is_none()
+        {
+            continue;
         }
         let f = table.def.relationship(seg).ok_or_else(|| {
             ApiError::invalid_field(format!(
@@ -280,8 +303,16 @@ fn convert(f: &FieldDef, lit: &Literal, today: i64) -> Result<CVal, ApiError> {
 
 fn compile(store: &Store, base: usize, e: &Expr, today: i64) -> Result<Pred, ApiError> {
     Ok(match e {
-        Expr::And(v) => Pred::And(v.iter().map(|x| compile(store, base, x, today)).collect::<Result<_, _>>()?),
-        Expr::Or(v) => Pred::Or(v.iter().map(|x| compile(store, base, x, today)).collect::<Result<_, _>>()?),
+        Expr::And(v) => Pred::And(
+            v.iter()
+                .map(|x| compile(store, base, x, today))
+                .collect::<Result<_, _>>()?,
+        ),
+        Expr::Or(v) => Pred::Or(
+            v.iter()
+                .map(|x| compile(store, base, x, today))
+                .collect::<Result<_, _>>()?,
+        ),
         Expr::Not(x) => Pred::Not(Box::new(compile(store, base, x, today)?)),
         Expr::Cmp { path, op, value } => {
             let (acc, _) = resolve_path(store, base, path)?;
@@ -295,9 +326,16 @@ fn compile(store: &Store, base: usize, e: &Expr, today: i64) -> Result<Pred, Api
             }
             Pred::Cmp(acc, *op, v)
         }
-        Expr::In { path, values, negated } => {
+        Expr::In {
+            path,
+            values,
+            negated,
+        } => {
             let (acc, _) = resolve_path(store, base, path)?;
-            let vals = values.iter().map(|v| convert(&acc.field, v, today)).collect::<Result<_, _>>()?;
+            let vals = values
+                .iter()
+                .map(|v| convert(&acc.field, v, today))
+                .collect::<Result<_, _>>()?;
             let p = Pred::In(acc, vals);
             if *negated { Pred::Not(Box::new(p)) } else { p }
         }
@@ -394,7 +432,9 @@ fn eval(store: &Store, p: &Pred, row: u32) -> bool {
 
 /// Resolves `q` against the schema. `today` (days since epoch) anchors relative dates.
 pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Result<Plan, ApiError> {
-    let table = store.table_index(&q.object).ok_or_else(|| ApiError::invalid_type(&q.object))?;
+    let table = store
+        .table_index(&q.object)
+        .ok_or_else(|| ApiError::invalid_type(&q.object))?;
     let object = store.tables[table].def.name.clone();
     let mut columns = Vec::new();
     let mut count_only = false;
@@ -404,13 +444,20 @@ pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Resu
             SelectItem::Field(path) => {
                 let (acc, canon) = resolve_path(store, table, path)?;
                 let header = canon.join(".");
-                if !columns.iter().any(|c: &Column| c.header.eq_ignore_ascii_case(&header)) {
+                if !columns
+                    .iter()
+                    .any(|c: &Column| c.header.eq_ignore_ascii_case(&header))
+                {
                     columns.push(Column { header, acc });
                 }
             }
         }
     }
-    let filter = q.filter.as_ref().map(|e| compile(store, table, e, today)).transpose()?;
+    let filter = q
+        .filter
+        .as_ref()
+        .map(|e| compile(store, table, e, today))
+        .transpose()?;
     let order = q
         .order
         .iter()
@@ -451,11 +498,18 @@ fn build_tree(store: &Store, base: usize, columns: &[Column]) -> Vec<OutNode> {
                     _ => None,
                 })
                 .unwrap_or(base);
-            let pos = level.iter().position(|n| matches!(n, OutNode::Parent { key: k, .. } if *k == key));
+            let pos = level
+                .iter()
+                .position(|n| matches!(n, OutNode::Parent { key: k, .. } if *k == key));
             let pos = match pos {
                 Some(p) => p,
                 None => {
-                    level.push(OutNode::Parent { key, slot, target, children: Vec::new() });
+                    level.push(OutNode::Parent {
+                        key,
+                        slot,
+                        target,
+                        children: Vec::new(),
+                    });
                     level.len() - 1
                 }
             };
@@ -488,15 +542,29 @@ fn key_of(c: Cell<'_>) -> Key {
         Cell::Text(s) => Key::Text(s.to_lowercase().into_boxed_str()),
         Cell::Date(d) => Key::Int(d as i64),
         Cell::DateTime(d) => Key::Int(d),
-        Cell::Id(p, r) => Key::Int(((u32::from_be_bytes([0, p[0], p[1], p[2]]) as i64) << 32) | r as i64),
+        Cell::Id(p, r) => {
+            Key::Int(((u32::from_be_bytes([0, p[0], p[1], p[2]]) as i64) << 32) | r as i64)
+        }
     }
 }
 
 fn cmp_key(a: &Key, b: &Key, o: &OrderKey) -> Ordering {
     let base = match (a, b) {
         (Key::Null, Key::Null) => return Ordering::Equal,
-        (Key::Null, _) => return if o.nulls_first { Ordering::Less } else { Ordering::Greater },
-        (_, Key::Null) => return if o.nulls_first { Ordering::Greater } else { Ordering::Less },
+        (Key::Null, _) => {
+            return if o.nulls_first {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
+        (_, Key::Null) => {
+            return if o.nulls_first {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            };
+        }
         (Key::Int(x), Key::Int(y)) => x.cmp(y),
         (Key::Num(x), Key::Num(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
         (Key::Text(x), Key::Text(y)) => x.cmp(y),
@@ -521,10 +589,10 @@ pub fn execute(store: &Store, plan: &Plan) -> Vec<u32> {
         if !row_visible(t, r, plan.include_deleted) {
             continue;
         }
-        if let Some(f) = &plan.filter {
-            if !eval(store, f, r as u32) {
-                continue;
-            }
+        if let Some(f) = &plan.filter
+            && !eval(store, f, r as u32)
+        {
+            continue;
         }
         rows.push(r as u32);
     }

@@ -81,7 +81,13 @@ pub fn write_json_cell(out: &mut Vec<u8>, cell: &Cell<'_>, ftype: FieldType) {
 }
 
 /// Appends `"attributes":{"type":T,"url":"/services/data/vV/sobjects/T/ID"}`.
-pub fn write_attributes(out: &mut Vec<u8>, version: &str, object: &str, prefix: &[u8; 3], row: u32) {
+pub fn write_attributes(
+    out: &mut Vec<u8>,
+    version: &str,
+    object: &str,
+    prefix: &[u8; 3],
+    row: u32,
+) {
     out.extend_from_slice(b"\"attributes\":{\"type\":\"");
     out.extend_from_slice(object.as_bytes());
     out.extend_from_slice(b"\",\"url\":\"/services/data/v");
@@ -120,11 +126,19 @@ fn write_node_object(
                 let cell = t.cell(&store.tables, &c.acc.field, row);
                 write_json_cell(out, &cell, c.acc.field.ftype);
             }
-            OutNode::Parent { key, slot, target, children, .. } => {
+            OutNode::Parent {
+                key,
+                slot,
+                target,
+                children,
+                ..
+            } => {
                 write_json_str(out, key);
                 out.push(b':');
                 match t.ref_row(*slot, row) {
-                    Some((_, r)) => write_node_object(out, store, plan, version, *target, r, children),
+                    Some((_, r)) => {
+                        write_node_object(out, store, plan, version, *target, r, children)
+                    }
                     None => out.extend_from_slice(b"null"),
                 }
             }

@@ -31,7 +31,7 @@ pub fn parse_version(seg: &str) -> Option<(u32, String)> {
     let v = seg.strip_prefix('v')?;
     let (major, minor) = v.split_once('.')?;
     let m: u32 = major.parse().ok()?;
-    if minor != "0" || m < MIN_VERSION || m > 999 {
+    if minor != "0" || !(MIN_VERSION..=999).contains(&m) {
         return None;
     }
     Some((m, v.to_string()))
@@ -94,18 +94,35 @@ pub fn classify(method: &str, segs: &[String]) -> &'static str {
 }
 
 /// Dispatches one authenticated API request.
-pub async fn dispatch(org: &Arc<Org>, req: Req, major: u32, version: &str, session: &Session, origin: &str) -> Result<Resp, ApiError> {
+pub async fn dispatch(
+    org: &Arc<Org>,
+    req: Req,
+    major: u32,
+    version: &str,
+    session: &Session,
+    origin: &str,
+) -> Result<Resp, ApiError> {
     let segs: Vec<String> = req.segs.clone();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = req.method.as_str().to_string();
-    let need = |v: u32| if major >= v { Ok(()) } else { Err(ApiError::not_found()) };
+    let need = |v: u32| {
+        if major >= v {
+            Ok(())
+        } else {
+            Err(ApiError::not_found())
+        }
+    };
     match s.as_slice() {
         [] => Ok(http::json(200, &resources(version))),
         ["query" | "queryAll"] if is(&req.method, "GET") => {
-            let q = req.param("q").ok_or_else(|| ApiError::malformed_query("A query string has to be specified"))?;
+            let q = req
+                .param("q")
+                .ok_or_else(|| ApiError::malformed_query("A query string has to be specified"))?;
             run_query(org, version, q, s[0] == "queryAll", batch_size(&req))
         }
-        ["query" | "queryAll", locator] if is(&req.method, "GET") => query_more(org, version, locator),
+        ["query" | "queryAll", locator] if is(&req.method, "GET") => {
+            query_more(org, version, locator)
+        }
         ["limits"] if is(&req.method, "GET") => Ok(http::json(200, &limits(org))),
         ["sobjects", ..] | ["composite", ..] => {
             if s.first() == Some(&"composite") {
@@ -120,9 +137,14 @@ pub async fn dispatch(org: &Arc<Org>, req: Req, major: u32, version: &str, sessi
             need(47)?;
             crate::bulk::dispatch_query(org, &req, &s, version, session).await
         }
-        ["jobs", "ingest", ..] => crate::bulk::dispatch_ingest(org, &req, &s, version, session, origin).await,
+        ["jobs", "ingest", ..] => {
+            crate::bulk::dispatch_ingest(org, &req, &s, version, session, origin).await
+        }
         _ => {
-            if matches!(m.as_str(), "GET" | "POST" | "PATCH" | "DELETE" | "PUT" | "HEAD") {
+            if matches!(
+                m.as_str(),
+                "GET" | "POST" | "PATCH" | "DELETE" | "PUT" | "HEAD"
+            ) {
                 Err(ApiError::not_found())
             } else {
                 Err(ApiError::method_not_allowed(&m))
@@ -133,7 +155,14 @@ pub async fn dispatch(org: &Arc<Org>, req: Req, major: u32, version: &str, sessi
 
 fn resources(version: &str) -> serde_json::Value {
     let mut m = serde_json::Map::new();
-    for r in ["sobjects", "query", "queryAll", "limits", "composite", "jobs"] {
+    for r in [
+        "sobjects",
+        "query",
+        "queryAll",
+        "limits",
+        "composite",
+        "jobs",
+    ] {
         m.insert(r.into(), format!("/services/data/v{version}/{r}").into());
     }
     serde_json::Value::Object(m)
@@ -144,27 +173,48 @@ fn batch_size(req: &Req) -> usize {
         .and_then(|h| {
             h.split(',').find_map(|p| {
                 let (k, v) = p.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("batchSize").then(|| v.trim().parse::<usize>().ok())?
+                k.trim()
+                    .eq_ignore_ascii_case("batchSize")
+                    .then(|| v.trim().parse::<usize>().ok())?
             })
         })
         .map(|n| n.clamp(QUERY_BATCH_MIN, QUERY_BATCH_DEFAULT))
         .unwrap_or(QUERY_BATCH_DEFAULT)
 }
 
-fn run_query(org: &Arc<Org>, version: &str, text: &str, all: bool, batch: usize) -> Result<Resp, ApiError> {
+fn run_query(
+    org: &Arc<Org>,
+    version: &str,
+    text: &str,
+    all: bool,
+    batch: usize,
+) -> Result<Resp, ApiError> {
     let parsed = soql::parse(text)?;
-    let store = org.store.read().map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
+    let store = org
+        .store
+        .read()
+        .map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
     let plan = query::plan(&store, &parsed, all, org.today())?;
     let rows = query::execute(&store, &plan);
     if plan.count_only {
         // Hand-written to keep Salesforce's key order (serde_json maps sort keys).
-        return Ok(http::json_bytes(200, format!("{{\"totalSize\":{},\"done\":true,\"records\":[]}}", rows.len()).into_bytes()));
+        return Ok(http::json_bytes(
+            200,
+            format!(
+                "{{\"totalSize\":{},\"done\":true,\"records\":[]}}",
+                rows.len()
+            )
+            .into_bytes(),
+        ));
     }
     let plan = Arc::new(plan);
     let rows = Arc::new(rows);
     let cursor = Cursor { plan, rows, batch };
     let id = if cursor.rows.len() > batch {
-        org.cursors.lock().map(|mut c| c.insert(cursor.clone())).ok()
+        org.cursors
+            .lock()
+            .map(|mut c| c.insert(cursor.clone()))
+            .ok()
     } else {
         None
     };
@@ -175,23 +225,48 @@ fn query_more(org: &Arc<Org>, version: &str, locator: &str) -> Result<Resp, ApiE
     let invalid = || ApiError::new(400, "INVALID_QUERY_LOCATOR", "invalid query locator");
     let (id, offset) = locator.rsplit_once('-').ok_or_else(invalid)?;
     let offset: usize = offset.parse().map_err(|_| invalid())?;
-    let cursor = org.cursors.lock().ok().and_then(|c| c.get(id)).ok_or_else(invalid)?;
+    let cursor = org
+        .cursors
+        .lock()
+        .ok()
+        .and_then(|c| c.get(id))
+        .ok_or_else(invalid)?;
     if offset > cursor.rows.len() {
         return Err(invalid());
     }
-    let store = org.store.read().map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
+    let store = org
+        .store
+        .read()
+        .map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
     // The page size of follow-up pages is the one the locator was cut with.
-    Ok(page(&store, &cursor, Some(id), offset, cursor.batch, version))
+    Ok(page(
+        &store,
+        &cursor,
+        Some(id),
+        offset,
+        cursor.batch,
+        version,
+    ))
 }
 
-fn page(store: &crate::store::Store, c: &Cursor, id: Option<&str>, offset: usize, batch: usize, version: &str) -> Resp {
+fn page(
+    store: &crate::store::Store,
+    c: &Cursor,
+    id: Option<&str>,
+    offset: usize,
+    batch: usize,
+    version: &str,
+) -> Resp {
     let total = c.rows.len();
     let end = (offset + batch).min(total);
     let done = end >= total;
     let mut out = Vec::with_capacity(64 + (end - offset) * 300);
     out.extend_from_slice(format!("{{\"totalSize\":{total},\"done\":{done}").as_bytes());
     if let (false, Some(id)) = (done, id) {
-        out.extend_from_slice(format!(",\"nextRecordsUrl\":\"/services/data/v{version}/query/{id}-{end}\"").as_bytes());
+        out.extend_from_slice(
+            format!(",\"nextRecordsUrl\":\"/services/data/v{version}/query/{id}-{end}\"")
+                .as_bytes(),
+        );
     }
     out.extend_from_slice(b",\"records\":[");
     for (i, &r) in c.rows[offset..end].iter().enumerate() {
@@ -210,7 +285,11 @@ pub fn limits(org: &Org) -> serde_json::Value {
     let max = org.limits.max();
     let used = org.limits.usage(now);
     let bulk_jobs_today = org.jobs.count_query_jobs() as u64;
-    let store_rows: usize = org.store.read().map(|s| s.tables.iter().map(|t| t.len()).sum()).unwrap_or(0);
+    let store_rows: usize = org
+        .store
+        .read()
+        .map(|s| s.tables.iter().map(|t| t.len()).sum())
+        .unwrap_or(0);
     // Salesforce counts ~2 KB of data storage per record.
     let data_mb = (store_rows as u64 * 2 / 1024).max(1);
     let ml = |m: u64, r: u64| serde_json::json!({"Max": m, "Remaining": r});

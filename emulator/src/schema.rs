@@ -255,7 +255,11 @@ impl ObjectDef {
         ];
         all.extend(fields);
         all.push(FieldDef::new("CreatedDate", FieldType::Datetime).system());
-        all.push(FieldDef::new("CreatedById", FieldType::Reference).system().refers("User", "CreatedBy"));
+        all.push(
+            FieldDef::new("CreatedById", FieldType::Reference)
+                .system()
+                .refers("User", "CreatedBy"),
+        );
         all.push(FieldDef::new("LastModifiedDate", FieldType::Datetime).system());
         all.push(
             FieldDef::new("LastModifiedById", FieldType::Reference)
@@ -336,29 +340,72 @@ impl ObjectDef {
 
 /// Marker for the computed `Name` of person-like objects.
 fn full_name() -> FieldDef {
-    let mut f = FieldDef::new("Name", FieldType::String).read_only().len(121).name_field();
+    let mut f = FieldDef::new("Name", FieldType::String)
+        .read_only()
+        .len(121)
+        .name_field();
     f.storage = Storage::FullName { first: 0, last: 0 };
     f
 }
 
-const LEAD_SOURCES: &[&str] = &["Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"];
+const LEAD_SOURCES: &[&str] = &[
+    "Web",
+    "Phone Inquiry",
+    "Partner Referral",
+    "Purchased List",
+    "Other",
+];
 pub const INDUSTRIES: &[&str] = &[
-    "Agriculture", "Banking", "Biotechnology", "Chemicals", "Communications", "Construction",
-    "Consulting", "Education", "Electronics", "Energy", "Engineering", "Entertainment",
-    "Finance", "Healthcare", "Insurance", "Manufacturing", "Media", "Retail", "Technology",
-    "Transportation", "Utilities", "Other",
+    "Agriculture",
+    "Banking",
+    "Biotechnology",
+    "Chemicals",
+    "Communications",
+    "Construction",
+    "Consulting",
+    "Education",
+    "Electronics",
+    "Energy",
+    "Engineering",
+    "Entertainment",
+    "Finance",
+    "Healthcare",
+    "Insurance",
+    "Manufacturing",
+    "Media",
+    "Retail",
+    "Technology",
+    "Transportation",
+    "Utilities",
+    "Other",
 ];
 pub const ACCOUNT_TYPES: &[&str] = &[
-    "Prospect", "Customer - Direct", "Customer - Channel", "Channel Partner / Reseller",
-    "Installation Partner", "Technology Partner", "Other",
+    "Prospect",
+    "Customer - Direct",
+    "Customer - Channel",
+    "Channel Partner / Reseller",
+    "Installation Partner",
+    "Technology Partner",
+    "Other",
 ];
 pub const TIERS: &[&str] = &["Gold", "Silver", "Bronze"];
 pub const LEAD_STATUSES: &[&str] = &[
-    "Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted",
+    "Open - Not Contacted",
+    "Working - Contacted",
+    "Closed - Converted",
+    "Closed - Not Converted",
 ];
 pub const STAGES: &[&str] = &[
-    "Prospecting", "Qualification", "Needs Analysis", "Value Proposition", "Id. Decision Makers",
-    "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won", "Closed Lost",
+    "Prospecting",
+    "Qualification",
+    "Needs Analysis",
+    "Value Proposition",
+    "Id. Decision Makers",
+    "Perception Analysis",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+    "Closed Won",
+    "Closed Lost",
 ];
 
 fn owner() -> FieldDef {
@@ -379,9 +426,14 @@ pub fn standard_objects() -> Vec<ObjectDef> {
         *b"005",
         false,
         vec![
-            FieldDef::new("Username", FieldType::String).len(80).required().ext_id_unique_only(),
+            FieldDef::new("Username", FieldType::String)
+                .len(80)
+                .required()
+                .ext_id_unique_only(),
             FieldDef::new("FirstName", FieldType::String).len(40),
-            FieldDef::new("LastName", FieldType::String).len(80).required(),
+            FieldDef::new("LastName", FieldType::String)
+                .len(80)
+                .required(),
             full_name(),
             FieldDef::new("Email", FieldType::Email).len(128).required(),
             FieldDef::new("Alias", FieldType::String).len(8).required(),
@@ -396,7 +448,10 @@ pub fn standard_objects() -> Vec<ObjectDef> {
         false,
         vec![
             master().refers("Account", "MasterRecord"),
-            FieldDef::new("Name", FieldType::String).len(255).required().name_field(),
+            FieldDef::new("Name", FieldType::String)
+                .len(255)
+                .required()
+                .name_field(),
             FieldDef::new("Type", FieldType::Picklist).picklist(ACCOUNT_TYPES, false),
             FieldDef::new("ParentId", FieldType::Reference).refers("Account", "Parent"),
             FieldDef::new("BillingStreet", FieldType::Textarea),
@@ -413,7 +468,9 @@ pub fn standard_objects() -> Vec<ObjectDef> {
             FieldDef::new("Description", FieldType::Textarea).len(32000),
             owner(),
             FieldDef::new("GoldenAccountID__c", FieldType::String).len(18),
-            FieldDef::new("External_Id__c", FieldType::String).len(64).ext_id(),
+            FieldDef::new("External_Id__c", FieldType::String)
+                .len(64)
+                .ext_id(),
             FieldDef::new("Tier__c", FieldType::Picklist).picklist(TIERS, true),
         ],
     );
@@ -425,7 +482,9 @@ pub fn standard_objects() -> Vec<ObjectDef> {
             master().refers("Contact", "MasterRecord"),
             FieldDef::new("AccountId", FieldType::Reference).refers("Account", "Account"),
             FieldDef::new("FirstName", FieldType::String).len(40),
-            FieldDef::new("LastName", FieldType::String).len(80).required(),
+            FieldDef::new("LastName", FieldType::String)
+                .len(80)
+                .required(),
             full_name(),
             FieldDef::new("Email", FieldType::Email).len(80),
             FieldDef::new("Phone", FieldType::Phone),
@@ -435,7 +494,9 @@ pub fn standard_objects() -> Vec<ObjectDef> {
             FieldDef::new("Birthdate", FieldType::Date),
             FieldDef::new("LeadSource", FieldType::Picklist).picklist(LEAD_SOURCES, false),
             owner(),
-            FieldDef::new("External_Id__c", FieldType::String).len(64).ext_id(),
+            FieldDef::new("External_Id__c", FieldType::String)
+                .len(64)
+                .ext_id(),
         ],
     );
     let lead = ObjectDef::new(
@@ -445,9 +506,13 @@ pub fn standard_objects() -> Vec<ObjectDef> {
         vec![
             master().refers("Lead", "MasterRecord"),
             FieldDef::new("FirstName", FieldType::String).len(40),
-            FieldDef::new("LastName", FieldType::String).len(80).required(),
+            FieldDef::new("LastName", FieldType::String)
+                .len(80)
+                .required(),
             full_name(),
-            FieldDef::new("Company", FieldType::String).len(255).required(),
+            FieldDef::new("Company", FieldType::String)
+                .len(255)
+                .required(),
             FieldDef::new("Email", FieldType::Email).len(80),
             FieldDef::new("Phone", FieldType::Phone),
             FieldDef::new("Status", FieldType::Picklist)
@@ -458,7 +523,9 @@ pub fn standard_objects() -> Vec<ObjectDef> {
             FieldDef::new("LeadSource", FieldType::Picklist).picklist(LEAD_SOURCES, false),
             FieldDef::new("IsConverted", FieldType::Boolean),
             owner(),
-            FieldDef::new("External_Id__c", FieldType::String).len(64).ext_id(),
+            FieldDef::new("External_Id__c", FieldType::String)
+                .len(64)
+                .ext_id(),
         ],
     );
     let opportunity = ObjectDef::new(
@@ -467,14 +534,21 @@ pub fn standard_objects() -> Vec<ObjectDef> {
         false,
         vec![
             FieldDef::new("AccountId", FieldType::Reference).refers("Account", "Account"),
-            FieldDef::new("Name", FieldType::String).len(120).required().name_field(),
-            FieldDef::new("StageName", FieldType::Picklist).picklist(STAGES, true).required(),
+            FieldDef::new("Name", FieldType::String)
+                .len(120)
+                .required()
+                .name_field(),
+            FieldDef::new("StageName", FieldType::Picklist)
+                .picklist(STAGES, true)
+                .required(),
             FieldDef::new("CloseDate", FieldType::Date).required(),
             FieldDef::new("Amount", FieldType::Currency),
             FieldDef::new("Probability", FieldType::Percent),
             FieldDef::new("LeadSource", FieldType::Picklist).picklist(LEAD_SOURCES, false),
             owner(),
-            FieldDef::new("External_Id__c", FieldType::String).len(64).ext_id(),
+            FieldDef::new("External_Id__c", FieldType::String)
+                .len(64)
+                .ext_id(),
         ],
     );
     vec![user, account, contact, lead, opportunity]

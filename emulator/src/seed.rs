@@ -49,37 +49,165 @@ impl Rng {
 }
 
 const PREFIXES: &[&str] = &[
-    "Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent",
-    "Cyberdyne", "Tyrell", "Wonka", "Gringotts", "Oscorp", "Aperture", "Black Mesa", "Massive",
-    "Dunder", "Pied Piper", "Nakatomi", "Blue Sun", "Monarch", "Virtucon", "Zorg", "Gekko",
-    "Prestige", "Sterling", "Bluth", "Krusty", "Duff",
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Cyberdyne",
+    "Tyrell",
+    "Wonka",
+    "Gringotts",
+    "Oscorp",
+    "Aperture",
+    "Black Mesa",
+    "Massive",
+    "Dunder",
+    "Pied Piper",
+    "Nakatomi",
+    "Blue Sun",
+    "Monarch",
+    "Virtucon",
+    "Zorg",
+    "Gekko",
+    "Prestige",
+    "Sterling",
+    "Bluth",
+    "Krusty",
+    "Duff",
 ];
 const MIDDLES: &[&str] = &[
-    "Global", "United", "Northern", "Pacific", "Advanced", "Digital", "Applied", "First",
-    "Integrated", "Dynamic", "Strategic", "Premier", "Coastal", "Summit", "Pioneer", "Atlas",
+    "Global",
+    "United",
+    "Northern",
+    "Pacific",
+    "Advanced",
+    "Digital",
+    "Applied",
+    "First",
+    "Integrated",
+    "Dynamic",
+    "Strategic",
+    "Premier",
+    "Coastal",
+    "Summit",
+    "Pioneer",
+    "Atlas",
 ];
 const SUFFIXES: &[&str] = &[
-    "Inc.", "LLC", "Ltd", "Corp.", "GmbH", "S.A.", "Group", "Holdings", "Partners", "Industries",
+    "Inc.",
+    "LLC",
+    "Ltd",
+    "Corp.",
+    "GmbH",
+    "S.A.",
+    "Group",
+    "Holdings",
+    "Partners",
+    "Industries",
 ];
 const FIRST: &[&str] = &[
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
-    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
-    "Chen", "Aisha", "Mateo", "Yuki", "Olga", "Ravi", "Fatima", "Lars", "Zoë", "José",
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Chen",
+    "Aisha",
+    "Mateo",
+    "Yuki",
+    "Olga",
+    "Ravi",
+    "Fatima",
+    "Lars",
+    "Zoë",
+    "José",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor",
-    "Moore", "Jackson", "Martin", "Lee", "Müller", "O'Brien", "Nguyen", "Kowalski", "Tanaka",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Müller",
+    "O'Brien",
+    "Nguyen",
+    "Kowalski",
+    "Tanaka",
 ];
 const CITIES: &[(&str, &str, &str)] = &[
-    ("San Francisco", "CA", "USA"), ("New York", "NY", "USA"), ("Austin", "TX", "USA"),
-    ("Chicago", "IL", "USA"), ("Seattle", "WA", "USA"), ("London", "", "United Kingdom"),
-    ("Paris", "", "France"), ("Berlin", "", "Germany"), ("Tokyo", "", "Japan"),
-    ("Sydney", "NSW", "Australia"), ("Toronto", "ON", "Canada"), ("São Paulo", "SP", "Brazil"),
+    ("San Francisco", "CA", "USA"),
+    ("New York", "NY", "USA"),
+    ("Austin", "TX", "USA"),
+    ("Chicago", "IL", "USA"),
+    ("Seattle", "WA", "USA"),
+    ("London", "", "United Kingdom"),
+    ("Paris", "", "France"),
+    ("Berlin", "", "Germany"),
+    ("Tokyo", "", "Japan"),
+    ("Sydney", "NSW", "Australia"),
+    ("Toronto", "ON", "Canada"),
+    ("São Paulo", "SP", "Brazil"),
 ];
-const TITLES: &[&str] = &["CEO", "CFO", "VP Sales", "Director of IT", "Buyer", "Engineer", "Analyst", "Office Manager"];
-const SOURCES: &[&str] = &["Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"];
-const STREETS: &[&str] = &["Main St", "Market St", "Oak Ave", "Pine Rd", "Elm St", "Harbor Blvd", "King St"];
+const TITLES: &[&str] = &[
+    "CEO",
+    "CFO",
+    "VP Sales",
+    "Director of IT",
+    "Buyer",
+    "Engineer",
+    "Analyst",
+    "Office Manager",
+];
+const SOURCES: &[&str] = &[
+    "Web",
+    "Phone Inquiry",
+    "Partner Referral",
+    "Purchased List",
+    "Other",
+];
+const STREETS: &[&str] = &[
+    "Main St",
+    "Market St",
+    "Oak Ave",
+    "Pine Rd",
+    "Elm St",
+    "Harbor Blvd",
+    "King St",
+];
 
 /// Sizes of the seeded org.
 #[derive(Debug, Clone, Copy)]
@@ -109,10 +237,17 @@ impl RowBuilder {
                 _ => None,
             })
             .collect();
-        RowBuilder { slots, width: t.cols.len() }
+        RowBuilder {
+            slots,
+            width: t.cols.len(),
+        }
     }
     fn slot(&self, name: &str) -> usize {
-        self.slots.iter().find(|(n, _)| n == name).map(|(_, s)| *s).unwrap_or(usize::MAX)
+        self.slots
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| *s)
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -123,7 +258,8 @@ struct Stamps {
 }
 
 fn stamps(rng: &mut Rng) -> Stamps {
-    let created = SEED_ANCHOR_MS - SEED_SPAN_MS + rng.below(SEED_SPAN_MS as u64 - 86_400_000) as i64;
+    let created =
+        SEED_ANCHOR_MS - SEED_SPAN_MS + rng.below(SEED_SPAN_MS as u64 - 86_400_000) as i64;
     let modified = created + rng.below((SEED_ANCHOR_MS - created) as u64 / 2 + 1) as i64;
     // One record in ten was touched later by automation: SystemModstamp > LastModifiedDate.
     let modstamp = if rng.chance(0.1) {
@@ -132,14 +268,28 @@ fn stamps(rng: &mut Rng) -> Stamps {
         modified
     };
     let s = |v: i64| v - v.rem_euclid(1000);
-    Stamps { created: s(created), modified: s(modified), modstamp: s(modstamp.max(modified)) }
+    Stamps {
+        created: s(created),
+        modified: s(modified),
+        modstamp: s(modstamp.max(modified)),
+    }
 }
 
 fn company(rng: &mut Rng) -> String {
     match rng.below(3) {
         0 => format!("{} {}", rng.pick(PREFIXES), rng.pick(SUFFIXES)),
-        1 => format!("{} {} {}", rng.pick(PREFIXES), rng.pick(MIDDLES), rng.pick(SUFFIXES)),
-        _ => format!("{} {} {}", rng.pick(MIDDLES), rng.pick(PREFIXES), rng.pick(SUFFIXES)),
+        1 => format!(
+            "{} {} {}",
+            rng.pick(PREFIXES),
+            rng.pick(MIDDLES),
+            rng.pick(SUFFIXES)
+        ),
+        _ => format!(
+            "{} {} {}",
+            rng.pick(MIDDLES),
+            rng.pick(PREFIXES),
+            rng.pick(SUFFIXES)
+        ),
     }
 }
 
@@ -152,21 +302,37 @@ fn domain_of(company: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .collect::<String>()
         .to_ascii_lowercase();
-    format!("{}.example.com", if base.is_empty() { "example" } else { &base })
+    format!(
+        "{}.example.com",
+        if base.is_empty() { "example" } else { &base }
+    )
 }
 
 fn ascii_lower(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase()
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 /// Fills an empty store. `username` becomes User row 0, the API user.
 pub fn seed(store: &mut Store, seed: u64, sizes: Sizes, username: &str) {
     let mut rng = Rng::new(seed);
-    let Some(users_t) = store.table_index("User") else { return };
-    let Some(acc_t) = store.table_index("Account") else { return };
-    let Some(con_t) = store.table_index("Contact") else { return };
-    let Some(lead_t) = store.table_index("Lead") else { return };
-    let Some(opp_t) = store.table_index("Opportunity") else { return };
+    let Some(users_t) = store.table_index("User") else {
+        return;
+    };
+    let Some(acc_t) = store.table_index("Account") else {
+        return;
+    };
+    let Some(con_t) = store.table_index("Contact") else {
+        return;
+    };
+    let Some(lead_t) = store.table_index("Lead") else {
+        return;
+    };
+    let Some(opp_t) = store.table_index("Opportunity") else {
+        return;
+    };
     let n_users = sizes.users.max(1);
 
     let audit = |b: &RowBuilder, row: &mut Vec<Value>, st: &Stamps, by: u32| {
@@ -198,13 +364,40 @@ pub fn seed(store: &mut Store, seed: u64, sizes: Sizes, username: &str) {
         } else {
             (rng.pick(FIRST).to_string(), rng.pick(LAST).to_string())
         };
-        let uname = if i == 0 { username.to_string() } else { format!("user{i}@weft-emulator.example.com") };
+        let uname = if i == 0 {
+            username.to_string()
+        } else {
+            format!("user{i}@weft-emulator.example.com")
+        };
         set(&b, &mut row, "Username", text(&uname));
-        set(&b, &mut row, "Email", text(&if i == 0 { username.to_string() } else { format!("{}.{}{i}@weft-emulator.example.com", ascii_lower(&first), ascii_lower(&last)) }));
-        set(&b, &mut row, "Alias", text(&format!("u{i}").chars().take(8).collect::<String>()));
+        set(
+            &b,
+            &mut row,
+            "Email",
+            text(&if i == 0 {
+                username.to_string()
+            } else {
+                format!(
+                    "{}.{}{i}@weft-emulator.example.com",
+                    ascii_lower(&first),
+                    ascii_lower(&last)
+                )
+            }),
+        );
+        set(
+            &b,
+            &mut row,
+            "Alias",
+            text(&format!("u{i}").chars().take(8).collect::<String>()),
+        );
         set(&b, &mut row, "FirstName", Value::Text(first));
         set(&b, &mut row, "LastName", Value::Text(last));
-        set(&b, &mut row, "IsActive", Value::Bool(i == 0 || rng.chance(0.9)));
+        set(
+            &b,
+            &mut row,
+            "IsActive",
+            Value::Bool(i == 0 || rng.chance(0.9)),
+        );
         set(&b, &mut row, "Title", text(rng.pick(TITLES)));
         let st = stamps(&mut rng);
         audit(&b, &mut row, &st, 0);
@@ -218,49 +411,123 @@ pub fn seed(store: &mut Store, seed: u64, sizes: Sizes, username: &str) {
     let mut merged: Vec<(u32, u32)> = Vec::new();
     for i in 0..sizes.accounts {
         let mut row = vec![Value::Null; b.width];
-        let dup_of = if i > 10 && rng.chance(0.06) { Some(rng.below(i as u64) as u32) } else { None };
+        let dup_of = if i > 10 && rng.chance(0.06) {
+            Some(rng.below(i as u64) as u32)
+        } else {
+            None
+        };
         let name = match dup_of {
-            Some(orig) => store.tables[acc_t].text(b.slot("Name"), orig).unwrap_or("Acme Inc.").to_string(),
+            Some(orig) => store.tables[acc_t]
+                .text(b.slot("Name"), orig)
+                .unwrap_or("Acme Inc.")
+                .to_string(),
             None => company(&mut rng),
         };
         let (city, state, country) = CITIES[rng.below(CITIES.len() as u64) as usize];
-        set(&b, &mut row, "Website", Value::Text(format!("https://www.{}", domain_of(&name))));
+        set(
+            &b,
+            &mut row,
+            "Website",
+            Value::Text(format!("https://www.{}", domain_of(&name))),
+        );
         set(&b, &mut row, "Name", Value::Text(name));
         set(&b, &mut row, "Type", text(rng.pick(ACCOUNT_TYPES)));
         set(&b, &mut row, "Industry", text(rng.pick(INDUSTRIES)));
-        set(&b, &mut row, "BillingStreet", Value::Text(format!("{} {}", 1 + rng.below(9999), rng.pick(STREETS))));
+        set(
+            &b,
+            &mut row,
+            "BillingStreet",
+            Value::Text(format!("{} {}", 1 + rng.below(9999), rng.pick(STREETS))),
+        );
         set(&b, &mut row, "BillingCity", text(city));
         if !state.is_empty() {
             set(&b, &mut row, "BillingState", text(state));
         }
-        set(&b, &mut row, "BillingPostalCode", Value::Text(format!("{:05}", rng.below(99999))));
+        set(
+            &b,
+            &mut row,
+            "BillingPostalCode",
+            Value::Text(format!("{:05}", rng.below(99999))),
+        );
         set(&b, &mut row, "BillingCountry", text(country));
-        set(&b, &mut row, "Phone", Value::Text(format!("+1 555 {:03} {:04}", rng.below(1000), rng.below(10000))));
+        set(
+            &b,
+            &mut row,
+            "Phone",
+            Value::Text(format!(
+                "+1 555 {:03} {:04}",
+                rng.below(1000),
+                rng.below(10000)
+            )),
+        );
         if rng.chance(0.7) {
-            set(&b, &mut row, "AnnualRevenue", Value::Num((rng.below(500_000) * 1000) as f64));
+            set(
+                &b,
+                &mut row,
+                "AnnualRevenue",
+                Value::Num((rng.below(500_000) * 1000) as f64),
+            );
         }
-        set(&b, &mut row, "NumberOfEmployees", Value::Int(1 + rng.below(50_000) as i64));
-        set(&b, &mut row, "AccountNumber", Value::Text(format!("AN{:08}", i)));
+        set(
+            &b,
+            &mut row,
+            "NumberOfEmployees",
+            Value::Int(1 + rng.below(50_000) as i64),
+        );
+        set(
+            &b,
+            &mut row,
+            "AccountNumber",
+            Value::Text(format!("AN{:08}", i)),
+        );
         if rng.chance(0.2) {
-            set(&b, &mut row, "Description", Value::Text(format!("Key account, \"tier\" review {}; notes, commas\nand a second line", rng.below(100))));
+            set(
+                &b,
+                &mut row,
+                "Description",
+                Value::Text(format!(
+                    "Key account, \"tier\" review {}; notes, commas\nand a second line",
+                    rng.below(100)
+                )),
+            );
         }
-        set(&b, &mut row, "OwnerId", Value::Ref(rng.below(n_users as u64) as u32));
+        set(
+            &b,
+            &mut row,
+            "OwnerId",
+            Value::Ref(rng.below(n_users as u64) as u32),
+        );
         if i > 0 && rng.chance(0.05) {
-            set(&b, &mut row, "ParentId", Value::Ref(rng.below(i as u64) as u32));
+            set(
+                &b,
+                &mut row,
+                "ParentId",
+                Value::Ref(rng.below(i as u64) as u32),
+            );
         }
         let golden_row = dup_of.unwrap_or(i as u32);
         if rng.chance(0.7) {
-            set(&b, &mut row, "GoldenAccountID__c", Value::Text(ids::make_id(b"001", golden_row)));
+            set(
+                &b,
+                &mut row,
+                "GoldenAccountID__c",
+                Value::Text(ids::make_id(b"001", golden_row)),
+            );
         }
-        set(&b, &mut row, "External_Id__c", Value::Text(format!("ACC-{seed}-{i:08}")));
+        set(
+            &b,
+            &mut row,
+            "External_Id__c",
+            Value::Text(format!("ACC-{seed}-{i:08}")),
+        );
         set(&b, &mut row, "Tier__c", text(rng.pick(TIERS)));
         let st = stamps(&mut rng);
         audit(&b, &mut row, &st, 0);
-        if let Some(orig) = dup_of {
-            if rng.chance(0.33) {
-                set(&b, &mut row, "MasterRecordId", Value::Ref(orig));
-                merged.push((i as u32, orig));
-            }
+        if let Some(orig) = dup_of
+            && rng.chance(0.33)
+        {
+            set(&b, &mut row, "MasterRecordId", Value::Ref(orig));
+            merged.push((i as u32, orig));
         }
         let r = store.tables[acc_t].push_dense(row);
         names.push(r);
@@ -280,7 +547,11 @@ pub fn seed(store: &mut Store, seed: u64, sizes: Sizes, username: &str) {
         let mut row = vec![Value::Null; b.width];
         let first = rng.pick(FIRST);
         let last = rng.pick(LAST);
-        let acc = if sizes.accounts > 0 && rng.chance(0.95) { Some(rng.below(live_accounts) as u32) } else { None };
+        let acc = if sizes.accounts > 0 && rng.chance(0.95) {
+            Some(rng.below(live_accounts) as u32)
+        } else {
+            None
+        };
         let dom = acc
             .and_then(|a| store.tables[acc_t].text(acc_name_slot, a))
             .map(domain_of)
@@ -290,18 +561,56 @@ pub fn seed(store: &mut Store, seed: u64, sizes: Sizes, username: &str) {
         }
         set(&b, &mut row, "FirstName", text(first));
         set(&b, &mut row, "LastName", text(last));
-        set(&b, &mut row, "Email", Value::Text(format!("{}.{}{}@{dom}", ascii_lower(first), ascii_lower(last), i % 97)));
-        set(&b, &mut row, "Phone", Value::Text(format!("+1 555 {:03} {:04}", rng.below(1000), rng.below(10000))));
+        set(
+            &b,
+            &mut row,
+            "Email",
+            Value::Text(format!(
+                "{}.{}{}@{dom}",
+                ascii_lower(first),
+                ascii_lower(last),
+                i % 97
+            )),
+        );
+        set(
+            &b,
+            &mut row,
+            "Phone",
+            Value::Text(format!(
+                "+1 555 {:03} {:04}",
+                rng.below(1000),
+                rng.below(10000)
+            )),
+        );
         set(&b, &mut row, "Title", text(rng.pick(TITLES)));
         let (city, _, country) = CITIES[rng.below(CITIES.len() as u64) as usize];
         set(&b, &mut row, "MailingCity", text(city));
         set(&b, &mut row, "MailingCountry", text(country));
         if rng.chance(0.3) {
-            set(&b, &mut row, "Birthdate", Value::Date(clock::days_from_civil(1950 + rng.below(50) as i64, 1 + rng.below(12) as u32, 1 + rng.below(28) as u32) as i32));
+            set(
+                &b,
+                &mut row,
+                "Birthdate",
+                Value::Date(clock::days_from_civil(
+                    1950 + rng.below(50) as i64,
+                    1 + rng.below(12) as u32,
+                    1 + rng.below(28) as u32,
+                ) as i32),
+            );
         }
         set(&b, &mut row, "LeadSource", text(rng.pick(SOURCES)));
-        set(&b, &mut row, "OwnerId", Value::Ref(rng.below(n_users as u64) as u32));
-        set(&b, &mut row, "External_Id__c", Value::Text(format!("CON-{seed}-{i:08}")));
+        set(
+            &b,
+            &mut row,
+            "OwnerId",
+            Value::Ref(rng.below(n_users as u64) as u32),
+        );
+        set(
+            &b,
+            &mut row,
+            "External_Id__c",
+            Value::Text(format!("CON-{seed}-{i:08}")),
+        );
         let st = stamps(&mut rng);
         audit(&b, &mut row, &st, 0);
         store.tables[con_t].push_dense(row);
@@ -313,13 +622,26 @@ pub fn seed(store: &mut Store, seed: u64, sizes: Sizes, username: &str) {
         let mut row = vec![Value::Null; b.width];
         let company_name = if sizes.accounts > 0 && rng.chance(0.3) {
             let a = rng.below(live_accounts) as u32;
-            store.tables[acc_t].text(acc_name_slot, a).unwrap_or("Acme Inc.").to_string()
+            store.tables[acc_t]
+                .text(acc_name_slot, a)
+                .unwrap_or("Acme Inc.")
+                .to_string()
         } else {
             company(&mut rng)
         };
         let first = rng.pick(FIRST);
         let last = rng.pick(LAST);
-        set(&b, &mut row, "Email", Value::Text(format!("{}.{}@{}", ascii_lower(first), ascii_lower(last), domain_of(&company_name))));
+        set(
+            &b,
+            &mut row,
+            "Email",
+            Value::Text(format!(
+                "{}.{}@{}",
+                ascii_lower(first),
+                ascii_lower(last),
+                domain_of(&company_name)
+            )),
+        );
         set(&b, &mut row, "Company", Value::Text(company_name));
         set(&b, &mut row, "FirstName", text(first));
         set(&b, &mut row, "LastName", text(last));
@@ -327,8 +649,18 @@ pub fn seed(store: &mut Store, seed: u64, sizes: Sizes, username: &str) {
         set(&b, &mut row, "Industry", text(rng.pick(INDUSTRIES)));
         set(&b, &mut row, "LeadSource", text(rng.pick(SOURCES)));
         set(&b, &mut row, "IsConverted", Value::Bool(false));
-        set(&b, &mut row, "OwnerId", Value::Ref(rng.below(n_users as u64) as u32));
-        set(&b, &mut row, "External_Id__c", Value::Text(format!("LEAD-{seed}-{i:08}")));
+        set(
+            &b,
+            &mut row,
+            "OwnerId",
+            Value::Ref(rng.below(n_users as u64) as u32),
+        );
+        set(
+            &b,
+            &mut row,
+            "External_Id__c",
+            Value::Text(format!("LEAD-{seed}-{i:08}")),
+        );
         let st = stamps(&mut rng);
         audit(&b, &mut row, &st, 0);
         store.tables[lead_t].push_dense(row);
@@ -340,20 +672,53 @@ pub fn seed(store: &mut Store, seed: u64, sizes: Sizes, username: &str) {
         let mut row = vec![Value::Null; b.width];
         if sizes.accounts > 0 {
             let a = rng.below(live_accounts) as u32;
-            let name = store.tables[acc_t].text(acc_name_slot, a).unwrap_or("Deal").to_string();
+            let name = store.tables[acc_t]
+                .text(acc_name_slot, a)
+                .unwrap_or("Deal")
+                .to_string();
             set(&b, &mut row, "AccountId", Value::Ref(a));
-            set(&b, &mut row, "Name", Value::Text(format!("{name} - {}", 1 + rng.below(20))));
+            set(
+                &b,
+                &mut row,
+                "Name",
+                Value::Text(format!("{name} - {}", 1 + rng.below(20))),
+            );
         } else {
             set(&b, &mut row, "Name", Value::Text(format!("Deal {i}")));
         }
         set(&b, &mut row, "StageName", text(rng.pick(STAGES)));
         let st = stamps(&mut rng);
-        set(&b, &mut row, "CloseDate", Value::Date((st.created.div_euclid(clock::MS_PER_DAY) + rng.below(180) as i64) as i32));
-        set(&b, &mut row, "Amount", Value::Num((rng.below(2_000) * 500) as f64));
-        set(&b, &mut row, "Probability", Value::Num((rng.below(11) * 10) as f64));
+        set(
+            &b,
+            &mut row,
+            "CloseDate",
+            Value::Date((st.created.div_euclid(clock::MS_PER_DAY) + rng.below(180) as i64) as i32),
+        );
+        set(
+            &b,
+            &mut row,
+            "Amount",
+            Value::Num((rng.below(2_000) * 500) as f64),
+        );
+        set(
+            &b,
+            &mut row,
+            "Probability",
+            Value::Num((rng.below(11) * 10) as f64),
+        );
         set(&b, &mut row, "LeadSource", text(rng.pick(SOURCES)));
-        set(&b, &mut row, "OwnerId", Value::Ref(rng.below(n_users as u64) as u32));
-        set(&b, &mut row, "External_Id__c", Value::Text(format!("OPP-{seed}-{i:08}")));
+        set(
+            &b,
+            &mut row,
+            "OwnerId",
+            Value::Ref(rng.below(n_users as u64) as u32),
+        );
+        set(
+            &b,
+            &mut row,
+            "External_Id__c",
+            Value::Text(format!("OPP-{seed}-{i:08}")),
+        );
         audit(&b, &mut row, &st, 0);
         store.tables[opp_t].push_dense(row);
     }
@@ -364,7 +729,9 @@ pub fn seed(store: &mut Store, seed: u64, sizes: Sizes, username: &str) {
 /// Contacts, some inserts, a few deletes. Returns the committed changes (for change events).
 pub fn generate_changes(store: &mut Store, rng: &mut Rng, n: usize, ctx: WriteCtx) -> Vec<Change> {
     let mut out = Vec::with_capacity(n);
-    let Some(acc_t) = store.table_index("Account") else { return out };
+    let Some(acc_t) = store.table_index("Account") else {
+        return out;
+    };
     let con_t = store.table_index("Contact");
     for _ in 0..n {
         let table = match con_t {
@@ -379,7 +746,14 @@ pub fn generate_changes(store: &mut Store, rng: &mut Rng, n: usize, ctx: WriteCt
             let row = rng.below(len) as u32;
             let mut fields = Vec::new();
             if let Some(i) = fi("Phone") {
-                fields.push((i, Value::Text(format!("+1 555 {:03} {:04}", rng.below(1000), rng.below(10000)))));
+                fields.push((
+                    i,
+                    Value::Text(format!(
+                        "+1 555 {:03} {:04}",
+                        rng.below(1000),
+                        rng.below(10000)
+                    )),
+                ));
             }
             if table == acc_t {
                 if let Some(i) = fi("Industry") {

@@ -27,7 +27,12 @@ use tokio_rustls::TlsAcceptor;
 /// cap raw CSV at 100 MB, so this leaves room without letting a runaway client exhaust memory.
 const MAX_BODY: usize = 160 * 1024 * 1024;
 
-pub async fn serve(listener: TcpListener, org: Arc<Org>, tls: Option<TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    org: Arc<Org>,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -81,7 +86,9 @@ async fn connection(stream: TcpStream, _peer: SocketAddr, org: Arc<Org>, tls: Op
             }
         }
         Some(acceptor) => {
-            let Ok(tls_stream) = acceptor.accept(stream).await else { return };
+            let Ok(tls_stream) = acceptor.accept(stream).await else {
+                return;
+            };
             let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
             tokio::pin!(conn);
             tokio::select! {
@@ -97,7 +104,13 @@ async fn handle(org: Arc<Org>, kill: Arc<Notify>, req: Request<Incoming>) -> Res
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => return http::error(&ApiError::new(413, "REQUEST_TOO_LARGE", "request body too large")),
+        Err(_) => {
+            return http::error(&ApiError::new(
+                413,
+                "REQUEST_TOO_LARGE",
+                "request body too large",
+            ));
+        }
     };
     let segs = http::segments(parts.uri.path());
     let req = Req {
@@ -138,7 +151,8 @@ async fn handle(org: Arc<Org>, kill: Arc<Notify>, req: Request<Incoming>) -> Res
 
 fn token(org: &Arc<Org>, req: &Req) -> Resp {
     org.stats.token();
-    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(&req.body).into_owned().collect();
+    let form: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(&req.body).into_owned().collect();
     let mut form = form;
     for (k, v) in &req.query {
         form.entry(k.clone()).or_insert_with(|| v.clone());
@@ -179,7 +193,13 @@ fn identity(org: &Arc<Org>, req: &Req) -> Resp {
     }
 }
 
-async fn api(org: &Arc<Org>, kill: &Arc<Notify>, mut req: Req, version_seg: &str, rest_segs: Vec<String>) -> Resp {
+async fn api(
+    org: &Arc<Org>,
+    kill: &Arc<Notify>,
+    mut req: Req,
+    version_seg: &str,
+    rest_segs: Vec<String>,
+) -> Resp {
     let Some((major, version)) = rest::parse_version(version_seg) else {
         return http::error(&ApiError::not_found());
     };
@@ -187,7 +207,11 @@ async fn api(org: &Arc<Org>, kill: &Arc<Notify>, mut req: Req, version_seg: &str
         Ok(s) => s,
         Err(e) => return http::error(&e),
     };
-    let client = client_name(req.header("sforce-call-options"), req.header("user-agent"), &session.client_id);
+    let client = client_name(
+        req.header("sforce-call-options"),
+        req.header("user-agent"),
+        &session.client_id,
+    );
     let kind = rest::classify(req.method.as_str(), &rest_segs);
     let _guard = match org.limits.enter() {
         Ok(g) => g,
@@ -224,12 +248,20 @@ async fn api(org: &Arc<Org>, kill: &Arc<Notify>, mut req: Req, version_seg: &str
         Ok(r) => r,
         Err(e) => http::error(&e),
     };
-    http::set_header(&mut resp, "Sforce-Limit-Info", &format!("api-usage={used}/{max}"));
+    http::set_header(
+        &mut resp,
+        "Sforce-Limit-Info",
+        &format!("api-usage={used}/{max}"),
+    );
     resp
 }
 
 fn with_usage(org: &Org, mut r: Resp) -> Resp {
     let now = org.clock.now_ms();
-    http::set_header(&mut r, "Sforce-Limit-Info", &format!("api-usage={}/{}", org.limits.usage(now), org.limits.max()));
+    http::set_header(
+        &mut r,
+        "Sforce-Limit-Info",
+        &format!("api-usage={}/{}", org.limits.usage(now), org.limits.max()),
+    );
     r
 }

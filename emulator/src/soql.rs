@@ -77,9 +77,20 @@ pub enum Expr {
     And(Vec<Expr>),
     Or(Vec<Expr>),
     Not(Box<Expr>),
-    Cmp { path: Vec<String>, op: CmpOp, value: Literal },
-    In { path: Vec<String>, values: Vec<Literal>, negated: bool },
-    Like { path: Vec<String>, pattern: String },
+    Cmp {
+        path: Vec<String>,
+        op: CmpOp,
+        value: Literal,
+    },
+    In {
+        path: Vec<String>,
+        values: Vec<Literal>,
+        negated: bool,
+    },
+    Like {
+        path: Vec<String>,
+        pattern: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -168,7 +179,11 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, ApiError> {
                     '=' => "=",
                     '<' => "<",
                     '>' => ">",
-                    _ => return Err(ApiError::malformed_query(format!("unexpected token: '{c}'"))),
+                    _ => {
+                        return Err(ApiError::malformed_query(format!(
+                            "unexpected token: '{c}'"
+                        )));
+                    }
                 },
             };
             i += if op.len() == 2 || two == "<>" { 2 } else { 1 };
@@ -180,7 +195,9 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, ApiError> {
             }
             out.push(Tok::Word(chars[start..i].iter().collect()));
         } else {
-            return Err(ApiError::malformed_query(format!("unexpected token: '{c}'")));
+            return Err(ApiError::malformed_query(format!(
+                "unexpected token: '{c}'"
+            )));
         }
     }
     Ok(out)
@@ -231,7 +248,11 @@ impl Parser {
     }
 
     fn expect_kw(&mut self, kw: &str) -> Result<(), ApiError> {
-        if self.eat_kw(kw) { Ok(()) } else { Err(self.unexpected()) }
+        if self.eat_kw(kw) {
+            Ok(())
+        } else {
+            Err(self.unexpected())
+        }
     }
 
     fn eat(&mut self, t: &Tok) -> bool {
@@ -308,7 +329,11 @@ impl Parser {
         while self.eat_kw("or") {
             parts.push(self.and_expr()?);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Expr::Or(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Expr::Or(parts)
+        })
     }
 
     fn and_expr(&mut self) -> Result<Expr, ApiError> {
@@ -316,7 +341,11 @@ impl Parser {
         while self.eat_kw("and") {
             parts.push(self.not_expr()?);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Expr::And(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Expr::And(parts)
+        })
     }
 
     fn not_expr(&mut self) -> Result<Expr, ApiError> {
@@ -354,7 +383,9 @@ impl Parser {
                 return Err(self.unexpected());
             }
             if self.is_kw("select") {
-                return Err(ApiError::malformed_query("Semi-join subqueries are not supported by this org"));
+                return Err(ApiError::malformed_query(
+                    "Semi-join subqueries are not supported by this org",
+                ));
             }
             let mut values = vec![self.literal()?];
             while self.eat(&Tok::Comma) {
@@ -363,7 +394,11 @@ impl Parser {
             if !self.eat(&Tok::RParen) {
                 return Err(self.unexpected());
             }
-            return Ok(Expr::In { path, values, negated });
+            return Ok(Expr::In {
+                path,
+                values,
+                negated,
+            });
         }
         if !negated && self.eat_kw("like") {
             return match self.literal()? {
@@ -412,7 +447,11 @@ fn parse_word_literal(w: &str) -> Option<Literal> {
     }
     let first = w.chars().next()?;
     if first.is_ascii_digit() || first == '-' || first == '+' || first == '.' {
-        return w.parse::<f64>().ok().filter(|v| v.is_finite()).map(Literal::Num);
+        return w
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(Literal::Num);
     }
     None
 }
@@ -431,7 +470,11 @@ pub fn parse(text: &str) -> Result<Query, ApiError> {
         _ => return Err(p.unexpected()),
     };
     p.pos += 1;
-    let filter = if p.eat_kw("where") { Some(p.or_expr()?) } else { None };
+    let filter = if p.eat_kw("where") {
+        Some(p.or_expr()?)
+    } else {
+        None
+    };
     let mut order = Vec::new();
     if p.eat_kw("order") {
         p.expect_kw("by")?;
@@ -454,18 +497,37 @@ pub fn parse(text: &str) -> Result<Query, ApiError> {
                     return Err(p.unexpected());
                 }
             }
-            order.push(OrderItem { path, desc, nulls_first });
+            order.push(OrderItem {
+                path,
+                desc,
+                nulls_first,
+            });
             if !p.eat(&Tok::Comma) {
                 break;
             }
         }
     }
-    let limit = if p.eat_kw("limit") { Some(p.integer()?) } else { None };
-    let offset = if p.eat_kw("offset") { Some(p.integer()?) } else { None };
+    let limit = if p.eat_kw("limit") {
+        Some(p.integer()?)
+    } else {
+        None
+    };
+    let offset = if p.eat_kw("offset") {
+        Some(p.integer()?)
+    } else {
+        None
+    };
     if p.pos != p.toks.len() {
         return Err(p.unexpected());
     }
-    Ok(Query { select, object, filter, order, limit, offset })
+    Ok(Query {
+        select,
+        object,
+        filter,
+        order,
+        limit,
+        offset,
+    })
 }
 
 #[cfg(test)]

@@ -103,10 +103,10 @@ impl Stats {
 pub fn client_name(call_options: Option<&str>, user_agent: Option<&str>, fallback: &str) -> String {
     if let Some(opts) = call_options {
         for part in opts.split(',') {
-            if let Some(c) = part.trim().strip_prefix("client=") {
-                if !c.is_empty() {
-                    return c.to_string();
-                }
+            if let Some(c) = part.trim().strip_prefix("client=")
+                && !c.is_empty()
+            {
+                return c.to_string();
             }
         }
     }

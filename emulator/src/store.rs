@@ -80,7 +80,10 @@ pub enum Column {
     /// Epoch milliseconds; `NULL_I64` = null.
     DateTime(Vec<i64>),
     /// Row number in the `target` table; `NULL_REF` = null.
-    Ref { target: usize, rows: Vec<u32> },
+    Ref {
+        target: usize,
+        rows: Vec<u32>,
+    },
 }
 
 /// An owned value on its way into a column.
@@ -303,10 +306,10 @@ impl Table {
             if self.unique.contains_key(slot) {
                 let old = self.text(*slot, row).map(str::to_lowercase);
                 if let Some(idx) = self.unique.get_mut(slot) {
-                    if let Some(old) = old {
-                        if idx.get(old.as_str()) == Some(&row) {
-                            idx.remove(old.as_str());
-                        }
+                    if let Some(old) = old
+                        && idx.get(old.as_str()) == Some(&row)
+                    {
+                        idx.remove(old.as_str());
                     }
                     if let Value::Text(s) = v {
                         idx.insert(s.to_lowercase().into_boxed_str(), row);
@@ -321,7 +324,10 @@ impl Table {
 
     /// Row holding `value` in unique column `slot`.
     pub fn lookup_unique(&self, slot: usize, value: &str) -> Option<u32> {
-        self.unique.get(&slot)?.get(value.to_lowercase().as_str()).copied()
+        self.unique
+            .get(&slot)?
+            .get(value.to_lowercase().as_str())
+            .copied()
     }
 
     /// Reads one field of one row.
@@ -333,7 +339,9 @@ impl Table {
             }
             Storage::FullName { first, last } => {
                 match (self.text(first, row), self.text(last, row)) {
-                    (Some(a), Some(b)) if !a.is_empty() => Cell::Text(Cow::Owned(format!("{a} {b}"))),
+                    (Some(a), Some(b)) if !a.is_empty() => {
+                        Cell::Text(Cow::Owned(format!("{a} {b}")))
+                    }
                     (_, Some(b)) => Cell::Text(Cow::Borrowed(b)),
                     (Some(a), None) => Cell::Text(Cow::Borrowed(a)),
                     (None, None) => Cell::Null,
@@ -347,7 +355,9 @@ impl Table {
         let r = row as usize;
         match self.col(slot) {
             None => Cell::Null,
-            Some(Column::Text(c)) => c.get(r).map_or(Cell::Null, |s| Cell::Text(Cow::Borrowed(s))),
+            Some(Column::Text(c)) => c
+                .get(r)
+                .map_or(Cell::Null, |s| Cell::Text(Cow::Borrowed(s))),
             Some(Column::Bool(c)) => Cell::Bool(c.get(r).copied().unwrap_or(0) == 1),
             Some(Column::Int(c)) => match c.get(r) {
                 Some(&v) if v != NULL_I64 => Cell::Int(v),

@@ -78,7 +78,9 @@ pub fn coerce_text(store: &Store, f: &FieldDef, s: &str) -> Result<Value, Record
             .map(Value::Num)
             .ok_or_else(|| bad_type(f, s)),
         T::Date => crate::clock::parse_date(s)
-            .or_else(|| crate::clock::parse_datetime(s).map(|ms| ms.div_euclid(crate::clock::MS_PER_DAY)))
+            .or_else(|| {
+                crate::clock::parse_datetime(s).map(|ms| ms.div_euclid(crate::clock::MS_PER_DAY))
+            })
             .map(|d| Value::Date(d as i32))
             .ok_or_else(|| bad_type(f, s)),
         T::Datetime => crate::clock::parse_datetime(s)
@@ -127,7 +129,11 @@ fn coerce_ref(store: &Store, f: &FieldDef, s: &str) -> Result<Value, RecordError
 }
 
 /// Converts a JSON value into a typed value for `f`.
-pub fn coerce_json(store: &Store, f: &FieldDef, v: &serde_json::Value) -> Result<Value, RecordError> {
+pub fn coerce_json(
+    store: &Store,
+    f: &FieldDef,
+    v: &serde_json::Value,
+) -> Result<Value, RecordError> {
     use serde_json::Value as J;
     match v {
         J::Null => Ok(Value::Null),
@@ -138,9 +144,10 @@ pub fn coerce_json(store: &Store, f: &FieldDef, v: &serde_json::Value) -> Result
                 .or_else(|| n.as_f64().filter(|x| x.fract() == 0.0).map(|x| x as i64))
                 .map(Value::Int)
                 .ok_or_else(|| bad_type(f, &n.to_string())),
-            FieldType::Double | FieldType::Currency | FieldType::Percent => {
-                n.as_f64().map(Value::Num).ok_or_else(|| bad_type(f, &n.to_string()))
-            }
+            FieldType::Double | FieldType::Currency | FieldType::Percent => n
+                .as_f64()
+                .map(Value::Num)
+                .ok_or_else(|| bad_type(f, &n.to_string())),
             // Salesforce accepts a JSON number for a text field and stores its text.
             t if t.is_text() && t != FieldType::Id => Ok(Value::Text(n.to_string())),
             _ => Err(bad_type(f, &n.to_string())),
@@ -159,7 +166,10 @@ pub fn check_value(f: &FieldDef, v: &Value) -> Result<(), RecordError> {
         let shown: String = s.chars().take(20).collect();
         return Err(RecordError::new(
             "STRING_TOO_LONG",
-            format!("{}: data value too large: {shown}... (max length={})", f.label, f.length),
+            format!(
+                "{}: data value too large: {shown}... (max length={})",
+                f.label, f.length
+            ),
             vec![f.name.clone()],
         ));
     }
@@ -173,7 +183,10 @@ pub fn check_value(f: &FieldDef, v: &Value) -> Result<(), RecordError> {
             if !f.picklist.iter().any(|p| p == one) {
                 return Err(RecordError::new(
                     "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                    format!("{}: bad value for restricted picklist field: {one}", f.label),
+                    format!(
+                        "{}: bad value for restricted picklist field: {one}",
+                        f.label
+                    ),
                     vec![f.name.clone()],
                 ));
             }
@@ -190,8 +203,13 @@ pub fn check_value(f: &FieldDef, v: &Value) -> Result<(), RecordError> {
 }
 
 fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else { return false };
-    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
         && !s.contains(char::is_whitespace)
 }
 
@@ -261,39 +279,55 @@ fn audit(store: &Store, table: usize, ctx: WriteCtx, create: bool) -> Vec<(usize
     out
 }
 
-fn check_unique(store: &Store, table: usize, fields: &[(usize, Value)], self_row: Option<u32>) -> Result<(), RecordError> {
+fn check_unique(
+    store: &Store,
+    table: usize,
+    fields: &[(usize, Value)],
+    self_row: Option<u32>,
+) -> Result<(), RecordError> {
     let t = &store.tables[table];
     for (idx, v) in fields {
         let f = &t.def.fields[*idx];
         if !f.unique {
             continue;
         }
-        let (Some(slot), Value::Text(s)) = (slot_of(f), v) else { continue };
-        if let Some(other) = t.lookup_unique(slot, s) {
-            if Some(other) != self_row && t.state.get(other as usize) == Some(&LIVE) {
-                return Err(RecordError::new(
-                    "DUPLICATE_VALUE",
-                    format!(
-                        "duplicate value found: {} duplicates value on record with id: {}",
-                        f.name,
-                        ids::make_id(&t.def.key_prefix, other)
-                    ),
-                    vec![f.name.clone()],
-                ));
-            }
+        let (Some(slot), Value::Text(s)) = (slot_of(f), v) else {
+            continue;
+        };
+        if let Some(other) = t.lookup_unique(slot, s)
+            && Some(other) != self_row
+            && t.state.get(other as usize) == Some(&LIVE)
+        {
+            return Err(RecordError::new(
+                "DUPLICATE_VALUE",
+                format!(
+                    "duplicate value found: {} duplicates value on record with id: {}",
+                    f.name,
+                    ids::make_id(&t.def.key_prefix, other)
+                ),
+                vec![f.name.clone()],
+            ));
         }
     }
     Ok(())
 }
 
 /// Inserts a record. `fields` come from `fields_from_json` or the Bulk CSV reader.
-pub fn create(store: &mut Store, table: usize, fields: Vec<(usize, Value)>, ctx: WriteCtx) -> Result<(u32, Change), RecordError> {
+pub fn create(
+    store: &mut Store,
+    table: usize,
+    fields: Vec<(usize, Value)>,
+    ctx: WriteCtx,
+) -> Result<(u32, Change), RecordError> {
     let def = &store.tables[table].def;
     let mut missing = Vec::new();
     let mut values: Vec<(usize, Value)> = Vec::with_capacity(fields.len() + 6);
     let mut changed = Vec::new();
     for f in def.fields.iter() {
-        let given = fields.iter().find(|(i, _)| def.fields[*i].name == f.name).map(|(_, v)| v);
+        let given = fields
+            .iter()
+            .find(|(i, _)| def.fields[*i].name == f.name)
+            .map(|(_, v)| v);
         let value = match given {
             Some(v) if *v != Value::Null => v.clone(),
             _ => {
@@ -324,7 +358,15 @@ pub fn create(store: &mut Store, table: usize, fields: Vec<(usize, Value)>, ctx:
     check_unique(store, table, &fields, None)?;
     values.extend(audit(store, table, ctx, true));
     let row = store.tables[table].push_row(&values);
-    Ok((row, Change { table, row, kind: ChangeKind::Create, changed }))
+    Ok((
+        row,
+        Change {
+            table,
+            row,
+            kind: ChangeKind::Create,
+            changed,
+        },
+    ))
 }
 
 /// Checks that `row` can be written: it exists and is not in the recycle bin.
@@ -332,12 +374,22 @@ pub fn check_writable(store: &Store, table: usize, row: u32) -> Result<(), Recor
     match store.tables[table].state.get(row as usize) {
         Some(&LIVE) => Ok(()),
         Some(&DELETED) => Err(RecordError::deleted()),
-        _ => Err(RecordError::new("NOT_FOUND", "The requested resource does not exist", vec![])),
+        _ => Err(RecordError::new(
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            vec![],
+        )),
     }
 }
 
 /// Updates fields of a live record.
-pub fn update(store: &mut Store, table: usize, row: u32, fields: Vec<(usize, Value)>, ctx: WriteCtx) -> Result<Change, RecordError> {
+pub fn update(
+    store: &mut Store,
+    table: usize,
+    row: u32,
+    fields: Vec<(usize, Value)>,
+    ctx: WriteCtx,
+) -> Result<Change, RecordError> {
     check_writable(store, table, row)?;
     let t = &store.tables[table];
     let mut values = Vec::with_capacity(fields.len() + 3);
@@ -362,7 +414,12 @@ pub fn update(store: &mut Store, table: usize, row: u32, fields: Vec<(usize, Val
     values.extend(audit(store, table, ctx, false));
     changed.push("LastModifiedDate".to_string());
     store.tables[table].set_cells(row, &values);
-    Ok(Change { table, row, kind: ChangeKind::Update, changed })
+    Ok(Change {
+        table,
+        row,
+        kind: ChangeKind::Update,
+        changed,
+    })
 }
 
 fn same(old: &Cell<'_>, new: &Value) -> bool {
@@ -380,31 +437,62 @@ fn same(old: &Cell<'_>, new: &Value) -> bool {
 }
 
 /// Moves a record to the recycle bin (`IsDeleted = true`, still visible to `queryAll`).
-pub fn delete(store: &mut Store, table: usize, row: u32, ctx: WriteCtx) -> Result<Change, RecordError> {
+pub fn delete(
+    store: &mut Store,
+    table: usize,
+    row: u32,
+    ctx: WriteCtx,
+) -> Result<Change, RecordError> {
     check_writable(store, table, row)?;
     let values = audit(store, table, ctx, false);
     let t = &mut store.tables[table];
     t.set_cells(row, &values);
     t.state[row as usize] = DELETED;
-    Ok(Change { table, row, kind: ChangeKind::Delete, changed: vec![] })
+    Ok(Change {
+        table,
+        row,
+        kind: ChangeKind::Delete,
+        changed: vec![],
+    })
 }
 
 /// Removes a record for good (Bulk `hardDelete`): invisible even to `queryAll`.
-pub fn purge(store: &mut Store, table: usize, row: u32, ctx: WriteCtx) -> Result<Change, RecordError> {
+pub fn purge(
+    store: &mut Store,
+    table: usize,
+    row: u32,
+    ctx: WriteCtx,
+) -> Result<Change, RecordError> {
     match store.tables[table].state.get(row as usize) {
         Some(&LIVE) | Some(&DELETED) => {}
-        _ => return Err(RecordError::new("NOT_FOUND", "The requested resource does not exist", vec![])),
+        _ => {
+            return Err(RecordError::new(
+                "NOT_FOUND",
+                "The requested resource does not exist",
+                vec![],
+            ));
+        }
     }
     let values = audit(store, table, ctx, false);
     let t = &mut store.tables[table];
     t.set_cells(row, &values);
     t.state[row as usize] = PURGED;
-    Ok(Change { table, row, kind: ChangeKind::Delete, changed: vec![] })
+    Ok(Change {
+        table,
+        row,
+        kind: ChangeKind::Delete,
+        changed: vec![],
+    })
 }
 
 /// Finds the live row whose external-id field `field` equals `value`.
 /// `Ok(None)` = no match (an upsert inserts).
-pub fn find_by_external_id(store: &Store, table: usize, field: &FieldDef, value: &str) -> Option<u32> {
+pub fn find_by_external_id(
+    store: &Store,
+    table: usize,
+    field: &FieldDef,
+    value: &str,
+) -> Option<u32> {
     let t = &store.tables[table];
     if field.storage == Storage::Id {
         return store
@@ -423,7 +511,12 @@ pub enum Undo {
     /// A row was inserted: purge it and drop its unique-index entries.
     Created { table: usize, row: u32 },
     /// Cells were overwritten (and maybe the lifecycle changed): put them back.
-    Changed { table: usize, row: u32, old: Vec<(usize, Value)>, state: u8 },
+    Changed {
+        table: usize,
+        row: u32,
+        old: Vec<(usize, Value)>,
+        state: u8,
+    },
 }
 
 fn cell_value(c: Cell<'_>) -> Value {
@@ -446,7 +539,12 @@ pub fn snapshot(store: &Store, table: usize, row: u32) -> Undo {
         .filter(|s| t.cols[*s].is_some())
         .map(|s| (s, cell_value(t.slot_cell(&store.tables, s, row))))
         .collect();
-    Undo::Changed { table, row, old, state: t.state.get(row as usize).copied().unwrap_or(LIVE) }
+    Undo::Changed {
+        table,
+        row,
+        old,
+        state: t.state.get(row as usize).copied().unwrap_or(LIVE),
+    }
 }
 
 /// Reverts writes, newest first.
@@ -455,13 +553,19 @@ pub fn rollback(store: &mut Store, undo: Vec<Undo>) {
         match u {
             Undo::Created { table, row } => {
                 let t = &mut store.tables[table];
-                let nulls: Vec<(usize, Value)> = t.unique.keys().map(|s| (*s, Value::Null)).collect();
+                let nulls: Vec<(usize, Value)> =
+                    t.unique.keys().map(|s| (*s, Value::Null)).collect();
                 t.set_cells(row, &nulls);
                 if let Some(s) = t.state.get_mut(row as usize) {
                     *s = PURGED;
                 }
             }
-            Undo::Changed { table, row, old, state } => {
+            Undo::Changed {
+                table,
+                row,
+                old,
+                state,
+            } => {
                 let t = &mut store.tables[table];
                 t.set_cells(row, &old);
                 if let Some(s) = t.state.get_mut(row as usize) {

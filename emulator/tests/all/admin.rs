@@ -9,8 +9,18 @@ use weft_emulator::{EmulatorConfig, FieldSpec, FieldType, ObjectSpec};
 #[tokio::test]
 async fn fields_and_objects_added_at_run_time_show_at_once() {
     let (org, api) = start(small()).await;
-    assert_eq!(api.query("SELECT Score__c FROM Account").await.error_code(), "INVALID_FIELD");
-    org.add_field("Account", &FieldSpec { length: Some(10), ..FieldSpec::new("Segment__c", FieldType::String) }).expect("add");
+    assert_eq!(
+        api.query("SELECT Score__c FROM Account").await.error_code(),
+        "INVALID_FIELD"
+    );
+    org.add_field(
+        "Account",
+        &FieldSpec {
+            length: Some(10),
+            ..FieldSpec::new("Segment__c", FieldType::String)
+        },
+    )
+    .expect("add");
     // Over HTTP too.
     let r = reqwest::Client::new()
         .post(format!("{}/__admin/schema/Account/fields", api.base))
@@ -20,36 +30,82 @@ async fn fields_and_objects_added_at_run_time_show_at_once() {
         .expect("admin");
     assert_eq!(r.status(), 200);
     let d = api.get("sobjects/Account/describe").await;
-    assert!(d.body["fields"].as_array().is_some_and(|f| f.iter().any(|f| f["name"] == "Score__c" && f["type"] == "double")));
+    assert!(d.body["fields"].as_array().is_some_and(|f| {
+        f.iter()
+            .any(|f| f["name"] == "Score__c" && f["type"] == "double")
+    }));
     let r = api.query("SELECT Id, Score__c FROM Account LIMIT 1").await;
     assert_eq!(r.body["records"][0]["Score__c"], Value::Null);
-    let r = api.patch("sobjects/Account/External_Id__c/ACC-7-00000003", json!({"Score__c": 4.5, "Segment__c": "Enterprise!"})).await;
+    let r = api
+        .patch(
+            "sobjects/Account/External_Id__c/ACC-7-00000003",
+            json!({"Score__c": 4.5, "Segment__c": "Enterprise!"}),
+        )
+        .await;
     assert_eq!(r.error_code(), "STRING_TOO_LONG");
-    let r = api.patch("sobjects/Account/External_Id__c/ACC-7-00000003", json!({"Score__c": 4.5, "Segment__c": "SMB"})).await;
+    let r = api
+        .patch(
+            "sobjects/Account/External_Id__c/ACC-7-00000003",
+            json!({"Score__c": 4.5, "Segment__c": "SMB"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(api.count("SELECT COUNT() FROM Account WHERE Score__c > 4").await, 1);
+    assert_eq!(
+        api.count("SELECT COUNT() FROM Account WHERE Score__c > 4")
+            .await,
+        1
+    );
 
     org.remove_field("Account", "Score__c").expect("remove");
-    assert_eq!(api.query("SELECT Score__c FROM Account").await.error_code(), "INVALID_FIELD");
-    assert!(org.remove_field("Account", "Name").is_err(), "standard fields stay");
+    assert_eq!(
+        api.query("SELECT Score__c FROM Account").await.error_code(),
+        "INVALID_FIELD"
+    );
+    assert!(
+        org.remove_field("Account", "Name").is_err(),
+        "standard fields stay"
+    );
 
     org.add_object(&ObjectSpec {
         name: "Invoice__c".into(),
         label: Some("Invoice".into()),
         fields: vec![
-            FieldSpec { external_id: true, ..FieldSpec::new("Number__c", FieldType::String) },
-            FieldSpec { reference_to: Some("Account".into()), ..FieldSpec::new("Account__c", FieldType::Reference) },
+            FieldSpec {
+                external_id: true,
+                ..FieldSpec::new("Number__c", FieldType::String)
+            },
+            FieldSpec {
+                reference_to: Some("Account".into()),
+                ..FieldSpec::new("Account__c", FieldType::Reference)
+            },
         ],
     })
     .expect("object");
-    let acc = api.query("SELECT Id FROM Account LIMIT 1").await.body["records"][0]["Id"].as_str().unwrap_or_default().to_string();
-    let r = api.post("sobjects/Invoice__c", json!({"Name": "INV-1", "Number__c": "N1", "Account__c": acc})).await;
+    let acc = api.query("SELECT Id FROM Account LIMIT 1").await.body["records"][0]["Id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let r = api
+        .post(
+            "sobjects/Invoice__c",
+            json!({"Name": "INV-1", "Number__c": "N1", "Account__c": acc}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(r.body["id"].as_str().is_some_and(|i| i.starts_with("a00")));
-    let q = api.query("SELECT Name, Account__r.Name FROM Invoice__c").await;
-    assert!(q.body["records"][0]["Account__r"]["Name"].is_string(), "{}", q.text);
+    let q = api
+        .query("SELECT Name, Account__r.Name FROM Invoice__c")
+        .await;
+    assert!(
+        q.body["records"][0]["Account__r"]["Name"].is_string(),
+        "{}",
+        q.text
+    );
     org.remove_object("Invoice__c").expect("drop");
-    assert_eq!(api.query("SELECT Id FROM Invoice__c").await.error_code(), "INVALID_TYPE");
+    assert_eq!(
+        api.query("SELECT Id FROM Invoice__c").await.error_code(),
+        "INVALID_TYPE"
+    );
 }
 
 async fn webhook_sink() -> (String, Arc<Mutex<Vec<Value>>>) {
@@ -67,7 +123,9 @@ async fn webhook_sink() -> (String, Arc<Mutex<Vec<Value>>>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     (format!("http://{addr}/events"), got)
@@ -76,10 +134,25 @@ async fn webhook_sink() -> (String, Arc<Mutex<Vec<Value>>>) {
 #[tokio::test]
 async fn every_write_becomes_a_change_event_posted_to_the_webhook() {
     let (url, got) = webhook_sink().await;
-    let (org, api) = start(EmulatorConfig { webhook_url: Some(url), ..small() }).await;
-    let r = api.call(reqwest::Method::POST, "sobjects/Account", Some(json!({"Name": "CDC Co"})), &[("Sforce-Call-Options", "client=weft-host")]).await;
+    let (org, api) = start(EmulatorConfig {
+        webhook_url: Some(url),
+        ..small()
+    })
+    .await;
+    let r = api
+        .call(
+            reqwest::Method::POST,
+            "sobjects/Account",
+            Some(json!({"Name": "CDC Co"})),
+            &[("Sforce-Call-Options", "client=weft-host")],
+        )
+        .await;
     let id = r.body["id"].as_str().unwrap_or_default().to_string();
-    api.patch(&format!("sobjects/Account/{id}"), json!({"Phone": "555", "Name": "CDC Co"})).await;
+    api.patch(
+        &format!("sobjects/Account/{id}"),
+        json!({"Phone": "555", "Name": "CDC Co"}),
+    )
+    .await;
     api.delete(&format!("sobjects/Account/{id}")).await;
     let mut events = Vec::new();
     for _ in 0..100 {
@@ -95,12 +168,23 @@ async fn every_write_becomes_a_change_event_posted_to_the_webhook() {
     assert_eq!(h(0)["changeType"], "CREATE");
     assert_eq!(h(0)["entityName"], "Account");
     assert_eq!(h(0)["recordIds"][0], id.as_str());
-    assert!(h(0)["changeOrigin"].as_str().is_some_and(|o| o.ends_with("client=weft-host")));
+    assert!(
+        h(0)["changeOrigin"]
+            .as_str()
+            .is_some_and(|o| o.ends_with("client=weft-host"))
+    );
     assert_eq!(events[0]["data"]["payload"]["Name"], "CDC Co");
     assert_eq!(h(1)["changeType"], "UPDATE");
-    assert_eq!(h(1)["changedFields"], json!(["Phone", "LastModifiedDate"]), "unchanged Name is not listed");
+    assert_eq!(
+        h(1)["changedFields"],
+        json!(["Phone", "LastModifiedDate"]),
+        "unchanged Name is not listed"
+    );
     assert_eq!(h(2)["changeType"], "DELETE");
-    let replay: Vec<u64> = events.iter().map(|e| e["data"]["event"]["replayId"].as_u64().unwrap_or(0)).collect();
+    let replay: Vec<u64> = events
+        .iter()
+        .map(|e| e["data"]["event"]["replayId"].as_u64().unwrap_or(0))
+        .collect();
     assert!(replay.windows(2).all(|w| w[0] < w[1]));
     assert!(h(1)["commitTimestamp"].as_i64().is_some_and(|t| t > 0));
     assert_eq!(org.events_after(replay[0]).len(), 2);
@@ -116,20 +200,33 @@ async fn every_write_becomes_a_change_event_posted_to_the_webhook() {
     assert_eq!(s.by_client_kind["weft-host"]["sobject.create"], 1);
     assert_eq!(s.by_kind["sobject.update"], 1);
     assert_eq!(s.webhook_delivered, 3);
-    let r: Value = reqwest::get(format!("{}/__admin/stats", api.base)).await.expect("stats").json().await.unwrap_or(Value::Null);
+    let r: Value = reqwest::get(format!("{}/__admin/stats", api.base))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .unwrap_or(Value::Null);
     assert!(r["api_calls"].as_u64().is_some_and(|n| n >= 3));
 }
 
 #[tokio::test]
 async fn generated_changes_move_system_modstamp_forward() {
     let (org, api) = start(small()).await;
-    let before = api.count("SELECT COUNT() FROM Account WHERE SystemModstamp > 2026-01-01T00:00:00Z").await
-        + api.count("SELECT COUNT() FROM Contact WHERE SystemModstamp > 2026-01-01T00:00:00Z").await;
+    let before = api
+        .count("SELECT COUNT() FROM Account WHERE SystemModstamp > 2026-01-01T00:00:00Z")
+        .await
+        + api
+            .count("SELECT COUNT() FROM Contact WHERE SystemModstamp > 2026-01-01T00:00:00Z")
+            .await;
     assert_eq!(before, 0, "seeded stamps sit before the anchor");
     let n = org.generate_changes(50);
     assert!(n >= 40);
-    let after = api.count("SELECT COUNT() FROM Account WHERE SystemModstamp > 2026-01-01T00:00:00Z").await
-        + api.count("SELECT COUNT() FROM Contact WHERE SystemModstamp > 2026-01-01T00:00:00Z").await;
+    let after = api
+        .count("SELECT COUNT() FROM Account WHERE SystemModstamp > 2026-01-01T00:00:00Z")
+        .await
+        + api
+            .count("SELECT COUNT() FROM Contact WHERE SystemModstamp > 2026-01-01T00:00:00Z")
+            .await;
     let deleted = api.query_all("SELECT COUNT() FROM Account WHERE IsDeleted = true AND SystemModstamp > 2026-01-01T00:00:00Z").await.body["totalSize"].as_u64().unwrap_or(0)
         + api.query_all("SELECT COUNT() FROM Contact WHERE IsDeleted = true AND SystemModstamp > 2026-01-01T00:00:00Z").await.body["totalSize"].as_u64().unwrap_or(0);
     assert!(after + deleted >= 30, "{after} + {deleted}");
@@ -145,15 +242,31 @@ async fn same_seed_same_org() {
 
 #[tokio::test]
 async fn tls_serves_https_with_the_written_ca() {
-    let (org, api) = start(EmulatorConfig { tls: true, ..small() }).await;
+    let (org, api) = start(EmulatorConfig {
+        tls: true,
+        ..small()
+    })
+    .await;
     assert!(api.base.starts_with("https://127.0.0.1:"));
     let pem = std::fs::read(org.ca_cert_path().expect("ca path")).expect("ca file");
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
         .build()
         .expect("client");
-    let r = client.get(format!("{}/services/data/v60.0/limits", api.base)).bearer_auth(&api.token).send().await.expect("https");
+    let r = client
+        .get(format!("{}/services/data/v60.0/limits", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("https");
     assert_eq!(r.status(), 200);
-    let r = client.get(format!("https://localhost:{}/services/data/", org.addr().port())).send().await.expect("localhost name");
+    let r = client
+        .get(format!(
+            "https://localhost:{}/services/data/",
+            org.addr().port()
+        ))
+        .send()
+        .await
+        .expect("localhost name");
     assert_eq!(r.status(), 200);
 }

@@ -17,7 +17,11 @@ async fn wait_for(api: &Api, path: &str, want: &[&str]) -> Value {
 }
 
 async fn get_raw(api: &Api, path: &str, gzip: bool) -> reqwest::Response {
-    let mut rb = api.http.get(api.url(path)).bearer_auth(&api.token).header("Accept", "text/csv");
+    let mut rb = api
+        .http
+        .get(api.url(path))
+        .bearer_auth(&api.token)
+        .header("Accept", "text/csv");
     if gzip {
         rb = rb.header("Accept-Encoding", "gzip");
     }
@@ -48,11 +52,26 @@ async fn query_job_pages_csv_with_locators_until_literal_null() {
         };
         let r = get_raw(&api, &path, false).await;
         assert_eq!(r.status(), 200);
-        assert!(r.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/csv"));
-        let n: u64 = r.headers()["sforce-numberofrecords"].to_str().unwrap_or("x").parse().expect("count header");
-        let next = r.headers()["sforce-locator"].to_str().unwrap_or_default().to_string();
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap_or_default()
+                .starts_with("text/csv")
+        );
+        let n: u64 = r.headers()["sforce-numberofrecords"]
+            .to_str()
+            .unwrap_or("x")
+            .parse()
+            .expect("count header");
+        let next = r.headers()["sforce-locator"]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
         let body = r.text().await.unwrap_or_default();
-        assert!(body.starts_with("\"Id\",\"Name\",\"Owner.Name\",\"Description\",\"AnnualRevenue\"\n"), "header on every page");
+        assert!(
+            body.starts_with("\"Id\",\"Name\",\"Owner.Name\",\"Description\",\"AnnualRevenue\"\n"),
+            "header on every page"
+        );
         rows += n;
         pages += 1;
         if next == "null" {
@@ -68,12 +87,15 @@ async fn query_job_pages_csv_with_locators_until_literal_null() {
     assert_eq!(r.headers()["content-encoding"], "gzip");
     let gz = r.bytes().await.unwrap_or_default();
     let mut plain = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut plain).expect("gunzip");
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut plain)
+        .expect("gunzip");
     let r = get_raw(&api, &format!("jobs/query/{id}/results"), false).await;
     assert_eq!(r.text().await.unwrap_or_default(), plain);
 
     // Other API versions get 409; unknown jobs 404; delete is 204.
-    let r = api.get(&format!("/services/data/v59.0/jobs/query/{id}/results")).await;
+    let r = api
+        .get(&format!("/services/data/v59.0/jobs/query/{id}/results"))
+        .await;
     assert_eq!(r.status, 409);
     assert_eq!(api.get("jobs/query/750RO0000000999AAA").await.status, 404);
     assert_eq!(api.delete(&format!("jobs/query/{id}")).await.status, 204);
@@ -81,16 +103,45 @@ async fn query_job_pages_csv_with_locators_until_literal_null() {
 
 #[tokio::test]
 async fn query_jobs_can_be_aborted_and_reject_bad_soql() {
-    let (_org, api) = start(weft_emulator::EmulatorConfig { bulk_processing_delay: Duration::from_secs(5), ..small() }).await;
-    let r = api.post("jobs/query", json!({"operation": "queryAll", "query": "SELECT Id FROM Account"})).await;
+    let (_org, api) = start(weft_emulator::EmulatorConfig {
+        bulk_processing_delay: Duration::from_secs(5),
+        ..small()
+    })
+    .await;
+    let r = api
+        .post(
+            "jobs/query",
+            json!({"operation": "queryAll", "query": "SELECT Id FROM Account"}),
+        )
+        .await;
     let id = r.body["id"].as_str().unwrap_or_default().to_string();
-    let r = api.patch(&format!("jobs/query/{id}"), json!({"state": "Aborted"})).await;
+    let r = api
+        .patch(&format!("jobs/query/{id}"), json!({"state": "Aborted"}))
+        .await;
     assert_eq!(r.body["state"], "Aborted", "{}", r.text);
-    let r = api.post("jobs/query", json!({"operation": "query", "query": "SELECT Nope FROM Account"})).await;
+    let r = api
+        .post(
+            "jobs/query",
+            json!({"operation": "query", "query": "SELECT Nope FROM Account"}),
+        )
+        .await;
     assert_eq!(r.error_code(), "INVALID_FIELD");
-    let r = api.post("jobs/query", json!({"operation": "query", "query": "SELECT Id FROM"})).await;
+    let r = api
+        .post(
+            "jobs/query",
+            json!({"operation": "query", "query": "SELECT Id FROM"}),
+        )
+        .await;
     assert_eq!(r.error_code(), "MALFORMED_QUERY");
-    assert_eq!(api.post("/services/data/v46.0/jobs/query", json!({"operation": "query", "query": "SELECT Id FROM Account"})).await.status, 404);
+    assert_eq!(
+        api.post(
+            "/services/data/v46.0/jobs/query",
+            json!({"operation": "query", "query": "SELECT Id FROM Account"})
+        )
+        .await
+        .status,
+        404
+    );
 }
 
 #[tokio::test]
@@ -99,33 +150,87 @@ async fn ingest_job_reports_success_failed_and_unprocessed() {
     let r = api.post("jobs/ingest", json!({"object": "Account", "operation": "upsert", "externalIdFieldName": "External_Id__c", "contentType": "CSV", "lineEnding": "LF"})).await;
     assert_eq!(r.body["state"], "Open", "{}", r.text);
     let id = r.body["id"].as_str().unwrap_or_default().to_string();
-    let content_url = r.body["contentUrl"].as_str().unwrap_or_default().to_string();
-    assert_eq!(content_url, format!("services/data/v60.0/jobs/ingest/{id}/batches"));
+    let content_url = r.body["contentUrl"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        content_url,
+        format!("services/data/v60.0/jobs/ingest/{id}/batches")
+    );
     let csv = "External_Id__c,Name,Tier__c,Description,Parent.External_Id__c\nING-1,\"Ingest, One\",Gold,\"multi\nline\",ACC-7-00000001\nING-2,Two,Platinum,,\nACC-7-00000002,Updated Two,#N/A,,\nING-3,,,,\n";
-    let r = api.http.put(format!("{}/{content_url}", api.base)).bearer_auth(&api.token).header("Content-Type", "text/csv").body(csv).send().await.expect("upload");
+    let r = api
+        .http
+        .put(format!("{}/{content_url}", api.base))
+        .bearer_auth(&api.token)
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("upload");
     assert_eq!(r.status(), 201);
-    let r = api.patch(&format!("jobs/ingest/{id}"), json!({"state": "UploadComplete"})).await;
+    let r = api
+        .patch(
+            &format!("jobs/ingest/{id}"),
+            json!({"state": "UploadComplete"}),
+        )
+        .await;
     assert_eq!(r.body["state"], "UploadComplete");
-    let info = wait_for(&api, &format!("jobs/ingest/{id}"), &["JobComplete", "Failed"]).await;
+    let info = wait_for(
+        &api,
+        &format!("jobs/ingest/{id}"),
+        &["JobComplete", "Failed"],
+    )
+    .await;
     assert_eq!(info["state"], "JobComplete", "{info}");
     assert_eq!(info["numberRecordsProcessed"], 4);
     assert_eq!(info["numberRecordsFailed"], 2);
-    let ok = get_raw(&api, &format!("jobs/ingest/{id}/successfulResults/"), false).await.text().await.unwrap_or_default();
+    let ok = get_raw(&api, &format!("jobs/ingest/{id}/successfulResults/"), false)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
     let lines: Vec<&str> = ok.lines().collect();
-    assert!(lines[0].starts_with("\"sf__Id\",\"sf__Created\",\"External_Id__c\""), "{ok}");
+    assert!(
+        lines[0].starts_with("\"sf__Id\",\"sf__Created\",\"External_Id__c\""),
+        "{ok}"
+    );
     assert!(ok.contains("\"true\",\"ING-1\""), "{ok}");
     assert!(ok.contains("\"false\",\"ACC-7-00000002\""), "{ok}");
-    let failed = get_raw(&api, &format!("jobs/ingest/{id}/failedResults/"), false).await.text().await.unwrap_or_default();
-    assert!(failed.contains("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"), "{failed}");
+    let failed = get_raw(&api, &format!("jobs/ingest/{id}/failedResults/"), false)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        failed.contains("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+        "{failed}"
+    );
     assert!(failed.contains("REQUIRED_FIELD_MISSING"), "{failed}");
-    let un = get_raw(&api, &format!("jobs/ingest/{id}/unprocessedrecords/"), false).await.text().await.unwrap_or_default();
+    let un = get_raw(
+        &api,
+        &format!("jobs/ingest/{id}/unprocessedrecords/"),
+        false,
+    )
+    .await
+    .text()
+    .await
+    .unwrap_or_default();
     assert_eq!(un.lines().count(), 1, "header only");
     let q = api.query("SELECT Name, Description, Parent.External_Id__c, Tier__c FROM Account WHERE External_Id__c IN ('ING-1', 'ACC-7-00000002')").await;
     assert_eq!(q.body["totalSize"], 2, "{}", q.text);
     let recs = q.body["records"].as_array().cloned().unwrap_or_default();
-    let one = recs.iter().find(|r| r["Name"] == "Ingest, One").cloned().unwrap_or(Value::Null);
+    let one = recs
+        .iter()
+        .find(|r| r["Name"] == "Ingest, One")
+        .cloned()
+        .unwrap_or(Value::Null);
     assert_eq!(one["Description"], "multi\nline");
     assert_eq!(one["Parent"]["External_Id__c"], "ACC-7-00000001");
-    let two = recs.iter().find(|r| r["Name"] == "Updated Two").cloned().unwrap_or(Value::Null);
+    let two = recs
+        .iter()
+        .find(|r| r["Name"] == "Updated Two")
+        .cloned()
+        .unwrap_or(Value::Null);
     assert_eq!(two["Tier__c"], Value::Null, "#N/A nulls a field");
 }

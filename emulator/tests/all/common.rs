@@ -47,7 +47,10 @@ pub async fn start(cfg: EmulatorConfig) -> (EmulatorHandle, Api) {
     let api = Api {
         base: org.base_url().to_string(),
         token: org.access_token().to_string(),
-        http: reqwest::Client::builder().no_gzip().build().expect("client"),
+        http: reqwest::Client::builder()
+            .no_gzip()
+            .build()
+            .expect("client"),
     };
     (org, api)
 }
@@ -61,8 +64,17 @@ impl Api {
         }
     }
 
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Reply {
-        let mut rb = self.http.request(method, self.url(path)).bearer_auth(&self.token);
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut rb = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
         for (k, v) in headers {
             rb = rb.header(*k, *v);
         }
@@ -74,7 +86,12 @@ impl Api {
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, body, text }
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -15,25 +15,39 @@ fn dir() -> PathBuf {
 
 fn cfg(tls: bool) -> EmulatorConfig {
     // More than one 2,000-record REST page and several Bulk pages.
-    EmulatorConfig { accounts: 2_600, tls, ..small() }
+    EmulatorConfig {
+        accounts: 2_600,
+        tls,
+        ..small()
+    }
 }
 
 async fn run(mut cmd: tokio::process::Command, what: &str) {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     let out = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("{what} timed out"))
         .unwrap_or_else(|e| panic!("{what} failed to run: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{what} failed ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
     println!("{stdout}");
 }
 
 #[tokio::test]
 async fn simple_salesforce_drives_the_emulator() {
-    let probe = std::process::Command::new("python3").args(["-c", "import simple_salesforce"]).output();
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import simple_salesforce"])
+        .output();
     assert!(
         probe.as_ref().is_ok_and(|o| o.status.success()),
         "simple-salesforce is not installed. Install it with:\n    pip install -r emulator/conformance/requirements.txt\n({:?})",
@@ -47,8 +61,16 @@ async fn simple_salesforce_drives_the_emulator() {
         .env("WEFT_CA", org.ca_cert_path().expect("tls on"));
     run(cmd, "simple-salesforce check").await;
     let s = org.stats();
-    assert!(s.by_kind.get("bulk.query.results").copied().unwrap_or(0) >= 3, "{:?}", s.by_kind);
-    assert!(s.by_kind.get("queryMore").copied().unwrap_or(0) >= 1, "{:?}", s.by_kind);
+    assert!(
+        s.by_kind.get("bulk.query.results").copied().unwrap_or(0) >= 3,
+        "{:?}",
+        s.by_kind
+    );
+    assert!(
+        s.by_kind.get("queryMore").copied().unwrap_or(0) >= 1,
+        "{:?}",
+        s.by_kind
+    );
 }
 
 #[tokio::test]
@@ -70,6 +92,10 @@ async fn jsforce_drives_the_emulator() {
         .env("WEFT_PASSWORD", &c.password);
     run(cmd, "jsforce check").await;
     let s = org.stats();
-    assert!(s.by_kind.get("bulk.query.create").copied().unwrap_or(0) >= 1, "{:?}", s.by_kind);
+    assert!(
+        s.by_kind.get("bulk.query.create").copied().unwrap_or(0) >= 1,
+        "{:?}",
+        s.by_kind
+    );
     assert!(s.token_requests >= 1);
 }

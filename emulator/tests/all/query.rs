@@ -8,10 +8,18 @@ async fn pages_follow_next_records_url_under_query_and_query_all() {
     let (_org, api) = start(small()).await;
     let total = api.count("SELECT COUNT() FROM Account").await;
     let mut r = api
-        .call(reqwest::Method::GET, "query/?q=SELECT+Id,Name+FROM+Account+ORDER+BY+Id", None, &[("Sforce-Query-Options", "batchSize=200")])
+        .call(
+            reqwest::Method::GET,
+            "query/?q=SELECT+Id,Name+FROM+Account+ORDER+BY+Id",
+            None,
+            &[("Sforce-Query-Options", "batchSize=200")],
+        )
         .await;
     assert_eq!(r.status, 200);
-    assert!(r.header("sforce-limit-info").is_some_and(|h| h.starts_with("api-usage=")));
+    assert!(
+        r.header("sforce-limit-info")
+            .is_some_and(|h| h.starts_with("api-usage="))
+    );
     assert_eq!(r.body["totalSize"].as_u64(), Some(total));
     let mut ids: Vec<String> = Vec::new();
     let mut pages = 0;
@@ -19,16 +27,27 @@ async fn pages_follow_next_records_url_under_query_and_query_all() {
         pages += 1;
         for rec in r.body["records"].as_array().cloned().unwrap_or_default() {
             ids.push(rec["Id"].as_str().unwrap_or_default().to_string());
-            assert!(rec["attributes"]["url"].as_str().is_some_and(|u| u.contains("/sobjects/Account/")));
+            assert!(
+                rec["attributes"]["url"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("/sobjects/Account/"))
+            );
         }
         if r.body["done"] == true {
             assert!(r.body.get("nextRecordsUrl").is_none());
             break;
         }
-        let next = r.body["nextRecordsUrl"].as_str().unwrap_or_default().to_string();
+        let next = r.body["nextRecordsUrl"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert!(next.starts_with("/services/data/v60.0/query/01g"), "{next}");
         // jsforce rebuilds locators under /query/ even for queryAll; accept both.
-        let path = if pages % 2 == 0 { next.replace("/query/", "/queryAll/") } else { next };
+        let path = if pages % 2 == 0 {
+            next.replace("/query/", "/queryAll/")
+        } else {
+            next
+        };
         r = api.get(&path).await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
@@ -43,21 +62,41 @@ async fn pages_follow_next_records_url_under_query_and_query_all() {
 async fn soql_subset_filters_sorts_and_walks_parents() {
     let (_org, api) = start(small()).await;
     let all = api.count("SELECT COUNT() FROM Account").await;
-    let gold = api.count("SELECT COUNT() FROM Account WHERE Tier__c = 'Gold'").await;
-    let not_gold = api.count("SELECT COUNT() FROM Account WHERE NOT Tier__c = 'Gold'").await;
+    let gold = api
+        .count("SELECT COUNT() FROM Account WHERE Tier__c = 'Gold'")
+        .await;
+    let not_gold = api
+        .count("SELECT COUNT() FROM Account WHERE NOT Tier__c = 'Gold'")
+        .await;
     assert_eq!(gold + not_gold, all);
-    let inlist = api.count("SELECT COUNT() FROM Account WHERE Tier__c IN ('gold', 'Silver')").await;
-    let silver = api.count("SELECT COUNT() FROM Account WHERE Tier__c = 'Silver'").await;
+    let inlist = api
+        .count("SELECT COUNT() FROM Account WHERE Tier__c IN ('gold', 'Silver')")
+        .await;
+    let silver = api
+        .count("SELECT COUNT() FROM Account WHERE Tier__c = 'Silver'")
+        .await;
     assert_eq!(inlist, gold + silver, "string compare is case-insensitive");
-    let or = api.count("SELECT COUNT() FROM Account WHERE Tier__c = 'Gold' OR Tier__c = 'Silver'").await;
+    let or = api
+        .count("SELECT COUNT() FROM Account WHERE Tier__c = 'Gold' OR Tier__c = 'Silver'")
+        .await;
     assert_eq!(or, inlist);
-    let like = api.count("SELECT COUNT() FROM Account WHERE Name LIKE 'acme%'").await;
+    let like = api
+        .count("SELECT COUNT() FROM Account WHERE Name LIKE 'acme%'")
+        .await;
     assert!(like > 0 && like < all);
-    let recent = api.count("SELECT COUNT() FROM Account WHERE SystemModstamp >= 2025-01-01T00:00:00Z").await;
-    let older = api.count("SELECT COUNT() FROM Account WHERE SystemModstamp < 2025-01-01T00:00:00.000+00:00").await;
+    let recent = api
+        .count("SELECT COUNT() FROM Account WHERE SystemModstamp >= 2025-01-01T00:00:00Z")
+        .await;
+    let older = api
+        .count("SELECT COUNT() FROM Account WHERE SystemModstamp < 2025-01-01T00:00:00.000+00:00")
+        .await;
     assert_eq!(recent + older, all);
-    let nulls = api.count("SELECT COUNT() FROM Account WHERE AnnualRevenue = null").await;
-    let non_nulls = api.count("SELECT COUNT() FROM Account WHERE AnnualRevenue != null").await;
+    let nulls = api
+        .count("SELECT COUNT() FROM Account WHERE AnnualRevenue = null")
+        .await;
+    let non_nulls = api
+        .count("SELECT COUNT() FROM Account WHERE AnnualRevenue != null")
+        .await;
     assert_eq!(nulls + non_nulls, all);
     let big = api.count("SELECT COUNT() FROM Account WHERE AnnualRevenue > 100000000 AND NumberOfEmployees <= 25000").await;
     assert!(big > 0);
@@ -70,13 +109,25 @@ async fn soql_subset_filters_sorts_and_walks_parents() {
     assert_eq!(acc["attributes"]["type"], "Account");
     assert!(acc["Name"].is_string());
     assert_eq!(acc["Owner"]["attributes"]["type"], "User");
-    assert!(recs[0].as_object().is_some_and(|o| o.contains_key("Birthdate")), "nulls are present, not omitted");
+    assert!(
+        recs[0]
+            .as_object()
+            .is_some_and(|o| o.contains_key("Birthdate")),
+        "nulls are present, not omitted"
+    );
 
-    let r = api.query("SELECT Id, Parent.Name FROM Account WHERE ParentId = null LIMIT 1").await;
+    let r = api
+        .query("SELECT Id, Parent.Name FROM Account WHERE ParentId = null LIMIT 1")
+        .await;
     assert_eq!(r.body["records"][0]["Parent"], Value::Null);
 
-    let r = api.query("SELECT Id, CreatedDate FROM Account WHERE CreatedDate = LAST_N_DAYS:100000 LIMIT 1").await;
-    let created = r.body["records"][0]["CreatedDate"].as_str().unwrap_or_default().to_string();
+    let r = api
+        .query("SELECT Id, CreatedDate FROM Account WHERE CreatedDate = LAST_N_DAYS:100000 LIMIT 1")
+        .await;
+    let created = r.body["records"][0]["CreatedDate"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(created.len(), 28, "{created}");
     assert!(created.ends_with(".000+0000"));
 }
@@ -89,14 +140,27 @@ async fn bad_queries_get_salesforce_error_codes() {
         ("SELECT Id FROM Account WHERE", 400, "MALFORMED_QUERY"),
         ("SELECT Id FROM Account LIMIT x", 400, "MALFORMED_QUERY"),
         ("SELECT Nope__c FROM Account", 400, "INVALID_FIELD"),
-        ("SELECT Id FROM Account WHERE CreatedDate > 2024-01-01", 400, "INVALID_FIELD"),
-        ("SELECT Id FROM Account WHERE Name = 5", 400, "INVALID_FIELD"),
+        (
+            "SELECT Id FROM Account WHERE CreatedDate > 2024-01-01",
+            400,
+            "INVALID_FIELD",
+        ),
+        (
+            "SELECT Id FROM Account WHERE Name = 5",
+            400,
+            "INVALID_FIELD",
+        ),
         ("SELECT Id, Foo.Name FROM Account", 400, "INVALID_FIELD"),
         ("SELECT Id FROM Nothing__c", 400, "INVALID_TYPE"),
     ];
     for (q, status, code) in cases {
         let r = api.query(q).await;
-        assert_eq!((r.status.as_u16(), r.error_code()), (status, code), "{q}: {}", r.text);
+        assert_eq!(
+            (r.status.as_u16(), r.error_code()),
+            (status, code),
+            "{q}: {}",
+            r.text
+        );
         assert!(r.body[0]["message"].is_string());
     }
     let r = api.get("query/01gRO0000000099AAA-2000").await;
@@ -107,10 +171,16 @@ async fn bad_queries_get_salesforce_error_codes() {
 async fn query_all_sees_the_recycle_bin() {
     let (_org, api) = start(small()).await;
     let live = api.count("SELECT COUNT() FROM Account").await;
-    let r = api.query_all("SELECT Id, IsDeleted, MasterRecordId FROM Account WHERE IsDeleted = true").await;
+    let r = api
+        .query_all("SELECT Id, IsDeleted, MasterRecordId FROM Account WHERE IsDeleted = true")
+        .await;
     let merged = r.body["totalSize"].as_u64().unwrap_or(0);
     assert!(merged > 0, "seed merges some duplicates");
-    assert!(r.body["records"][0]["MasterRecordId"].as_str().is_some_and(|m| m.starts_with("001")));
+    assert!(
+        r.body["records"][0]["MasterRecordId"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("001"))
+    );
     let r = api.query_all("SELECT COUNT() FROM Account").await;
     assert_eq!(r.body["totalSize"].as_u64(), Some(live + merged));
 }
@@ -118,22 +188,36 @@ async fn query_all_sees_the_recycle_bin() {
 #[tokio::test]
 async fn versions_describe_and_paths() {
     let (_org, api) = start(small()).await;
-    let r = reqwest::get(format!("{}/services/data/", api.base)).await.expect("versions");
+    let r = reqwest::get(format!("{}/services/data/", api.base))
+        .await
+        .expect("versions");
     assert!(r.headers().get("sforce-limit-info").is_none());
     let list: Value = r.json().await.unwrap_or(Value::Null);
-    assert!(list.as_array().is_some_and(|l| l.iter().any(|v| v["version"] == "59.0")));
+    assert!(
+        list.as_array()
+            .is_some_and(|l| l.iter().any(|v| v["version"] == "59.0"))
+    );
     assert_eq!(api.get("/services/data/v40.0/limits").await.status, 404);
     assert_eq!(api.get("/services/data/v62.0/limits/").await.status, 200);
 
     let g = api.get("sobjects/").await;
-    let names: Vec<&str> = g.body["sobjects"].as_array().map(|a| a.iter().filter_map(|o| o["name"].as_str()).collect()).unwrap_or_default();
+    let names: Vec<&str> = g.body["sobjects"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|o| o["name"].as_str()).collect())
+        .unwrap_or_default();
     for n in ["Account", "Contact", "Lead", "Opportunity", "User"] {
         assert!(names.contains(&n), "{n}");
     }
     let d = api.get("sobjects/Account/describe/").await;
     assert_eq!(d.status, 200);
     let fields = d.body["fields"].as_array().cloned().unwrap_or_default();
-    let f = |n: &str| fields.iter().find(|f| f["name"] == n).cloned().unwrap_or(Value::Null);
+    let f = |n: &str| {
+        fields
+            .iter()
+            .find(|f| f["name"] == n)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     assert_eq!(f("External_Id__c")["externalId"], true);
     assert_eq!(f("Tier__c")["restrictedPicklist"], true);
     assert_eq!(f("Name")["nillable"], false);
@@ -141,9 +225,17 @@ async fn versions_describe_and_paths() {
     assert_eq!(f("OwnerId")["referenceTo"][0], "User");
     assert_eq!(f("OwnerId")["relationshipName"], "Owner");
     assert_eq!(f("SystemModstamp")["type"], "datetime");
-    assert!(d.body["childRelationships"].as_array().is_some_and(|c| c.iter().any(|r| r["childSObject"] == "Contact")));
+    assert!(
+        d.body["childRelationships"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|r| r["childSObject"] == "Contact"))
+    );
 
     let l = api.get("limits").await;
     assert!(l.body["DailyApiRequests"]["Max"].as_u64().is_some());
-    assert!(l.body["DailyBulkV2QueryJobs"]["Remaining"].as_u64().is_some());
+    assert!(
+        l.body["DailyBulkV2QueryJobs"]["Remaining"]
+            .as_u64()
+            .is_some()
+    );
 }

@@ -18,34 +18,76 @@ async fn create_read_update_delete_round_trip_with_audit_fields() {
     assert_eq!(g.body["AnnualRevenue"], json!(1000.0));
     assert_eq!(g.body["NumberOfEmployees"], json!(12));
     assert_eq!(g.body["IsDeleted"], false);
-    let created = g.body["LastModifiedDate"].as_str().unwrap_or_default().to_string();
-    assert!(g.body["SystemModstamp"].as_str().is_some_and(|s| s >= created.as_str()));
+    let created = g.body["LastModifiedDate"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        g.body["SystemModstamp"]
+            .as_str()
+            .is_some_and(|s| s >= created.as_str())
+    );
 
-    let g = api.get(&format!("sobjects/Account/{id}?fields=Name,Tier__c")).await;
+    let g = api
+        .get(&format!("sobjects/Account/{id}?fields=Name,Tier__c"))
+        .await;
     assert_eq!(g.body.as_object().map(|o| o.len()), Some(3));
 
     // A stale If-Unmodified-Since is refused with 412 and nothing is written.
     let r = api
-        .call(reqwest::Method::PATCH, &format!("sobjects/Account/{id}"), Some(json!({"Name": "Stale"})), &[("If-Unmodified-Since", "Wed, 21 Oct 2015 07:28:00 GMT")])
+        .call(
+            reqwest::Method::PATCH,
+            &format!("sobjects/Account/{id}"),
+            Some(json!({"Name": "Stale"})),
+            &[("If-Unmodified-Since", "Wed, 21 Oct 2015 07:28:00 GMT")],
+        )
         .await;
     assert_eq!(r.status, 412, "{}", r.text);
     let r = api
-        .call(reqwest::Method::PATCH, &format!("sobjects/Account/{id}"), Some(json!({"Name": "Fresh"})), &[("If-Unmodified-Since", "Wed, 21 Oct 2099 07:28:00 GMT")])
+        .call(
+            reqwest::Method::PATCH,
+            &format!("sobjects/Account/{id}"),
+            Some(json!({"Name": "Fresh"})),
+            &[("If-Unmodified-Since", "Wed, 21 Oct 2099 07:28:00 GMT")],
+        )
         .await;
     assert_eq!(r.status, 204);
-    let r = api.patch(&format!("sobjects/Account/{id}"), json!({"Name": "Renamed", "Phone": null})).await;
+    let r = api
+        .patch(
+            &format!("sobjects/Account/{id}"),
+            json!({"Name": "Renamed", "Phone": null}),
+        )
+        .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    let q = api.query(&format!("SELECT Name, SystemModstamp FROM Account WHERE Id = '{id}'")).await;
+    let q = api
+        .query(&format!(
+            "SELECT Name, SystemModstamp FROM Account WHERE Id = '{id}'"
+        ))
+        .await;
     assert_eq!(q.body["records"][0]["Name"], "Renamed");
 
-    assert_eq!(api.delete(&format!("sobjects/Account/{id}")).await.status, 204);
-    let r = api.patch(&format!("sobjects/Account/{id}"), json!({"Name": "Zombie"})).await;
-    assert_eq!((r.status.as_u16(), r.error_code()), (404, "ENTITY_IS_DELETED"));
+    assert_eq!(
+        api.delete(&format!("sobjects/Account/{id}")).await.status,
+        204
+    );
+    let r = api
+        .patch(&format!("sobjects/Account/{id}"), json!({"Name": "Zombie"}))
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (404, "ENTITY_IS_DELETED")
+    );
     let r = api.delete(&format!("sobjects/Account/{id}")).await;
     assert_eq!(r.error_code(), "ENTITY_IS_DELETED");
-    let q = api.query_all(&format!("SELECT IsDeleted FROM Account WHERE Id = '{id}'")).await;
+    let q = api
+        .query_all(&format!("SELECT IsDeleted FROM Account WHERE Id = '{id}'"))
+        .await;
     assert_eq!(q.body["records"][0]["IsDeleted"], true);
-    assert_eq!(api.count(&format!("SELECT COUNT() FROM Account WHERE Id = '{id}'")).await, 0);
+    assert_eq!(
+        api.count(&format!("SELECT COUNT() FROM Account WHERE Id = '{id}'"))
+            .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -53,39 +95,91 @@ async fn validation_matches_a_real_org() {
     let (_org, api) = start(small()).await;
     let cases: Vec<(Value, &str)> = vec![
         (json!({"Phone": "1"}), "REQUIRED_FIELD_MISSING"),
-        (json!({"Name": "x", "Tier__c": "Platinum"}), "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+        (
+            json!({"Name": "x", "Tier__c": "Platinum"}),
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+        ),
         (json!({"Name": "x".repeat(256)}), "STRING_TOO_LONG"),
-        (json!({"Name": "x", "NumberOfEmployees": "many"}), "INVALID_TYPE_ON_FIELD_IN_RECORD"),
+        (
+            json!({"Name": "x", "NumberOfEmployees": "many"}),
+            "INVALID_TYPE_ON_FIELD_IN_RECORD",
+        ),
         (json!({"Name": "x", "Bogus__c": 1}), "INVALID_FIELD"),
-        (json!({"Name": "x", "CreatedDate": "2020-01-01T00:00:00Z"}), "INVALID_FIELD_FOR_INSERT_UPDATE"),
-        (json!({"Name": "x", "OwnerId": "001RO0000000001YAA"}), "FIELD_INTEGRITY_EXCEPTION"),
-        (json!({"Name": "x", "External_Id__c": "ACC-7-00000001"}), "DUPLICATE_VALUE"),
+        (
+            json!({"Name": "x", "CreatedDate": "2020-01-01T00:00:00Z"}),
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+        ),
+        (
+            json!({"Name": "x", "OwnerId": "001RO0000000001YAA"}),
+            "FIELD_INTEGRITY_EXCEPTION",
+        ),
+        (
+            json!({"Name": "x", "External_Id__c": "ACC-7-00000001"}),
+            "DUPLICATE_VALUE",
+        ),
     ];
     for (body, code) in cases {
         let r = api.post("sobjects/Account", body.clone()).await;
-        assert_eq!((r.status.as_u16(), r.error_code()), (400, code), "{body}: {}", r.text);
+        assert_eq!(
+            (r.status.as_u16(), r.error_code()),
+            (400, code),
+            "{body}: {}",
+            r.text
+        );
     }
-    let r = api.post("sobjects/Contact", json!({"FirstName": "No", "Email": "not-an-email", "LastName": "X"})).await;
+    let r = api
+        .post(
+            "sobjects/Contact",
+            json!({"FirstName": "No", "Email": "not-an-email", "LastName": "X"}),
+        )
+        .await;
     assert_eq!(r.error_code(), "INVALID_EMAIL_ADDRESS");
-    let r = api.post("sobjects/Opportunity", json!({"Name": "Deal"})).await;
+    let r = api
+        .post("sobjects/Opportunity", json!({"Name": "Deal"}))
+        .await;
     assert_eq!(r.error_code(), "REQUIRED_FIELD_MISSING");
-    assert!(r.body[0]["fields"].as_array().is_some_and(|f| f.len() == 2), "{}", r.text);
+    assert!(
+        r.body[0]["fields"].as_array().is_some_and(|f| f.len() == 2),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
 async fn upsert_by_external_id_inserts_then_updates() {
     let (_org, api) = start(small()).await;
-    let r = api.patch("sobjects/Account/External_Id__c/WEFT-1", json!({"Name": "Upserted"})).await;
+    let r = api
+        .patch(
+            "sobjects/Account/External_Id__c/WEFT-1",
+            json!({"Name": "Upserted"}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["created"], true);
     let id = r.body["id"].as_str().unwrap_or_default().to_string();
-    let r = api.patch("sobjects/Account/External_Id__c/weft-1", json!({"Name": "Upserted again"})).await;
+    let r = api
+        .patch(
+            "sobjects/Account/External_Id__c/weft-1",
+            json!({"Name": "Upserted again"}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["created"], false);
-    assert_eq!(r.body["id"], id.as_str(), "external ids match case-insensitively");
-    let r = api.patch("/services/data/v45.0/sobjects/Account/External_Id__c/WEFT-1", json!({"Name": "old api"})).await;
+    assert_eq!(
+        r.body["id"],
+        id.as_str(),
+        "external ids match case-insensitively"
+    );
+    let r = api
+        .patch(
+            "/services/data/v45.0/sobjects/Account/External_Id__c/WEFT-1",
+            json!({"Name": "old api"}),
+        )
+        .await;
     assert_eq!(r.status, 204);
-    let r = api.patch("sobjects/Account/Name/WEFT-1", json!({"Phone": "1"})).await;
+    let r = api
+        .patch("sobjects/Account/Name/WEFT-1", json!({"Phone": "1"}))
+        .await;
     assert_eq!(r.status, 404);
     let g = api.get("sobjects/Account/External_Id__c/WEFT-1").await;
     assert_eq!(g.body["Name"], "old api");
@@ -99,7 +193,12 @@ async fn collections_report_per_record_results_and_honour_all_or_none() {
         {"attributes": {"type": "Account"}, "Tier__c": "Gold"},
         {"attributes": {"type": "Contact"}, "LastName": "Mixed"},
     ]);
-    let r = api.post("composite/sobjects", json!({"allOrNone": false, "records": recs})).await;
+    let r = api
+        .post(
+            "composite/sobjects",
+            json!({"allOrNone": false, "records": recs}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let res = r.body.as_array().cloned().unwrap_or_default();
     assert_eq!(res.len(), 3);
@@ -113,33 +212,77 @@ async fn collections_report_per_record_results_and_honour_all_or_none() {
         {"attributes": {"type": "Account"}, "Name": "Rollback me", "External_Id__c": "COL-2"},
         {"attributes": {"type": "Account"}, "Name": "dup", "External_Id__c": "COL-1"},
     ]);
-    let r = api.post("composite/sobjects", json!({"allOrNone": true, "records": recs})).await;
+    let r = api
+        .post(
+            "composite/sobjects",
+            json!({"allOrNone": true, "records": recs}),
+        )
+        .await;
     let res = r.body.as_array().cloned().unwrap_or_default();
-    assert_eq!(res[0]["errors"][0]["statusCode"], "ALL_OR_NONE_OPERATION_ROLLED_BACK");
+    assert_eq!(
+        res[0]["errors"][0]["statusCode"],
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    );
     assert_eq!(res[1]["errors"][0]["statusCode"], "DUPLICATE_VALUE");
-    assert_eq!(api.count("SELECT COUNT() FROM Account").await, before, "nothing committed");
+    assert_eq!(
+        api.count("SELECT COUNT() FROM Account").await,
+        before,
+        "nothing committed"
+    );
     // The rolled-back external id is free again.
-    let r = api.patch("sobjects/Account/External_Id__c/COL-2", json!({"Name": "now it exists"})).await;
+    let r = api
+        .patch(
+            "sobjects/Account/External_Id__c/COL-2",
+            json!({"Name": "now it exists"}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
 
     let recs = json!([
         {"attributes": {"type": "Account"}, "External_Id__c": "COL-1", "Name": "C1 updated"},
         {"attributes": {"type": "Account"}, "External_Id__c": "COL-9", "Name": "C9"},
     ]);
-    let r = api.patch("composite/sobjects/Account/External_Id__c", json!({"allOrNone": false, "records": recs})).await;
+    let r = api
+        .patch(
+            "composite/sobjects/Account/External_Id__c",
+            json!({"allOrNone": false, "records": recs}),
+        )
+        .await;
     let res = r.body.as_array().cloned().unwrap_or_default();
-    assert_eq!((res[0]["created"].clone(), res[1]["created"].clone()), (json!(false), json!(true)), "{}", r.text);
+    assert_eq!(
+        (res[0]["created"].clone(), res[1]["created"].clone()),
+        (json!(false), json!(true)),
+        "{}",
+        r.text
+    );
 
     let id1 = res[0]["id"].as_str().unwrap_or_default().to_string();
     let id9 = res[1]["id"].as_str().unwrap_or_default().to_string();
-    let r = api.patch("composite/sobjects", json!({"records": [{"attributes": {"type": "Account"}, "id": id1, "Phone": "42"}]})).await;
+    let r = api
+        .patch(
+            "composite/sobjects",
+            json!({"records": [{"attributes": {"type": "Account"}, "id": id1, "Phone": "42"}]}),
+        )
+        .await;
     assert_eq!(r.body[0]["success"], true, "{}", r.text);
-    let r = api.get(&format!("composite/sobjects/Account?ids={id1},{id9}&fields=Id,Phone")).await;
+    let r = api
+        .get(&format!(
+            "composite/sobjects/Account?ids={id1},{id9}&fields=Id,Phone"
+        ))
+        .await;
     assert_eq!(r.body[0]["Phone"], "42");
-    let r = api.delete(&format!("composite/sobjects?ids={id1},{id9}&allOrNone=false")).await;
+    let r = api
+        .delete(&format!(
+            "composite/sobjects?ids={id1},{id9}&allOrNone=false"
+        ))
+        .await;
     assert_eq!(r.body[1]["success"], true, "{}", r.text);
 
-    let too_many: Vec<Value> = (0..201).map(|i| json!({"attributes": {"type": "Account"}, "Name": format!("n{i}")})).collect();
-    let r = api.post("composite/sobjects", json!({"records": too_many})).await;
+    let too_many: Vec<Value> = (0..201)
+        .map(|i| json!({"attributes": {"type": "Account"}, "Name": format!("n{i}")}))
+        .collect();
+    let r = api
+        .post("composite/sobjects", json!({"records": too_many}))
+        .await;
     assert_eq!(r.status, 400);
 }
