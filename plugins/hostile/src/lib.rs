@@ -22,7 +22,7 @@
 //! | `ok` | the SDK defaults (identity mapping and coercion, last-writer-wins, `dedup.fields` keys) | success |
 //! | `loop` | spins forever | a timeout (fuel / epoch deadline) |
 //! | `memory` | allocates and touches 1 MiB blocks until allocation fails | the memory cap |
-//! | `recursion` | recurses without bound, holding values live across each call | a wasm stack overflow |
+//! | `recursion` | recurses without bound, holding values live across each call (see [`recurse`]) | a wasm stack overflow |
 //! | `panic` | panics (a trap: Rust panics abort inside the sandbox) | a panic / trap |
 //! | `oversized` | returns 48 MiB of text: under the host's default 64 MiB memory cap, so the guest can build it, but far over any sane output limit (the host's default is 16 MiB). Lower `oversized.mib` if the cap is lower | output too large |
 //! | `wrong-count` | returns output whose lengths disagree: map/coerce add a column with one value more than the batch has records; resolve adds a decision column with one decision too many; dedup returns a key whose span runs past the end of the text | malformed output |
@@ -101,7 +101,7 @@ impl Hostile {
                 hog_memory(usize::MAX);
             }
             Mode::Recursion => {
-                recurse(0, u64::MAX);
+                recurse(0, black_box(u64::MAX), 1, 2, 3, 4, 5, 6);
             }
             Mode::Panic => panic!("hostile plugin: mode = panic"),
             Mode::Slow => {
@@ -360,18 +360,32 @@ pub fn hog_memory(limit_mib: usize) -> usize {
     black_box(&held).len()
 }
 
-/// Recurses until `depth == limit`. The call is not in tail position and sixteen values
-/// stay live across it, so every frame costs wasm stack and no optimiser can turn the
-/// recursion into a loop; `black_box` hides `limit`, so the depth is unknowable at compile
-/// time.
+/// Recurses until `depth == limit`, which the sandbox never lets it reach.
+///
+/// Built so the *wasm* stack overflows, not memory: six arguments stay live across the
+/// call (the engine must keep them in every native frame), while the only value that
+/// touches the shadow stack in linear memory is the one `black_box` per frame. That
+/// shadow stack (1 MiB, placed first by the linker, so overflowing it is a memory trap
+/// rather than a stack overflow) therefore lasts far longer than a 512 KiB wasm stack.
+/// The call is not in tail position and `black_box` hides its result, so no optimiser can
+/// turn the recursion into a loop, accumulator or not.
 #[inline(never)]
-pub fn recurse(depth: u64, limit: u64) -> u64 {
-    if depth >= black_box(limit) {
+#[allow(clippy::too_many_arguments)]
+pub fn recurse(depth: u64, limit: u64, a: u64, b: u64, c: u64, d: u64, e: u64, f: u64) -> u64 {
+    if depth >= limit {
         return depth;
     }
-    let live: [u64; 16] = std::array::from_fn(|i| black_box(depth.wrapping_mul(i as u64 + 1)));
-    let below = recurse(black_box(depth + 1), limit);
-    live.iter().fold(below, |acc, v| acc.wrapping_add(*v))
+    let below = recurse(
+        depth + 1,
+        limit,
+        b ^ depth,
+        c.rotate_left(1),
+        d ^ a,
+        e + 1,
+        f ^ b,
+        a,
+    );
+    black_box(below) ^ a ^ b.rotate_left(3) ^ c ^ d.rotate_left(5) ^ e ^ f
 }
 
 #[cfg(test)]
@@ -552,7 +566,6 @@ mod tests {
     fn the_unbounded_modes_building_blocks_terminate_when_bounded() {
         assert_eq!(spin(10_000), 10_000);
         assert_eq!(hog_memory(3), 3);
-        let sum = recurse(0, 1_000);
-        assert!(sum >= 1_000);
+        black_box(recurse(0, 1_000, 1, 2, 3, 4, 5, 6));
     }
 }
