@@ -417,6 +417,11 @@ impl Plugin for AcmeAccounts {
                 .ok()
                 .filter(|r| r.is_finite() && *r > 0.0)
                 .ok_or_else(|| format!("{key}: {rate:?} is not a positive number"))?;
+            if code == self.org_currency() {
+                return Err(format!(
+                    "{key}: {code} is the org currency; its rate is always 1"
+                ));
+            }
             self.rates.insert(code, rate);
         }
         self.synonyms = values::Synonyms::new(cx.config_section("synonym."));
@@ -956,6 +961,7 @@ mod tests {
             ("currency.org", "dollars", "currency.org: "),
             ("rate.EUR", "-1", "rate.EUR: "),
             ("rate.EURO", "1.1", "rate.EURO: "),
+            ("rate.usd", "1.1", "rate.usd: USD is the org currency"),
             ("null.fx", "clear", "null.fx: "),
             (
                 "null.phone",
@@ -1014,7 +1020,7 @@ mod tests {
 
     #[test]
     fn inbound_maps_an_account_back_to_a_company() {
-        let h = harness().config("currency.org", "EUR");
+        let h = Harness::new().config("currency.org", "EUR");
         let out = h.map_inbound::<AcmeAccounts>(&batch(ACCOUNT, &[&account()]));
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(out.batches[0].object, COMPANY);
