@@ -110,17 +110,17 @@ impl Emulator {
                 addr: config.bind,
                 source,
             })?;
-        let tls = if config.tls {
-            let dir = config.tls_dir.clone().unwrap_or_else(|| {
-                std::env::temp_dir().join(format!(
-                    "weft-emulator-{}-{}",
-                    std::process::id(),
-                    addr.port()
-                ))
-            });
-            Some(tls::generate(&dir)?)
-        } else {
-            None
+        // A temp dir we create is ours to remove on drop; a configured one is left alone.
+        let tmp_tls_dir = (config.tls && config.tls_dir.is_none()).then(|| {
+            std::env::temp_dir().join(format!(
+                "weft-emulator-{}-{}",
+                std::process::id(),
+                addr.port()
+            ))
+        });
+        let tls = match config.tls_dir.clone().or_else(|| tmp_tls_dir.clone()) {
+            Some(dir) if config.tls => Some(tls::generate(&dir)?),
+            _ => None,
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let host = if addr.ip().is_unspecified() {
@@ -175,6 +175,7 @@ impl Emulator {
             addr,
             base_url,
             ca_path,
+            tmp_tls_dir,
             access_token,
             shutdown: tx,
             task,
@@ -189,6 +190,7 @@ pub struct EmulatorHandle {
     addr: SocketAddr,
     base_url: String,
     ca_path: Option<PathBuf>,
+    tmp_tls_dir: Option<PathBuf>,
     access_token: String,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -325,5 +327,8 @@ impl EmulatorHandle {
 impl Drop for EmulatorHandle {
     fn drop(&mut self) {
         self.shutdown();
+        if let Some(dir) = &self.tmp_tls_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

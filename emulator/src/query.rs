@@ -581,20 +581,77 @@ fn row_visible(t: &Table, row: usize, include_deleted: bool) -> bool {
     }
 }
 
+/// Rows that can match an equality/`IN` on `Id` or on a unique field (the host's conflict
+/// check reads 200 records by id or external id at a time): answered from the id itself or
+/// the unique index instead of a full scan. `None` = no such conjunct, scan everything.
+fn candidates(store: &Store, table: usize, p: &Pred) -> Option<Vec<u32>> {
+    let t = &store.tables[table];
+    let lookup = |acc: &Accessor, vals: &[&CVal]| -> Option<Vec<u32>> {
+        if !acc.hops.is_empty() {
+            return None;
+        }
+        match acc.field.storage {
+            Storage::Id => Some(
+                vals.iter()
+                    .filter_map(|v| match v {
+                        CVal::Id(prefix, row)
+                            if *prefix == t.def.key_prefix && (*row as usize) < t.len() =>
+                        {
+                            Some(*row)
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Storage::Column(slot) if t.unique.contains_key(&slot) => Some(
+                vals.iter()
+                    .filter_map(|v| match v {
+                        CVal::Text(s) => t.lookup_unique(slot, s),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    };
+    match p {
+        Pred::Cmp(acc, CmpOp::Eq, v) if !matches!(v, CVal::Null | CVal::Range(..)) => {
+            lookup(acc, &[v])
+        }
+        Pred::In(acc, vals)
+            if !vals
+                .iter()
+                .any(|v| matches!(v, CVal::Null | CVal::Range(..))) =>
+        {
+            lookup(acc, &vals.iter().collect::<Vec<_>>())
+        }
+        Pred::And(parts) => parts.iter().find_map(|x| candidates(store, table, x)),
+        _ => None,
+    }
+}
+
 /// Runs a plan: the matching rows, sorted, after `OFFSET`/`LIMIT`.
 pub fn execute(store: &Store, plan: &Plan) -> Vec<u32> {
     let t = &store.tables[plan.table];
     let mut rows: Vec<u32> = Vec::new();
-    for r in 0..t.len() {
-        if !row_visible(t, r, plan.include_deleted) {
-            continue;
+    let keep = |r: usize| {
+        row_visible(t, r, plan.include_deleted)
+            && plan
+                .filter
+                .as_ref()
+                .is_none_or(|f| eval(store, f, r as u32))
+    };
+    match plan
+        .filter
+        .as_ref()
+        .and_then(|f| candidates(store, plan.table, f))
+    {
+        Some(mut cand) => {
+            cand.sort_unstable();
+            cand.dedup();
+            rows.extend(cand.into_iter().filter(|&r| keep(r as usize)));
         }
-        if let Some(f) = &plan.filter
-            && !eval(store, f, r as u32)
-        {
-            continue;
-        }
-        rows.push(r as u32);
+        None => rows.extend((0..t.len()).filter(|&r| keep(r)).map(|r| r as u32)),
     }
     // Rows are already in id order, so `ORDER BY Id ASC` (Airbyte's choice) is free.
     let id_order = plan.order.len() == 1

@@ -239,3 +239,68 @@ async fn versions_describe_and_paths() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn id_and_external_id_lookups_match_the_full_scan() {
+    let (_org, api) = start(small()).await;
+    let r = api
+        .query("SELECT Id, External_Id__c FROM Account ORDER BY Id LIMIT 3")
+        .await;
+    let recs = r.body["records"].as_array().cloned().unwrap_or_default();
+    let ids: Vec<String> = recs
+        .iter()
+        .map(|r| format!("'{}'", r["Id"].as_str().unwrap_or_default()))
+        .collect();
+    let exts: Vec<String> = recs
+        .iter()
+        .map(|r| {
+            format!(
+                "'{}'",
+                r["External_Id__c"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_lowercase()
+            )
+        })
+        .collect();
+    assert_eq!(
+        api.count(&format!(
+            "SELECT COUNT() FROM Account WHERE Id IN ({})",
+            ids.join(",")
+        ))
+        .await,
+        3
+    );
+    assert_eq!(
+        api.count(&format!(
+            "SELECT COUNT() FROM Account WHERE External_Id__c IN ({}, 'nope')",
+            exts.join(",")
+        ))
+        .await,
+        3
+    );
+    assert_eq!(
+        api.count(&format!(
+            "SELECT COUNT() FROM Account WHERE Id = {} AND Tier__c = 'NoSuchTier'",
+            ids[0]
+        ))
+        .await,
+        0
+    );
+    // 15-character ids work too, and an id of another object matches nothing.
+    let short = &ids[1][..16];
+    assert_eq!(
+        api.count(&format!("SELECT COUNT() FROM Account WHERE Id = {short}'"))
+            .await,
+        1
+    );
+    assert_eq!(
+        api.count("SELECT COUNT() FROM Account WHERE Id = '003RO0000000001AAA'")
+            .await,
+        0
+    );
+    let r = api
+        .query("SELECT Id FROM Account WHERE Id = 'not-an-id'")
+        .await;
+    assert_eq!(r.error_code(), "INVALID_QUERY_FILTER_OPERATOR");
+}
