@@ -229,6 +229,18 @@ pub fn fields_from_json(
         if k == "attributes" || skip.iter().any(|s| s.eq_ignore_ascii_case(k)) {
             continue;
         }
+        // A relationship given by the parent's external id:
+        // `"Account": {"External_Id__c": "ACC-1"}` sets `AccountId`.
+        if let (None, serde_json::Value::Object(parent)) = (def.field_index(k), v) {
+            if let Some(idx) = def.fields.iter().position(|f| {
+                f.relationship_name
+                    .as_deref()
+                    .is_some_and(|r| r.eq_ignore_ascii_case(k))
+            }) {
+                out.push((idx, parent_by_external_id(store, &def.fields[idx], parent)?));
+                continue;
+            }
+        }
         let idx = def
             .field_index(k)
             .ok_or_else(|| RecordError::invalid_field(k, &def.name))?;
@@ -252,6 +264,52 @@ pub fn fields_from_json(
         out.push((idx, value));
     }
     Ok(out)
+}
+
+/// Resolves `{"Ext__c": "value"}` (plus an optional `attributes`) to the parent's row.
+fn parent_by_external_id(
+    store: &Store,
+    f: &FieldDef,
+    parent: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Value, RecordError> {
+    let target = f
+        .reference_to
+        .as_deref()
+        .and_then(|n| store.table_index(n))
+        .ok_or_else(|| RecordError::invalid_field(&f.name, "relationship"))?;
+    let mut keys = parent.iter().filter(|(k, _)| *k != "attributes");
+    let (Some((ext_name, ext_value)), None) = (keys.next(), keys.next()) else {
+        return Err(RecordError::new(
+            "INVALID_FIELD",
+            format!(
+                "{}: a relationship must name exactly one external id field",
+                f.label
+            ),
+            vec![f.name.clone()],
+        ));
+    };
+    let t = &store.tables[target];
+    let ext = t
+        .def
+        .field(ext_name)
+        .filter(|x| x.external_id || x.storage == Storage::Id)
+        .ok_or_else(|| RecordError::invalid_field(ext_name, &t.def.name))?;
+    let value = match ext_value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    find_by_external_id(store, target, ext, &value)
+        .map(Value::Ref)
+        .ok_or_else(|| {
+            RecordError::new(
+                "INVALID_FIELD",
+                format!(
+                    "Foreign key external ID: {value} not found for field {} in entity {}",
+                    ext.name, t.def.name
+                ),
+                vec![f.name.clone()],
+            )
+        })
 }
 
 fn slot_of(f: &FieldDef) -> Option<usize> {

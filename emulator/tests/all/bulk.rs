@@ -234,3 +234,67 @@ async fn ingest_job_reports_success_failed_and_unprocessed() {
         .unwrap_or(Value::Null);
     assert_eq!(two["Tier__c"], Value::Null, "#N/A nulls a field");
 }
+
+#[tokio::test]
+async fn ingest_delete_and_hard_delete() {
+    let (_org, api) = start(small()).await;
+    let r = api.query("SELECT Id FROM Lead ORDER BY Id LIMIT 2").await;
+    let ids: Vec<String> = r.body["records"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for (op, id) in [("delete", &ids[0]), ("hardDelete", &ids[1])] {
+        let r = api
+            .post("jobs/ingest", json!({"object": "Lead", "operation": op}))
+            .await;
+        let job = r.body["id"].as_str().unwrap_or_default().to_string();
+        let r = api
+            .http
+            .put(api.url(&format!("jobs/ingest/{job}/batches")))
+            .bearer_auth(&api.token)
+            .header("Content-Type", "text/csv")
+            .body(format!("Id\n{id}\n"))
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(r.status(), 201);
+        api.patch(
+            &format!("jobs/ingest/{job}"),
+            json!({"state": "UploadComplete"}),
+        )
+        .await;
+        let info = wait_for(
+            &api,
+            &format!("jobs/ingest/{job}"),
+            &["JobComplete", "Failed"],
+        )
+        .await;
+        assert_eq!(
+            (
+                info["numberRecordsProcessed"].as_u64(),
+                info["numberRecordsFailed"].as_u64()
+            ),
+            (Some(1), Some(0)),
+            "{info}"
+        );
+    }
+    assert_eq!(
+        api.query_all(&format!(
+            "SELECT IsDeleted FROM Lead WHERE Id = '{}'",
+            ids[0]
+        ))
+        .await
+        .body["records"][0]["IsDeleted"],
+        true
+    );
+    assert_eq!(
+        api.query_all(&format!("SELECT Id FROM Lead WHERE Id = '{}'", ids[1]))
+            .await
+            .body["totalSize"],
+        0,
+        "purged rows are gone even from queryAll"
+    );
+}

@@ -183,6 +183,26 @@ async fn upsert_by_external_id_inserts_then_updates() {
     assert_eq!(r.status, 404);
     let g = api.get("sobjects/Account/External_Id__c/WEFT-1").await;
     assert_eq!(g.body["Name"], "old api");
+
+    // Lookups by the parent's external id.
+    let r = api
+        .patch(
+            "sobjects/Contact/External_Id__c/WEFT-C1",
+            json!({"LastName": "Child", "Account": {"External_Id__c": "WEFT-1"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let q = api
+        .query("SELECT Account.External_Id__c FROM Contact WHERE External_Id__c = 'WEFT-C1'")
+        .await;
+    assert_eq!(q.body["records"][0]["Account"]["External_Id__c"], "WEFT-1");
+    let r = api
+        .post(
+            "sobjects/Contact",
+            json!({"LastName": "Orphan", "Account": {"External_Id__c": "NO-SUCH"}}),
+        )
+        .await;
+    assert_eq!(r.error_code(), "INVALID_FIELD", "{}", r.text);
 }
 
 #[tokio::test]
