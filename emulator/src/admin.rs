@@ -156,6 +156,7 @@ pub fn add_field(org: &Org, object: &str, spec: &FieldSpec) -> Result<(), AdminE
             .ok_or_else(|| AdminError::UnknownObject(to.clone()))?;
     }
     store.add_field(t, f);
+    store.schema_modified_ms = org.clock.now_audit_ms();
     Ok(())
 }
 
@@ -173,6 +174,7 @@ pub fn remove_field(org: &Org, object: &str, field: &str) -> Result<(), AdminErr
         return Err(AdminError::NotCustom(field.into()));
     }
     store.remove_field(t, idx);
+    store.schema_modified_ms = org.clock.now_audit_ms();
     Ok(())
 }
 
@@ -212,6 +214,7 @@ pub fn add_object(org: &Org, spec: &ObjectSpec) -> Result<(), AdminError> {
         def.label_plural = format!("{l}s");
     }
     store.add_table(def);
+    store.schema_modified_ms = org.clock.now_audit_ms();
     Ok(())
 }
 
@@ -224,6 +227,7 @@ pub fn remove_object(org: &Org, name: &str) -> Result<(), AdminError> {
         return Err(AdminError::NotCustom(name.into()));
     }
     store.remove_table(t);
+    store.schema_modified_ms = org.clock.now_audit_ms();
     Ok(())
 }
 

@@ -38,7 +38,7 @@ pub async fn serve(
             accepted = listener.accept() => {
                 match accepted {
                     Ok((stream, peer)) => {
-                        tokio::spawn(connection(stream, peer, org.clone(), tls.clone()));
+                        tokio::spawn(connection(stream, peer, org.clone(), tls.clone(), shutdown.clone()));
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -51,7 +51,15 @@ pub async fn serve(
     }
 }
 
-async fn connection(stream: TcpStream, _peer: SocketAddr, org: Arc<Org>, tls: Option<TlsAcceptor>) {
+/// Serves one connection until the client closes it, a reset fault fires, or the org shuts
+/// down (so a dropped handle frees its org even while clients keep idle connections).
+async fn connection(
+    stream: TcpStream,
+    _peer: SocketAddr,
+    org: Arc<Org>,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     // A duplicate of the socket lets a reset fault set SO_LINGER=0 after hyper owns the
     // stream, so the close turns into a real RST.
@@ -83,6 +91,7 @@ async fn connection(stream: TcpStream, _peer: SocketAddr, org: Arc<Org>, tls: Op
             tokio::select! {
                 _ = conn.as_mut() => {}
                 _ = kill.notified() => reset(),
+                _ = shutdown.changed() => {}
             }
         }
         Some(acceptor) => {
@@ -94,6 +103,7 @@ async fn connection(stream: TcpStream, _peer: SocketAddr, org: Arc<Org>, tls: Op
             tokio::select! {
                 _ = conn.as_mut() => {}
                 _ = kill.notified() => reset(),
+                _ = shutdown.changed() => {}
             }
         }
     }

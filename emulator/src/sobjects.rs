@@ -47,6 +47,9 @@ pub fn dispatch(
     match (m, s) {
         ("GET", ["sobjects"]) => {
             let store = org.store.read().map_err(|_| poisoned())?;
+            if schema_unchanged(req, &store)? {
+                return Ok(http::empty(304));
+            }
             Ok(http::json(200, &describe::global(&store, version)))
         }
         ("GET", ["sobjects", obj]) => {
@@ -59,6 +62,9 @@ pub fn dispatch(
         }
         ("GET", ["sobjects", obj, "describe"]) => {
             let store = org.store.read().map_err(|_| poisoned())?;
+            if schema_unchanged(req, &store)? {
+                return Ok(http::empty(304));
+            }
             let t = table_of(&store, obj)?;
             Ok(http::json(
                 200,
@@ -121,6 +127,14 @@ pub fn dispatch(
                 Err(ApiError::method_not_allowed(m))
             }
         }
+    }
+}
+
+/// `If-Modified-Since` on describe: `304` while the schema has not changed since.
+fn schema_unchanged(req: &Req, store: &Store) -> Result<bool, ApiError> {
+    match req.header("if-modified-since") {
+        Some(h) => Ok(store.schema_modified_ms <= http_date_ms(h)?),
+        None => Ok(false),
     }
 }
 

@@ -392,6 +392,8 @@ pub struct Store {
     by_name: HashMap<String, usize>,
     /// Next custom-object key prefix number (`a00`, `a01`, …).
     next_custom_prefix: u32,
+    /// Simulated instant of the last schema change (describe's `If-Modified-Since`).
+    pub schema_modified_ms: i64,
 }
 
 impl Store {
@@ -400,6 +402,7 @@ impl Store {
             tables: Vec::new(),
             by_name: HashMap::new(),
             next_custom_prefix: 0,
+            schema_modified_ms: crate::seed::SEED_ANCHOR_MS,
         };
         for def in objects {
             store.add_table(def);

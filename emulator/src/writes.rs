@@ -231,15 +231,15 @@ pub fn fields_from_json(
         }
         // A relationship given by the parent's external id:
         // `"Account": {"External_Id__c": "ACC-1"}` sets `AccountId`.
-        if let (None, serde_json::Value::Object(parent)) = (def.field_index(k), v) {
-            if let Some(idx) = def.fields.iter().position(|f| {
+        if let (None, serde_json::Value::Object(parent)) = (def.field_index(k), v)
+            && let Some(idx) = def.fields.iter().position(|f| {
                 f.relationship_name
                     .as_deref()
                     .is_some_and(|r| r.eq_ignore_ascii_case(k))
-            }) {
-                out.push((idx, parent_by_external_id(store, &def.fields[idx], parent)?));
-                continue;
-            }
+            })
+        {
+            out.push((idx, parent_by_external_id(store, &def.fields[idx], parent)?));
+            continue;
         }
         let idx = def
             .field_index(k)

@@ -29,6 +29,25 @@ async fn fields_and_objects_added_at_run_time_show_at_once() {
         .await
         .expect("admin");
     assert_eq!(r.status(), 200);
+    let since = [("If-Modified-Since", "Wed, 21 Oct 2015 07:28:00 GMT")];
+    let r = api
+        .call(
+            reqwest::Method::GET,
+            "sobjects/Account/describe",
+            None,
+            &since,
+        )
+        .await;
+    assert_eq!(r.status, 200, "schema changed after 2015");
+    let r = api
+        .call(
+            reqwest::Method::GET,
+            "sobjects/Account/describe",
+            None,
+            &[("If-Modified-Since", "Wed, 21 Oct 2099 07:28:00 GMT")],
+        )
+        .await;
+    assert_eq!(r.status, 304);
     let d = api.get("sobjects/Account/describe").await;
     assert!(d.body["fields"].as_array().is_some_and(|f| {
         f.iter()
