@@ -170,7 +170,7 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     if b.len() < 20 || (b[10] != b'T' && b[10] != b't' && b[10] != b' ') {
         return None;
     }
-    let days = parse_date(&s[..10])?;
+    let days = parse_date(s.get(..10)?)?;
     if b[13] != b':' || b[16] != b':' {
         return None;
     }
@@ -225,6 +225,11 @@ mod tests {
         assert_eq!(parse_datetime("2013-05-20T22:49:32+02:00"), Some(ms));
         assert_eq!(parse_datetime("2013-05-20T20:49:32Z"), Some(ms));
         assert_eq!(parse_date("2023-02-31"), None);
+        assert_eq!(
+            parse_datetime("2013-05-2é20:49:32.000Z"),
+            None,
+            "no panic on multi-byte input"
+        );
         assert_eq!(
             format_date(parse_date("2024-02-29").unwrap_or(0)),
             "2024-02-29"

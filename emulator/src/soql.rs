@@ -553,4 +553,28 @@ mod tests {
         assert!(parse("SELECT Id FROM Account WHERE").is_err());
         assert!(parse("SELECT COUNT() FROM Account").is_ok());
     }
+
+    #[test]
+    fn every_prefix_of_a_query_parses_or_errors_without_panicking() {
+        let q = "SELECT Id, Näme__c, Account.Name FROM Contact WHERE (Name LIKE 'Ü%' OR x != null) AND \
+                 d >= 2024-01-01T00:00:00+02:00 AND n IN (1, -2.5, 'a\\'b') AND NOT t = TODAY \
+                 ORDER BY Id DESC NULLS LAST LIMIT 10 OFFSET 5";
+        let chars: Vec<char> = q.chars().collect();
+        for end in 0..=chars.len() {
+            let prefix: String = chars[..end].iter().collect();
+            let _ = parse(&prefix);
+        }
+        for junk in [
+            "",
+            "'",
+            "SELECT",
+            "SELECT Id FROM",
+            "SELECT Id FROM A WHERE x = '",
+            "<>=!",
+            "SELECT Id FROM A WHERE x IN ()",
+            "SELECT Id FROM A ORDER BY",
+        ] {
+            assert!(parse(junk).is_err(), "{junk}");
+        }
+    }
 }
