@@ -272,6 +272,17 @@ impl EmulatorHandle {
         self.org.stats()
     }
 
+    /// Runs SOQL in-process for assertions — bypasses HTTP, limits, faults and stats. Records
+    /// are shaped as REST returns them (`attributes`, nested parents). `SELECT COUNT()`
+    /// yields one `{"totalSize": n}`. `include_deleted` = `queryAll`.
+    pub fn query(
+        &self,
+        soql: &str,
+        include_deleted: bool,
+    ) -> Result<Vec<serde_json::Value>, ApiError> {
+        self.org.query_records(soql, include_deleted)
+    }
+
     pub fn reset_stats(&self) {
         self.org.stats.reset();
     }

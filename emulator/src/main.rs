@@ -16,14 +16,19 @@ struct Args {
     /// Seed of the synthetic data (same seed and sizes give the same org).
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Seeded Accounts (a million take ~6 s and ~450 MiB).
     #[arg(long, default_value_t = 1_000)]
     accounts: usize,
+    /// Seeded Contacts.
     #[arg(long, default_value_t = 2_000)]
     contacts: usize,
+    /// Seeded Leads.
     #[arg(long, default_value_t = 500)]
     leads: usize,
+    /// Seeded Opportunities.
     #[arg(long, default_value_t = 500)]
     opportunities: usize,
+    /// Seeded Users (User 0 is the API user).
     #[arg(long, default_value_t = 20)]
     users: usize,
     /// Port to listen on; 0 picks a free one.
@@ -35,6 +40,7 @@ struct Args {
     /// Serve HTTPS with a CA generated at start-up (written to --tls-dir/ca.pem).
     #[arg(long)]
     tls: bool,
+    /// Where ca.pem and server.pem go with --tls (default: a fresh temp dir).
     #[arg(long)]
     tls_dir: Option<PathBuf>,
     /// Daily API request allocation (DailyApiRequests.Max).

@@ -178,6 +178,31 @@ impl Org {
         changes.len()
     }
 
+    /// Runs SOQL in-process (no limits, no stats): records as the REST API renders them.
+    pub fn query_records(
+        &self,
+        soql: &str,
+        include_deleted: bool,
+    ) -> Result<Vec<serde_json::Value>, crate::error::ApiError> {
+        let parsed = crate::soql::parse(soql)?;
+        let store = self.store.read().map_err(|_| {
+            crate::error::ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned")
+        })?;
+        let plan = crate::query::plan(&store, &parsed, include_deleted, self.today())?;
+        let rows = crate::query::execute(&store, &plan);
+        if plan.count_only {
+            return Ok(vec![serde_json::json!({"totalSize": rows.len()})]);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        let mut buf = Vec::new();
+        for r in rows {
+            buf.clear();
+            crate::render::write_record(&mut buf, &store, &plan, "60.0", r);
+            out.push(serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null));
+        }
+        Ok(out)
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         let mut s = self.stats.snapshot();
         let now = self.clock.now_ms();

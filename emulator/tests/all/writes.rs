@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn create_read_update_delete_round_trip_with_audit_fields() {
-    let (_org, api) = start(small()).await;
+    let (org, api) = start(small()).await;
     let r = api.post("sobjects/Account/", json!({"Name": "Weft Test Co", "Tier__c": "Gold", "NumberOfEmployees": 12, "AnnualRevenue": 1000})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["success"], true);
@@ -88,6 +88,18 @@ async fn create_read_update_delete_round_trip_with_audit_fields() {
             .await,
         0
     );
+    // The in-process view agrees, without touching the API allocation.
+    let usage = org.api_usage().0;
+    let recs = org
+        .query(
+            &format!("SELECT Id, Name, IsDeleted FROM Account WHERE Id = '{id}'"),
+            true,
+        )
+        .expect("soql");
+    assert_eq!(recs[0]["Name"], "Renamed");
+    assert_eq!(recs[0]["IsDeleted"], true);
+    assert!(org.query("SELECT Nope FROM Account", false).is_err());
+    assert_eq!(org.api_usage().0, usage);
 }
 
 #[tokio::test]
