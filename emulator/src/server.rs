@@ -17,6 +17,7 @@ use hyper::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
@@ -121,6 +122,29 @@ async fn handle(org: Arc<Org>, kill: Arc<Notify>, req: Request<Incoming>) -> Res
                 "request body too large",
             ));
         }
+    };
+    // Salesforce accepts gzip-compressed request bodies (`Content-Encoding: gzip`), which
+    // clients use for large Bulk uploads.
+    let gzipped = parts
+        .headers
+        .get(hyper::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let body = if gzipped && !body.is_empty() {
+        let mut out = Vec::new();
+        let mut dec = flate2::read::GzDecoder::new(&body[..]).take(MAX_BODY as u64 + 1);
+        match std::io::Read::read_to_end(&mut dec, &mut out) {
+            Ok(n) if n <= MAX_BODY => bytes::Bytes::from(out),
+            _ => {
+                return http::error(&ApiError::new(
+                    400,
+                    "INVALID_CONTENT_ENCODING",
+                    "the request body is not valid gzip",
+                ));
+            }
+        }
+    } else {
+        body
     };
     let segs = http::segments(parts.uri.path());
     let req = Req {

@@ -16,6 +16,12 @@ async fn wait_for(api: &Api, path: &str, want: &[&str]) -> Value {
     panic!("job {path} never reached {want:?}");
 }
 
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut e, data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
 async fn get_raw(api: &Api, path: &str, gzip: bool) -> reqwest::Response {
     let mut rb = api
         .http
@@ -256,7 +262,20 @@ async fn ingest_delete_and_hard_delete() {
             .put(api.url(&format!("jobs/ingest/{job}/batches")))
             .bearer_auth(&api.token)
             .header("Content-Type", "text/csv")
-            .body(format!("Id\n{id}\n"))
+            // The second upload is gzip-compressed, as large uploads often are.
+            .header(
+                "Content-Encoding",
+                if op == "hardDelete" {
+                    "gzip"
+                } else {
+                    "identity"
+                },
+            )
+            .body(if op == "hardDelete" {
+                gzip(format!("Id\n{id}\n").as_bytes())
+            } else {
+                format!("Id\n{id}\n").into_bytes()
+            })
             .send()
             .await
             .expect("upload");
