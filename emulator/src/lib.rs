@@ -38,6 +38,7 @@ mod auth;
 mod bulk;
 mod cdc;
 pub mod clock;
+mod composite;
 mod config;
 mod csv_in;
 mod describe;

@@ -149,7 +149,7 @@ impl Org {
 
     /// Records committed changes: stats and change events. Call with the store lock held.
     pub fn committed(&self, store: &Store, changes: &[Change], origin: &str, user_row: u32) {
-        if changes.is_empty() {
+        if changes.is_empty() || crate::writes::defer_changes(changes, origin, user_row) {
             return;
         }
         self.stats.written(changes.len() as u64);

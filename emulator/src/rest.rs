@@ -71,6 +71,7 @@ pub fn classify(method: &str, segs: &[String]) -> &'static str {
         ("PATCH" | "POST", ["sobjects", _, _, _]) => "sobject.upsert",
         ("GET", ["sobjects", _, _, _]) => "sobject.readByExternalId",
         ("DELETE", ["sobjects", _, _, _]) => "sobject.deleteByExternalId",
+        ("POST", ["composite"]) => "composite",
         ("POST", ["composite", "sobjects"]) => "collections.create",
         ("PATCH", ["composite", "sobjects"]) => "collections.update",
         ("DELETE", ["composite", "sobjects"]) => "collections.delete",
@@ -124,6 +125,9 @@ pub async fn dispatch(
             query_more(org, version, locator)
         }
         ["limits"] if is(&req.method, "GET") => Ok(http::json(200, &limits(org))),
+        ["composite"] if is(&req.method, "POST") => {
+            crate::composite::run(org, &req, session, origin).await
+        }
         ["sobjects", ..] | ["composite", ..] => {
             if s.first() == Some(&"composite") {
                 need(42)?;

@@ -416,6 +416,7 @@ pub fn create(
     check_unique(store, table, &fields, None)?;
     values.extend(audit(store, table, ctx, true));
     let row = store.tables[table].push_row(&values);
+    journal(|| Undo::Created { table, row });
     Ok((
         row,
         Change {
@@ -471,6 +472,7 @@ pub fn update(
     check_unique(store, table, &fields, Some(row))?;
     values.extend(audit(store, table, ctx, false));
     changed.push("LastModifiedDate".to_string());
+    journal(|| snapshot(store, table, row));
     store.tables[table].set_cells(row, &values);
     Ok(Change {
         table,
@@ -503,6 +505,7 @@ pub fn delete(
 ) -> Result<Change, RecordError> {
     check_writable(store, table, row)?;
     let values = audit(store, table, ctx, false);
+    journal(|| snapshot(store, table, row));
     let t = &mut store.tables[table];
     t.set_cells(row, &values);
     t.state[row as usize] = DELETED;
@@ -532,6 +535,7 @@ pub fn purge(
         }
     }
     let values = audit(store, table, ctx, false);
+    journal(|| snapshot(store, table, row));
     let t = &mut store.tables[table];
     t.set_cells(row, &values);
     t.state[row as usize] = PURGED;
@@ -632,4 +636,48 @@ pub fn rollback(store: &mut Store, undo: Vec<Undo>) {
             }
         }
     }
+}
+
+/// An open transaction of the current task (the Composite API with `allOrNone`): undo
+/// records for every write, and changes whose events wait for the commit.
+#[derive(Debug, Default)]
+pub struct Tx {
+    pub undo: Vec<Undo>,
+    pub deferred: Vec<(Change, String, u32)>,
+}
+
+tokio::task_local! {
+    static TX: std::cell::RefCell<Tx>;
+}
+
+/// Records undo information when the current task runs inside `transaction`. Task-local,
+/// so concurrent requests are never journaled into someone else's transaction.
+fn journal(undo: impl FnOnce() -> Undo) {
+    if TX.try_with(|_| ()).is_ok() {
+        let u = undo();
+        let _ = TX.try_with(|t| t.borrow_mut().undo.push(u));
+    }
+}
+
+/// Inside a transaction, holds committed changes back (no change events for work that may
+/// still roll back). Returns false outside a transaction.
+pub fn defer_changes(changes: &[Change], origin: &str, user_row: u32) -> bool {
+    TX.try_with(|t| {
+        t.borrow_mut().deferred.extend(
+            changes
+                .iter()
+                .map(|c| (c.clone(), origin.to_string(), user_row)),
+        )
+    })
+    .is_ok()
+}
+
+/// Runs `f` as one transaction scope; returns its output and the journal.
+pub async fn transaction<F: std::future::Future>(f: F) -> (F::Output, Tx) {
+    TX.scope(std::cell::RefCell::new(Tx::default()), async move {
+        let out = f.await;
+        let tx = TX.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        (out, tx)
+    })
+    .await
 }

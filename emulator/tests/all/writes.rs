@@ -318,3 +318,75 @@ async fn collections_report_per_record_results_and_honour_all_or_none() {
         .await;
     assert_eq!(r.status, 400);
 }
+
+#[tokio::test]
+async fn composite_chains_references_and_rolls_back_all_or_none() {
+    let (org, api) = start(small()).await;
+    let body = json!({"allOrNone": true, "compositeRequest": [
+        {"method": "POST", "url": "/services/data/v60.0/sobjects/Account", "referenceId": "acc", "body": {"Name": "Composite Co"}},
+        {"method": "POST", "url": "/services/data/v60.0/sobjects/Contact", "referenceId": "con", "body": {"LastName": "Comp", "AccountId": "@{acc.id}"}},
+        {"method": "GET", "url": "/services/data/v60.0/sobjects/Account/@{acc.id}?fields=Name", "referenceId": "read"},
+        {"method": "GET", "url": "/services/data/v60.0/query?q=SELECT+Id+FROM+Contact+WHERE+AccountId+%3D+'@{acc.id}'", "referenceId": "q"},
+    ]});
+    let r = api.post("composite", body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let res = r.body["compositeResponse"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(res[0]["httpStatusCode"], 201);
+    assert_eq!(res[1]["httpStatusCode"], 201, "{}", r.text);
+    assert_eq!(res[2]["body"]["Name"], "Composite Co");
+    assert_eq!(res[3]["body"]["totalSize"], 1);
+    let events_before = org.events_after(0).len();
+    assert_eq!(
+        events_before, 2,
+        "events published once the composite committed"
+    );
+
+    let before = api.count("SELECT COUNT() FROM Account").await;
+    let body = json!({"allOrNone": true, "compositeRequest": [
+        {"method": "POST", "url": "/services/data/v60.0/sobjects/Account", "referenceId": "ok", "body": {"Name": "Doomed"}},
+        {"method": "PATCH", "url": "/services/data/v60.0/sobjects/Account/@{ok.id}", "referenceId": "upd", "body": {"Phone": "1"}},
+        {"method": "POST", "url": "/services/data/v60.0/sobjects/Account", "referenceId": "bad", "body": {"Tier__c": "Gold"}},
+        {"method": "POST", "url": "/services/data/v60.0/sobjects/Account", "referenceId": "never", "body": {"Name": "Never"}},
+    ]});
+    let r = api.post("composite", body).await;
+    let res = r.body["compositeResponse"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(res[0]["httpStatusCode"], 400);
+    assert_eq!(res[0]["body"][0]["errorCode"], "PROCESSING_HALTED");
+    assert_eq!(res[2]["body"][0]["errorCode"], "REQUIRED_FIELD_MISSING");
+    assert_eq!(res[3]["body"][0]["errorCode"], "PROCESSING_HALTED");
+    assert_eq!(
+        api.count("SELECT COUNT() FROM Account").await,
+        before,
+        "rolled back"
+    );
+    assert_eq!(
+        org.events_after(0).len(),
+        events_before,
+        "no events for rolled-back work"
+    );
+
+    // Without allOrNone, independent subrequests still run; dependants of a failure halt.
+    let body = json!({"compositeRequest": [
+        {"method": "POST", "url": "/services/data/v60.0/sobjects/Account", "referenceId": "bad", "body": {"Tier__c": "Gold"}},
+        {"method": "POST", "url": "/services/data/v60.0/sobjects/Contact", "referenceId": "dep", "body": {"LastName": "X", "AccountId": "@{bad.id}"}},
+        {"method": "POST", "url": "/services/data/v60.0/sobjects/Account", "referenceId": "fine", "body": {"Name": "Fine"}},
+    ]});
+    let r = api.post("composite", body).await;
+    let res = r.body["compositeResponse"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        res[1]["body"][0]["errorCode"], "PROCESSING_HALTED",
+        "{}",
+        r.text
+    );
+    assert_eq!(res[2]["httpStatusCode"], 201);
+    assert_eq!(org.stats().by_kind.get("composite").copied(), Some(3));
+}
