@@ -138,8 +138,13 @@ async fn main() -> anyhow::Result<()> {
     println!("  admin          {}/__admin/stats", org.base_url());
     println!("WEFT_EMULATOR_URL={}", org.base_url());
     println!("WEFT_EMULATOR_TOKEN={}", org.access_token());
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    // Ctrl-C or SIGTERM: drop the org so a generated TLS directory is removed.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    drop(org);
     Ok(())
 }
