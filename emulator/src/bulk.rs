@@ -291,7 +291,7 @@ fn create_query(
             .map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
         query::plan(&store, &parsed, operation == "queryAll", org.today())?
     };
-    if plan.count_only {
+    if plan.count_only || !plan.children.is_empty() {
         return Err(ApiError::new(
             400,
             "API_ERROR",

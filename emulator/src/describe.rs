@@ -162,11 +162,7 @@ pub fn object(store: &Store, def: &ObjectDef, version: &str) -> Value {
                 && !f.name.ends_with("ById")
                 && f.name != "MasterRecordId"
             {
-                let rel = match f.name.as_str() {
-                    "ParentId" => "ChildAccounts".to_string(),
-                    _ if f.custom => format!("{}__r", t.def.label_plural.replace(' ', "_")),
-                    _ => t.def.label_plural.replace(' ', ""),
-                };
+                let rel = crate::schema::child_relationship_name(&t.def, f).unwrap_or_default();
                 children.push(json!({
                     "cascadeDelete": false, "childSObject": t.def.name, "deprecatedAndHidden": false,
                     "field": f.name, "junctionIdListNames": [], "junctionReferenceTo": [],

@@ -31,6 +31,8 @@ pub struct Cursor {
     pub rows: Arc<Vec<u32>>,
     /// Page size the query was opened with (`batchSize`), reused for every follow-up page.
     pub batch: usize,
+    /// Child subquery rows per parent, computed once when the query runs.
+    pub kids: Arc<crate::query::ChildRows>,
 }
 
 #[derive(Debug, Default)]
@@ -190,6 +192,7 @@ impl Org {
         })?;
         let plan = crate::query::plan(&store, &parsed, include_deleted, self.today())?;
         let rows = crate::query::execute(&store, &plan);
+        let kids = crate::query::execute_children(&store, &plan, &rows);
         if plan.count_only {
             return Ok(vec![serde_json::json!({"totalSize": rows.len()})]);
         }
@@ -197,7 +200,7 @@ impl Org {
         let mut buf = Vec::new();
         for r in rows {
             buf.clear();
-            crate::render::write_record(&mut buf, &store, &plan, "60.0", r);
+            crate::render::write_record(&mut buf, &store, &plan, "60.0", r, &kids);
             out.push(serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null));
         }
         Ok(out)

@@ -171,11 +171,26 @@ pub struct Plan {
     pub tree: Vec<OutNode>,
     pub count_only: bool,
     pub include_deleted: bool,
+    /// Child relationship subqueries, rendered as nested query results.
+    pub children: Vec<ChildPlan>,
     filter: Option<Pred>,
     order: Vec<OrderKey>,
     limit: Option<u64>,
     offset: Option<u64>,
 }
+
+/// A child relationship subquery (`(SELECT … FROM Contacts)`).
+#[derive(Debug, Clone)]
+pub struct ChildPlan {
+    /// Relationship name as the schema spells it (`Contacts`).
+    pub key: String,
+    /// Lookup column in the child table that points at the parent.
+    pub slot: usize,
+    pub plan: Plan,
+}
+
+/// For each child plan: parent row → its child rows (filtered, sorted, limited).
+pub type ChildRows = Vec<std::collections::HashMap<u32, Vec<u32>>>;
 
 fn resolve_path(
     store: &Store,
@@ -438,9 +453,11 @@ pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Resu
     let object = store.tables[table].def.name.clone();
     let mut columns = Vec::new();
     let mut count_only = false;
+    let mut children = Vec::new();
     for item in &q.select {
         match item {
             SelectItem::CountAll => count_only = true,
+            SelectItem::Subquery(sq) => children.push(child_plan(store, table, sq, today)?),
             SelectItem::Field(path) => {
                 let (acc, canon) = resolve_path(store, table, path)?;
                 let header = canon.join(".");
@@ -477,11 +494,79 @@ pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Resu
         tree,
         count_only,
         include_deleted,
+        children,
         filter,
         order,
         limit: q.limit,
         offset: q.offset,
     })
+}
+
+fn child_plan(store: &Store, parent: usize, sq: &Query, today: i64) -> Result<ChildPlan, ApiError> {
+    let parent_name = &store.tables[parent].def.name;
+    for t in store.tables.iter().filter(|t| t.active) {
+        for f in &t.def.fields {
+            if f.reference_to.as_deref() != Some(parent_name.as_str()) {
+                continue;
+            }
+            let Some(rel) = crate::schema::child_relationship_name(&t.def, f) else {
+                continue;
+            };
+            if !rel.eq_ignore_ascii_case(&sq.object) {
+                continue;
+            }
+            let Storage::Column(slot) = f.storage else {
+                continue;
+            };
+            let mut q = sq.clone();
+            q.object = t.def.name.clone();
+            let plan = plan(store, &q, false, today)?;
+            if plan.count_only || plan.offset.is_some() {
+                return Err(ApiError::malformed_query(
+                    "COUNT() and OFFSET are not supported in a child relationship subquery",
+                ));
+            }
+            return Ok(ChildPlan {
+                key: rel,
+                slot,
+                plan,
+            });
+        }
+    }
+    Err(ApiError::new(
+        400,
+        "INVALID_TYPE",
+        format!(
+            "Didn't understand relationship '{}' in FROM part of query call. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names.",
+            sq.object
+        ),
+    ))
+}
+
+/// Child rows of every parent in `parents`, per child plan of `plan`.
+pub fn execute_children(store: &Store, plan: &Plan, parents: &[u32]) -> ChildRows {
+    let mut out = Vec::with_capacity(plan.children.len());
+    for c in &plan.children {
+        let mut map: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+        if !parents.is_empty() {
+            let wanted: std::collections::HashSet<u32> = parents.iter().copied().collect();
+            let mut all = c.plan.clone();
+            all.limit = None;
+            let child_table = &store.tables[c.plan.table];
+            for r in execute(store, &all) {
+                if let Some((_, p)) = child_table.ref_row(c.slot, r)
+                    && wanted.contains(&p)
+                {
+                    let v = map.entry(p).or_default();
+                    if c.plan.limit.is_none_or(|l| (v.len() as u64) < l) {
+                        v.push(r);
+                    }
+                }
+            }
+        }
+        out.push(map);
+    }
+    out
 }
 
 fn build_tree(store: &Store, base: usize, columns: &[Column]) -> Vec<OutNode> {

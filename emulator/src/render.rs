@@ -8,7 +8,7 @@
 
 use crate::clock;
 use crate::ids;
-use crate::query::{OutNode, Plan};
+use crate::query::{ChildRows, OutNode, Plan};
 use crate::schema::FieldType;
 use crate::store::{Cell, Store};
 use std::io::Write;
@@ -99,9 +99,43 @@ pub fn write_attributes(
     out.extend_from_slice(b"\"}");
 }
 
-/// Appends one REST query record (with nested parents) as a JSON object.
-pub fn write_record(out: &mut Vec<u8>, store: &Store, plan: &Plan, version: &str, row: u32) {
+/// Appends one REST query record (with nested parents, and child subquery results from
+/// `kids`, computed by `query::execute_children`) as a JSON object.
+pub fn write_record(
+    out: &mut Vec<u8>,
+    store: &Store,
+    plan: &Plan,
+    version: &str,
+    row: u32,
+    kids: &ChildRows,
+) {
     write_node_object(out, store, plan, version, plan.table, row, &plan.tree);
+    if plan.children.is_empty() {
+        return;
+    }
+    out.pop(); // reopen the object to append the child relationships
+    for (c, map) in plan.children.iter().zip(kids.iter()) {
+        out.push(b',');
+        write_json_str(out, &c.key);
+        out.push(b':');
+        match map.get(&row) {
+            None => out.extend_from_slice(b"null"),
+            Some(rows) => {
+                out.extend_from_slice(
+                    format!("{{\"totalSize\":{},\"done\":true,\"records\":[", rows.len())
+                        .as_bytes(),
+                );
+                for (i, &r) in rows.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_node_object(out, store, &c.plan, version, c.plan.table, r, &c.plan.tree);
+                }
+                out.extend_from_slice(b"]}");
+            }
+        }
+    }
+    out.push(b'}');
 }
 
 fn write_node_object(

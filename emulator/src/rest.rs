@@ -213,7 +213,13 @@ fn run_query(
     }
     let plan = Arc::new(plan);
     let rows = Arc::new(rows);
-    let cursor = Cursor { plan, rows, batch };
+    let kids = Arc::new(query::execute_children(&store, &plan, &rows));
+    let cursor = Cursor {
+        plan,
+        rows,
+        batch,
+        kids,
+    };
     let id = if cursor.rows.len() > batch {
         org.cursors
             .lock()
@@ -277,7 +283,7 @@ fn page(
         if i > 0 {
             out.push(b',');
         }
-        render::write_record(&mut out, store, &c.plan, version, r);
+        render::write_record(&mut out, store, &c.plan, version, r, &c.kids);
     }
     out.extend_from_slice(b"]}");
     http::json_bytes(200, out)

@@ -338,6 +338,20 @@ impl ObjectDef {
     }
 }
 
+/// The child relationship name a lookup gives its parent (`Contacts` on Account for
+/// `Contact.AccountId`), as describe reports it and subqueries use it. `None` for audit and
+/// merge lookups, which have no child relationship.
+pub fn child_relationship_name(child: &ObjectDef, f: &FieldDef) -> Option<String> {
+    if f.reference_to.is_none() || f.name.ends_with("ById") || f.name == "MasterRecordId" {
+        return None;
+    }
+    Some(match f.name.as_str() {
+        "ParentId" => "ChildAccounts".to_string(),
+        _ if f.custom => format!("{}__r", child.label_plural.replace(' ', "_")),
+        _ => child.label_plural.replace(' ', ""),
+    })
+}
+
 /// Marker for the computed `Name` of person-like objects.
 fn full_name() -> FieldDef {
     let mut f = FieldDef::new("Name", FieldType::String)

@@ -1,7 +1,8 @@
 //! SOQL text → syntax tree.
 //!
 //! Owns the grammar of the SOQL subset the org answers: a select list of field paths
-//! (including parent relationships such as `Account.Owner.Name`) or `COUNT()`, one `FROM`
+//! (including parent relationships such as `Account.Owner.Name`), one level of child
+//! relationship subqueries, or `COUNT()`, one `FROM`
 //! object, `WHERE` with comparisons, `IN`/`NOT IN`, `LIKE`, `AND`/`OR`/`NOT` and parentheses,
 //! string/number/boolean/null/date/datetime literals and relative date keywords, `ORDER BY`
 //! (several keys, `ASC`/`DESC`, `NULLS FIRST|LAST`), `LIMIT` and `OFFSET`. It knows nothing of
@@ -17,6 +18,9 @@ pub enum SelectItem {
     Field(Vec<String>),
     /// `COUNT()`.
     CountAll,
+    /// A child relationship subquery: `(SELECT Id FROM Contacts WHERE … LIMIT n)`; its
+    /// `object` is the relationship name.
+    Subquery(Box<Query>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,7 +287,7 @@ impl Parser {
         }
     }
 
-    fn select_list(&mut self) -> Result<Vec<SelectItem>, ApiError> {
+    fn select_list(&mut self, nested: bool) -> Result<Vec<SelectItem>, ApiError> {
         let mut items = Vec::new();
         loop {
             if self.is_kw("count") && self.toks.get(self.pos + 1) == Some(&Tok::LParen) {
@@ -295,9 +299,17 @@ impl Parser {
                 }
                 items.push(SelectItem::CountAll);
             } else if self.peek() == Some(&Tok::LParen) {
-                return Err(ApiError::malformed_query(
-                    "Child relationship subqueries are not supported by this org",
-                ));
+                if nested {
+                    return Err(ApiError::malformed_query(
+                        "Nesting of child relationship subqueries is not supported",
+                    ));
+                }
+                self.pos += 1;
+                let q = self.query(true)?;
+                if !self.eat(&Tok::RParen) {
+                    return Err(self.unexpected());
+                }
+                items.push(SelectItem::Subquery(Box::new(q)));
             } else {
                 items.push(SelectItem::Field(self.path()?));
             }
@@ -462,72 +474,84 @@ pub fn parse(text: &str) -> Result<Query, ApiError> {
         toks: tokenize(text)?,
         pos: 0,
     };
-    p.expect_kw("select")?;
-    let select = p.select_list()?;
-    p.expect_kw("from")?;
-    let object = match p.peek() {
-        Some(Tok::Word(w)) if w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => w.clone(),
-        _ => return Err(p.unexpected()),
-    };
-    p.pos += 1;
-    let filter = if p.eat_kw("where") {
-        Some(p.or_expr()?)
-    } else {
-        None
-    };
-    let mut order = Vec::new();
-    if p.eat_kw("order") {
-        p.expect_kw("by")?;
-        loop {
-            let path = p.path()?;
-            let desc = if p.eat_kw("desc") {
-                true
-            } else {
-                p.eat_kw("asc");
-                false
-            };
-            // Salesforce's default puts nulls first when ascending, last when descending.
-            let mut nulls_first = !desc;
-            if p.eat_kw("nulls") {
-                if p.eat_kw("first") {
-                    nulls_first = true;
-                } else if p.eat_kw("last") {
-                    nulls_first = false;
-                } else {
-                    return Err(p.unexpected());
-                }
-            }
-            order.push(OrderItem {
-                path,
-                desc,
-                nulls_first,
-            });
-            if !p.eat(&Tok::Comma) {
-                break;
-            }
-        }
-    }
-    let limit = if p.eat_kw("limit") {
-        Some(p.integer()?)
-    } else {
-        None
-    };
-    let offset = if p.eat_kw("offset") {
-        Some(p.integer()?)
-    } else {
-        None
-    };
+    let q = p.query(false)?;
     if p.pos != p.toks.len() {
         return Err(p.unexpected());
     }
-    Ok(Query {
-        select,
-        object,
-        filter,
-        order,
-        limit,
-        offset,
-    })
+    Ok(q)
+}
+
+impl Parser {
+    /// `SELECT … FROM … [WHERE] [ORDER BY] [LIMIT] [OFFSET]`; `nested` for a subquery, which
+    /// ends at the caller's closing parenthesis.
+    fn query(&mut self, nested: bool) -> Result<Query, ApiError> {
+        let p = self;
+        p.expect_kw("select")?;
+        let select = p.select_list(nested)?;
+        p.expect_kw("from")?;
+        let object = match p.peek() {
+            Some(Tok::Word(w)) if w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                w.clone()
+            }
+            _ => return Err(p.unexpected()),
+        };
+        p.pos += 1;
+        let filter = if p.eat_kw("where") {
+            Some(p.or_expr()?)
+        } else {
+            None
+        };
+        let mut order = Vec::new();
+        if p.eat_kw("order") {
+            p.expect_kw("by")?;
+            loop {
+                let path = p.path()?;
+                let desc = if p.eat_kw("desc") {
+                    true
+                } else {
+                    p.eat_kw("asc");
+                    false
+                };
+                // Salesforce's default puts nulls first when ascending, last when descending.
+                let mut nulls_first = !desc;
+                if p.eat_kw("nulls") {
+                    if p.eat_kw("first") {
+                        nulls_first = true;
+                    } else if p.eat_kw("last") {
+                        nulls_first = false;
+                    } else {
+                        return Err(p.unexpected());
+                    }
+                }
+                order.push(OrderItem {
+                    path,
+                    desc,
+                    nulls_first,
+                });
+                if !p.eat(&Tok::Comma) {
+                    break;
+                }
+            }
+        }
+        let limit = if p.eat_kw("limit") {
+            Some(p.integer()?)
+        } else {
+            None
+        };
+        let offset = if p.eat_kw("offset") {
+            Some(p.integer()?)
+        } else {
+            None
+        };
+        Ok(Query {
+            select,
+            object,
+            filter,
+            order,
+            limit,
+            offset,
+        })
+    }
 }
 
 #[cfg(test)]

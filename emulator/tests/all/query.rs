@@ -304,3 +304,72 @@ async fn id_and_external_id_lookups_match_the_full_scan() {
         .await;
     assert_eq!(r.error_code(), "INVALID_QUERY_FILTER_OPERATOR");
 }
+
+#[tokio::test]
+async fn child_relationship_subqueries_nest_query_results() {
+    let (org, api) = start(small()).await;
+    let r = api
+        .query("SELECT AccountId FROM Contact WHERE AccountId != null ORDER BY AccountId LIMIT 1")
+        .await;
+    let acc = r.body["records"][0]["AccountId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let n = api
+        .count(&format!(
+            "SELECT COUNT() FROM Contact WHERE AccountId = '{acc}'"
+        ))
+        .await;
+    let r = api
+        .query(&format!("SELECT Id, Name, (SELECT Id, LastName, Account.Name FROM Contacts ORDER BY LastName) FROM Account WHERE Id = '{acc}'"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let kids = &r.body["records"][0]["Contacts"];
+    assert_eq!(kids["totalSize"].as_u64(), Some(n), "{}", r.text);
+    assert_eq!(kids["done"], true);
+    assert_eq!(kids["records"][0]["attributes"]["type"], "Contact");
+    assert_eq!(
+        kids["records"][0]["Account"]["Name"],
+        r.body["records"][0]["Name"]
+    );
+    let r = api
+        .query(&format!(
+            "SELECT Id, (SELECT Id FROM Contacts LIMIT 1) FROM Account WHERE Id = '{acc}'"
+        ))
+        .await;
+    assert_eq!(r.body["records"][0]["Contacts"]["totalSize"], 1);
+
+    // A parent without children carries `null`, as Salesforce does.
+    let lonely = org
+        .add_object(&weft_emulator::ObjectSpec {
+            name: "Note__c".into(),
+            label: None,
+            fields: vec![weft_emulator::FieldSpec {
+                reference_to: Some("Account".into()),
+                ..weft_emulator::FieldSpec::new("Account__c", weft_emulator::FieldType::Reference)
+            }],
+        })
+        .is_ok();
+    assert!(lonely);
+    let r = api
+        .query(&format!(
+            "SELECT Id, (SELECT Id FROM Notes__r) FROM Account WHERE Id = '{acc}'"
+        ))
+        .await;
+    assert_eq!(r.body["records"][0]["Notes__r"], Value::Null, "{}", r.text);
+
+    assert_eq!(
+        api.query("SELECT Id, (SELECT Id FROM Nope) FROM Account")
+            .await
+            .error_code(),
+        "INVALID_TYPE"
+    );
+    assert_eq!(
+        api.query("SELECT Id, (SELECT Id, (SELECT Id FROM Contacts) FROM Contacts) FROM Account")
+            .await
+            .error_code(),
+        "MALFORMED_QUERY"
+    );
+    let r = api.post("jobs/query", serde_json::json!({"operation": "query", "query": "SELECT Id, (SELECT Id FROM Contacts) FROM Account"})).await;
+    assert_eq!(r.status, 400);
+}
