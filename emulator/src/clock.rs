@@ -134,6 +134,7 @@ pub fn format_datetime(ms: i64) -> String {
     String::from_utf8(v).unwrap_or_default()
 }
 
+#[cfg(test)]
 pub fn format_date(days: i64) -> String {
     let mut v = Vec::with_capacity(10);
     write_date(&mut v, days);

@@ -5,6 +5,8 @@
 //! query and ingest, change events — over real HTTP(S), with Salesforce's limits, errors and
 //! quirks, so that unmodified clients (simple-salesforce, jsforce) cannot tell it from an org.
 //! It shares no code with the host's Salesforce client: a shared bug would pass every test.
+//! For the same reason its SOQL parser, id codec and date formats stay private — the host
+//! must carry its own.
 //!
 //! # In-process use (stable API for the host's tests)
 //!
@@ -37,7 +39,7 @@ mod admin;
 mod auth;
 mod bulk;
 mod cdc;
-pub mod clock;
+mod clock;
 mod composite;
 mod config;
 mod csv_in;
@@ -45,7 +47,7 @@ mod describe;
 mod error;
 mod faults;
 mod http;
-pub mod ids;
+mod ids;
 mod limits;
 mod org;
 mod query;
@@ -55,7 +57,7 @@ mod schema;
 mod seed;
 mod server;
 mod sobjects;
-pub mod soql;
+mod soql;
 mod stats;
 mod store;
 mod tls;
