@@ -14,7 +14,7 @@ use crate::values;
 /// Coerces `value` to `field`'s kind.
 pub fn coerce_value<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
     if value.is_null() {
-        return Ok(Val::Null);
+        return Ok(value);
     }
     match field.kind {
         FieldKind::Id

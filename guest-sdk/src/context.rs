@@ -12,8 +12,9 @@ use crate::bindings::weft::plugin::types::{CallContext, Direction};
 
 #[derive(Debug)]
 enum Source {
-    /// The component's host imports.
-    Host,
+    /// The component's host imports, with values cached for the rest of the call: a
+    /// per-record `cx.config(..)` then costs a map lookup, not a trip into the host.
+    Host(RefCell<BTreeMap<String, Option<String>>>),
     /// A fixed map, for native tests and benchmarks.
     Map(BTreeMap<String, String>, RefCell<Vec<(LogLevel, String)>>),
 }
@@ -33,7 +34,7 @@ impl Cx {
             installation: ctx.installation.clone(),
             direction: ctx.direction,
             now: ctx.now,
-            source: Source::Host,
+            source: Source::Host(RefCell::default()),
         }
     }
 
@@ -69,7 +70,14 @@ impl Cx {
     /// A plugin configuration value.
     pub fn config(&self, key: &str) -> Option<String> {
         match &self.source {
-            Source::Host => host::config_get(key),
+            Source::Host(cache) => {
+                if let Some(value) = cache.borrow().get(key) {
+                    return value.clone();
+                }
+                let value = host::config_get(key);
+                cache.borrow_mut().insert(key.to_owned(), value.clone());
+                value
+            }
             Source::Map(map, _) => map.get(key).cloned(),
         }
     }
@@ -77,7 +85,7 @@ impl Cx {
     /// Every configuration key, sorted.
     pub fn config_keys(&self) -> Vec<String> {
         match &self.source {
-            Source::Host => host::config_keys(),
+            Source::Host(_) => host::config_keys(),
             Source::Map(map, _) => map.keys().cloned().collect(),
         }
     }
@@ -97,7 +105,7 @@ impl Cx {
     /// A log line, tagged by the host with the installation and plugin.
     pub fn log(&self, level: LogLevel, message: &str) {
         match &self.source {
-            Source::Host => host::log(level, message),
+            Source::Host(_) => host::log(level, message),
             Source::Map(_, logs) => logs.borrow_mut().push((level, message.to_owned())),
         }
     }
@@ -105,7 +113,7 @@ impl Cx {
     /// Log lines written under the native harness.
     pub fn native_logs(&self) -> Vec<(LogLevel, String)> {
         match &self.source {
-            Source::Host => Vec::new(),
+            Source::Host(_) => Vec::new(),
             Source::Map(_, logs) => logs.borrow().clone(),
         }
     }

@@ -33,7 +33,6 @@ mod batch;
 mod coerce;
 mod context;
 mod plugin;
-#[doc(hidden)]
 pub mod run;
 pub mod testing;
 pub mod values;
@@ -52,11 +51,11 @@ pub mod bindings {
     });
 }
 
-pub use batch::{BatchBuilder, BatchView, Emit, Record, RecordWriter, Val};
+pub use batch::{BatchBuilder, BatchView, Column, Emit, Record, RecordWriter, Val};
 pub use bindings::weft::plugin::host::LogLevel;
 pub use bindings::weft::plugin::types::{
-    Batch, BatchResult, CallContext, Decision, DedupResult, Direction, FieldKind, FieldSchema,
-    ObjectSchema, RecordError, Resolution,
+    Batch, BatchResult, CallContext, Decision, DedupKey, DedupResult, Direction, FieldKind,
+    FieldSchema, ObjectSchema, RecordError, Resolution, Span, Value,
 };
 pub use coerce::coerce_value;
 pub use context::Cx;

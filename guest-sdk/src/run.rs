@@ -1,4 +1,5 @@
-//! The batch drivers behind every export: build the context, configure the plugin, run its
+//! The batch drivers behind every export, public so a plugin's `*_batch` override can
+//! reuse them around its own logic: build the context, configure the plugin, run its
 //! per-record methods over the batch, and turn failures into per-record errors.
 //!
 //! Invariant the host relies on: every input record either produces output or appears in
@@ -197,7 +198,7 @@ pub fn coerce_each(
     }
 }
 
-pub fn resolve_each<P: Plugin + ?Sized>(
+pub fn resolve_each<P: Plugin>(
     cx: &Cx,
     incoming: &Batch,
     incoming_at: &[i64],
@@ -234,6 +235,11 @@ pub fn resolve_each<P: Plugin + ?Sized>(
         };
         let current_at = current_modified_at.get(row).copied().flatten();
         for ((name, value), column) in inc.fields().zip(decisions.iter_mut()) {
+            // An absent incoming value has nothing to write; the plugin is not asked.
+            if value.is_absent() {
+                column.push(Decision::Skip);
+                continue;
+            }
             let current_value = cur.get(name);
             column.push(plugin.resolve_field(
                 cx,

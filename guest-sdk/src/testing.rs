@@ -102,7 +102,7 @@ pub fn batch<'v>(object: &str, rows: &[&[(&str, Val<'v>)]]) -> Batch {
     builder.finish()
 }
 
-/// The records of a batch as maps, for assertions. Null fields are left out.
+/// The records of a batch as maps, for assertions. Null and absent fields are left out.
 pub fn rows(batch: &Batch) -> Vec<BTreeMap<String, Val<'static>>> {
     let view = BatchView::new(batch);
     view.records()

@@ -244,7 +244,9 @@ impl Synonyms {
     }
 }
 
-/// The registrable part of a website: `https://WWW.Acme.com:443/about` → `acme.com`.
+/// The host name of a website without scheme, port, path and a leading `www.`:
+/// `https://WWW.Acme.com:443/about` → `acme.com`. Other subdomains are kept
+/// (`shop.acme.co.uk` stays as it is): there is no public-suffix list in a plugin.
 pub fn website_domain(url: &str) -> Option<String> {
     let s = url.trim();
     let s = s.split_once("://").map_or(s, |(_, rest)| rest);

@@ -21,7 +21,7 @@ mod validate;
 
 use bindings::types;
 
-pub use batch::{BatchBuilder, batch_from_json, batch_to_json, value_to_json};
+pub use batch::{BatchBuilder, batch_from_json, batch_to_json, record_to_json, value_to_json};
 pub use bindings::types::{
     Batch, BatchResult, CallContext, Decision, DedupKey, DedupResult, Direction, FieldKind,
     FieldSchema, ObjectSchema, RecordError, Resolution, Span, Value,

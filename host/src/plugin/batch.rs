@@ -3,7 +3,9 @@
 //! JSON is how records arrive from webhooks and the CLI and how they leave for sinks;
 //! the columnar batch is how they cross into plugins. Typed values map as: null, booleans,
 //! integers and floats to themselves; strings to text; objects and arrays to `json`;
-//! dates, datetimes and times to their ISO 8601 text.
+//! dates, datetimes and times to their ISO 8601 text. A key a record does not carry is
+//! `absent` (leave the target untouched), never `null` (clear it), and absent values are
+//! left out of the JSON again on the way back.
 
 use serde_json::{Map, Number, Value as Json};
 
@@ -54,7 +56,7 @@ impl BatchBuilder {
         let row = self.batch.sources.len();
         self.batch.sources.push(row as u32);
         for column in &mut self.batch.columns {
-            column.push(Value::Null);
+            column.push(Value::Absent);
         }
         row
     }
@@ -66,7 +68,7 @@ impl BatchBuilder {
         self.batch.fields.push(field.to_owned());
         self.batch
             .columns
-            .push(vec![Value::Null; self.batch.sources.len()]);
+            .push(vec![Value::Absent; self.batch.sources.len()]);
         self.batch.columns.len() - 1
     }
 
@@ -135,7 +137,7 @@ pub fn batch_from_json(object: &str, records: &[Map<String, Json>]) -> Batch {
 /// One value as JSON. Out-of-range spans (which checked output never has) read as null.
 pub fn value_to_json(text: &str, value: &Value) -> Json {
     match *value {
-        Value::Null => Json::Null,
+        Value::Absent | Value::Null => Json::Null,
         Value::Boolean(b) => Json::Bool(b),
         Value::Integer(i) => Json::from(i),
         Value::Number(n) => Number::from_f64(n).map_or(Json::Null, Json::Number),
@@ -171,21 +173,23 @@ fn format_datetime(ms: i64) -> String {
     )
 }
 
-/// The records of a batch as JSON objects (null fields included, as Salesforce does).
+/// One record of a batch as a JSON object: null fields included (as Salesforce sends
+/// them), absent ones left out.
+pub fn record_to_json(batch: &Batch, row: usize) -> Map<String, Json> {
+    batch
+        .fields
+        .iter()
+        .zip(&batch.columns)
+        .filter_map(|(field, column)| match column.get(row) {
+            None | Some(Value::Absent) => None,
+            Some(value) => Some((field.clone(), value_to_json(&batch.text, value))),
+        })
+        .collect()
+}
+
+/// The records of a batch as JSON objects; see [`record_to_json`].
 pub fn batch_to_json(batch: &Batch) -> Vec<Map<String, Json>> {
     (0..batch.sources.len())
-        .map(|row| {
-            batch
-                .fields
-                .iter()
-                .zip(&batch.columns)
-                .map(|(field, column)| {
-                    let value = column
-                        .get(row)
-                        .map_or(Json::Null, |v| value_to_json(&batch.text, v));
-                    (field.clone(), value)
-                })
-                .collect()
-        })
+        .map(|row| record_to_json(batch, row))
         .collect()
 }

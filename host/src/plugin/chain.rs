@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::batch::value_to_json;
+use super::batch::record_to_json;
 use super::engine::{CallSpec, LoadedPlugin};
 use super::error::PluginError;
 use super::installed::InstalledPlugins;
@@ -199,17 +199,7 @@ fn collect_records(
         if failed.contains(&row_u32) {
             continue;
         }
-        let fields = batch
-            .fields
-            .iter()
-            .zip(&batch.columns)
-            .map(|(name, column)| {
-                let value = column
-                    .get(row)
-                    .map_or(Json::Null, |v| value_to_json(&batch.text, v));
-                (name.clone(), value)
-            })
-            .collect();
+        let fields = record_to_json(batch, row);
         out.records.push(Transformed {
             source,
             object: batch.object.clone(),

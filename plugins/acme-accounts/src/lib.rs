@@ -69,16 +69,11 @@
 //! does not carry at all is never sent, whatever its policy. `company_id` and `name` are
 //! required and take no null policy. Every configuration error fails the whole batch with a
 //! reason naming the key.
-//!
-//! Because a columnar batch has no "absent" marker per record, records that send different
-//! sets of fields (one keeps `phone`, another clears it) are emitted as separate `Account`
-//! batches, one per field set; usually that is one batch.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use weft_guest::prelude::*;
-use weft_guest::{Batch, BatchBuilder, BatchResult, BatchView, RecordError};
 
 /// The product object this plugin maps.
 pub const COMPANY: &str = "company";
@@ -236,14 +231,13 @@ impl AcmeAccounts {
         for (i, mapping) in MAPPINGS.iter().enumerate() {
             let raw = rec.get(mapping.product);
             let value = if is_blank(&raw) {
-                // Only look for the column when the value is null: `has` scans the fields.
                 if REQUIRED.contains(&mapping.product) {
                     return Err(format!(
                         "{} is missing; every company needs a company_id and a name",
                         mapping.product
                     ));
                 }
-                if raw.is_null() && !rec.has(mapping.product) {
+                if raw.is_absent() {
                     continue;
                 }
                 match self.null_policy(i) {
@@ -352,12 +346,12 @@ impl AcmeAccounts {
         }
         let mut company = out.record(COMPANY);
         let id = rec.get("Id");
-        if !id.is_null() || rec.has("Id") {
+        if !id.is_absent() {
             company.set(SALESFORCE_ID, id);
         }
         for mapping in MAPPINGS {
             let raw = rec.get(mapping.account);
-            if raw.is_null() && !rec.has(mapping.account) {
+            if raw.is_absent() {
                 continue;
             }
             let value = to_product(mapping.kind, raw)
@@ -456,8 +450,8 @@ impl Plugin for AcmeAccounts {
         self.company_from(rec, out)
     }
 
-    /// One company → one Account. The batch driver below is what the host calls; this
-    /// per-record form serves callers that map a single record.
+    /// One company → one Account. A field whose null policy is `keep` is simply not set:
+    /// it stays absent, and the host leaves Salesforce's value untouched.
     fn map_outbound(&self, _cx: &Cx, rec: Record<'_>, out: &mut Emit) -> Result<(), String> {
         let mut fields = Vec::with_capacity(MAPPINGS.len() + 1);
         self.account_fields(rec, &mut fields)?;
@@ -466,50 +460,6 @@ impl Plugin for AcmeAccounts {
             account.set(name, value);
         }
         Ok(())
-    }
-
-    /// Like the default driver, but records go into one `Account` batch per set of fields
-    /// sent: in a columnar batch a field is either a column (sent for every record, null
-    /// included) or not, so "keep this field" for one record and "clear it" for another
-    /// cannot share a batch.
-    fn map_outbound_batch(&self, _cx: &Cx, input: &Batch) -> BatchResult {
-        let view = BatchView::new(input);
-        let mut groups: Vec<(u64, BatchBuilder)> = Vec::new();
-        let mut errors = Vec::new();
-        let mut fields: Vec<Outgoing<'_>> = Vec::with_capacity(MAPPINGS.len() + 1);
-        for rec in view.records() {
-            // Input batches have at most u32::MAX records by contract.
-            let row = u32::try_from(rec.index()).unwrap_or(u32::MAX);
-            fields.clear();
-            if let Err(reason) = self.account_fields(rec, &mut fields) {
-                errors.push(RecordError {
-                    record: row,
-                    reason,
-                });
-                continue;
-            }
-            let mask = fields.iter().fold(0u64, |mask, (i, _, _)| mask | 1 << i);
-            let group = match groups.iter().position(|(m, _)| *m == mask) {
-                Some(g) => g,
-                None => {
-                    // Reserve rows for the first group only: it is almost always the only one.
-                    let rows = if groups.is_empty() { view.len() } else { 0 };
-                    let names: Vec<&str> = fields.iter().map(|(_, name, _)| *name).collect();
-                    groups.push((mask, BatchBuilder::with_fields(ACCOUNT, &names, rows)));
-                    groups.len() - 1
-                }
-            };
-            if let Some((_, builder)) = groups.get_mut(group) {
-                let mut account = builder.push(row);
-                for (_, name, value) in fields.drain(..) {
-                    account.set(name, value);
-                }
-            }
-        }
-        BatchResult {
-            batches: groups.into_iter().map(|(_, b)| b.finish()).collect(),
-            errors,
-        }
     }
 }
 
@@ -539,7 +489,7 @@ fn to_product(kind: Kind, value: Val<'_>) -> Result<Val<'_>, String> {
 
 fn is_blank(value: &Val<'_>) -> bool {
     match value {
-        Val::Null => true,
+        Val::Null | Val::Absent => true,
         Val::Text(s) => s.trim().is_empty(),
         _ => false,
     }
@@ -679,12 +629,15 @@ mod tests {
         fields
     }
 
-    fn outbound(h: &Harness, records: &[Vec<(&'static str, Val<'static>)>]) -> BatchResult {
+    fn outbound(
+        h: &Harness,
+        records: &[Vec<(&'static str, Val<'static>)>],
+    ) -> weft_guest::BatchResult {
         let rows_: Vec<&[(&str, Val<'_>)]> = records.iter().map(Vec::as_slice).collect();
         h.map_outbound::<AcmeAccounts>(&batch(COMPANY, &rows_))
     }
 
-    fn one_account(out: &BatchResult) -> BTreeMap<String, Val<'static>> {
+    fn one_account(out: &weft_guest::BatchResult) -> BTreeMap<String, Val<'static>> {
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(out.batches.len(), 1);
         rows(&out.batches[0]).remove(0)
@@ -921,25 +874,24 @@ mod tests {
     }
 
     #[test]
-    fn records_sending_different_fields_go_to_separate_batches() {
+    fn one_batch_carries_kept_and_cleared_fields_side_by_side() {
         let h = harness().config("null.fax", "clear");
         let out = outbound(
             &h,
             &[
                 full_company(),
-                company(&[("phone", Val::Null)]), // keep: Phone not sent
-                full_company(),
-                company(&[("fax", Val::Null)]), // clear: Fax sent as null, same fields as a full one
+                company(&[("phone", Val::Null)]), // keep: Phone stays absent
+                company(&[("fax", Val::Null)]),   // clear: Fax sent as null
             ],
         );
         assert!(out.errors.is_empty());
-        assert_eq!(out.batches.len(), 2);
-        assert_eq!(out.batches[0].sources, vec![0, 2, 3]);
-        assert_eq!(out.batches[1].sources, vec![1]);
-        assert!(!out.batches[1].fields.iter().any(|f| f == "Phone"));
-        for b in &out.batches {
-            assert!(b.columns.iter().all(|c| c.len() == b.sources.len()));
-        }
+        assert_eq!(out.batches.len(), 1);
+        let b = &out.batches[0];
+        assert_eq!(b.sources, vec![0, 1, 2]);
+        let view = weft_guest::BatchView::new(b);
+        assert!(view.record(1).get("Phone").is_absent());
+        assert_eq!(view.record(2).get("Fax"), Val::Null);
+        assert!(!view.record(0).get("Phone").is_null());
     }
 
     #[test]

@@ -152,7 +152,7 @@ weft_guest::export_plugin!(GoldenDedup);
 /// as numbers). `None` when null or blank.
 fn text_of(rec: &Record<'_>, field: &str) -> Result<Option<String>, String> {
     match rec.get(field) {
-        Val::Null => Ok(None),
+        Val::Null | Val::Absent => Ok(None),
         Val::Text(s) => {
             let s = s.trim();
             Ok((!s.is_empty()).then(|| s.to_owned()))
