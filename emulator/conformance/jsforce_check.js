@@ -73,6 +73,18 @@ async function main() {
   check(up.success, 'upsert');
   const many = await conn2.sobject('Contact').create([{ LastName: 'A' }, { Email: 'no-last-name@example.com' }]);
   check(many[0].success && !many[1].success, 'collections per-record results');
+  // jsforce's default login (no OAuth client configured) is the partner SOAP login call.
+  const conn3 = new jsforce.Connection({ loginUrl: env.WEFT_URL, version: '60.0' });
+  const soap = await conn3.login(env.WEFT_USERNAME, env.WEFT_PASSWORD);
+  check(soap.organizationId && conn3.instanceUrl === env.WEFT_URL, 'SOAP login: ' + conn3.instanceUrl);
+  check((await conn3.query('SELECT COUNT() FROM User')).totalSize > 0, 'query after SOAP login');
+  let refused = false;
+  try {
+    await new jsforce.Connection({ loginUrl: env.WEFT_URL }).login(env.WEFT_USERNAME, 'wrong');
+  } catch (e) {
+    refused = /INVALID_LOGIN/.test(String(e));
+  }
+  check(refused, 'SOAP login refuses a bad password');
   console.log('jsforce conformance: ok');
 }
 

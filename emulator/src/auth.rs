@@ -317,3 +317,72 @@ pub fn basic_pair(header: Option<&str>) -> Option<(String, String)> {
     };
     Some((dec(a), dec(b)))
 }
+
+/// Text of the first `<tag>` or `<prefix:tag>` element (no nesting needed for `login`).
+fn xml_text<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
+    let needle = format!("{tag}>");
+    let mut from = 0;
+    while let Some(i) = body.get(from..)?.find(&needle) {
+        let at = from + i;
+        let lt = body[..at].rfind('<')?;
+        let prefix = &body[lt + 1..at];
+        let opening = prefix.is_empty()
+            || (prefix.ends_with(':')
+                && prefix[..prefix.len() - 1]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        let start = at + needle.len();
+        if opening {
+            let end = body[start..].find('<')? + start;
+            return Some(&body[start..end]);
+        }
+        from = start;
+    }
+    None
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl Auth {
+    /// The partner SOAP `login` call (`POST /services/Soap/u/NN.N`), which jsforce falls back
+    /// to when no OAuth client is configured. Returns (status, XML body).
+    pub fn soap_login(&self, body: &str, base_url: &str, version: &str) -> (u16, String) {
+        let user = xml_text(body, "username")
+            .map(xml_unescape)
+            .unwrap_or_default();
+        let pass = xml_text(body, "password")
+            .map(xml_unescape)
+            .unwrap_or_default();
+        let ok_pw = pass == self.creds.password
+            || pass == format!("{}{}", self.creds.password, self.creds.security_token);
+        if user != self.creds.username || !ok_pw {
+            return (
+                500,
+                r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>sf:INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid username, password, security token; or user locked out.</faultstring><detail><sf:LoginFault xsi:type="sf:LoginFault"><sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode><sf:exceptionMessage>Invalid username, password, security token; or user locked out.</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#
+                    .to_string(),
+            );
+        }
+        let token = self.issue(0, &self.creds.client_id);
+        let user_id = ids::make_id(b"005", 0);
+        let org = &self.org_id;
+        let name = xml_escape(&self.creds.username);
+        (
+            200,
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><loginResponse><result><metadataServerUrl>{base_url}/services/Soap/m/{version}/{org}</metadataServerUrl><passwordExpired>false</passwordExpired><sandbox>false</sandbox><serverUrl>{base_url}/services/Soap/u/{version}/{org}</serverUrl><sessionId>{token}</sessionId><userId>{user_id}</userId><userInfo><organizationId>{org}</organizationId><organizationName>Weft Emulator</organizationName><profileId>00eRO0000000001AAA</profileId><userEmail>{name}</userEmail><userFullName>Integration User</userFullName><userId>{user_id}</userId><userName>{name}</userName></userInfo></result></loginResponse></soapenv:Body></soapenv:Envelope>"#
+            ),
+        )
+    }
+}

@@ -175,6 +175,13 @@ async fn handle(org: Arc<Org>, kill: Arc<Notify>, req: Request<Incoming>) -> Res
             http::empty(200)
         }
         ["services", "oauth2", "userinfo"] | ["id", _, _] => identity(&org, &req),
+        ["services", "Soap", "u", v, ..] if is(&req.method, "POST") => {
+            org.stats.token();
+            let (status, xml) =
+                org.auth
+                    .soap_login(&String::from_utf8_lossy(&req.body), &org.base_url(), v);
+            http::bytes_response(status, "text/xml;charset=UTF-8", xml)
+        }
         ["__admin", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|x| x.to_string()).collect();
             crate::admin::handle(&org, req, rest).await
