@@ -40,6 +40,7 @@ mod auth;
 mod bulk;
 mod cdc;
 mod clock;
+mod collections;
 mod composite;
 mod config;
 mod csv_in;

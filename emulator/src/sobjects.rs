@@ -1,35 +1,30 @@
-//! sObject Rows and sObject Collections: single-record CRUD, upsert by external id,
-//! `updated`/`deleted` replication helpers, and batched create/update/upsert/delete/retrieve
-//! of up to 200 records.
+//! sObject Rows: single-record CRUD, upsert by external id, describe routes, and the
+//! `updated`/`deleted` replication helpers; routes `composite/sobjects` to `collections`.
 //!
 //! Owns the request and response shapes of these resources: `201 {id, success, errors}`,
 //! `204` on update/delete, upsert's `created` flag (v46+), `If-Unmodified-Since` → `412`,
-//! `If-Modified-Since` → `304`, and collections' per-record results inside a `200` — with
-//! `allOrNone` rolling every applied record back and reporting
-//! `ALL_OR_NONE_OPERATION_ROLLED_BACK` for the good ones. Validation itself lives in
-//! `writes`; this module never writes a cell directly.
+//! `If-Modified-Since` → `304`. Validation itself lives in `writes`; this module never
+//! writes a cell directly.
 
 use crate::auth::Session;
+use crate::collections;
 use crate::describe;
 use crate::error::{ApiError, RecordError};
-use crate::http::{self, Req, Resp, is};
+use crate::http::{self, Req, Resp};
 use crate::ids;
 use crate::org::Org;
 use crate::render::cell_to_json;
 use crate::schema::Storage;
 use crate::store::{DELETED, Store};
-use crate::writes::{self, Change, Op, Undo};
+use crate::writes::{self, Change, Op};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
-/// sObject Collections cap per request (Salesforce's limit).
-pub const COLLECTION_MAX: usize = 200;
-
-fn poisoned() -> ApiError {
+pub(crate) fn poisoned() -> ApiError {
     ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned")
 }
 
-fn table_of(store: &Store, name: &str) -> Result<usize, ApiError> {
+pub(crate) fn table_of(store: &Store, name: &str) -> Result<usize, ApiError> {
     store
         .table_index(name)
         .ok_or_else(|| ApiError::new(404, "NOT_FOUND", "The requested resource does not exist"))
@@ -104,21 +99,21 @@ pub fn dispatch(
             delete_one(org, obj, &id, session, origin)
         }
         ("POST", ["composite", "sobjects"]) => {
-            collection_write(org, req, CollOp::Create, session, origin)
+            collections::write(org, req, collections::CollOp::Create, session, origin)
         }
         ("PATCH", ["composite", "sobjects"]) => {
-            collection_write(org, req, CollOp::Update, session, origin)
+            collections::write(org, req, collections::CollOp::Update, session, origin)
         }
-        ("DELETE", ["composite", "sobjects"]) => collection_delete(org, req, session, origin),
-        ("PATCH", ["composite", "sobjects", obj, field]) => collection_write(
+        ("DELETE", ["composite", "sobjects"]) => collections::delete(org, req, session, origin),
+        ("PATCH", ["composite", "sobjects", obj, field]) => collections::write(
             org,
             req,
-            CollOp::Upsert(obj.to_string(), field.to_string()),
+            collections::CollOp::Upsert(obj.to_string(), field.to_string()),
             session,
             origin,
         ),
         ("GET" | "POST", ["composite", "sobjects", obj]) => {
-            collection_retrieve(org, req, obj, version)
+            collections::retrieve(org, req, obj, version)
         }
         _ => {
             if matches!(m, "GET" | "POST" | "PATCH" | "DELETE") {
@@ -138,7 +133,11 @@ fn schema_unchanged(req: &Req, store: &Store) -> Result<bool, ApiError> {
     }
 }
 
-fn ext_field(store: &Store, t: usize, field: &str) -> Result<crate::schema::FieldDef, ApiError> {
+pub(crate) fn ext_field(
+    store: &Store,
+    t: usize,
+    field: &str,
+) -> Result<crate::schema::FieldDef, ApiError> {
     let def = &store.tables[t].def;
     match def.field(field) {
         Some(f) if f.external_id || f.storage == Storage::Id => Ok(f.clone()),
@@ -159,7 +158,7 @@ fn body_object(req: &Req) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn ok_body(id: &str, created: Option<bool>) -> Value {
+pub(crate) fn ok_body(id: &str, created: Option<bool>) -> Value {
     let mut v = json!({"id": id, "success": true, "errors": []});
     if let Some(c) = created {
         v["created"] = json!(c);
@@ -354,7 +353,7 @@ fn delete_one(
 
 /// One upsert, shared by the single-record route and collections.
 #[allow(clippy::too_many_arguments)] // each argument is a distinct part of the upsert call
-fn upsert_record(
+pub(crate) fn upsert_record(
     org: &Org,
     store: &mut Store,
     t: usize,
@@ -496,351 +495,4 @@ fn updated_deleted(org: &Arc<Org>, req: &Req, obj: &str, kind: &str) -> Result<R
     };
     let _ = latest;
     Ok(http::json(200, &v))
-}
-
-/// Per-record outcome of a collections write: (id, created) or (id if known, error).
-type CollResult = Result<(String, Option<bool>), (Option<String>, RecordError)>;
-
-enum CollOp {
-    Create,
-    Update,
-    Upsert(String, String),
-}
-
-fn fail_json(id: Option<String>, e: &RecordError) -> Value {
-    let mut v = json!({"success": false, "errors": [e]});
-    if let Some(id) = id {
-        v["id"] = json!(id);
-    }
-    v
-}
-
-fn rolled_back() -> RecordError {
-    RecordError::new(
-        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-        "Record rolled back because not all records were valid and the request was using AllOrNone header",
-        vec![],
-    )
-}
-
-fn collection_write(
-    org: &Arc<Org>,
-    req: &Req,
-    op: CollOp,
-    session: &Session,
-    origin: &str,
-) -> Result<Resp, ApiError> {
-    let body = req.json()?;
-    let all_or_none = body["allOrNone"].as_bool().unwrap_or(false);
-    let records = body["records"]
-        .as_array()
-        .cloned()
-        .ok_or_else(|| ApiError::json_parser("records is required"))?;
-    if records.len() > COLLECTION_MAX {
-        return Err(ApiError::new(
-            400,
-            "EXCEEDED_ID_LIMIT",
-            format!(
-                "record limit reached. cannot submit more than {COLLECTION_MAX} records into this call"
-            ),
-        ));
-    }
-    let mut store = org.store.write().map_err(|_| poisoned())?;
-    let upsert_target = match &op {
-        CollOp::Upsert(obj, field) => {
-            let t = table_of(&store, obj)?;
-            Some((t, ext_field(&store, t, field)?))
-        }
-        _ => None,
-    };
-    let mut results: Vec<CollResult> = Vec::new();
-    let mut undo: Vec<Undo> = Vec::new();
-    let mut changes = Vec::new();
-    for rec in &records {
-        let Some(map) = rec.as_object() else {
-            results.push(Err((
-                None,
-                RecordError::new("JSON_PARSER_ERROR", "record is not an object", vec![]),
-            )));
-            continue;
-        };
-        if org.faults.lock_row() {
-            org.stats.fault("lock_row");
-            let id = map
-                .get("id")
-                .or_else(|| map.get("Id"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            results.push(Err((
-                id,
-                RecordError::new(
-                    "UNABLE_TO_LOCK_ROW",
-                    "unable to obtain exclusive access to this record or 1 records",
-                    vec![],
-                ),
-            )));
-            continue;
-        }
-        let type_name = map
-            .get("attributes")
-            .and_then(|a| a.get("type"))
-            .and_then(Value::as_str);
-        let r = match &op {
-            CollOp::Create => (|| {
-                let tn = type_name.ok_or_else(|| {
-                    RecordError::new("INVALID_TYPE", "Must specify a type in attributes", vec![])
-                })?;
-                let t = store.table_index(tn).ok_or_else(|| {
-                    RecordError::new(
-                        "INVALID_TYPE",
-                        format!("sObject type '{tn}' is not supported."),
-                        vec![],
-                    )
-                })?;
-                if map.keys().any(|k| k.eq_ignore_ascii_case("id")) {
-                    return Err(RecordError::new(
-                        "INVALID_FIELD",
-                        "cannot specify Id in an insert call",
-                        vec!["Id".into()],
-                    ));
-                }
-                let fields = writes::fields_from_json(&store, t, map, Op::Create, &[])?;
-                let (row, c) =
-                    writes::create(&mut store, t, fields, org.write_ctx(session.user_row))?;
-                undo.push(Undo::Created { table: t, row });
-                changes.push(c);
-                Ok((ids::make_id(&store.tables[t].def.key_prefix, row), None))
-            })()
-            .map_err(|e| (None, e)),
-            CollOp::Update => {
-                let id = map
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("id"))
-                    .and_then(|(_, v)| v.as_str())
-                    .map(str::to_string);
-                (|| {
-                    let id = id.clone().ok_or_else(|| {
-                        RecordError::new(
-                            "MISSING_ARGUMENT",
-                            "Id not specified in an update call",
-                            vec![],
-                        )
-                    })?;
-                    let (t, row) = store.resolve_id(&id).ok_or_else(|| {
-                        RecordError::new("MALFORMED_ID", format!("malformed id {id}"), vec![])
-                    })?;
-                    if let Some(tn) = type_name
-                        && !store.tables[t].def.name.eq_ignore_ascii_case(tn)
-                    {
-                        return Err(RecordError::new(
-                            "MALFORMED_ID",
-                            format!("Id {id} is not of type {tn}"),
-                            vec![],
-                        ));
-                    }
-                    writes::check_writable(&store, t, row)?;
-                    let fields = writes::fields_from_json(&store, t, map, Op::Update, &["Id"])?;
-                    let snap = writes::snapshot(&store, t, row);
-                    let c = writes::update(
-                        &mut store,
-                        t,
-                        row,
-                        fields,
-                        org.write_ctx(session.user_row),
-                    )?;
-                    undo.push(snap);
-                    changes.push(c);
-                    Ok((id.clone(), None))
-                })()
-                .map_err(|e| (id.clone(), e))
-            }
-            CollOp::Upsert(..) => (|| {
-                let (t, f) = upsert_target
-                    .as_ref()
-                    .ok_or_else(|| RecordError::new("INVALID_TYPE", "no target", vec![]))?;
-                let value = map
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(&f.name))
-                    .and_then(|(_, v)| match v {
-                        Value::String(s) => Some(s.clone()),
-                        Value::Number(n) => Some(n.to_string()),
-                        _ => None,
-                    })
-                    .ok_or_else(|| {
-                        RecordError::new(
-                            "MISSING_ARGUMENT",
-                            format!("{} not specified", f.name),
-                            vec![f.name.clone()],
-                        )
-                    })?;
-                let existing = writes::find_by_external_id(&store, *t, f, &value);
-                let snap = existing.map(|row| writes::snapshot(&store, *t, row));
-                let (row, created, c) =
-                    upsert_record(org, &mut store, *t, f, &value, map, false, session.user_row)?;
-                undo.push(if created {
-                    Undo::Created { table: *t, row }
-                } else {
-                    snap.unwrap_or(Undo::Created { table: *t, row })
-                });
-                changes.push(c);
-                Ok((
-                    ids::make_id(&store.tables[*t].def.key_prefix, row),
-                    Some(created),
-                ))
-            })()
-            .map_err(|e| (None, e)),
-        };
-        results.push(r);
-    }
-    let any_failed = results.iter().any(Result::is_err);
-    let out: Vec<Value> = if all_or_none && any_failed {
-        writes::rollback(&mut store, undo);
-        results
-            .into_iter()
-            .map(|r| match r {
-                Ok((_, _)) => fail_json(None, &rolled_back()),
-                Err((id, e)) => fail_json(id, &e),
-            })
-            .collect()
-    } else {
-        org.committed(&store, &changes, origin, session.user_row);
-        results
-            .into_iter()
-            .map(|r| match r {
-                Ok((id, created)) => ok_body(&id, created),
-                Err((id, e)) => fail_json(id, &e),
-            })
-            .collect()
-    };
-    Ok(http::json(200, &Value::Array(out)))
-}
-
-fn collection_delete(
-    org: &Arc<Org>,
-    req: &Req,
-    session: &Session,
-    origin: &str,
-) -> Result<Resp, ApiError> {
-    let ids_param = req.param("ids").unwrap_or_default();
-    let all_or_none = req
-        .param("allOrNone")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let list: Vec<String> = ids_param
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    if list.len() > COLLECTION_MAX {
-        return Err(ApiError::new(
-            400,
-            "EXCEEDED_ID_LIMIT",
-            format!(
-                "record limit reached. cannot submit more than {COLLECTION_MAX} records into this call"
-            ),
-        ));
-    }
-    let mut store = org.store.write().map_err(|_| poisoned())?;
-    let mut results = Vec::new();
-    let mut undo = Vec::new();
-    let mut changes = Vec::new();
-    for id in &list {
-        if org.faults.lock_row() {
-            org.stats.fault("lock_row");
-            results.push(Err((
-                id.clone(),
-                RecordError::new(
-                    "UNABLE_TO_LOCK_ROW",
-                    "unable to obtain exclusive access to this record or 1 records",
-                    vec![],
-                ),
-            )));
-            continue;
-        }
-        let r = (|| {
-            let (t, row) = store.resolve_id(id).ok_or_else(|| {
-                RecordError::new("MALFORMED_ID", format!("malformed id {id}"), vec![])
-            })?;
-            let snap = writes::snapshot(&store, t, row);
-            let c = writes::delete(&mut store, t, row, org.write_ctx(session.user_row))?;
-            undo.push(snap);
-            changes.push(c);
-            Ok(())
-        })();
-        results.push(r.map(|_| id.clone()).map_err(|e| (id.clone(), e)));
-    }
-    let any_failed = results.iter().any(Result::is_err);
-    let out: Vec<Value> = if all_or_none && any_failed {
-        writes::rollback(&mut store, undo);
-        results
-            .into_iter()
-            .map(|r| match r {
-                Ok(id) => fail_json(Some(id), &rolled_back()),
-                Err((id, e)) => fail_json(Some(id), &e),
-            })
-            .collect()
-    } else {
-        org.committed(&store, &changes, origin, session.user_row);
-        results
-            .into_iter()
-            .map(|r| match r {
-                Ok(id) => ok_body(&id, None),
-                Err((id, e)) => fail_json(Some(id), &e),
-            })
-            .collect()
-    };
-    Ok(http::json(200, &Value::Array(out)))
-}
-
-fn collection_retrieve(
-    org: &Arc<Org>,
-    req: &Req,
-    obj: &str,
-    version: &str,
-) -> Result<Resp, ApiError> {
-    let (ids_list, fields): (Vec<String>, Vec<String>) = if is(&req.method, "POST") {
-        let b = req.json()?;
-        let strs = |v: &Value| {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        (strs(&b["ids"]), strs(&b["fields"]))
-    } else {
-        let split = |s: Option<&str>| {
-            s.unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|x| !x.is_empty())
-                .map(str::to_string)
-                .collect()
-        };
-        (split(req.param("ids")), split(req.param("fields")))
-    };
-    if fields.is_empty() {
-        return Err(ApiError::new(
-            400,
-            "MISSING_ARGUMENT",
-            "fields must be specified",
-        ));
-    }
-    let store = org.store.read().map_err(|_| poisoned())?;
-    let t = table_of(&store, obj)?;
-    let mut out = Vec::new();
-    for id in &ids_list {
-        match store.resolve_id(id) {
-            Some((tt, row))
-                if tt == t
-                    && store.tables[t].state.get(row as usize) == Some(&crate::store::LIVE) =>
-            {
-                out.push(record_json(&store, t, row, Some(&fields), version)?);
-            }
-            _ => out.push(Value::Null),
-        }
-    }
-    Ok(http::json(200, &Value::Array(out)))
 }
