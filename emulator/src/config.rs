@@ -119,6 +119,11 @@ pub struct EmulatorConfig {
     pub jwt_public_key_pem: Option<String>,
     /// Ongoing changes per real second made by a background generator (0 = off).
     pub change_rate_per_sec: f64,
+    /// Gzip REST JSON responses when the client sends `Accept-Encoding: gzip`, as Salesforce
+    /// does. Off by default: compression costs the emulator CPU in benchmarks and clients
+    /// must accept identity anyway; turn it on to exercise a client's decompression path.
+    /// (Bulk result downloads are always compressed on request.)
+    pub gzip_responses: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -147,6 +152,7 @@ impl Default for EmulatorConfig {
             credentials: Credentials::default(),
             jwt_public_key_pem: None,
             change_rate_per_sec: 0.0,
+            gzip_responses: false,
         }
     }
 }

@@ -29,9 +29,10 @@
 //!
 //! # Module map
 //! `server` (pipeline) → `rest` (routing, query paging, limits resource) → `sobjects`,
-//! `describe`, `bulk` → `writes` (validation) / `query` + `soql` (SOQL) / `render` (wire
-//! bytes) → `store` (columnar tables) with `schema`, `ids`, `clock`. Cross-cutting: `auth`,
-//! `limits`, `faults`, `stats`, `cdc`, `admin`, `seed`, `tls`.
+//! `collections`, `composite`, `describe`, `bulk` (+ `bulk/query`, `bulk/ingest`, `csv_in`)
+//! → `writes` (validation, transactions) / `query` + `soql` (SOQL) / `render` (wire bytes)
+//! → `store` (columnar tables) with `schema`, `ids`, `clock`. Cross-cutting: `auth`,
+//! `limits`, `faults`, `stats`, `cdc`, `admin`, `seed`, `tls`, `http`, `org`.
 
 #![recursion_limit = "256"]
 

@@ -67,6 +67,9 @@ struct Args {
     /// Background changes per second (a busy org).
     #[arg(long, default_value_t = 0.0)]
     change_rate: f64,
+    /// Gzip REST JSON responses for clients that accept it (as Salesforce does).
+    #[arg(long)]
+    gzip_responses: bool,
     /// PEM public key accepted for the JWT bearer grant.
     #[arg(long)]
     jwt_public_key: Option<PathBuf>,
@@ -109,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         faults,
         change_rate_per_sec: a.change_rate,
         jwt_public_key_pem: jwt,
+        gzip_responses: a.gzip_responses,
         ..EmulatorConfig::default()
     };
     let started = std::time::Instant::now();

@@ -284,11 +284,17 @@ async fn api(
     };
     org.stats.call(kind, &client);
     let origin = format!("com/salesforce/api/rest/{version};client={client}");
+    let accepts_gzip = req
+        .header("accept-encoding")
+        .is_some_and(|a| a.split(',').any(|e| e.trim().starts_with("gzip")));
     req.segs = rest_segs;
     let mut resp = match rest::dispatch(org, req, major, &version, &session, &origin).await {
         Ok(r) => r,
         Err(e) => http::error(&e),
     };
+    if org.cfg.gzip_responses && accepts_gzip {
+        resp = gzip_json(resp).await;
+    }
     http::set_header(
         &mut resp,
         "Sforce-Limit-Info",
@@ -305,4 +311,40 @@ fn with_usage(org: &Org, mut r: Resp) -> Resp {
         &format!("api-usage={}/{}", org.limits.usage(now), org.limits.max()),
     );
     r
+}
+
+/// Compresses a JSON response body (responses that already chose an encoding, CSV streams
+/// and empty bodies pass through untouched).
+async fn gzip_json(resp: Resp) -> Resp {
+    let is_json = resp
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json || resp.headers().contains_key(hyper::header::CONTENT_ENCODING) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return http::error(&ApiError::new(
+            500,
+            "UNKNOWN_EXCEPTION",
+            "response body lost",
+        ));
+    };
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    if std::io::Write::write_all(&mut enc, &bytes).is_err() {
+        return hyper::Response::from_parts(parts, Body::from(bytes));
+    }
+    match enc.finish() {
+        Ok(gz) => {
+            parts.headers.insert(
+                hyper::header::CONTENT_ENCODING,
+                hyper::header::HeaderValue::from_static("gzip"),
+            );
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            hyper::Response::from_parts(parts, Body::from(gz))
+        }
+        Err(_) => hyper::Response::from_parts(parts, Body::from(bytes)),
+    }
 }

@@ -373,3 +373,37 @@ async fn child_relationship_subqueries_nest_query_results() {
     let r = api.post("jobs/query", serde_json::json!({"operation": "query", "query": "SELECT Id, (SELECT Id FROM Contacts) FROM Account"})).await;
     assert_eq!(r.status, 400);
 }
+
+#[tokio::test]
+async fn rest_responses_are_gzipped_on_request_when_enabled() {
+    let (_org, api) = start(weft_emulator::EmulatorConfig {
+        gzip_responses: true,
+        ..small()
+    })
+    .await;
+    let r = api
+        .http
+        .get(api.url("query?q=SELECT+Id,Name+FROM+Account+LIMIT+50"))
+        .bearer_auth(&api.token)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .expect("query");
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert!(
+        r.headers()["sforce-limit-info"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("api-usage=")
+    );
+    let gz = r.bytes().await.unwrap_or_default();
+    let mut plain = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut plain)
+        .expect("gunzip");
+    let v: Value = serde_json::from_str(&plain).expect("json");
+    assert_eq!(v["records"].as_array().map(|a| a.len()), Some(50));
+    // Without Accept-Encoding the body is plain.
+    let r = api.get("limits").await;
+    assert!(r.headers.get("content-encoding").is_none());
+    assert!(r.body["DailyApiRequests"].is_object());
+}
