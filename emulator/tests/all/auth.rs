@@ -112,12 +112,12 @@ async fn unknown_and_expired_tokens_get_invalid_session_id() {
 #[tokio::test]
 async fn short_ttl_tokens_expire() {
     let (_org, api) = start(EmulatorConfig {
-        token_ttl: std::time::Duration::from_millis(300),
+        token_ttl: std::time::Duration::from_millis(1_500),
         ..small()
     })
     .await;
     assert_eq!(api.get("limits").await.status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
     assert_eq!(api.get("limits").await.status, 401);
 }
 

@@ -170,7 +170,7 @@ async fn concurrent_long_running_requests_are_capped() {
         long_running_threshold: Duration::from_millis(100),
         faults: FaultConfig {
             slow_rate: 1.0,
-            slow_ms: 1_500,
+            slow_ms: 3_000,
             ..Default::default()
         },
         ..small()
@@ -182,7 +182,16 @@ async fn concurrent_long_running_requests_are_capped() {
         let a = api.clone();
         slow.push(tokio::spawn(async move { a.get("limits").await.status }));
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Wait until both slow requests are in flight and past the threshold (generous margin
+    // for a loaded CI machine).
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let s = org.stats();
+        if s.faults_injected.get("slow").copied().unwrap_or(0) >= 2 {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     org.set_faults(FaultConfig::default());
     let r = api.get("limits").await;
     assert_eq!(r.error_code(), "REQUEST_LIMIT_EXCEEDED");
