@@ -38,7 +38,7 @@ pub fn parse_version(seg: &str) -> Option<(u32, String)> {
 }
 
 /// `GET /services/data/`: the version list (not counted, no limit header).
-pub fn versions(base: &str) -> Resp {
+pub fn versions() -> Resp {
     let list: Vec<serde_json::Value> = (MIN_VERSION..=MAX_LISTED_VERSION)
         .map(|v| {
             serde_json::json!({
@@ -48,7 +48,6 @@ pub fn versions(base: &str) -> Resp {
             })
         })
         .collect();
-    let _ = base;
     http::json(200, &serde_json::Value::Array(list))
 }
 

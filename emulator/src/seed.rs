@@ -11,7 +11,7 @@
 use crate::clock;
 use crate::ids;
 use crate::schema::{ACCOUNT_TYPES, INDUSTRIES, LEAD_STATUSES, STAGES, Storage, TIERS};
-use crate::store::{DELETED, LIVE, Store, Value};
+use crate::store::{DELETED, Store, Value};
 use crate::writes::{self, Change, WriteCtx};
 
 /// Seeded audit stamps fall in the 730 days before this instant (2025-06-01T00:00:00Z), so a
@@ -722,7 +722,6 @@ pub fn seed(store: &mut Store, seed: u64, sizes: Sizes, username: &str) {
         audit(&b, &mut row, &st, 0);
         store.tables[opp_t].push_dense(row);
     }
-    let _ = LIVE;
 }
 
 /// Applies `n` random edits the way a busy org changes: mostly field updates on Accounts and

@@ -156,7 +156,7 @@ async fn handle(org: Arc<Org>, kill: Arc<Notify>, req: Request<Incoming>) -> Res
     };
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
-        ["services", "data"] => rest::versions(&org.base_url()),
+        ["services", "data"] => rest::versions(),
         ["services", "data", v, rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|x| x.to_string()).collect();
             api(&org, &kill, req, v, rest).await

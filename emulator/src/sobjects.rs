@@ -471,7 +471,6 @@ fn updated_deleted(org: &Arc<Org>, req: &Req, obj: &str, kind: &str) -> Result<R
         _ => return Err(ApiError::not_found()),
     };
     let mut out = Vec::new();
-    let mut latest = start;
     for r in 0..table.len() as u32 {
         let Some(ms) = table.datetime(slot, r) else {
             continue;
@@ -480,7 +479,6 @@ fn updated_deleted(org: &Arc<Org>, req: &Req, obj: &str, kind: &str) -> Result<R
             continue;
         }
         let deleted = table.state[r as usize] == DELETED;
-        latest = latest.max(ms);
         if kind == "updated" && !deleted {
             out.push(json!(ids::make_id(&table.def.key_prefix, r)));
         } else if kind == "deleted" && deleted {
@@ -493,6 +491,5 @@ fn updated_deleted(org: &Arc<Org>, req: &Req, obj: &str, kind: &str) -> Result<R
     } else {
         json!({"deletedRecords": out, "earliestDateAvailable": crate::clock::format_datetime(crate::seed::SEED_ANCHOR_MS - 730 * crate::clock::MS_PER_DAY), "latestDateCovered": covered})
     };
-    let _ = latest;
     Ok(http::json(200, &v))
 }

@@ -212,7 +212,6 @@ enum ColMap {
     Field(usize),
     /// `Account.External_Id__c`: (reference field index, target table, target field).
     Relation(usize, usize, FieldDef),
-    Ignore,
 }
 
 fn write_csv_line(out: &mut Vec<u8>, lead: &[&str], cells: &[String], d: CsvDialect) {
@@ -377,7 +376,6 @@ fn process_ingest(
                 return Err(format!("InvalidBatch : Field name not found : {h}"));
             }
         }
-        let _ = ColMap::Ignore;
         (t, maps)
     };
     let id_col = hdr.iter().position(|h| h.eq_ignore_ascii_case("Id"));
@@ -525,7 +523,6 @@ fn ingest_row(
                 })?;
                 fields.push((*fi, Value::Ref(row)));
             }
-            ColMap::Ignore => {}
         }
     }
     match op {
