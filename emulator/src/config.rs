@@ -20,6 +20,9 @@ pub struct FaultConfig {
     /// Share of API requests answered `429` with `Retry-After` (not Salesforce's usual quota
     /// signal, but some edges send it and clients must honour it).
     pub error_429_rate: f64,
+    /// Share of API requests answered `420` (Salesforce Edge still routing the org — seen
+    /// right after a My Domain change; clients retry it).
+    pub error_420_rate: f64,
     /// `Retry-After` seconds sent with injected 429s.
     pub retry_after_secs: u64,
     /// Share of API requests whose TCP connection is reset before any response byte.

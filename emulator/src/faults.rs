@@ -73,6 +73,15 @@ impl Faults {
                 ApiError::new(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests")
                     .with_header("Retry-After", c.retry_after_secs.max(1).to_string()),
             ));
+        } else if self.roll(c.error_420_rate) {
+            out.error = Some((
+                "420",
+                ApiError::new(
+                    420,
+                    "SERVER_UNAVAILABLE",
+                    "Salesforce Edge is setting things up for this org; retry shortly",
+                ),
+            ));
         } else if self.roll(c.invalid_session_rate) {
             out.error = Some(("401", ApiError::invalid_session()));
         }

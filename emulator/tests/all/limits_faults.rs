@@ -73,6 +73,11 @@ async fn injected_faults_fire_and_are_counted() {
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some("7"));
     org.set_faults(FaultConfig {
+        error_420_rate: 1.0,
+        ..Default::default()
+    });
+    assert_eq!(api.get("limits").await.status, 420);
+    org.set_faults(FaultConfig {
         reset_rate: 1.0,
         ..Default::default()
     });
@@ -138,6 +143,7 @@ async fn injected_faults_fire_and_are_counted() {
     for k in [
         "503",
         "429",
+        "420",
         "reset",
         "slow",
         "401",
