@@ -37,6 +37,7 @@
 #![recursion_limit = "256"]
 
 mod admin;
+mod aggregate;
 mod auth;
 mod bulk;
 mod cdc;

@@ -191,6 +191,12 @@ impl Org {
             crate::error::ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned")
         })?;
         let plan = crate::query::plan(&store, &parsed, include_deleted, self.today())?;
+        if plan.is_aggregate() {
+            return Ok(crate::aggregate::run(&store, &plan)?
+                .iter()
+                .map(|r| serde_json::from_slice(r).unwrap_or(serde_json::Value::Null))
+                .collect());
+        }
         let rows = crate::query::execute(&store, &plan);
         let kids = crate::query::execute_children(&store, &plan, &rows);
         if plan.count_only {

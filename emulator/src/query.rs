@@ -10,7 +10,7 @@ use crate::clock::MS_PER_DAY;
 use crate::error::ApiError;
 use crate::ids;
 use crate::schema::{FieldDef, FieldType, Storage};
-use crate::soql::{CmpOp, Expr, Literal, Query, SelectItem};
+use crate::soql::{AggFunc, CmpOp, Expr, Literal, Query, SelectItem};
 use crate::store::{Cell, DELETED, LIVE, Store, Table};
 use std::cmp::Ordering;
 
@@ -173,10 +173,30 @@ pub struct Plan {
     pub include_deleted: bool,
     /// Child relationship subqueries, rendered as nested query results.
     pub children: Vec<ChildPlan>,
+    /// Aggregate columns (`COUNT(Id)`, `SUM(Amount) total`, …); see `aggregate`.
+    pub aggregates: Vec<AggCol>,
+    /// `GROUP BY` keys.
+    pub group_by: Vec<Accessor>,
     filter: Option<Pred>,
     order: Vec<OrderKey>,
-    limit: Option<u64>,
-    offset: Option<u64>,
+    pub(crate) limit: Option<u64>,
+    pub(crate) offset: Option<u64>,
+}
+
+/// One aggregate column of an aggregate query.
+#[derive(Debug, Clone)]
+pub struct AggCol {
+    pub func: AggFunc,
+    pub acc: Accessor,
+    /// Result key: the alias, or `exprN` like Salesforce.
+    pub key: String,
+}
+
+impl Plan {
+    /// Aggregate queries return one `AggregateResult` per group instead of records.
+    pub fn is_aggregate(&self) -> bool {
+        !self.aggregates.is_empty() || !self.group_by.is_empty()
+    }
 }
 
 /// A child relationship subquery (`(SELECT … FROM Contacts)`).
@@ -454,10 +474,39 @@ pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Resu
     let mut columns = Vec::new();
     let mut count_only = false;
     let mut children = Vec::new();
+    let mut aggregates: Vec<AggCol> = Vec::new();
     for item in &q.select {
         match item {
             SelectItem::CountAll => count_only = true,
             SelectItem::Subquery(sq) => children.push(child_plan(store, table, sq, today)?),
+            SelectItem::Aggregate { func, path, alias } => {
+                let (acc, _) = resolve_path(store, table, path)?;
+                let numeric = matches!(
+                    acc.field.ftype,
+                    FieldType::Int | FieldType::Double | FieldType::Currency | FieldType::Percent
+                );
+                if matches!(func, AggFunc::Sum | AggFunc::Avg) && !numeric {
+                    return Err(ApiError::malformed_query(format!(
+                        "field {} does not support aggregate operator {func:?}",
+                        acc.field.name
+                    )));
+                }
+                let key = match alias {
+                    Some(a) => a.clone(),
+                    None => {
+                        let n = aggregates
+                            .iter()
+                            .filter(|a: &&AggCol| a.key.starts_with("expr"))
+                            .count();
+                        format!("expr{n}")
+                    }
+                };
+                aggregates.push(AggCol {
+                    func: *func,
+                    acc,
+                    key,
+                });
+            }
             SelectItem::Field(path) => {
                 let (acc, canon) = resolve_path(store, table, path)?;
                 let header = canon.join(".");
@@ -486,6 +535,30 @@ pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Resu
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut group_by = Vec::new();
+    let mut group_headers = Vec::new();
+    for path in &q.group_by {
+        let (acc, canon) = resolve_path(store, table, path)?;
+        group_headers.push(canon.join("."));
+        group_by.push(acc);
+    }
+    if !aggregates.is_empty() || !group_by.is_empty() {
+        if count_only || !children.is_empty() {
+            return Err(ApiError::malformed_query(
+                "COUNT() and subqueries cannot be combined with aggregate functions",
+            ));
+        }
+        if let Some(c) = columns.iter().find(|c| {
+            !group_headers
+                .iter()
+                .any(|g| g.eq_ignore_ascii_case(&c.header))
+        }) {
+            return Err(ApiError::malformed_query(format!(
+                "Field must be grouped or aggregated: {}",
+                c.acc.field.name
+            )));
+        }
+    }
     let tree = build_tree(store, table, &columns);
     Ok(Plan {
         table,
@@ -495,6 +568,8 @@ pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Resu
         count_only,
         include_deleted,
         children,
+        aggregates,
+        group_by,
         filter,
         order,
         limit: q.limit,
@@ -656,6 +731,20 @@ fn cmp_key(a: &Key, b: &Key, o: &OrderKey) -> Ordering {
         _ => Ordering::Equal,
     };
     if o.desc { base.reverse() } else { base }
+}
+
+/// Orders two cells the way `ORDER BY … ASC NULLS FIRST` would (used by `MIN`/`MAX`).
+pub fn compare_cells(a: Cell<'_>, b: Cell<'_>) -> Ordering {
+    let o = OrderKey {
+        acc: Accessor {
+            hops: Vec::new(),
+            table: 0,
+            field: FieldDef::new("x", FieldType::String),
+        },
+        desc: false,
+        nulls_first: true,
+    };
+    cmp_key(&key_of(a), &key_of(b), &o)
 }
 
 fn row_visible(t: &Table, row: usize, include_deleted: bool) -> bool {

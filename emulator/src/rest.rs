@@ -198,6 +198,19 @@ fn run_query(
         .read()
         .map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
     let plan = query::plan(&store, &parsed, all, org.today())?;
+    if plan.is_aggregate() {
+        let recs = crate::aggregate::run(&store, &plan)?;
+        let mut out =
+            format!("{{\"totalSize\":{},\"done\":true,\"records\":[", recs.len()).into_bytes();
+        for (i, r) in recs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(r);
+        }
+        out.extend_from_slice(b"]}");
+        return Ok(http::json_bytes(200, out));
+    }
     let rows = query::execute(&store, &plan);
     if plan.count_only {
         // Hand-written to keep Salesforce's key order (serde_json maps sort keys).

@@ -2,7 +2,8 @@
 //!
 //! Owns the grammar of the SOQL subset the org answers: a select list of field paths
 //! (including parent relationships such as `Account.Owner.Name`), one level of child
-//! relationship subqueries, or `COUNT()`, one `FROM`
+//! relationship subqueries, aggregates (`COUNT()`, `COUNT(f)`, `COUNT_DISTINCT`, `SUM`, `AVG`,
+//! `MIN`, `MAX`, with aliases and `GROUP BY`), one `FROM`
 //! object, `WHERE` with comparisons, `IN`/`NOT IN`, `LIKE`, `AND`/`OR`/`NOT` and parentheses,
 //! string/number/boolean/null/date/datetime literals and relative date keywords, `ORDER BY`
 //! (several keys, `ASC`/`DESC`, `NULLS FIRST|LAST`), `LIMIT` and `OFFSET`. It knows nothing of
@@ -21,6 +22,23 @@ pub enum SelectItem {
     /// A child relationship subquery: `(SELECT Id FROM Contacts WHERE … LIMIT n)`; its
     /// `object` is the relationship name.
     Subquery(Box<Query>),
+    /// `COUNT(Id)`, `SUM(Amount) total`, …
+    Aggregate {
+        func: AggFunc,
+        path: Vec<String>,
+        alias: Option<String>,
+    },
+}
+
+/// Aggregate functions of the subset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunc {
+    Count,
+    CountDistinct,
+    Sum,
+    Avg,
+    Min,
+    Max,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +127,7 @@ pub struct Query {
     pub select: Vec<SelectItem>,
     pub object: String,
     pub filter: Option<Expr>,
+    pub group_by: Vec<Vec<String>>,
     pub order: Vec<OrderItem>,
     pub limit: Option<u64>,
     pub offset: Option<u64>,
@@ -290,14 +309,42 @@ impl Parser {
     fn select_list(&mut self, nested: bool) -> Result<Vec<SelectItem>, ApiError> {
         let mut items = Vec::new();
         loop {
-            if self.is_kw("count") && self.toks.get(self.pos + 1) == Some(&Tok::LParen) {
-                self.pos += 2;
-                if !self.eat(&Tok::RParen) {
-                    return Err(ApiError::malformed_query(
-                        "Aggregate queries other than COUNT() are not supported by this org",
-                    ));
+            let agg = match self.peek() {
+                Some(Tok::Word(w)) if self.toks.get(self.pos + 1) == Some(&Tok::LParen) => {
+                    match w.to_ascii_lowercase().as_str() {
+                        "count" => Some(AggFunc::Count),
+                        "count_distinct" => Some(AggFunc::CountDistinct),
+                        "sum" => Some(AggFunc::Sum),
+                        "avg" => Some(AggFunc::Avg),
+                        "min" => Some(AggFunc::Min),
+                        "max" => Some(AggFunc::Max),
+                        _ => None,
+                    }
                 }
-                items.push(SelectItem::CountAll);
+                _ => None,
+            };
+            if let Some(func) = agg {
+                self.pos += 2;
+                if func == AggFunc::Count && self.eat(&Tok::RParen) {
+                    items.push(SelectItem::CountAll);
+                } else {
+                    let path = self.path()?;
+                    if !self.eat(&Tok::RParen) {
+                        return Err(self.unexpected());
+                    }
+                    let alias = match self.peek() {
+                        Some(Tok::Word(w))
+                            if !RESERVED.contains(&w.to_ascii_lowercase().as_str())
+                                && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                        {
+                            let a = w.clone();
+                            self.pos += 1;
+                            Some(a)
+                        }
+                        _ => None,
+                    };
+                    items.push(SelectItem::Aggregate { func, path, alias });
+                }
             } else if self.peek() == Some(&Tok::LParen) {
                 if nested {
                     return Err(ApiError::malformed_query(
@@ -501,6 +548,21 @@ impl Parser {
         } else {
             None
         };
+        let mut group_by = Vec::new();
+        if p.eat_kw("group") {
+            p.expect_kw("by")?;
+            loop {
+                group_by.push(p.path()?);
+                if !p.eat(&Tok::Comma) {
+                    break;
+                }
+            }
+            if p.is_kw("having") {
+                return Err(ApiError::malformed_query(
+                    "HAVING is not supported by this org",
+                ));
+            }
+        }
         let mut order = Vec::new();
         if p.eat_kw("order") {
             p.expect_kw("by")?;
@@ -547,6 +609,7 @@ impl Parser {
             select,
             object,
             filter,
+            group_by,
             order,
             limit,
             offset,

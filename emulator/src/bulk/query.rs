@@ -98,7 +98,7 @@ fn create_query(
             .map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
         query::plan(&store, &parsed, operation == "queryAll", org.today())?
     };
-    if plan.count_only || !plan.children.is_empty() {
+    if plan.count_only || !plan.children.is_empty() || plan.is_aggregate() {
         return Err(ApiError::new(
             400,
             "API_ERROR",

@@ -407,3 +407,72 @@ async fn rest_responses_are_gzipped_on_request_when_enabled() {
     assert!(r.headers.get("content-encoding").is_none());
     assert!(r.body["DailyApiRequests"].is_object());
 }
+
+#[tokio::test]
+async fn aggregate_functions_and_group_by() {
+    let (_org, api) = start(small()).await;
+    let all = api.count("SELECT COUNT() FROM Account").await;
+    let r = api.query("SELECT COUNT(Id), COUNT(AnnualRevenue) withRevenue, MAX(NumberOfEmployees), MIN(CreatedDate), SUM(AnnualRevenue), AVG(NumberOfEmployees) FROM Account").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rec = &r.body["records"][0];
+    assert_eq!(rec["attributes"]["type"], "AggregateResult");
+    assert_eq!(rec["expr0"].as_u64(), Some(all));
+    let with_rev = api
+        .count("SELECT COUNT() FROM Account WHERE AnnualRevenue != null")
+        .await;
+    assert_eq!(rec["withRevenue"].as_u64(), Some(with_rev));
+    assert!(rec["expr1"].as_i64().is_some_and(|m| m > 0), "{rec}");
+    assert!(rec["expr2"].as_str().is_some_and(|d| d.ends_with("+0000")));
+    assert!(rec["expr3"].as_f64().is_some_and(|s| s > 0.0));
+    assert!(rec["expr4"].as_f64().is_some());
+
+    let r = api
+        .query("SELECT Tier__c, COUNT(Id) n FROM Account GROUP BY Tier__c ORDER BY Tier__c")
+        .await;
+    let groups = r.body["records"].as_array().cloned().unwrap_or_default();
+    assert_eq!(groups.len(), 3, "{}", r.text);
+    assert_eq!(groups[0]["Tier__c"], "Bronze");
+    let total: u64 = groups.iter().filter_map(|g| g["n"].as_u64()).sum();
+    assert_eq!(total, all);
+    let gold = api
+        .count("SELECT COUNT() FROM Account WHERE Tier__c = 'Gold'")
+        .await;
+    assert_eq!(
+        groups
+            .iter()
+            .find(|g| g["Tier__c"] == "Gold")
+            .and_then(|g| g["n"].as_u64()),
+        Some(gold)
+    );
+
+    // Duplicate companies: names under more than one Account.
+    let r = api
+        .query("SELECT Name, COUNT(Id) FROM Account GROUP BY Name LIMIT 2000")
+        .await;
+    assert!(
+        r.body["records"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|x| x["expr0"].as_u64().unwrap_or(0) > 1)),
+        "seeded duplicates"
+    );
+
+    assert_eq!(
+        api.query("SELECT Name, COUNT(Id) FROM Account")
+            .await
+            .error_code(),
+        "MALFORMED_QUERY"
+    );
+    assert_eq!(
+        api.query("SELECT SUM(Name) FROM Account")
+            .await
+            .error_code(),
+        "MALFORMED_QUERY"
+    );
+    let r = api
+        .post(
+            "jobs/query",
+            serde_json::json!({"operation": "query", "query": "SELECT COUNT(Id) FROM Account"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}
