@@ -10,7 +10,7 @@ use crate::clock::MS_PER_DAY;
 use crate::error::ApiError;
 use crate::ids;
 use crate::schema::{FieldDef, FieldType, Storage};
-use crate::soql::{AggFunc, CmpOp, Expr, Literal, Query, SelectItem};
+use crate::soql::{AggFunc, CmpOp, Expr, FieldsKind, Literal, Query, SelectItem};
 use crate::store::{Cell, DELETED, LIVE, Store, Table};
 use std::cmp::Ordering;
 
@@ -479,6 +479,30 @@ pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Resu
         match item {
             SelectItem::CountAll => count_only = true,
             SelectItem::Subquery(sq) => children.push(child_plan(store, table, sq, today)?),
+            SelectItem::Fields(kind) => {
+                // Salesforce caps unbounded FIELDS() so a query cannot pull every column of
+                // every row; STANDARD is exempt.
+                if *kind != FieldsKind::Standard && q.limit.is_none_or(|l| l > 200) {
+                    return Err(ApiError::malformed_query(
+                        "The SOQL FIELDS function must have a LIMIT of at most 200",
+                    ));
+                }
+                let def = &store.tables[table].def;
+                for f in &def.fields {
+                    let take = match kind {
+                        FieldsKind::All => true,
+                        FieldsKind::Standard => !f.custom,
+                        FieldsKind::Custom => f.custom,
+                    };
+                    if take && !columns.iter().any(|c: &Column| c.header == f.name) {
+                        let (acc, _) = resolve_path(store, table, std::slice::from_ref(&f.name))?;
+                        columns.push(Column {
+                            header: f.name.clone(),
+                            acc,
+                        });
+                    }
+                }
+            }
             SelectItem::Aggregate { func, path, alias } => {
                 let (acc, _) = resolve_path(store, table, path)?;
                 let numeric = matches!(

@@ -28,6 +28,15 @@ pub enum SelectItem {
         path: Vec<String>,
         alias: Option<String>,
     },
+    /// `FIELDS(ALL)`, `FIELDS(STANDARD)`, `FIELDS(CUSTOM)`.
+    Fields(FieldsKind),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldsKind {
+    All,
+    Standard,
+    Custom,
 }
 
 /// Aggregate functions of the subset.
@@ -323,7 +332,24 @@ impl Parser {
                 }
                 _ => None,
             };
-            if let Some(func) = agg {
+            let fields_fn =
+                self.is_kw("fields") && self.toks.get(self.pos + 1) == Some(&Tok::LParen);
+            if fields_fn {
+                self.pos += 2;
+                let kind = if self.eat_kw("all") {
+                    FieldsKind::All
+                } else if self.eat_kw("standard") {
+                    FieldsKind::Standard
+                } else if self.eat_kw("custom") {
+                    FieldsKind::Custom
+                } else {
+                    return Err(self.unexpected());
+                };
+                if !self.eat(&Tok::RParen) {
+                    return Err(self.unexpected());
+                }
+                items.push(SelectItem::Fields(kind));
+            } else if let Some(func) = agg {
                 self.pos += 2;
                 if func == AggFunc::Count && self.eat(&Tok::RParen) {
                     items.push(SelectItem::CountAll);

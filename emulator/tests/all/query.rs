@@ -476,3 +476,39 @@ async fn aggregate_functions_and_group_by() {
         .await;
     assert_eq!(r.status, 400);
 }
+
+#[tokio::test]
+async fn fields_function_expands_the_select_list() {
+    let (_org, api) = start(small()).await;
+    let r = api.query("SELECT FIELDS(ALL) FROM Account LIMIT 5").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rec = r.body["records"][0]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for k in [
+        "Id",
+        "Name",
+        "SystemModstamp",
+        "External_Id__c",
+        "GoldenAccountID__c",
+    ] {
+        assert!(rec.contains_key(k), "{k}");
+    }
+    let r = api
+        .query("SELECT FIELDS(CUSTOM) FROM Account LIMIT 1")
+        .await;
+    let rec = r.body["records"][0]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(rec.contains_key("Tier__c") && !rec.contains_key("Name"));
+    let r = api.query("SELECT FIELDS(STANDARD) FROM Account").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        api.query("SELECT FIELDS(ALL) FROM Account")
+            .await
+            .error_code(),
+        "MALFORMED_QUERY"
+    );
+}
