@@ -90,6 +90,8 @@ enum Pred {
     Not(Box<Pred>),
     Cmp(Accessor, CmpOp, CVal),
     In(Accessor, Vec<CVal>),
+    /// Id membership from a semi-join, evaluated once at plan time.
+    InIds(Accessor, std::collections::HashSet<([u8; 3], u32)>),
     Like(Accessor, LikePattern),
 }
 
@@ -374,6 +376,41 @@ fn compile(store: &Store, base: usize, e: &Expr, today: i64) -> Result<Pred, Api
             let p = Pred::In(acc, vals);
             if *negated { Pred::Not(Box::new(p)) } else { p }
         }
+        Expr::InSubquery {
+            path,
+            query,
+            negated,
+        } => {
+            let (acc, _) = resolve_path(store, base, path)?;
+            if !matches!(acc.field.ftype, FieldType::Id | FieldType::Reference) {
+                return Err(ApiError::malformed_query(format!(
+                    "Semi join sub-selects are only allowed on id fields, not {}",
+                    acc.field.name
+                )));
+            }
+            let sub = plan(store, query, false, today)?;
+            let [col] = sub.columns.as_slice() else {
+                return Err(ApiError::malformed_query(
+                    "A semi-join sub-select must select exactly one id field",
+                ));
+            };
+            if !matches!(col.acc.field.ftype, FieldType::Id | FieldType::Reference)
+                || sub.is_aggregate()
+                || !sub.children.is_empty()
+            {
+                return Err(ApiError::malformed_query(
+                    "A semi-join sub-select must select exactly one id field",
+                ));
+            }
+            let mut set = std::collections::HashSet::new();
+            for r in execute(store, &sub) {
+                if let Cell::Id(p, row) = col.acc.read(store, r) {
+                    set.insert((p, row));
+                }
+            }
+            let p = Pred::InIds(acc, set);
+            if *negated { Pred::Not(Box::new(p)) } else { p }
+        }
         Expr::Like { path, pattern } => {
             let (acc, _) = resolve_path(store, base, path)?;
             if !acc.field.ftype.is_text() || acc.field.ftype == FieldType::Id {
@@ -458,6 +495,10 @@ fn eval(store: &Store, p: &Pred, row: u32) -> bool {
             let c = acc.read(store, row);
             vals.iter().any(|v| eval_cmp(&c, CmpOp::Eq, v))
         }
+        Pred::InIds(acc, set) => match acc.read(store, row) {
+            Cell::Id(p, r) => set.contains(&(p, r)),
+            _ => false,
+        },
         Pred::Like(acc, pat) => match acc.read(store, row) {
             Cell::Text(s) => pat.matches(&s),
             _ => false,
@@ -823,6 +864,12 @@ fn candidates(store: &Store, table: usize, p: &Pred) -> Option<Vec<u32>> {
         {
             lookup(acc, &vals.iter().collect::<Vec<_>>())
         }
+        Pred::InIds(acc, set) if acc.hops.is_empty() && acc.field.storage == Storage::Id => Some(
+            set.iter()
+                .filter(|(p, r)| *p == t.def.key_prefix && (*r as usize) < t.len())
+                .map(|(_, r)| *r)
+                .collect(),
+        ),
         Pred::And(parts) => parts.iter().find_map(|x| candidates(store, table, x)),
         _ => None,
     }

@@ -118,6 +118,12 @@ pub enum Expr {
         values: Vec<Literal>,
         negated: bool,
     },
+    /// Semi-join / anti-join: `Id IN (SELECT AccountId FROM Contact WHERE …)`.
+    InSubquery {
+        path: Vec<String>,
+        query: Box<Query>,
+        negated: bool,
+    },
     Like {
         path: Vec<String>,
         pattern: String,
@@ -468,9 +474,15 @@ impl Parser {
                 return Err(self.unexpected());
             }
             if self.is_kw("select") {
-                return Err(ApiError::malformed_query(
-                    "Semi-join subqueries are not supported by this org",
-                ));
+                let query = Box::new(self.query(true)?);
+                if !self.eat(&Tok::RParen) {
+                    return Err(self.unexpected());
+                }
+                return Ok(Expr::InSubquery {
+                    path,
+                    query,
+                    negated,
+                });
             }
             let mut values = vec![self.literal()?];
             while self.eat(&Tok::Comma) {

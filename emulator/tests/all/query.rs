@@ -512,3 +512,25 @@ async fn fields_function_expands_the_select_list() {
         "MALFORMED_QUERY"
     );
 }
+
+#[tokio::test]
+async fn semi_and_anti_joins() {
+    let (_org, api) = start(small()).await;
+    let all = api.count("SELECT COUNT() FROM Account").await;
+    let with = api
+        .count("SELECT COUNT() FROM Account WHERE Id IN (SELECT AccountId FROM Contact)")
+        .await;
+    let without = api
+        .count("SELECT COUNT() FROM Account WHERE Id NOT IN (SELECT AccountId FROM Contact)")
+        .await;
+    assert!(with > 0 && without > 0, "{with} {without}");
+    assert_eq!(with + without, all);
+    let titled = api.count("SELECT COUNT() FROM Account WHERE Id IN (SELECT AccountId FROM Contact WHERE Title = 'CEO') AND Tier__c = 'Gold'").await;
+    assert!(titled <= with);
+    assert_eq!(
+        api.query("SELECT Id FROM Account WHERE Name IN (SELECT Name FROM Contact)")
+            .await
+            .error_code(),
+        "MALFORMED_QUERY"
+    );
+}
