@@ -4,7 +4,7 @@
 //! (including parent relationships such as `Account.Owner.Name`), one level of child
 //! relationship subqueries, aggregates (`COUNT()`, `COUNT(f)`, `COUNT_DISTINCT`, `SUM`, `AVG`,
 //! `MIN`, `MAX`, with aliases and `GROUP BY`), one `FROM`
-//! object, `WHERE` with comparisons, `IN`/`NOT IN`, `LIKE`, `AND`/`OR`/`NOT` and parentheses,
+//! object, `WHERE` with comparisons, `IN`/`NOT IN` (lists or id semi-join sub-selects), `LIKE`, `AND`/`OR`/`NOT` and parentheses,
 //! string/number/boolean/null/date/datetime literals and relative date keywords, `ORDER BY`
 //! (several keys, `ASC`/`DESC`, `NULLS FIRST|LAST`), `LIMIT` and `OFFSET`. It knows nothing of
 //! the schema: names are resolved, and types checked, by `query`. Anything outside the subset
