@@ -1,14 +1,15 @@
 //! SOQL text → syntax tree.
 //!
 //! Owns the grammar of the SOQL subset the org answers: a select list of field paths
-//! (including parent relationships such as `Account.Owner.Name`), one level of child
-//! relationship subqueries, aggregates (`COUNT()`, `COUNT(f)`, `COUNT_DISTINCT`, `SUM`, `AVG`,
-//! `MIN`, `MAX`, with aliases and `GROUP BY`), one `FROM`
-//! object, `WHERE` with comparisons, `IN`/`NOT IN` (lists or id semi-join sub-selects), `LIKE`, `AND`/`OR`/`NOT` and parentheses,
-//! string/number/boolean/null/date/datetime literals and relative date keywords, `ORDER BY`
-//! (several keys, `ASC`/`DESC`, `NULLS FIRST|LAST`), `LIMIT` and `OFFSET`. It knows nothing of
-//! the schema: names are resolved, and types checked, by `query`. Anything outside the subset
-//! is a `MALFORMED_QUERY`, never a silently different query.
+//! (including parent relationships such as `Account.Owner.Name`), `FIELDS(ALL|STANDARD|
+//! CUSTOM)`, one level of child relationship subqueries, aggregates (`COUNT()`, `COUNT(f)`,
+//! `COUNT_DISTINCT`, `SUM`, `AVG`, `MIN`, `MAX`, aliases, `GROUP BY`); one `FROM` object;
+//! `WHERE` with comparisons, `IN`/`NOT IN` (lists or id semi-join sub-selects), `LIKE`,
+//! `AND`/`OR`/`NOT` and parentheses; string/number/boolean/null/date/datetime literals and
+//! relative date keywords; `ORDER BY` (several keys, `ASC`/`DESC`, `NULLS FIRST|LAST`),
+//! `LIMIT` and `OFFSET`. It knows nothing of the schema: names are resolved, and types
+//! checked, by `query`. Anything outside the subset is a `MALFORMED_QUERY`, never a silently
+//! different query.
 
 use crate::clock;
 use crate::error::ApiError;
