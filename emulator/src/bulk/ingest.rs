@@ -124,7 +124,46 @@ fn create_ingest(
     session: &Session,
     origin: &str,
 ) -> Result<Resp, ApiError> {
-    let body = req.json()?;
+    // The multipart variant carries the job and its CSV in one request and creates a job
+    // that is already `UploadComplete`.
+    let multipart = req
+        .header("content-type")
+        .filter(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"))
+        .map(|ct| {
+            let boundary = ct
+                .split(';')
+                .find_map(|p| p.trim().strip_prefix("boundary="))
+                .map(|b| b.trim_matches('"').to_string())
+                .unwrap_or_default();
+            multipart_parts(&req.body, &boundary)
+        });
+    let (body, data) = match &multipart {
+        Some(parts) => {
+            let part = |n: &str| {
+                parts
+                    .iter()
+                    .find(|(name, _)| name == n)
+                    .map(|(_, v)| v.clone())
+            };
+            let job = part("job").ok_or_else(|| {
+                ApiError::new(400, "API_ERROR", "multipart request needs a 'job' part")
+            })?;
+            let content = part("content").ok_or_else(|| {
+                ApiError::new(400, "API_ERROR", "multipart request needs a 'content' part")
+            })?;
+            if content.len() > MULTIPART_MAX_BYTES {
+                return Err(ApiError::new(
+                    400,
+                    "API_ERROR",
+                    "multipart content exceeds 100,000 characters; upload it with PUT .../batches instead",
+                ));
+            }
+            let body: serde_json::Value =
+                serde_json::from_slice(&job).map_err(|e| ApiError::json_parser(e.to_string()))?;
+            (body, Some(content))
+        }
+        None => (req.json()?, None),
+    };
     let object = body["object"]
         .as_str()
         .ok_or_else(|| ApiError::new(400, "API_ERROR", "object is required"))?;
@@ -202,9 +241,65 @@ fn create_ingest(
         processing_ms: 0,
         origin: origin.replace("/rest/", "/bulkapi/"),
     };
+    let Some(data) = data else {
+        let info = job.info();
+        org.jobs.insert(job);
+        return Ok(http::json(200, &info));
+    };
+    let mut job = job;
+    job.data = data;
+    job.state = "UploadComplete".into();
     let info = job.info();
-    org.jobs.insert(job);
+    let jref = org.jobs.insert(job);
+    let org2 = org.clone();
+    tokio::spawn(async move { run_ingest_job(org2, jref).await });
     Ok(http::json(200, &info))
+}
+
+/// Salesforce's cap on CSV carried in a multipart job request.
+const MULTIPART_MAX_BYTES: usize = 100_000;
+
+/// Splits a `multipart/form-data` body into (part name, content).
+fn multipart_parts(body: &[u8], boundary: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    if boundary.is_empty() {
+        return out;
+    }
+    let delim = format!("--{boundary}");
+    let text = String::from_utf8_lossy(body);
+    for chunk in text.split(delim.as_str()).skip(1) {
+        if chunk.starts_with("--") {
+            break;
+        }
+        let chunk = chunk
+            .strip_prefix("\r\n")
+            .or_else(|| chunk.strip_prefix('\n'))
+            .unwrap_or(chunk);
+        let (head, content) = match chunk
+            .split_once("\r\n\r\n")
+            .or_else(|| chunk.split_once("\n\n"))
+        {
+            Some(x) => x,
+            None => continue,
+        };
+        let name = head
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("name="))
+            .map(|n| {
+                n.split(['\r', '\n'])
+                    .next()
+                    .unwrap_or(n)
+                    .trim_matches('"')
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let content = content
+            .strip_suffix("\r\n")
+            .or_else(|| content.strip_suffix('\n'))
+            .unwrap_or(content);
+        out.push((name, content.as_bytes().to_vec()));
+    }
+    out
 }
 
 /// How one CSV column maps onto the object.

@@ -355,3 +355,48 @@ async fn concurrent_readers_writers_and_bulk_jobs_do_not_block_each_other() {
     // The background change generator has been editing the org meanwhile.
     assert!(!org.events_after(0).is_empty());
 }
+
+#[tokio::test]
+async fn multipart_ingest_creates_an_upload_complete_job() {
+    let (_org, api) = start(small()).await;
+    let boundary = "BOUNDARY42";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"job\"\r\nContent-Type: application/json\r\n\r\n{}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"content\"; filename=\"content\"\r\nContent-Type: text/csv\r\n\r\nName,Tier__c\nMultipart One,Gold\nMultipart Two,Silver\n\r\n--{boundary}--\r\n",
+        json!({"object": "Account", "operation": "insert", "contentType": "CSV", "lineEnding": "LF"})
+    );
+    let r = api
+        .http
+        .post(api.url("jobs/ingest"))
+        .bearer_auth(&api.token)
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("multipart");
+    assert_eq!(r.status(), 200);
+    let info: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(info["state"], "UploadComplete", "{info}");
+    let id = info["id"].as_str().unwrap_or_default().to_string();
+    let done = wait_for(
+        &api,
+        &format!("jobs/ingest/{id}"),
+        &["JobComplete", "Failed"],
+    )
+    .await;
+    assert_eq!(
+        (
+            done["state"].as_str(),
+            done["numberRecordsProcessed"].as_u64()
+        ),
+        (Some("JobComplete"), Some(2)),
+        "{done}"
+    );
+    assert_eq!(
+        api.count("SELECT COUNT() FROM Account WHERE Name LIKE 'Multipart%'")
+            .await,
+        2
+    );
+}
