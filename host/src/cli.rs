@@ -3,8 +3,11 @@
 //! Commands print results on stdout (JSON or NDJSON, for pipes) and progress or summaries
 //! on stderr (for people).
 
+mod dlq;
 mod plugin_cmd;
+mod serve;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +28,106 @@ pub enum Command {
     /// Check and try out plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Serve the intake and admin HTTP API: product change events are made durable in the
+    /// store before the 202.
+    ///
+    /// Prints one JSON line `{"listening":"ADDR"}` on stdout once it accepts connections.
+    /// Stops on Ctrl-C or SIGTERM after finishing in-flight requests.
+    Serve {
+        /// The store file (redb); created if missing. One process writes it at a time.
+        #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
+        db: PathBuf,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// An installation this host serves; repeatable. Posts for any other id get 404.
+        #[arg(long = "installation", value_name = "ID", required = true)]
+        installations: Vec<String>,
+        /// Most events committed in one durable transaction. Larger groups mean fewer fsyncs
+        /// under load but a longer wait for the first request of a group.
+        #[arg(long, default_value_t = 8192)]
+        max_batch_events: usize,
+        /// Microseconds the writer lingers for more requests before committing. 0 (the
+        /// default) commits whatever queued during the previous commit; a linger only helps
+        /// with few, slow senders and adds to every request's latency.
+        #[arg(long, default_value_t = 0)]
+        max_wait_us: u64,
+        /// Tokio worker threads for HTTP (default: one per core).
+        #[arg(long)]
+        worker_threads: Option<usize>,
+    },
+    /// Inspect, replay or discard dead-lettered events.
+    ///
+    /// Opens the store file directly: stop `weft serve` on the same file first.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+/// Which DLQ entries a command applies to.
+#[derive(Debug, clap::Args)]
+pub struct DlqFilterArgs {
+    /// Only this installation's entries.
+    #[arg(long)]
+    installation: Option<String>,
+    /// Only entries that failed in this stage: map, coerce, validate, conflict or write.
+    #[arg(long)]
+    stage: Option<String>,
+    /// Only entries with this error code, e.g. REQUIRED_FIELD_MISSING.
+    #[arg(long)]
+    error_code: Option<String>,
+}
+
+impl DlqFilterArgs {
+    fn into_filters(self) -> dlq::Filters {
+        dlq::Filters {
+            installation: self.installation,
+            stage: self.stage,
+            error_code: self.error_code,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List entries as NDJSON, one per line (open ones unless --all).
+    List {
+        #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
+        db: PathBuf,
+        #[command(flatten)]
+        filters: DlqFilterArgs,
+        /// Include replayed and discarded entries.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print one entry in full, with the original event, as JSON.
+    Show {
+        #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
+        db: PathBuf,
+        id: u64,
+    },
+    /// Send the original events through the current pipeline again, after fixing the plugin
+    /// or configuration that made them fail.
+    ///
+    /// Each event is re-enqueued as a new accepted event in the outbound queue and its entry
+    /// is marked replayed, in one transaction. (The outbound pipeline that drains the queue
+    /// is not part of this host version yet; replayed events wait in the queue for it.)
+    /// Give entry ids, or select all open entries matching the filters.
+    Replay {
+        #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
+        db: PathBuf,
+        ids: Vec<u64>,
+        #[command(flatten)]
+        filters: DlqFilterArgs,
+    },
+    /// Mark entries discarded: they stay for the record but are not replayed. Give entry
+    /// ids, or select all open entries matching the filters.
+    Discard {
+        #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
+        db: PathBuf,
+        ids: Vec<u64>,
+        #[command(flatten)]
+        filters: DlqFilterArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,5 +189,30 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             schema,
             batch_size,
         }),
+        Command::Serve {
+            db,
+            listen,
+            installations,
+            max_batch_events,
+            max_wait_us,
+            worker_threads,
+        } => serve::run(serve::ServeArgs {
+            db,
+            listen,
+            installations,
+            max_batch_events,
+            max_wait_us,
+            worker_threads,
+        }),
+        Command::Dlq(DlqCommand::List { db, filters, all }) => {
+            dlq::list(&db, &filters.into_filters(), all)
+        }
+        Command::Dlq(DlqCommand::Show { db, id }) => dlq::show(&db, id),
+        Command::Dlq(DlqCommand::Replay { db, ids, filters }) => {
+            dlq::replay(&db, &ids, &filters.into_filters())
+        }
+        Command::Dlq(DlqCommand::Discard { db, ids, filters }) => {
+            dlq::discard(&db, &ids, &filters.into_filters())
+        }
     }
 }

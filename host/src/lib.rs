@@ -4,5 +4,7 @@
 //! differs per customer runs as a sandboxed WebAssembly plugin behind one WIT contract
 //! ([`plugin`]).
 
+pub mod api;
 pub mod cli;
 pub mod plugin;
+pub mod store;

@@ -1,0 +1,209 @@
+//! The admin and intake HTTP API (axum).
+//!
+//! Routes:
+//!
+//! - `POST /v1/installations/{id}/events` — product change events, made durable before the
+//!   `202` (see [`intake`] for the body shape and every status it returns);
+//! - `GET /v1/installations/{id}/events/{event_id}` — where an event is: `accepted`,
+//!   `processed` or `dlq`;
+//! - `GET /metrics` — Prometheus text: intake counters, plus the transport telemetry when
+//!   the host passes a renderer in ([`ExtraMetrics`]).
+//!
+//! The API owns request validation and status codes; it never writes to the store except
+//! through the group-commit [`IntakeWriter`], and never answers `2xx` for an event that is
+//! not durable.
+
+pub mod intake;
+mod metrics;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::store::{GroupCommitConfig, IntakeWriter, RedbStore, Store, StoreError, WriterHandle};
+
+pub use intake::{IntakeLimits, MAX_BODY_BYTES};
+pub use metrics::IntakeCounters;
+
+/// Renders more Prometheus text to append to `/metrics` (e.g. the transport telemetry's
+/// registry). A closure rather than a concrete type so the API does not depend on which
+/// subsystems a host runs.
+pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What the handlers share.
+pub struct ApiState {
+    store: Arc<dyn Store>,
+    writer: IntakeWriter,
+    limits: IntakeLimits,
+    /// The installations this host serves, each with its counters. Fixed at start-up, so
+    /// lookups take no lock.
+    installations: BTreeMap<String, Arc<IntakeCounters>>,
+    extra_metrics: Option<ExtraMetrics>,
+}
+
+impl ApiState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        writer: IntakeWriter,
+        installations: BTreeSet<String>,
+        limits: IntakeLimits,
+        extra_metrics: Option<ExtraMetrics>,
+    ) -> Self {
+        ApiState {
+            store,
+            writer,
+            limits,
+            installations: installations
+                .into_iter()
+                .map(|id| (id, Arc::new(IntakeCounters::default())))
+                .collect(),
+            extra_metrics,
+        }
+    }
+}
+
+/// The API's routes over `state`.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/v1/installations/{id}/events", post(intake::post_events))
+        .route(
+            "/v1/installations/{id}/events/{event_id}",
+            get(intake::event_status),
+        )
+        .route("/metrics", get(metrics::render))
+        .with_state(state)
+}
+
+/// Everything `weft serve` needs, already validated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub db: std::path::PathBuf,
+    pub listen: SocketAddr,
+    pub installations: BTreeSet<String>,
+    pub group_commit: GroupCommitConfig,
+    pub limits: IntakeLimits,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("binding {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting the intake writer thread")]
+    Writer(#[source] std::io::Error),
+    #[error("serving HTTP")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A running API server: its address, and how to stop it.
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    running: RunningServer,
+}
+
+impl Server {
+    /// Opens the store, starts the writer and binds the listener; serving starts at once
+    /// on the current Tokio runtime.
+    pub async fn start(
+        config: ServeConfig,
+        extra_metrics: Option<ExtraMetrics>,
+    ) -> Result<Server, ServeError> {
+        let db = config.db.clone();
+        let store = tokio::task::spawn_blocking(move || RedbStore::open(&db))
+            .await
+            .map_err(|join| ServeError::Writer(std::io::Error::other(join.to_string())))??;
+        let store: Arc<dyn Store> = Arc::new(store);
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let (intake, writer) =
+            IntakeWriter::start(store.clone(), config.group_commit).map_err(ServeError::Writer)?;
+        let state = Arc::new(ApiState::new(
+            store,
+            intake,
+            config.installations,
+            config.limits,
+            extra_metrics,
+        ));
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, state, async move {
+            let _ = stop.await;
+        }));
+        Ok(Server {
+            addr,
+            shutdown,
+            running: RunningServer { task, writer },
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish (their events are committed first),
+    /// then waits for the writer to drain and release the store file.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(());
+        self.running.wait().await
+    }
+
+    /// Splits off the shutdown trigger, for callers that wait and signal from different
+    /// places (e.g. `weft serve` on Ctrl-C).
+    pub fn into_parts(self) -> (tokio::sync::oneshot::Sender<()>, RunningServer) {
+        (self.shutdown, self.running)
+    }
+}
+
+/// A server whose shutdown trigger was taken by [`Server::into_parts`].
+pub struct RunningServer {
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+    writer: WriterHandle,
+}
+
+impl RunningServer {
+    /// Runs until the server stops, then waits for the writer to drain and release the
+    /// store file.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        let served = match self.task.await {
+            Ok(result) => result,
+            Err(join) => Err(ServeError::Serve(std::io::Error::other(join.to_string()))),
+        };
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        served
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then waits for in-flight
+/// requests. Dropping the router here drops the state and with it the last
+/// [`IntakeWriter`], which lets the writer thread finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServeError::Serve)
+}

@@ -1,0 +1,435 @@
+//! `POST /v1/installations/{id}/events`: product change events in, durable before `202`.
+//!
+//! Body (JSON), either an object with an `events` array or a bare array:
+//!
+//! ```json
+//! {"events": [
+//!   {"id": "evt-1", "object": "company", "operation": "upsert",
+//!    "occurred_at": "2026-01-01T00:00:00Z", "record": {"id": "c-42", "name": "Acme"}}
+//! ]}
+//! ```
+//!
+//! - `id`: the event's id, 1–256 characters; an id the installation already accepted is
+//!   reported as a duplicate and not stored again (posting the same batch twice is safe);
+//! - `object`: the product object kind (non-empty); the plugin maps it to Salesforce;
+//! - `operation`: `"upsert"` or `"delete"`;
+//! - `occurred_at`: RFC 3339 with an offset, e.g. `2026-01-01T00:00:00Z`;
+//! - `record`: a JSON object (for a delete, at least the record's key fields).
+//!
+//! Other members are ignored, so senders can add fields before the host reads them.
+//!
+//! Answers, in the order they are checked:
+//! - `404` `unknown_installation` — the id is not one this host serves;
+//! - `413` `payload_too_large` — the raw body exceeds [`MAX_BODY_BYTES`] (checked before
+//!   parsing, from `Content-Length` and again while reading);
+//! - `400` `malformed_json` (with line and column) or `invalid_event` (with `index` and
+//!   `field`, e.g. `events[3].occurred_at: expected an RFC 3339 timestamp …`); nothing of
+//!   the batch is stored — a batch is accepted whole or not at all;
+//! - `503` `store_unavailable` — the store could not commit; nothing new was acknowledged,
+//!   retry the same batch;
+//! - `202` `{"accepted": [ids], "duplicates": [ids]}` — every listed event is durable.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use super::ApiState;
+use crate::store::{Operation, OutboundEvent};
+
+/// The largest request body accepted: 300 KiB (307,200 bytes). It bounds the memory one
+/// request can pin while it waits for the group commit (queue depth × this is the worst
+/// case) and keeps any one request's share of a group small; senders with more split it
+/// into several requests, which costs them nothing since commits are grouped anyway.
+pub const MAX_BODY_BYTES: usize = 300 * 1024;
+
+/// The longest event id accepted, in bytes. Ids are keys of the idempotency index;
+/// bounding them keeps one sender from bloating it. 256 fits UUIDs, ULIDs and composite ids.
+pub const MAX_EVENT_ID_BYTES: usize = 256;
+
+/// Intake limits; see the constants for the reasoning behind each default.
+#[derive(Debug, Clone)]
+pub struct IntakeLimits {
+    pub max_body_bytes: usize,
+}
+
+impl Default for IntakeLimits {
+    fn default() -> Self {
+        IntakeLimits {
+            max_body_bytes: MAX_BODY_BYTES,
+        }
+    }
+}
+
+pub(super) async fn post_events(
+    State(state): State<Arc<ApiState>>,
+    Path(installation): Path<String>,
+    request: Request,
+) -> Response {
+    let Some(counters) = state.installations.get(&installation).cloned() else {
+        return unknown_installation(&installation);
+    };
+    let limit = state.limits.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        counters.too_large.fetch_add(1, Ordering::Relaxed);
+        return too_large(limit);
+    }
+    let body = match read_body(request.into_body(), limit).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            counters.too_large.fetch_add(1, Ordering::Relaxed);
+            return too_large(limit);
+        }
+        Err(BodyError::Read(message)) => {
+            counters.invalid.fetch_add(1, Ordering::Relaxed);
+            return error(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                format!("reading the request body: {message}"),
+            );
+        }
+    };
+    let events = match parse_batch(&body) {
+        Ok(events) => events,
+        Err(problem) => {
+            counters.invalid.fetch_add(1, Ordering::Relaxed);
+            return problem.into_response();
+        }
+    };
+    match state.writer.submit(installation, events).await {
+        Ok(admissions) => {
+            let mut accepted = Vec::new();
+            let mut duplicates = Vec::new();
+            for admission in admissions {
+                if admission.duplicate {
+                    duplicates.push(admission.event_id);
+                } else {
+                    accepted.push(admission.event_id);
+                }
+            }
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            counters
+                .accepted
+                .fetch_add(accepted.len() as u64, Ordering::Relaxed);
+            counters
+                .duplicates
+                .fetch_add(duplicates.len() as u64, Ordering::Relaxed);
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({"accepted": accepted, "duplicates": duplicates})),
+            )
+                .into_response()
+        }
+        Err(store_error) => {
+            counters.store_errors.fetch_add(1, Ordering::Relaxed);
+            let message = error_chain(&store_error);
+            tracing::error!(error = %message, "intake: store unavailable");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                message,
+            )
+        }
+    }
+}
+
+pub(super) async fn event_status(
+    State(state): State<Arc<ApiState>>,
+    Path((installation, event_id)): Path<(String, String)>,
+) -> Response {
+    if !state.installations.contains_key(&installation) {
+        return unknown_installation(&installation);
+    }
+    let store = state.store.clone();
+    let lookup_installation = installation.clone();
+    let lookup_event = event_id.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        store.event_status(&lookup_installation, &lookup_event)
+    })
+    .await;
+    match found {
+        Ok(Ok(Some(status))) => (
+            StatusCode::OK,
+            axum::Json(json!({
+                "event_id": status.event_id,
+                "seq": status.seq,
+                "status": status.state,
+            })),
+        )
+            .into_response(),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_event",
+            format!("installation {installation:?} has not accepted an event with id {event_id:?}"),
+        ),
+        Ok(Err(store_error)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            error_chain(&store_error),
+        ),
+        Err(join) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            join.to_string(),
+        ),
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+/// Reads the body but never more than `limit` bytes: a sender that lies in (or omits)
+/// `Content-Length` is cut off as soon as it crosses the limit.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        if out.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A 400: what is wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchProblem {
+    pub code: &'static str,
+    /// Index of the offending event in the batch, when the problem is in one event.
+    pub index: Option<usize>,
+    /// The offending field, when there is one.
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl IntoResponse for BatchProblem {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({
+                "error": self.code,
+                "message": self.message,
+                "index": self.index,
+                "field": self.field,
+            })),
+        )
+            .into_response()
+    }
+}
+
+/// Parses and validates a request body into events; see the module docs for the shape.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<OutboundEvent>, BatchProblem> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| BatchProblem {
+        code: "malformed_json",
+        index: None,
+        field: None,
+        message: format!("malformed JSON: {e}"),
+    })?;
+    let items = match value {
+        Value::Array(items) => items,
+        Value::Object(mut top) => match top.remove("events") {
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                return Err(batch_problem(
+                    "events",
+                    format!("events: expected an array, got {}", kind(&other)),
+                ));
+            }
+            None => {
+                return Err(batch_problem(
+                    "events",
+                    "missing field \"events\" (send {\"events\": [...]} or a bare array)".into(),
+                ));
+            }
+        },
+        other => {
+            return Err(batch_problem(
+                "events",
+                format!(
+                    "expected an object with an \"events\" array, or an array; got {}",
+                    kind(&other)
+                ),
+            ));
+        }
+    };
+    if items.is_empty() {
+        return Err(batch_problem(
+            "events",
+            "events: the batch is empty; send at least one event".into(),
+        ));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| parse_event(index, item))
+        .collect()
+}
+
+fn batch_problem(field: &'static str, message: String) -> BatchProblem {
+    BatchProblem {
+        code: "invalid_batch",
+        index: None,
+        field: Some(field),
+        message,
+    }
+}
+
+fn parse_event(index: usize, item: Value) -> Result<OutboundEvent, BatchProblem> {
+    let invalid = |field: Option<&'static str>, problem: String| BatchProblem {
+        code: "invalid_event",
+        index: Some(index),
+        field,
+        message: match field {
+            Some(field) => format!("events[{index}].{field}: {problem}"),
+            None => format!("events[{index}]: {problem}"),
+        },
+    };
+    let mut event = match item {
+        Value::Object(event) => event,
+        other => {
+            return Err(invalid(
+                None,
+                format!("expected an event object, got {}", kind(&other)),
+            ));
+        }
+    };
+    let mut take = |field: &'static str| {
+        event
+            .remove(field)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| invalid(Some(field), "missing required field".into()))
+    };
+    let id = take("id")?;
+    let object = take("object")?;
+    let operation = take("operation")?;
+    let occurred_at = take("occurred_at")?;
+    let record = take("record")?;
+
+    let id = match id {
+        Value::String(id) if id.is_empty() => {
+            return Err(invalid(Some("id"), "must not be empty".into()));
+        }
+        Value::String(id) if id.len() > MAX_EVENT_ID_BYTES => {
+            return Err(invalid(
+                Some("id"),
+                format!("is {} bytes; the limit is {MAX_EVENT_ID_BYTES}", id.len()),
+            ));
+        }
+        Value::String(id) => id,
+        other => {
+            return Err(invalid(
+                Some("id"),
+                format!("expected a string, got {}", kind(&other)),
+            ));
+        }
+    };
+    let object = match object {
+        Value::String(object) if !object.trim().is_empty() => object,
+        Value::String(_) => return Err(invalid(Some("object"), "must not be empty".into())),
+        other => {
+            return Err(invalid(
+                Some("object"),
+                format!("expected a string, got {}", kind(&other)),
+            ));
+        }
+    };
+    let operation = match operation.as_str() {
+        Some("upsert") => Operation::Upsert,
+        Some("delete") => Operation::Delete,
+        _ => {
+            return Err(invalid(
+                Some("operation"),
+                format!("expected \"upsert\" or \"delete\", got {operation}"),
+            ));
+        }
+    };
+    let occurred_at = match occurred_at.as_str().map(str::parse::<Timestamp>) {
+        Some(Ok(at)) => at,
+        _ => {
+            return Err(invalid(
+                Some("occurred_at"),
+                format!(
+                    "expected an RFC 3339 timestamp with an offset such as \
+                     \"2026-01-01T00:00:00Z\", got {occurred_at}"
+                ),
+            ));
+        }
+    };
+    let record: Map<String, Value> = match record {
+        Value::Object(record) => record,
+        other => {
+            return Err(invalid(
+                Some("record"),
+                format!("expected an object, got {}", kind(&other)),
+            ));
+        }
+    };
+    Ok(OutboundEvent {
+        id,
+        object,
+        operation,
+        occurred_at,
+        record,
+    })
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn unknown_installation(installation: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown_installation",
+        format!("this host serves no installation {installation:?}"),
+    )
+}
+
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body exceeds {limit} bytes; split the batch into smaller requests"),
+    )
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": code, "message": message})),
+    )
+        .into_response()
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -1,0 +1,295 @@
+//! The durable state layer: accepted outbound events (the outbox), the idempotency index,
+//! the dead-letter queue, the audit log, and per-(installation, object) checkpoints and
+//! watermarks.
+//!
+//! It owns *what* is stored and the transaction boundaries; it never decides what to sync,
+//! never talks to Salesforce and never runs plugins. Every write goes through one
+//! [`Store::write`] transaction that commits durably (fsync) before it returns, so writes that
+//! must agree — an accepted event and its idempotency entry, a sink write and its
+//! checkpoint, a DLQ entry and its event's state — share one transaction.
+//!
+//! Storage sits behind two narrow, object-safe traits: [`Store`] (reads, and running a write
+//! transaction) and [`StoreTxn`] (the writes inside one). [`RedbStore`] is the embedded
+//! default: one redb file per host. A PostgreSQL backend with per-installation leases fits
+//! the same traits — `write` becomes `BEGIN … COMMIT` (retrying the closure on serialization
+//! failure, which is why it is `FnMut`), sequence numbers come from a sequence, and a lease
+//! check joins each transaction — without the pipeline noticing.
+//!
+//! Intake does not call [`Store::write`] per request: [`IntakeWriter`] gathers concurrent
+//! requests into one transaction (group commit), which is what makes durable intake fast.
+//!
+//! Values are encoded as JSON (serde_json). The trade-off: JSON is 1.5–2× larger and slower
+//! than a binary encoding, but event records are JSON already (re-encoding them costs little),
+//! `weft dlq show` and forensic reads of the file need no schema, and `#[serde(default)]`
+//! lets a newer host read an older file.
+
+mod error;
+mod group_commit;
+mod model;
+mod redb_store;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use error::StoreError;
+pub use group_commit::{GroupCommitConfig, IntakeWriter, WriterHandle, WriterStats};
+pub use model::{
+    AcceptedEvent, Admission, AuditEntry, DlqEntry, DlqFilter, DlqOriginal, DlqStatus, EventState,
+    EventStatus, FieldChange, NewDlqEntry, Operation, OutboundEvent, Seq, Stage, StateKind,
+    UnknownStage,
+};
+pub use redb_store::RedbStore;
+
+use jiff::Timestamp;
+
+/// Reads, and the one way to write: a durable transaction.
+pub trait Store: Send + Sync {
+    /// Runs `work` inside one write transaction and commits it durably. If `work` returns an
+    /// error, nothing it did is kept. A backend may call `work` more than once (to retry a
+    /// serialization failure), so `work` must not have side effects outside the
+    /// transaction.
+    fn write(
+        &self,
+        work: &mut dyn FnMut(&mut dyn StoreTxn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Accepted events of `installation` not yet processed nor dead-lettered, in seq order,
+    /// starting after `after` (pass the last seq of the previous page), at most `limit`.
+    fn pending_events(
+        &self,
+        installation: &str,
+        after: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<AcceptedEvent>, StoreError>;
+
+    /// Every accepted event of `installation` (whatever its state), in seq order.
+    fn events(
+        &self,
+        installation: &str,
+        after: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<AcceptedEvent>, StoreError>;
+
+    /// Where the event with this id is, if the installation ever accepted it.
+    fn event_status(
+        &self,
+        installation: &str,
+        event_id: &str,
+    ) -> Result<Option<EventStatus>, StoreError>;
+
+    /// DLQ entries matching `filter`, oldest first.
+    fn dlq_list(&self, filter: &DlqFilter) -> Result<Vec<DlqEntry>, StoreError>;
+
+    fn dlq_get(&self, id: u64) -> Result<Option<DlqEntry>, StoreError>;
+
+    /// Audit entries of `installation`, oldest first, with their ids, after `after`.
+    fn audit(
+        &self,
+        installation: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, AuditEntry)>, StoreError>;
+
+    /// The raw encoded checkpoint or watermark; prefer [`StoreExt::get_checkpoint`].
+    fn state_raw(
+        &self,
+        installation: &str,
+        object: &str,
+        kind: StateKind,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// The writes available inside one [`Store::write`] transaction.
+pub trait StoreTxn {
+    /// Makes each event durable unless the installation already has an event with its id
+    /// (then it is reported as a duplicate with the original seq). Duplicates within
+    /// `events` are caught too: the first wins.
+    fn accept_events(
+        &mut self,
+        installation: &str,
+        events: &[OutboundEvent],
+        at: Timestamp,
+    ) -> Result<Vec<Admission>, StoreError>;
+
+    /// The pipeline finished with this event: it leaves the pending queue.
+    fn mark_processed(&mut self, installation: &str, seq: Seq) -> Result<(), StoreError>;
+
+    /// Accepts `event` again under a new seq even though its id is known (a DLQ replay):
+    /// it rejoins the pending queue at the end and its state is `accepted` again.
+    fn requeue_event(
+        &mut self,
+        installation: &str,
+        event: &OutboundEvent,
+        at: Timestamp,
+    ) -> Result<Seq, StoreError>;
+
+    /// Records a permanent failure. If an open entry exists for the same installation and
+    /// event id, it is updated (attempts + 1, last seen, latest error) instead of adding a
+    /// second one. An event original also leaves the pending queue with state `dlq`.
+    /// Returns the entry's id.
+    fn put_dlq(&mut self, entry: &NewDlqEntry) -> Result<u64, StoreError>;
+
+    fn set_dlq_status(&mut self, id: u64, status: DlqStatus) -> Result<(), StoreError>;
+
+    /// Appends to the audit log; returns the entry's id.
+    fn append_audit(&mut self, entry: &AuditEntry) -> Result<u64, StoreError>;
+
+    /// Stores an encoded checkpoint or watermark; prefer
+    /// [`put_checkpoint`](trait.StoreTxn.html#method.put_checkpoint).
+    fn put_state_raw(
+        &mut self,
+        installation: &str,
+        object: &str,
+        kind: StateKind,
+        value: &[u8],
+    ) -> Result<(), StoreError>;
+
+    fn get_state_raw(
+        &mut self,
+        installation: &str,
+        object: &str,
+        kind: StateKind,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+impl dyn StoreTxn + '_ {
+    /// Stores the backfill checkpoint of (installation, object) in this transaction.
+    pub fn put_checkpoint<T: Serialize>(
+        &mut self,
+        installation: &str,
+        object: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(value, "encoding a checkpoint")?;
+        self.put_state_raw(installation, object, StateKind::Checkpoint, &bytes)
+    }
+
+    pub fn get_checkpoint<T: DeserializeOwned>(
+        &mut self,
+        installation: &str,
+        object: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_state_raw(installation, object, StateKind::Checkpoint)?
+            .map(|bytes| decode(&bytes, "decoding a checkpoint"))
+            .transpose()
+    }
+
+    /// Stores the incremental watermark of (installation, object) in this transaction.
+    pub fn put_watermark<T: Serialize>(
+        &mut self,
+        installation: &str,
+        object: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(value, "encoding a watermark")?;
+        self.put_state_raw(installation, object, StateKind::Watermark, &bytes)
+    }
+
+    pub fn get_watermark<T: DeserializeOwned>(
+        &mut self,
+        installation: &str,
+        object: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_state_raw(installation, object, StateKind::Watermark)?
+            .map(|bytes| decode(&bytes, "decoding a watermark"))
+            .transpose()
+    }
+}
+
+/// Conveniences over [`Store`] for callers that write one thing at a time.
+pub trait StoreExt: Store {
+    /// Runs `work` once in a durable transaction and returns its value. (Backends that retry
+    /// call [`Store::write`] directly with an idempotent closure.)
+    fn transact<R>(
+        &self,
+        work: impl FnOnce(&mut dyn StoreTxn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut work = Some(work);
+        let mut out = None;
+        self.write(&mut |txn| {
+            if let Some(work) = work.take() {
+                out = Some(work(txn)?);
+            }
+            Ok(())
+        })?;
+        // `write` returned Ok, so the closure ran and `out` is set.
+        out.ok_or(StoreError::WriterStopped)
+    }
+
+    fn put_checkpoint<T: Serialize>(
+        &self,
+        installation: &str,
+        object: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        self.transact(|txn| txn.put_checkpoint(installation, object, value))
+    }
+
+    fn get_checkpoint<T: DeserializeOwned>(
+        &self,
+        installation: &str,
+        object: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.state_raw(installation, object, StateKind::Checkpoint)?
+            .map(|bytes| decode(&bytes, "decoding a checkpoint"))
+            .transpose()
+    }
+
+    fn get_watermark<T: DeserializeOwned>(
+        &self,
+        installation: &str,
+        object: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.state_raw(installation, object, StateKind::Watermark)?
+            .map(|bytes| decode(&bytes, "decoding a watermark"))
+            .transpose()
+    }
+
+    fn mark_processed(&self, installation: &str, seq: Seq) -> Result<(), StoreError> {
+        self.transact(|txn| txn.mark_processed(installation, seq))
+    }
+
+    fn put_dlq(&self, entry: &NewDlqEntry) -> Result<u64, StoreError> {
+        self.transact(|txn| txn.put_dlq(entry))
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
+        self.transact(|txn| txn.append_audit(entry))
+    }
+
+    /// Sends an open DLQ entry's original event through the pipeline again: re-enqueues it
+    /// as a new accepted event and marks the entry replayed, in one transaction. Returns the
+    /// new seq, or `None` when the entry holds a record rather than an event (an inbound
+    /// failure is replayed by re-running that sync).
+    fn replay_dlq(&self, id: u64, at: Timestamp) -> Result<Option<Seq>, StoreError> {
+        let entry = self.dlq_get(id)?.ok_or(StoreError::DlqNotFound(id))?;
+        self.transact(|txn| {
+            let seq = match &entry.original {
+                DlqOriginal::Event { event } => {
+                    Some(txn.requeue_event(&entry.installation, event, at)?)
+                }
+                DlqOriginal::Record { .. } => None,
+            };
+            if seq.is_some() {
+                txn.set_dlq_status(id, DlqStatus::Replayed)?;
+            }
+            Ok(seq)
+        })
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    doing: &'static str,
+) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Codec { doing, source })
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    doing: &'static str,
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Codec { doing, source })
+}

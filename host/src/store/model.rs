@@ -1,0 +1,327 @@
+//! The values the store keeps: outbound events, DLQ entries, audit entries, state kinds.
+//!
+//! These are plain serde types; they are what every backend stores and returns, so the
+//! pipeline never sees a backend's row or page types.
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The intake sequence number: assigned at acceptance, strictly increasing across the whole
+/// store, so one installation's events in seq order are in the order they were accepted.
+pub type Seq = u64;
+
+/// What a product change event asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Upsert,
+    Delete,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Upsert => "upsert",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// One product change event as the vendor's app posted it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundEvent {
+    /// The vendor's id for the event; the idempotency key within an installation.
+    pub id: String,
+    /// The product's object kind, e.g. `company`; the plugin maps it to a Salesforce object.
+    pub object: String,
+    pub operation: Operation,
+    #[serde(with = "rfc3339")]
+    pub occurred_at: Timestamp,
+    /// The product record (for a delete, at least its key fields).
+    pub record: Map<String, Value>,
+}
+
+/// An event the store has made durable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptedEvent {
+    pub installation: String,
+    pub seq: Seq,
+    #[serde(with = "rfc3339")]
+    pub accepted_at: Timestamp,
+    pub event: OutboundEvent,
+}
+
+/// The outcome of offering one event to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub event_id: String,
+    /// The event's sequence number: new for an accepted event, the original one for a
+    /// duplicate.
+    pub seq: Seq,
+    /// The installation already had an event with this id; nothing was written for it.
+    pub duplicate: bool,
+}
+
+/// Where an accepted event is in the outbound pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventState {
+    /// Durable and waiting for (or in) the outbound pipeline.
+    Accepted,
+    /// The pipeline finished with it (written, skipped on purpose, or deleted).
+    Processed,
+    /// It failed permanently and sits in the DLQ.
+    Dlq,
+}
+
+impl EventState {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            EventState::Accepted => 0,
+            EventState::Processed => 1,
+            EventState::Dlq => 2,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Self {
+        match code {
+            1 => EventState::Processed,
+            2 => EventState::Dlq,
+            // 0, and anything a newer version might write, reads as "not finished": the
+            // safe reading, since it keeps the event visible to operators.
+            _ => EventState::Accepted,
+        }
+    }
+}
+
+/// An event's id, sequence number and state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventStatus {
+    pub event_id: String,
+    pub seq: Seq,
+    pub state: EventState,
+}
+
+/// The pipeline stage a record failed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Map,
+    Coerce,
+    Validate,
+    Conflict,
+    Write,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Map,
+        Stage::Coerce,
+        Stage::Validate,
+        Stage::Conflict,
+        Stage::Write,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Map => "map",
+            Stage::Coerce => "coerce",
+            Stage::Validate => "validate",
+            Stage::Conflict => "conflict",
+            Stage::Write => "write",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stage name that is not one of map, coerce, validate, conflict, write.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown stage {0:?}: expected one of map, coerce, validate, conflict, write")]
+pub struct UnknownStage(String);
+
+impl FromStr for Stage {
+    type Err = UnknownStage;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == s)
+            .ok_or_else(|| UnknownStage(s.to_owned()))
+    }
+}
+
+/// What failed: the original event when there is one (so a replay starts from what the
+/// product sent), otherwise the record as the failing stage saw it (inbound failures).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DlqOriginal {
+    Event {
+        event: OutboundEvent,
+    },
+    Record {
+        object: String,
+        record: Map<String, Value>,
+    },
+}
+
+impl DlqOriginal {
+    pub fn event_id(&self) -> Option<&str> {
+        match self {
+            DlqOriginal::Event { event } => Some(&event.id),
+            DlqOriginal::Record { .. } => None,
+        }
+    }
+
+    pub fn object(&self) -> &str {
+        match self {
+            DlqOriginal::Event { event } => &event.object,
+            DlqOriginal::Record { object, .. } => object,
+        }
+    }
+}
+
+/// A failure to record in the DLQ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewDlqEntry {
+    pub installation: String,
+    pub original: DlqOriginal,
+    pub stage: Stage,
+    /// Salesforce's `errorCode` (e.g. `REQUIRED_FIELD_MISSING`), or the host's own code for
+    /// failures before Salesforce (e.g. `PLUGIN_TRAP`, `INVALID_PICKLIST_VALUE`).
+    pub error_code: String,
+    pub message: String,
+    /// The fields Salesforce (or the validator) named.
+    pub fields: Vec<String>,
+    #[serde(with = "rfc3339")]
+    pub at: Timestamp,
+}
+
+/// What an operator did with a DLQ entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DlqStatus {
+    /// Waiting for a fix.
+    Open,
+    /// Sent through the pipeline again.
+    Replayed,
+    /// Dropped on purpose.
+    Discarded,
+}
+
+impl DlqStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqStatus::Open => "open",
+            DlqStatus::Replayed => "replayed",
+            DlqStatus::Discarded => "discarded",
+        }
+    }
+}
+
+/// A DLQ entry as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DlqEntry {
+    pub id: u64,
+    pub installation: String,
+    pub original: DlqOriginal,
+    pub stage: Stage,
+    pub error_code: String,
+    pub message: String,
+    pub fields: Vec<String>,
+    /// How many times this event failed while the entry was open (a retried event that
+    /// fails again bumps this instead of adding a second entry).
+    pub attempts: u32,
+    #[serde(with = "rfc3339")]
+    pub first_seen: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub last_seen: Timestamp,
+    pub status: DlqStatus,
+}
+
+/// Which DLQ entries to list; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DlqFilter {
+    pub installation: Option<String>,
+    pub stage: Option<Stage>,
+    pub error_code: Option<String>,
+    pub status: Option<DlqStatus>,
+}
+
+impl DlqFilter {
+    pub fn matches(&self, entry: &DlqEntry) -> bool {
+        self.installation
+            .as_deref()
+            .is_none_or(|i| i == entry.installation)
+            && self.stage.is_none_or(|s| s == entry.stage)
+            && self
+                .error_code
+                .as_deref()
+                .is_none_or(|c| c == entry.error_code)
+            && self.status.is_none_or(|s| s == entry.status)
+    }
+}
+
+/// One field's change in a write Weft made to Salesforce.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: Value,
+    pub new: Value,
+}
+
+/// A successful write, for the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub installation: String,
+    /// The product event that caused the write (absent for writes not caused by one).
+    pub event_id: Option<String>,
+    /// The Salesforce object written, e.g. `Account`.
+    pub object: String,
+    /// The record's key (external id value or Salesforce Id).
+    pub record_key: String,
+    pub changes: Vec<FieldChange>,
+    #[serde(with = "rfc3339")]
+    pub at: Timestamp,
+}
+
+/// The two kinds of per-(installation, object) sync state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateKind {
+    /// Where a backfill is (Bulk job id, locator, counts).
+    Checkpoint,
+    /// Where incremental sync is (`SystemModstamp` high-water mark).
+    Watermark,
+}
+
+impl StateKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StateKind::Checkpoint => "checkpoint",
+            StateKind::Watermark => "watermark",
+        }
+    }
+}
+
+/// Timestamps are stored as RFC 3339 text: readable in `weft dlq show`, and independent of
+/// which serde features the time crate was built with.
+pub(crate) mod rfc3339 {
+    use jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(at)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}

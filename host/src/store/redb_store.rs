@@ -1,0 +1,548 @@
+//! The embedded backend: every table in one redb file.
+//!
+//! Tables (keys are tuples so one installation's rows are contiguous and ordered):
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `outbound_events` | (installation, seq) | [`AcceptedEvent`] as JSON |
+//! | `outbound_pending` | (installation, seq) | () — the queue the pipeline drains |
+//! | `outbound_event_ids` | (installation, event id) | (seq, state code) — idempotency |
+//! | `dlq` | id | [`DlqEntry`] as JSON |
+//! | `dlq_open_by_event` | (installation, event id) | id of the open entry |
+//! | `audit` | (installation, id) | [`AuditEntry`] as JSON |
+//! | `sync_state` | (installation, object, kind) | caller's checkpoint/watermark bytes |
+//! | `counters` | name | next value (seq, DLQ id, audit id) |
+//!
+//! Accepted events are kept after processing (the pending queue is what shrinks): they are
+//! the record of what the product sent. Pruning them is a retention policy for later.
+
+use std::path::Path;
+
+use jiff::Timestamp;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::error::Doing;
+use super::{
+    AcceptedEvent, Admission, AuditEntry, DlqEntry, DlqFilter, DlqOriginal, DlqStatus, EventState,
+    EventStatus, NewDlqEntry, OutboundEvent, Seq, StateKind, Store, StoreError, StoreTxn, decode,
+    encode,
+};
+
+const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbound_events");
+const PENDING: TableDefinition<(&str, u64), ()> = TableDefinition::new("outbound_pending");
+const EVENT_IDS: TableDefinition<(&str, &str), (u64, u8)> =
+    TableDefinition::new("outbound_event_ids");
+const DLQ: TableDefinition<u64, &[u8]> = TableDefinition::new("dlq");
+const DLQ_OPEN_BY_EVENT: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("dlq_open_by_event");
+const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+const SYNC_STATE: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("sync_state");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+const NEXT_SEQ: &str = "next_seq";
+const NEXT_DLQ_ID: &str = "next_dlq_id";
+const NEXT_AUDIT_ID: &str = "next_audit_id";
+
+/// The redb-backed [`Store`]: one file, one writing process.
+///
+/// Commits are durable (`Durability::Immediate`, redb's default: fsync before `commit`
+/// returns) and use quick repair: each commit also persists the allocator state, which
+/// costs a little per commit but means reopening after a crash or `kill -9` does not walk
+/// the whole file to rebuild it — on a large store that walk takes minutes, during which
+/// the host accepts nothing. With group commit the per-commit cost is shared by many events.
+pub struct RedbStore {
+    db: Database,
+}
+
+impl RedbStore {
+    /// Opens the store at `path`, creating the file and its tables if needed.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let store = RedbStore { db };
+        store.write(&mut |_txn| Ok(()))?;
+        Ok(store)
+    }
+
+    fn read(&self, doing: &'static str) -> Result<redb::ReadTransaction, StoreError> {
+        self.db.begin_read().doing(doing)
+    }
+
+    fn event_range(
+        &self,
+        installation: &str,
+        after: Option<Seq>,
+        limit: usize,
+        pending_only: bool,
+    ) -> Result<Vec<AcceptedEvent>, StoreError> {
+        const DOING: &str = "reading accepted events";
+        let txn = self.read(DOING)?;
+        let events = txn.open_table(EVENTS).doing(DOING)?;
+        let start = after.map_or(0, |seq| seq.saturating_add(1));
+        let mut out = Vec::new();
+        if pending_only {
+            let pending = txn.open_table(PENDING).doing(DOING)?;
+            for row in pending
+                .range((installation, start)..=(installation, u64::MAX))
+                .doing(DOING)?
+                .take(limit)
+            {
+                let (key, _) = row.doing(DOING)?;
+                let (_, seq) = key.value();
+                let stored = events
+                    .get((installation, seq))
+                    .doing(DOING)?
+                    .ok_or_else(|| StoreError::EventNotFound {
+                        installation: installation.to_owned(),
+                        seq,
+                    })?;
+                out.push(decode(stored.value(), DOING)?);
+            }
+        } else {
+            for row in events
+                .range((installation, start)..=(installation, u64::MAX))
+                .doing(DOING)?
+                .take(limit)
+            {
+                let (_, value) = row.doing(DOING)?;
+                out.push(decode(value.value(), DOING)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Store for RedbStore {
+    fn write(
+        &self,
+        work: &mut dyn FnMut(&mut dyn StoreTxn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        const DOING: &str = "writing to the store";
+        let mut txn = self.db.begin_write().doing(DOING)?;
+        txn.set_quick_repair(true);
+        ensure_tables(&txn)?;
+        // On error `txn` is dropped, which aborts it: nothing `work` did is kept.
+        work(&mut RedbTxn { txn: &txn })?;
+        txn.commit().doing(DOING)
+    }
+
+    fn pending_events(
+        &self,
+        installation: &str,
+        after: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<AcceptedEvent>, StoreError> {
+        self.event_range(installation, after, limit, true)
+    }
+
+    fn events(
+        &self,
+        installation: &str,
+        after: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<AcceptedEvent>, StoreError> {
+        self.event_range(installation, after, limit, false)
+    }
+
+    fn event_status(
+        &self,
+        installation: &str,
+        event_id: &str,
+    ) -> Result<Option<EventStatus>, StoreError> {
+        const DOING: &str = "reading an event's status";
+        let txn = self.read(DOING)?;
+        let ids = txn.open_table(EVENT_IDS).doing(DOING)?;
+        let found = ids.get((installation, event_id)).doing(DOING)?;
+        Ok(found.map(|guard| {
+            let (seq, code) = guard.value();
+            EventStatus {
+                event_id: event_id.to_owned(),
+                seq,
+                state: EventState::from_code(code),
+            }
+        }))
+    }
+
+    fn dlq_list(&self, filter: &DlqFilter) -> Result<Vec<DlqEntry>, StoreError> {
+        const DOING: &str = "listing DLQ entries";
+        let txn = self.read(DOING)?;
+        let dlq = txn.open_table(DLQ).doing(DOING)?;
+        let mut out = Vec::new();
+        // A scan: the DLQ is meant to stay small (operators drain it); an index by
+        // installation is the first thing to add if it does not.
+        for row in dlq.iter().doing(DOING)? {
+            let (_, value) = row.doing(DOING)?;
+            let entry: DlqEntry = decode(value.value(), DOING)?;
+            if filter.matches(&entry) {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    fn dlq_get(&self, id: u64) -> Result<Option<DlqEntry>, StoreError> {
+        const DOING: &str = "reading a DLQ entry";
+        let txn = self.read(DOING)?;
+        let dlq = txn.open_table(DLQ).doing(DOING)?;
+        let found = dlq.get(id).doing(DOING)?;
+        found.map(|guard| decode(guard.value(), DOING)).transpose()
+    }
+
+    fn audit(
+        &self,
+        installation: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, AuditEntry)>, StoreError> {
+        const DOING: &str = "reading the audit log";
+        let txn = self.read(DOING)?;
+        let audit = txn.open_table(AUDIT).doing(DOING)?;
+        let start = after.map_or(0, |id| id.saturating_add(1));
+        let mut out = Vec::new();
+        for row in audit
+            .range((installation, start)..=(installation, u64::MAX))
+            .doing(DOING)?
+            .take(limit)
+        {
+            let (key, value) = row.doing(DOING)?;
+            out.push((key.value().1, decode(value.value(), DOING)?));
+        }
+        Ok(out)
+    }
+
+    fn state_raw(
+        &self,
+        installation: &str,
+        object: &str,
+        kind: StateKind,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        const DOING: &str = "reading a checkpoint or watermark";
+        let txn = self.read(DOING)?;
+        let state = txn.open_table(SYNC_STATE).doing(DOING)?;
+        let found = state
+            .get((installation, object, kind.as_str()))
+            .doing(DOING)?;
+        Ok(found.map(|guard| guard.value().to_vec()))
+    }
+}
+
+/// Creating tables is idempotent and cheap once they exist; doing it in every write keeps
+/// readers from ever seeing "table does not exist" on a fresh file.
+fn ensure_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    const DOING: &str = "creating tables";
+    txn.open_table(EVENTS).doing(DOING)?;
+    txn.open_table(PENDING).doing(DOING)?;
+    txn.open_table(EVENT_IDS).doing(DOING)?;
+    txn.open_table(DLQ).doing(DOING)?;
+    txn.open_table(DLQ_OPEN_BY_EVENT).doing(DOING)?;
+    txn.open_table(AUDIT).doing(DOING)?;
+    txn.open_table(SYNC_STATE).doing(DOING)?;
+    txn.open_table(COUNTERS).doing(DOING)?;
+    Ok(())
+}
+
+struct RedbTxn<'t> {
+    txn: &'t WriteTransaction,
+}
+
+impl RedbTxn<'_> {
+    /// Takes the next value of a counter (starting at 1) and stores its successor.
+    fn next(&self, counter: &str, doing: &'static str) -> Result<u64, StoreError> {
+        let mut counters = self.txn.open_table(COUNTERS).doing(doing)?;
+        let value = counters.get(counter).doing(doing)?.map_or(1, |g| g.value());
+        counters.insert(counter, value + 1).doing(doing)?;
+        Ok(value)
+    }
+
+    fn set_event_state(
+        &self,
+        installation: &str,
+        event_id: &str,
+        seq: Seq,
+        state: EventState,
+        doing: &'static str,
+    ) -> Result<(), StoreError> {
+        let mut ids = self.txn.open_table(EVENT_IDS).doing(doing)?;
+        ids.insert((installation, event_id), (seq, state.code()))
+            .doing(doing)?;
+        Ok(())
+    }
+
+    fn put_dlq_entry(&self, entry: &DlqEntry, doing: &'static str) -> Result<(), StoreError> {
+        let bytes = encode(entry, doing)?;
+        let mut dlq = self.txn.open_table(DLQ).doing(doing)?;
+        dlq.insert(entry.id, bytes.as_slice()).doing(doing)?;
+        Ok(())
+    }
+
+    fn load_dlq_entry(&self, id: u64, doing: &'static str) -> Result<DlqEntry, StoreError> {
+        let dlq = self.txn.open_table(DLQ).doing(doing)?;
+        let found = dlq.get(id).doing(doing)?;
+        match found {
+            Some(guard) => decode(guard.value(), doing),
+            None => Err(StoreError::DlqNotFound(id)),
+        }
+    }
+}
+
+impl StoreTxn for RedbTxn<'_> {
+    fn accept_events(
+        &mut self,
+        installation: &str,
+        events: &[OutboundEvent],
+        at: Timestamp,
+    ) -> Result<Vec<Admission>, StoreError> {
+        const DOING: &str = "accepting outbound events";
+        let mut counters = self.txn.open_table(COUNTERS).doing(DOING)?;
+        let mut stored = self.txn.open_table(EVENTS).doing(DOING)?;
+        let mut pending = self.txn.open_table(PENDING).doing(DOING)?;
+        let mut ids = self.txn.open_table(EVENT_IDS).doing(DOING)?;
+        let mut next = counters
+            .get(NEXT_SEQ)
+            .doing(DOING)?
+            .map_or(1, |g| g.value());
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let known = ids
+                .get((installation, event.id.as_str()))
+                .doing(DOING)?
+                .map(|g| g.value().0);
+            if let Some(seq) = known {
+                out.push(Admission {
+                    event_id: event.id.clone(),
+                    seq,
+                    duplicate: true,
+                });
+                continue;
+            }
+            let seq = next;
+            next += 1;
+            let accepted = AcceptedEventRef {
+                installation,
+                seq,
+                accepted_at: at,
+                event,
+            };
+            let bytes = encode(&accepted, DOING)?;
+            stored
+                .insert((installation, seq), bytes.as_slice())
+                .doing(DOING)?;
+            pending.insert((installation, seq), ()).doing(DOING)?;
+            ids.insert(
+                (installation, event.id.as_str()),
+                (seq, EventState::Accepted.code()),
+            )
+            .doing(DOING)?;
+            out.push(Admission {
+                event_id: event.id.clone(),
+                seq,
+                duplicate: false,
+            });
+        }
+        counters.insert(NEXT_SEQ, next).doing(DOING)?;
+        Ok(out)
+    }
+
+    fn mark_processed(&mut self, installation: &str, seq: Seq) -> Result<(), StoreError> {
+        const DOING: &str = "marking an event processed";
+        let event: AcceptedEvent = {
+            let stored = self.txn.open_table(EVENTS).doing(DOING)?;
+            let found = stored.get((installation, seq)).doing(DOING)?;
+            match found {
+                Some(guard) => decode(guard.value(), DOING)?,
+                None => {
+                    return Err(StoreError::EventNotFound {
+                        installation: installation.to_owned(),
+                        seq,
+                    });
+                }
+            }
+        };
+        self.txn
+            .open_table(PENDING)
+            .doing(DOING)?
+            .remove((installation, seq))
+            .doing(DOING)?;
+        self.set_event_state(
+            installation,
+            &event.event.id,
+            seq,
+            EventState::Processed,
+            DOING,
+        )
+    }
+
+    fn requeue_event(
+        &mut self,
+        installation: &str,
+        event: &OutboundEvent,
+        at: Timestamp,
+    ) -> Result<Seq, StoreError> {
+        const DOING: &str = "re-enqueueing an event";
+        let seq = self.next(NEXT_SEQ, DOING)?;
+        let bytes = encode(
+            &AcceptedEventRef {
+                installation,
+                seq,
+                accepted_at: at,
+                event,
+            },
+            DOING,
+        )?;
+        self.txn
+            .open_table(EVENTS)
+            .doing(DOING)?
+            .insert((installation, seq), bytes.as_slice())
+            .doing(DOING)?;
+        self.txn
+            .open_table(PENDING)
+            .doing(DOING)?
+            .insert((installation, seq), ())
+            .doing(DOING)?;
+        self.set_event_state(installation, &event.id, seq, EventState::Accepted, DOING)?;
+        Ok(seq)
+    }
+
+    fn put_dlq(&mut self, new: &NewDlqEntry) -> Result<u64, StoreError> {
+        const DOING: &str = "recording a DLQ entry";
+        let event_id = new.original.event_id();
+        let open_id = match event_id {
+            Some(event_id) => self
+                .txn
+                .open_table(DLQ_OPEN_BY_EVENT)
+                .doing(DOING)?
+                .get((new.installation.as_str(), event_id))
+                .doing(DOING)?
+                .map(|g| g.value()),
+            None => None,
+        };
+        let entry = match open_id {
+            Some(id) => {
+                let mut entry = self.load_dlq_entry(id, DOING)?;
+                entry.attempts = entry.attempts.saturating_add(1);
+                entry.last_seen = new.at;
+                entry.stage = new.stage;
+                entry.error_code.clone_from(&new.error_code);
+                entry.message.clone_from(&new.message);
+                entry.fields.clone_from(&new.fields);
+                entry.original = new.original.clone();
+                entry
+            }
+            None => DlqEntry {
+                id: self.next(NEXT_DLQ_ID, DOING)?,
+                installation: new.installation.clone(),
+                original: new.original.clone(),
+                stage: new.stage,
+                error_code: new.error_code.clone(),
+                message: new.message.clone(),
+                fields: new.fields.clone(),
+                attempts: 1,
+                first_seen: new.at,
+                last_seen: new.at,
+                status: DlqStatus::Open,
+            },
+        };
+        self.put_dlq_entry(&entry, DOING)?;
+        if let DlqOriginal::Event { event } = &new.original {
+            let installation = new.installation.as_str();
+            self.txn
+                .open_table(DLQ_OPEN_BY_EVENT)
+                .doing(DOING)?
+                .insert((installation, event.id.as_str()), entry.id)
+                .doing(DOING)?;
+            let known = self
+                .txn
+                .open_table(EVENT_IDS)
+                .doing(DOING)?
+                .get((installation, event.id.as_str()))
+                .doing(DOING)?
+                .map(|g| g.value().0);
+            if let Some(seq) = known {
+                self.txn
+                    .open_table(PENDING)
+                    .doing(DOING)?
+                    .remove((installation, seq))
+                    .doing(DOING)?;
+                self.set_event_state(installation, &event.id, seq, EventState::Dlq, DOING)?;
+            }
+        }
+        Ok(entry.id)
+    }
+
+    fn set_dlq_status(&mut self, id: u64, status: DlqStatus) -> Result<(), StoreError> {
+        const DOING: &str = "changing a DLQ entry's status";
+        let mut entry = self.load_dlq_entry(id, DOING)?;
+        entry.status = status;
+        self.put_dlq_entry(&entry, DOING)?;
+        if status != DlqStatus::Open
+            && let Some(event_id) = entry.original.event_id()
+        {
+            // The entry is closed: a later failure of the same event opens a fresh one,
+            // so the history of what was tried stays readable.
+            let mut open = self.txn.open_table(DLQ_OPEN_BY_EVENT).doing(DOING)?;
+            let current = open
+                .get((entry.installation.as_str(), event_id))
+                .doing(DOING)?
+                .map(|g| g.value());
+            if current == Some(id) {
+                open.remove((entry.installation.as_str(), event_id))
+                    .doing(DOING)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry) -> Result<u64, StoreError> {
+        const DOING: &str = "appending to the audit log";
+        let id = self.next(NEXT_AUDIT_ID, DOING)?;
+        let bytes = encode(entry, DOING)?;
+        self.txn
+            .open_table(AUDIT)
+            .doing(DOING)?
+            .insert((entry.installation.as_str(), id), bytes.as_slice())
+            .doing(DOING)?;
+        Ok(id)
+    }
+
+    fn put_state_raw(
+        &mut self,
+        installation: &str,
+        object: &str,
+        kind: StateKind,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        const DOING: &str = "storing a checkpoint or watermark";
+        self.txn
+            .open_table(SYNC_STATE)
+            .doing(DOING)?
+            .insert((installation, object, kind.as_str()), value)
+            .doing(DOING)?;
+        Ok(())
+    }
+
+    fn get_state_raw(
+        &mut self,
+        installation: &str,
+        object: &str,
+        kind: StateKind,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        const DOING: &str = "reading a checkpoint or watermark";
+        let state = self.txn.open_table(SYNC_STATE).doing(DOING)?;
+        let found = state
+            .get((installation, object, kind.as_str()))
+            .doing(DOING)?;
+        Ok(found.map(|guard| guard.value().to_vec()))
+    }
+}
+
+/// Serializes like [`AcceptedEvent`] without cloning the event.
+#[derive(serde::Serialize)]
+struct AcceptedEventRef<'a> {
+    installation: &'a str,
+    seq: Seq,
+    #[serde(with = "super::model::rfc3339")]
+    accepted_at: Timestamp,
+    event: &'a OutboundEvent,
+}

@@ -1,0 +1,8 @@
+//! Outbound intake and the durable store: real sockets, real redb files in temp dirs, and
+//! the real `weft` binary killed mid-stream.
+
+mod common;
+mod dlq;
+mod http;
+mod kill;
+mod store;

@@ -1,0 +1,312 @@
+//! The store's operations directly: pending queue, DLQ, audit, checkpoints in one
+//! transaction with other writes.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, json};
+use weft::store::{
+    AuditEntry, DlqFilter, DlqOriginal, DlqStatus, EventState, FieldChange, NewDlqEntry, Operation,
+    OutboundEvent, RedbStore, Stage, Store, StoreError, StoreExt,
+};
+
+use crate::common::db_path;
+
+fn outbound(id: &str) -> OutboundEvent {
+    let mut record = Map::new();
+    record.insert("id".into(), json!(format!("c-{id}")));
+    OutboundEvent {
+        id: id.into(),
+        object: "company".into(),
+        operation: Operation::Upsert,
+        occurred_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        record,
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+fn failure(installation: &str, event: OutboundEvent, stage: Stage, code: &str) -> NewDlqEntry {
+    NewDlqEntry {
+        installation: installation.into(),
+        original: DlqOriginal::Event { event },
+        stage,
+        error_code: code.into(),
+        message: format!("{code}: Required fields are missing: [Name]"),
+        fields: vec!["Name".into()],
+        at: now(),
+    }
+}
+
+#[test]
+fn pending_queue_drains_in_order_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_path(&dir);
+    {
+        let store = RedbStore::open(&db).unwrap();
+        let admitted = store
+            .transact(|txn| {
+                txn.accept_events(
+                    "acme",
+                    &[outbound("a"), outbound("b"), outbound("c")],
+                    now(),
+                )
+            })
+            .unwrap();
+        assert!(admitted.iter().all(|a| !a.duplicate));
+        let page = store.pending_events("acme", None, 2).unwrap();
+        assert_eq!(page.len(), 2);
+        store.mark_processed("acme", page[0].seq).unwrap();
+        let rest = store.pending_events("acme", Some(page[1].seq), 10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].event.id, "c");
+    }
+    let store = RedbStore::open(&db).unwrap();
+    let pending: Vec<String> = store
+        .pending_events("acme", None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.id)
+        .collect();
+    assert_eq!(pending, ["b", "c"]);
+    assert_eq!(
+        store.event_status("acme", "a").unwrap().unwrap().state,
+        EventState::Processed
+    );
+    assert!(matches!(
+        store.mark_processed("acme", 999),
+        Err(StoreError::EventNotFound { .. })
+    ));
+}
+
+#[test]
+fn dlq_entries_record_failures_filter_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&db_path(&dir)).unwrap();
+    let seqs = store
+        .transact(|txn| txn.accept_events("acme", &[outbound("e1"), outbound("e2")], now()))
+        .unwrap();
+
+    let first = store
+        .put_dlq(&failure(
+            "acme",
+            outbound("e1"),
+            Stage::Write,
+            "REQUIRED_FIELD_MISSING",
+        ))
+        .unwrap();
+    // The same event failing again while its entry is open bumps attempts.
+    let again = store
+        .put_dlq(&failure(
+            "acme",
+            outbound("e1"),
+            Stage::Write,
+            "REQUIRED_FIELD_MISSING",
+        ))
+        .unwrap();
+    assert_eq!(first, again);
+    let second = store
+        .put_dlq(&failure(
+            "acme",
+            outbound("e2"),
+            Stage::Validate,
+            "INVALID_PICKLIST_VALUE",
+        ))
+        .unwrap();
+    let inbound = store
+        .put_dlq(&NewDlqEntry {
+            installation: "globex".into(),
+            original: DlqOriginal::Record {
+                object: "Account".into(),
+                record: Map::new(),
+            },
+            stage: Stage::Map,
+            error_code: "PLUGIN_TRAP".into(),
+            message: "plugin trapped".into(),
+            fields: vec![],
+            at: now(),
+        })
+        .unwrap();
+
+    let entry = store.dlq_get(first).unwrap().unwrap();
+    assert_eq!(entry.attempts, 2);
+    assert!(entry.first_seen <= entry.last_seen);
+    assert_eq!(entry.fields, ["Name"]);
+    assert_eq!(entry.status, DlqStatus::Open);
+
+    // Dead-lettered events leave the pending queue.
+    assert!(store.pending_events("acme", None, 10).unwrap().is_empty());
+    assert_eq!(
+        store.event_status("acme", "e1").unwrap().unwrap().state,
+        EventState::Dlq
+    );
+
+    let by_code = store
+        .dlq_list(&DlqFilter {
+            error_code: Some("INVALID_PICKLIST_VALUE".into()),
+            ..DlqFilter::default()
+        })
+        .unwrap();
+    assert_eq!(by_code.iter().map(|e| e.id).collect::<Vec<_>>(), [second]);
+    let by_stage = store
+        .dlq_list(&DlqFilter {
+            stage: Some(Stage::Map),
+            ..DlqFilter::default()
+        })
+        .unwrap();
+    assert_eq!(by_stage.iter().map(|e| e.id).collect::<Vec<_>>(), [inbound]);
+    let acme = store
+        .dlq_list(&DlqFilter {
+            installation: Some("acme".into()),
+            ..DlqFilter::default()
+        })
+        .unwrap();
+    assert_eq!(acme.len(), 2);
+
+    // Replay re-enqueues the original event under a new seq and closes the entry.
+    let new_seq = store.replay_dlq(first, now()).unwrap().unwrap();
+    assert!(new_seq > seqs[1].seq);
+    let pending = store.pending_events("acme", None, 10).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].event, outbound("e1"));
+    assert_eq!(pending[0].seq, new_seq);
+    assert_eq!(
+        store.dlq_get(first).unwrap().unwrap().status,
+        DlqStatus::Replayed
+    );
+    // A record original cannot be replayed as an event.
+    assert_eq!(store.replay_dlq(inbound, now()).unwrap(), None);
+    // Failing again after replay opens a fresh entry.
+    let third = store
+        .put_dlq(&failure(
+            "acme",
+            outbound("e1"),
+            Stage::Conflict,
+            "CONFLICT",
+        ))
+        .unwrap();
+    assert_ne!(third, first);
+
+    store
+        .transact(|txn| txn.set_dlq_status(second, DlqStatus::Discarded))
+        .unwrap();
+    let open = store
+        .dlq_list(&DlqFilter {
+            status: Some(DlqStatus::Open),
+            ..DlqFilter::default()
+        })
+        .unwrap();
+    assert_eq!(
+        open.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [inbound, third]
+    );
+    assert!(matches!(
+        store.replay_dlq(4242, now()),
+        Err(StoreError::DlqNotFound(4242))
+    ));
+}
+
+#[test]
+fn audit_entries_append_per_installation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&db_path(&dir)).unwrap();
+    let entry = |key: &str| AuditEntry {
+        installation: "acme".into(),
+        event_id: Some("e1".into()),
+        object: "Account".into(),
+        record_key: key.into(),
+        changes: vec![FieldChange {
+            field: "Name".into(),
+            old: json!("Acme"),
+            new: json!("Acme Corp"),
+        }],
+        at: now(),
+    };
+    store.append_audit(&entry("k1")).unwrap();
+    store
+        .append_audit(&AuditEntry {
+            installation: "globex".into(),
+            ..entry("g1")
+        })
+        .unwrap();
+    let id = store.append_audit(&entry("k2")).unwrap();
+    let log = store.audit("acme", None, 10).unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].0, id);
+    assert_eq!(log[1].1.changes[0].new, json!("Acme Corp"));
+    assert_eq!(store.audit("acme", Some(log[0].0), 10).unwrap().len(), 1);
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct BulkCheckpoint {
+    job_id: String,
+    locator: Option<String>,
+    records: u64,
+}
+
+#[test]
+fn a_checkpoint_commits_with_other_writes_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&db_path(&dir)).unwrap();
+    let checkpoint = BulkCheckpoint {
+        job_id: "750xx0000000001".into(),
+        locator: Some("MTAwMDA".into()),
+        records: 10_000,
+    };
+    store
+        .transact(|txn| {
+            txn.accept_events("acme", &[outbound("x")], now())?;
+            txn.put_checkpoint("acme", "Account", &checkpoint)?;
+            // Read-your-writes inside the transaction.
+            let seen: Option<BulkCheckpoint> = txn.get_checkpoint("acme", "Account")?;
+            assert_eq!(seen.as_ref(), Some(&checkpoint));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        store
+            .get_checkpoint::<BulkCheckpoint>("acme", "Account")
+            .unwrap(),
+        Some(checkpoint.clone())
+    );
+
+    // A failing transaction keeps neither the checkpoint nor the other write.
+    let failed = store.transact(|txn| {
+        txn.put_checkpoint(
+            "acme",
+            "Account",
+            &BulkCheckpoint {
+                records: 20_000,
+                ..checkpoint.clone()
+            },
+        )?;
+        txn.accept_events("acme", &[outbound("y")], now())?;
+        txn.mark_processed("acme", 12345)
+    });
+    assert!(failed.is_err());
+    assert_eq!(
+        store
+            .get_checkpoint::<BulkCheckpoint>("acme", "Account")
+            .unwrap()
+            .unwrap()
+            .records,
+        10_000
+    );
+    assert!(store.event_status("acme", "y").unwrap().is_none());
+
+    // Watermarks are kept apart from checkpoints.
+    store
+        .transact(|txn| txn.put_watermark("acme", "Account", &"2026-01-01T00:00:00Z"))
+        .unwrap();
+    assert_eq!(
+        store.get_watermark::<String>("acme", "Account").unwrap(),
+        Some("2026-01-01T00:00:00Z".into())
+    );
+    assert_eq!(
+        store
+            .get_checkpoint::<BulkCheckpoint>("acme", "Contact")
+            .unwrap(),
+        None
+    );
+}
