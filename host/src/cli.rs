@@ -5,6 +5,7 @@
 
 mod dlq;
 mod plugin_cmd;
+mod status_cmd;
 mod serve;
 
 use std::net::SocketAddr;
@@ -25,6 +26,20 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print the Salesforce transport status of a running host as JSON: API calls by kind,
+    /// active ceiling and utilisation, 24 h peak, throttle events (pauses, backoffs, breaker
+    /// opens) with reasons, error rates — per installation.
+    ///
+    /// Reads the status file the host rewrites while it runs. If the file is missing, the
+    /// host is not running or writes it elsewhere: pass its path with --file.
+    Status {
+        /// The host's status file.
+        #[arg(long, env = "WEFT_STATUS_FILE", default_value = "weft-status.json")]
+        file: PathBuf,
+        /// Only this installation.
+        #[arg(long)]
+        installation: Option<String>,
+    },
     /// Check and try out plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -171,6 +186,7 @@ pub enum DirectionArg {
 
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
+        Command::Status { file, installation } => status_cmd::run(&file, installation.as_deref()),
         Command::Plugin(PluginCommand::Check { component }) => plugin_cmd::check(&component),
         Command::Plugin(PluginCommand::Run {
             component,

@@ -7,4 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod plugin;
+pub mod salesforce;
 pub mod store;
+pub mod telemetry;
+pub mod throttle;

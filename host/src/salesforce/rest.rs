@@ -1,0 +1,253 @@
+//! REST resources: SOQL query/queryAll with paging, describe (cached), `/limits`.
+//!
+//! Owns the typed shapes of these responses and the paging rule: follow `nextRecordsUrl`
+//! until `done`, one page per stream item, so a caller can hand each page to its sink before
+//! the next is fetched. It never buffers more than one page and never interprets records.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::transport::Call;
+use super::{SalesforceClient, SalesforceError};
+use crate::throttle::Project;
+
+/// One page of a SOQL query.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct QueryPage {
+    #[serde(rename = "totalSize")]
+    pub total_size: u64,
+    pub done: bool,
+    #[serde(rename = "nextRecordsUrl", default)]
+    pub next_records_url: Option<String>,
+    /// Records as Salesforce sent them (with `attributes`).
+    #[serde(default)]
+    pub records: Vec<Map<String, Value>>,
+}
+
+/// `Max` / `Remaining` of one limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    #[serde(rename = "Max")]
+    pub max: u64,
+    #[serde(rename = "Remaining")]
+    pub remaining: u64,
+}
+
+/// The org's `/limits`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgLimits {
+    pub daily_api_requests: Limit,
+    /// Every limit by name (per-connected-app sub-entries are dropped).
+    pub all: BTreeMap<String, Limit>,
+}
+
+/// One field of a describe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldDescribe {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub field_type: String,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub length: u64,
+    #[serde(default)]
+    pub nillable: bool,
+    #[serde(default)]
+    pub createable: bool,
+    #[serde(default)]
+    pub updateable: bool,
+    #[serde(default)]
+    pub external_id: bool,
+    #[serde(default)]
+    pub restricted_picklist: bool,
+    #[serde(default)]
+    pub reference_to: Vec<String>,
+}
+
+/// `GET /sobjects/{X}/describe`: typed essentials plus the raw JSON for everything else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SObjectDescribe {
+    pub name: String,
+    pub fields: Vec<FieldDescribe>,
+    pub raw: Value,
+}
+
+impl SObjectDescribe {
+    pub fn field(&self, name: &str) -> Option<&FieldDescribe> {
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+}
+
+fn encode_segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+pub(crate) fn path_segment(s: &str) -> String {
+    encode_segment(s)
+}
+
+impl SalesforceClient {
+    /// Streams the pages of `soql` (live rows).
+    pub fn query(
+        &self,
+        project: Project,
+        soql: &str,
+    ) -> impl Stream<Item = Result<QueryPage, SalesforceError>> + Send + 'static {
+        self.query_pages(project, soql, false)
+    }
+
+    /// Streams the pages of `soql` including deleted and archived rows (`queryAll`).
+    pub fn query_all(
+        &self,
+        project: Project,
+        soql: &str,
+    ) -> impl Stream<Item = Result<QueryPage, SalesforceError>> + Send + 'static {
+        self.query_pages(project, soql, true)
+    }
+
+    fn query_pages(
+        &self,
+        project: Project,
+        soql: &str,
+        all: bool,
+    ) -> impl Stream<Item = Result<QueryPage, SalesforceError>> + Send + 'static {
+        enum Next {
+            First(String),
+            More(String),
+            Done,
+        }
+        let client = self.clone();
+        futures_util::stream::try_unfold(Next::First(soql.to_string()), move |next| {
+            let client = client.clone();
+            async move {
+                let call = match next {
+                    Next::Done => return Ok(None),
+                    Next::First(q) => {
+                        let (kind, res) = if all {
+                            ("queryAll", "queryAll")
+                        } else {
+                            ("query", "query")
+                        };
+                        Call::new(project, kind, Method::GET, client.data_path(res)).query("q", q)
+                    }
+                    // nextRecordsUrl is an absolute path on the instance, followed verbatim.
+                    Next::More(url) => Call::new(project, "queryMore", Method::GET, url),
+                };
+                let page: QueryPage = client.inner.execute(&call).await?.json("query page")?;
+                let next = match (&page.next_records_url, page.done) {
+                    (Some(u), false) => Next::More(u.clone()),
+                    _ => Next::Done,
+                };
+                Ok(Some((page, next)))
+            }
+        })
+    }
+
+    /// The org's `/limits`; also tells the governor the daily maximum and org usage.
+    pub async fn limits(&self, project: Project) -> Result<OrgLimits, SalesforceError> {
+        let reply = self
+            .inner
+            .execute(&Call::new(
+                project,
+                "limits",
+                Method::GET,
+                self.data_path("limits"),
+            ))
+            .await?;
+        let raw: Map<String, Value> = reply.json("limits")?;
+        let mut all = BTreeMap::new();
+        for (k, v) in &raw {
+            if let (Some(max), Some(rem)) = (
+                v.get("Max").and_then(Value::as_u64),
+                v.get("Remaining").and_then(Value::as_u64),
+            ) {
+                all.insert(
+                    k.clone(),
+                    Limit {
+                        max,
+                        remaining: rem,
+                    },
+                );
+            }
+        }
+        let daily =
+            all.get("DailyApiRequests")
+                .copied()
+                .ok_or_else(|| SalesforceError::Decode {
+                    context: "limits".into(),
+                    message: "no DailyApiRequests entry".into(),
+                })?;
+        self.inner
+            .governor
+            .observe_usage(daily.max.saturating_sub(daily.remaining), daily.max);
+        Ok(OrgLimits {
+            daily_api_requests: daily,
+            all,
+        })
+    }
+
+    /// Describe of `object`, from the cache when present.
+    pub async fn describe(
+        &self,
+        project: Project,
+        object: &str,
+    ) -> Result<Arc<SObjectDescribe>, SalesforceError> {
+        if let Some(d) = self
+            .inner
+            .describes
+            .lock()
+            .ok()
+            .and_then(|m| m.get(object).cloned())
+        {
+            return Ok(d);
+        }
+        self.refresh_describe(project, object).await
+    }
+
+    /// Fetches the describe of `object` again and replaces the cached one (new custom
+    /// fields appear; callers refresh on `INVALID_FIELD` or on a schedule).
+    pub async fn refresh_describe(
+        &self,
+        project: Project,
+        object: &str,
+    ) -> Result<Arc<SObjectDescribe>, SalesforceError> {
+        let path = self.data_path(&format!("sobjects/{}/describe", encode_segment(object)));
+        let raw: Value = self
+            .inner
+            .execute(&Call::new(project, "describe", Method::GET, path))
+            .await?
+            .json("describe")?;
+        let fields: Vec<FieldDescribe> =
+            serde_json::from_value(raw.get("fields").cloned().unwrap_or(Value::Array(vec![])))
+                .map_err(|e| SalesforceError::Decode {
+                    context: format!("describe {object}"),
+                    message: e.to_string(),
+                })?;
+        let name = raw
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(object)
+            .to_string();
+        let d = Arc::new(SObjectDescribe { name, fields, raw });
+        if let Ok(mut m) = self.inner.describes.lock() {
+            m.insert(object.to_string(), d.clone());
+        }
+        Ok(d)
+    }
+
+    /// Forgets every cached describe.
+    pub fn clear_describe_cache(&self) {
+        if let Ok(mut m) = self.inner.describes.lock() {
+            m.clear();
+        }
+    }
+}

@@ -1,0 +1,647 @@
+//! One installation's governor: schedule + pacing + per-project ceilings + headroom guard +
+//! concurrency cap + circuit breaker, behind `admit`.
+//!
+//! Owns the mutable throttling state of an installation and the order of the checks a
+//! request passes before it may go: per-project bucket, installation bucket, org headroom,
+//! breaker, then a concurrency slot. Waiting is always a sleep on the injected clock; no check
+//! ever rejects a request. Learned numbers (`DailyApiRequests.Max`, org usage) come in through
+//! `observe_*` from the transport.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::Project;
+use super::backoff::{BackoffPolicy, Jitter};
+use super::breaker::{Breaker, BreakerConfig, Gate, Transition};
+use super::clock::Clock;
+use super::pacing::{DEFAULT_BURST, Pacer};
+use super::schedule::{Schedule, ScheduleConfig, ScheduleError};
+use crate::telemetry::{EventKind, GovernorGauges, InstallationTelemetry};
+
+/// Windows remembered for [`Governor::window_ledger`]: a week of a three-window schedule.
+const LEDGER_WINDOWS: usize = 32;
+
+/// Governor knobs as written in an installation's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GovernorConfig {
+    /// The installation's ceiling schedule (default: 80% all day, UTC).
+    pub schedule: ScheduleConfig,
+    /// Per-project ceilings. A project's requests must fit both its own schedule and the
+    /// installation's.
+    pub projects: BTreeMap<Project, ScheduleConfig>,
+    /// Pause when the org's remaining daily allocation (whoever spent it) falls under this
+    /// share of `DailyApiRequests.Max`. 10%: keeps the customer's own users and other
+    /// integrations working even when something else ate the quota; 0 disables the guard.
+    pub org_headroom_percent: f64,
+    /// While paused, one request every this many seconds goes out to re-learn the org's
+    /// usage. 300 s: 288 requests a day at most, negligible, yet resumption is quick.
+    pub headroom_probe_secs: u64,
+    /// Requests in flight to the org at once. Salesforce refuses new requests once 25
+    /// long-running (≥ 20 s) ones are running, org-wide and shared with every other
+    /// integration; any request can turn long-running, so all of them hold a slot. 10 leaves
+    /// most of the org's 25 to others.
+    pub max_concurrent_requests: usize,
+    /// Pacing bucket size (see `pacing::DEFAULT_BURST`).
+    pub burst: f64,
+    /// `DailyApiRequests.Max` assumed until the org tells us. 15,000 is the smallest
+    /// allocation an org with API access has (Developer Edition), so a wrong guess errs on
+    /// the quiet side. Learned from the first response's `Sforce-Limit-Info`.
+    pub assumed_daily_max: u64,
+    pub breaker: BreakerConfig,
+    pub backoff: BackoffPolicy,
+}
+
+impl Default for GovernorConfig {
+    fn default() -> Self {
+        GovernorConfig {
+            schedule: ScheduleConfig::default(),
+            projects: BTreeMap::new(),
+            org_headroom_percent: 10.0,
+            headroom_probe_secs: 300,
+            max_concurrent_requests: 10,
+            burst: DEFAULT_BURST,
+            assumed_daily_max: 15_000,
+            breaker: BreakerConfig::default(),
+            backoff: BackoffPolicy::default(),
+        }
+    }
+}
+
+/// Why a governor configuration was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GovernorConfigError {
+    #[error("schedule.{0}")]
+    Schedule(ScheduleError),
+    #[error("projects.{project}.{source}")]
+    Project {
+        project: &'static str,
+        source: ScheduleError,
+    },
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// A validated governor configuration.
+#[derive(Debug, Clone)]
+pub struct GovernorSettings {
+    schedule: Schedule,
+    projects: HashMap<Project, Schedule>,
+    headroom: f64,
+    probe_every: Duration,
+    max_concurrent: usize,
+    burst: f64,
+    assumed_daily_max: u64,
+    breaker: BreakerConfig,
+    backoff: BackoffPolicy,
+}
+
+impl GovernorConfig {
+    pub fn validate(&self) -> Result<GovernorSettings, GovernorConfigError> {
+        let schedule = self
+            .schedule
+            .validate()
+            .map_err(GovernorConfigError::Schedule)?;
+        let mut projects = HashMap::new();
+        for (p, s) in &self.projects {
+            let v = s
+                .validate()
+                .map_err(|source| GovernorConfigError::Project {
+                    project: p.as_str(),
+                    source,
+                })?;
+            projects.insert(*p, v);
+        }
+        let invalid = |key, reason: &str| GovernorConfigError::Invalid {
+            key,
+            reason: reason.to_string(),
+        };
+        if !(self.org_headroom_percent.is_finite()
+            && (0.0..100.0).contains(&self.org_headroom_percent))
+        {
+            return Err(invalid(
+                "org_headroom_percent",
+                "must be a percentage in 0..100",
+            ));
+        }
+        if self.max_concurrent_requests == 0 || self.max_concurrent_requests > 25 {
+            return Err(invalid(
+                "max_concurrent_requests",
+                "must be 1..=25 (Salesforce allows 25 long-running requests per org)",
+            ));
+        }
+        if !(self.burst.is_finite() && self.burst >= 1.0) {
+            return Err(invalid("burst", "must be at least 1"));
+        }
+        if self.assumed_daily_max == 0 {
+            return Err(invalid("assumed_daily_max", "must be positive"));
+        }
+        if self.backoff.max_attempts == 0 {
+            return Err(invalid("backoff.max_attempts", "must be at least 1"));
+        }
+        Ok(GovernorSettings {
+            schedule,
+            projects,
+            headroom: self.org_headroom_percent / 100.0,
+            probe_every: Duration::from_secs(self.headroom_probe_secs.max(1)),
+            max_concurrent: self.max_concurrent_requests,
+            burst: self.burst,
+            assumed_daily_max: self.assumed_daily_max,
+            breaker: self.breaker.clone(),
+            backoff: self.backoff.clone(),
+        })
+    }
+}
+
+/// What one schedule window granted and what Weft spent in it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowRecord {
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub ceiling: f64,
+    /// Budget computed with the daily maximum known at the window's last admission.
+    pub budget: f64,
+    /// `budget` less the share presumed spent when the governor first saw the window
+    /// part-way through (start-up); equals `budget` for windows seen from their start.
+    pub available: f64,
+    pub spent: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    daily_max: Option<u64>,
+    org_used: Option<u64>,
+    installation: Pacer,
+    projects: HashMap<Project, Pacer>,
+    paused: Option<&'static str>,
+    last_probe: Option<Timestamp>,
+    breaker: Breaker,
+    /// (minute since epoch, admissions), last 24 h.
+    usage: VecDeque<(i64, u64)>,
+    usage_sum: u64,
+    in_flight: u64,
+    ledger: VecDeque<WindowRecord>,
+}
+
+/// The governor of one installation. Share it as `Arc<Governor>`.
+#[derive(Debug)]
+pub struct Governor {
+    settings: GovernorSettings,
+    clock: Arc<dyn Clock>,
+    telemetry: Arc<InstallationTelemetry>,
+    state: Mutex<State>,
+    slots: Arc<Semaphore>,
+    jitter: Mutex<Jitter>,
+}
+
+/// Leave to send one request. Hold it until the response body has been read (a streamed
+/// download is a long-running request), then report the outcome.
+#[derive(Debug)]
+pub struct Permit {
+    governor: Arc<Governor>,
+    _slot: Option<OwnedSemaphorePermit>,
+    probe: bool,
+    settled: bool,
+}
+
+impl Permit {
+    /// The request got a response that says the org is healthy (any 2xx, or a client error
+    /// that is not an outage).
+    pub fn success(mut self) {
+        self.settled = true;
+        self.governor.on_success();
+    }
+
+    /// The request failed in a way that counts toward opening the breaker.
+    pub fn failure(mut self, reason: &str) {
+        self.settled = true;
+        self.governor.on_failure(reason);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut st = self.governor.lock();
+        st.in_flight = st.in_flight.saturating_sub(1);
+        if self.probe && !self.settled {
+            st.breaker.release_probe();
+        }
+    }
+}
+
+impl Governor {
+    pub fn new(
+        settings: GovernorSettings,
+        clock: Arc<dyn Clock>,
+        telemetry: Arc<InstallationTelemetry>,
+    ) -> Arc<Self> {
+        let seed = telemetry
+            .id()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
+        Arc::new(Governor {
+            state: Mutex::new(State {
+                daily_max: None,
+                org_used: None,
+                installation: Pacer::new(settings.burst),
+                projects: settings
+                    .projects
+                    .keys()
+                    .map(|p| (*p, Pacer::new(settings.burst)))
+                    .collect(),
+                paused: None,
+                last_probe: None,
+                breaker: Breaker::new(settings.breaker.clone()),
+                usage: VecDeque::new(),
+                usage_sum: 0,
+                in_flight: 0,
+                ledger: VecDeque::new(),
+            }),
+            slots: Arc::new(Semaphore::new(settings.max_concurrent)),
+            jitter: Mutex::new(Jitter::seeded(seed)),
+            settings,
+            clock,
+            telemetry,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn telemetry(&self) -> &Arc<InstallationTelemetry> {
+        &self.telemetry
+    }
+
+    pub fn backoff_policy(&self) -> &BackoffPolicy {
+        &self.settings.backoff
+    }
+
+    /// Waits until a request of `project` may go, and returns its permit.
+    pub async fn admit(self: &Arc<Self>, project: Project) -> Permit {
+        let probe = loop {
+            match self.try_admit(project) {
+                Ok(probe) => break probe,
+                Err(wait) => self.clock.sleep(wait).await,
+            }
+        };
+        // The semaphore is never closed, so acquiring cannot fail; if it somehow did, the
+        // request still goes (never dropped), merely without a slot.
+        let slot = self.slots.clone().acquire_owned().await.ok();
+        Permit {
+            governor: self.clone(),
+            _slot: slot,
+            probe,
+            settled: false,
+        }
+    }
+
+    fn try_admit(&self, project: Project) -> Result<bool, Duration> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let max = st.daily_max.unwrap_or(self.settings.assumed_daily_max);
+        let win = self.settings.schedule.window_at(now);
+        let mut wait = st.installation.wait(now, &win, max);
+        let pwin = self
+            .settings
+            .projects
+            .get(&project)
+            .map(|s| s.window_at(now));
+        if let (Some(pw), Some(p)) = (&pwin, st.projects.get_mut(&project)) {
+            wait = wait.max(p.wait(now, pw, max));
+        }
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        let mut is_headroom_probe = false;
+        if st.paused.is_some() {
+            let since = st
+                .last_probe
+                .map(|t| Duration::try_from(now.duration_since(t)).unwrap_or(Duration::ZERO));
+            match since {
+                Some(s) if s < self.settings.probe_every => {
+                    return Err(self.settings.probe_every - s);
+                }
+                _ => is_headroom_probe = true,
+            }
+        }
+        let probe = match st.breaker.gate(now) {
+            Gate::Go => false,
+            Gate::Probe => true,
+            Gate::Wait(d) => return Err(d),
+        };
+        if is_headroom_probe {
+            st.last_probe = Some(now);
+        }
+        st.installation.take();
+        if let Some(p) = st.projects.get_mut(&project) {
+            p.take();
+        }
+        st.in_flight += 1;
+        let minute = now.as_second().div_euclid(60);
+        match st.usage.back_mut() {
+            Some((m, c)) if *m == minute => *c += 1,
+            _ => st.usage.push_back((minute, 1)),
+        }
+        st.usage_sum += 1;
+        while let Some(&(m, c)) = st.usage.front() {
+            if m > minute - 24 * 60 {
+                break;
+            }
+            st.usage_sum -= c;
+            st.usage.pop_front();
+        }
+        let view = st.installation.view(now, &win, max);
+        match st.ledger.back_mut() {
+            Some(r) if r.start == win.start => {
+                r.spent = view.spent;
+                r.budget = view.budget;
+                r.available = view.available;
+            }
+            _ => {
+                if st.ledger.len() >= LEDGER_WINDOWS {
+                    st.ledger.pop_front();
+                }
+                st.ledger.push_back(WindowRecord {
+                    start: win.start,
+                    end: win.end,
+                    ceiling: win.ceiling,
+                    budget: view.budget,
+                    available: view.available,
+                    spent: view.spent,
+                });
+            }
+        }
+        self.publish(now, &st, &win, max);
+        Ok(probe)
+    }
+
+    fn publish(&self, now: Timestamp, st: &State, win: &super::ActiveWindow, max: u64) {
+        let view = st.installation.view(now, win, max);
+        // Utilisation is judged against what pacing allows by now, but never against less
+        // than a minute's worth, so one request at the start of a window is not "400%".
+        let minute_share =
+            win.budget(max) * 60.0 / win.end.duration_since(win.start).as_secs_f64().max(60.0);
+        let allowed = view.allowed_so_far.max(minute_share).max(1.0);
+        self.telemetry.set_gauges(
+            now,
+            GovernorGauges {
+                ceiling: win.ceiling,
+                window_start: Some(win.start),
+                window_end: Some(win.end),
+                window_budget: view.budget,
+                window_spent: view.spent,
+                utilisation: view.spent as f64 / allowed,
+                usage_24h: st.usage_sum,
+                daily_max: st.daily_max,
+                org_used: st.org_used,
+                paused: st.paused.is_some(),
+                breaker: format!("{:?}", st.breaker.state()).to_lowercase(),
+                in_flight: st.in_flight,
+            },
+        );
+    }
+
+    /// Learned from `Sforce-Limit-Info: api-usage=used/max` or `/limits`.
+    pub fn observe_usage(&self, used: u64, max: u64) {
+        if max == 0 {
+            return;
+        }
+        let now = self.clock.now();
+        let mut st = self.lock();
+        st.daily_max = Some(max);
+        st.org_used = Some(used);
+        let remaining = max.saturating_sub(used) as f64;
+        let low = remaining < self.settings.headroom * max as f64 || used >= max;
+        self.set_paused(
+            &mut st,
+            now,
+            low.then_some(if used >= max {
+                "quota_exhausted"
+            } else {
+                "org_headroom"
+            }),
+            used,
+            max,
+        );
+    }
+
+    /// The org answered `REQUEST_LIMIT_EXCEEDED` for its daily total: nothing left until
+    /// usage rolls off. Pauses like the headroom guard (probing every `headroom_probe_secs`).
+    pub fn observe_quota_exhausted(&self) {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let max = st.daily_max.unwrap_or(self.settings.assumed_daily_max);
+        st.org_used = Some(max);
+        st.last_probe = Some(now);
+        self.set_paused(&mut st, now, Some("quota_exhausted"), max, max);
+    }
+
+    fn set_paused(
+        &self,
+        st: &mut State,
+        now: Timestamp,
+        reason: Option<&'static str>,
+        used: u64,
+        max: u64,
+    ) {
+        match (st.paused, reason) {
+            (None, Some(r)) => {
+                st.paused = Some(r);
+                st.last_probe = Some(now);
+                self.telemetry.event(
+                    now,
+                    EventKind::Pause,
+                    r,
+                    format!(
+                        "org used {used} of {max}; headroom {:.0}%",
+                        self.settings.headroom * 100.0
+                    ),
+                );
+            }
+            (Some(_), None) => {
+                st.paused = None;
+                self.telemetry.event(
+                    now,
+                    EventKind::Resume,
+                    "org_headroom",
+                    format!("org used {used} of {max}"),
+                );
+            }
+            (Some(_), Some(r)) => st.paused = Some(r),
+            (None, None) => {}
+        }
+    }
+
+    fn on_success(&self) {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        if let Some(Transition::Closed) = st.breaker.success() {
+            self.telemetry.event(
+                now,
+                EventKind::BreakerClose,
+                "probe_succeeded",
+                String::new(),
+            );
+            self.telemetry.set_breaker("closed");
+        }
+    }
+
+    fn on_failure(&self, reason: &str) {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        if let Some(Transition::Opened {
+            after_failures,
+            for_secs,
+        }) = st.breaker.failure(now)
+        {
+            self.telemetry.event(
+                now,
+                EventKind::BreakerOpen,
+                reason,
+                format!("{after_failures} consecutive failures; open for {for_secs} s"),
+            );
+            self.telemetry.set_breaker("open");
+        }
+    }
+
+    /// The wait before retry number `retry` (0 = first retry), recorded as a backoff event.
+    pub fn backoff(&self, retry: u32, retry_after: Option<Duration>, reason: &str) -> Duration {
+        let d = {
+            let mut j = match self.jitter.lock() {
+                Ok(j) => j,
+                Err(p) => p.into_inner(),
+            };
+            self.settings.backoff.delay(retry, retry_after, &mut j)
+        };
+        self.telemetry.retry(reason);
+        self.telemetry.event(
+            self.clock.now(),
+            EventKind::Backoff,
+            reason,
+            format!("retry {} in {} ms", retry + 1, d.as_millis()),
+        );
+        d
+    }
+
+    /// What each recent window granted and what was spent (installation ceiling).
+    pub fn window_ledger(&self) -> Vec<WindowRecord> {
+        self.lock().ledger.iter().cloned().collect()
+    }
+
+    /// `DailyApiRequests.Max` as learned, if it has been.
+    pub fn daily_max(&self) -> Option<u64> {
+        self.lock().daily_max
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.lock().paused.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::throttle::clock::ScaledClock;
+    use crate::throttle::schedule::WindowConfig;
+
+    fn governor(cfg: GovernorConfig, scale: f64) -> Arc<Governor> {
+        let clock = Arc::new(ScaledClock::new(
+            "2025-06-02T00:00:00Z".parse().expect("ts"),
+            scale,
+        ));
+        Governor::new(
+            cfg.validate().expect("valid"),
+            clock,
+            Arc::new(InstallationTelemetry::new("t")),
+        )
+    }
+
+    #[tokio::test]
+    async fn project_ceiling_binds_before_the_installation_ceiling() {
+        let mut cfg = GovernorConfig {
+            burst: 1.0,
+            ..Default::default()
+        };
+        cfg.schedule = ScheduleConfig::constant("UTC", 80.0);
+        cfg.projects
+            .insert(Project::Backfill, ScheduleConfig::constant("UTC", 8.0));
+        // 86,400/day at 8% = one backfill request every 12.5 s; at 80%, 1.25 s.
+        let g = governor(cfg, 100.0);
+        g.observe_usage(0, 86_400);
+        let start = g.clock().now();
+        for _ in 0..3 {
+            g.admit(Project::Backfill).await.success();
+        }
+        let backfill = g.clock().now().duration_since(start).as_secs_f64();
+        let start = g.clock().now();
+        for _ in 0..3 {
+            g.admit(Project::Incremental).await.success();
+        }
+        let incremental = g.clock().now().duration_since(start).as_secs_f64();
+        assert!(backfill > 30.0, "{backfill}");
+        assert!(incremental < backfill / 3.0, "{incremental} vs {backfill}");
+    }
+
+    #[tokio::test]
+    async fn headroom_guard_pauses_and_probes() {
+        let cfg = GovernorConfig {
+            headroom_probe_secs: 60,
+            ..Default::default()
+        };
+        let g = governor(cfg, 600.0);
+        g.observe_usage(95_000, 100_000);
+        assert!(g.is_paused());
+        let t0 = g.clock().now();
+        g.admit(Project::Incremental).await.success(); // the probe after 60 s
+        assert!(g.clock().now().duration_since(t0).as_secs() >= 55);
+        g.observe_usage(50_000, 100_000);
+        assert!(!g.is_paused());
+        let s = g.telemetry().status(g.clock().now());
+        assert_eq!(s.throttle_events.get("pause:org_headroom"), Some(&1));
+        assert_eq!(s.throttle_events.get("resume:org_headroom"), Some(&1));
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let mut cfg = GovernorConfig::default();
+        cfg.projects.insert(
+            Project::Outbound,
+            ScheduleConfig {
+                time_zone: "UTC".into(),
+                default_ceiling_percent: 10.0,
+                windows: vec![WindowConfig {
+                    days: "xyz".into(),
+                    start: "09:00".into(),
+                    end: "10:00".into(),
+                    ceiling_percent: 1.0,
+                }],
+            },
+        );
+        let e = cfg
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.starts_with("projects.outbound.windows[0].days"), "{e}");
+        let cfg = GovernorConfig {
+            max_concurrent_requests: 30,
+            ..Default::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+}
