@@ -87,8 +87,16 @@ impl SObjectDescribe {
     }
 }
 
+/// Everything but RFC 3986 unreserved characters is escaped in a path segment, so an object,
+/// field or external id value can never change the path (`/`, `?`, `#`, `%`).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn encode_segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 pub(crate) fn path_segment(s: &str) -> String {

@@ -9,6 +9,8 @@ mod auth;
 mod bulk;
 mod fault_storm;
 mod governor_day;
+mod gzip;
+mod headroom;
 mod query;
 mod rss;
 mod telemetry;
