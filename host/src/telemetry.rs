@@ -470,6 +470,25 @@ impl InstallationTelemetry {
     }
 }
 
+/// Keeps the status file fresh for `weft status`: rewrites it every `every` until the task is
+/// aborted. 5 s is a good interval: fresh enough for a person at a terminal, negligible I/O.
+/// A failed write is logged and retried on the next tick; it never stops the host.
+pub fn spawn_status_writer(
+    telemetry: Arc<Telemetry>,
+    path: std::path::PathBuf,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every.max(std::time::Duration::from_millis(100)));
+        loop {
+            tick.tick().await;
+            if let Err(e) = telemetry.write_status_file(&path, Timestamp::now()) {
+                tracing::warn!(error = %e, "status file not written");
+            }
+        }
+    })
+}
+
 /// Reads a status file written by [`Telemetry::write_status_file`].
 pub fn read_status_file(path: &Path) -> Result<StatusFile, StatusFileError> {
     let p = path.display().to_string();
@@ -483,6 +502,29 @@ pub fn read_status_file(path: &Path) -> Result<StatusFile, StatusFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn status_writer_keeps_the_file_fresh() {
+        let t = Telemetry::new();
+        t.installation("a").api_call("limits");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.json");
+        let task = spawn_status_writer(
+            t.clone(),
+            path.clone(),
+            std::time::Duration::from_millis(100),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let first = read_status_file(&path).expect("written at once");
+        assert_eq!(first.installations[0].api_calls_total, 1);
+        t.installation("a").api_call("limits");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        assert_eq!(
+            read_status_file(&path).expect("rewritten").installations[0].api_calls_total,
+            2
+        );
+        task.abort();
+    }
 
     #[test]
     fn prometheus_text_and_status_agree() {
