@@ -616,6 +616,33 @@ mod tests {
         assert_eq!(s.throttle_events.get("resume:org_headroom"), Some(&1));
     }
 
+    #[tokio::test]
+    async fn concurrency_cap_holds_requests_until_a_slot_frees() {
+        let cfg = GovernorConfig {
+            schedule: ScheduleConfig::constant("UTC", 100.0),
+            max_concurrent_requests: 2,
+            ..Default::default()
+        };
+        let g = governor(cfg, 1000.0);
+        g.observe_usage(0, 10_000_000);
+        let a = g.admit(Project::Backfill).await;
+        let b = g.admit(Project::Backfill).await;
+        let g2 = g.clone();
+        let mut third = tokio::spawn(async move { g2.admit(Project::Outbound).await });
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), &mut third).await;
+        assert!(
+            waited.is_err(),
+            "a third request must wait while two are in flight"
+        );
+        a.success();
+        let c = tokio::time::timeout(std::time::Duration::from_secs(5), third).await;
+        assert!(
+            matches!(c, Ok(Ok(_))),
+            "a freed slot lets the waiting request go"
+        );
+        drop(b);
+    }
+
     #[test]
     fn config_errors_name_the_key() {
         let mut cfg = GovernorConfig::default();
