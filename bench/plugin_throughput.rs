@@ -189,7 +189,7 @@ mod native {
         let kind = |k: FieldKind| -> weft_guest::FieldKind {
             // The two enums are generated from the same WIT; their names line up.
             let name = format!("{k:?}");
-            match name.as_str() {
+            match name.trim_start_matches("FieldKind::") {
                 "String" => weft_guest::FieldKind::String,
                 "Textarea" => weft_guest::FieldKind::Textarea,
                 "Phone" => weft_guest::FieldKind::Phone,
