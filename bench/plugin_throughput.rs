@@ -30,7 +30,10 @@ fn plugin_config() -> BTreeMap<String, String> {
         ("currency.org".to_owned(), "USD".to_owned()),
         ("rate.EUR".to_owned(), "1.08".to_owned()),
         ("synonym.Acct Mgr".to_owned(), "Account Manager".to_owned()),
-        ("dedup.fields".to_owned(), "Acme_Company_Id__c,GoldenAccountID__c".to_owned()),
+        (
+            "dedup.fields".to_owned(),
+            "Acme_Company_Id__c,GoldenAccountID__c".to_owned(),
+        ),
     ])
 }
 
@@ -77,7 +80,11 @@ fn field(name: &str, kind: FieldKind, length: u32) -> FieldSchema {
         name: name.to_owned(),
         kind,
         length,
-        scale: if matches!(kind, FieldKind::Currency) { 2 } else { 0 },
+        scale: if matches!(kind, FieldKind::Currency) {
+            2
+        } else {
+            0
+        },
         nillable: name != "Name",
         createable: true,
         updateable: true,
@@ -147,13 +154,22 @@ fn measure(mut batch: impl FnMut() -> usize) -> f64 {
     records as f64 / started.elapsed().as_secs_f64()
 }
 
-fn wasm_chain(plugin: &LoadedPlugin, spec: &CallSpec, schema: &ObjectSchema, input: &weft::plugin::Batch) -> usize {
+fn wasm_chain(
+    plugin: &LoadedPlugin,
+    spec: &CallSpec,
+    schema: &ObjectSchema,
+    input: &weft::plugin::Batch,
+) -> usize {
     let mapped = plugin.map_outbound(spec, input).expect("map");
     let mut done = 0;
     for batch in &mapped.batches {
-        let coerced = plugin.coerce(spec, Direction::Outbound, schema, batch).expect("coerce");
+        let coerced = plugin
+            .coerce(spec, Direction::Outbound, schema, batch)
+            .expect("coerce");
         for result in &coerced.batches {
-            let keys = plugin.dedup_keys(spec, Direction::Outbound, result).expect("dedup");
+            let keys = plugin
+                .dedup_keys(spec, Direction::Outbound, result)
+                .expect("dedup");
             done += result.sources.len() - keys.errors.len();
         }
     }
@@ -175,7 +191,10 @@ mod native {
             for (name, value) in record {
                 let value = match value {
                     Json::String(s) => weft_guest::Val::from(s.as_str()),
-                    Json::Number(n) => n.as_i64().map_or(weft_guest::Val::Num(n.as_f64().unwrap_or(0.0)), weft_guest::Val::Int),
+                    Json::Number(n) => n.as_i64().map_or(
+                        weft_guest::Val::Num(n.as_f64().unwrap_or(0.0)),
+                        weft_guest::Val::Int,
+                    ),
                     Json::Bool(b) => weft_guest::Val::Bool(*b),
                     _ => weft_guest::Val::Null,
                 };
@@ -224,13 +243,19 @@ mod native {
         }
     }
 
-    pub fn chain(harness: &Harness, schema: &weft_guest::ObjectSchema, input: &weft_guest::Batch) -> usize {
+    pub fn chain(
+        harness: &Harness,
+        schema: &weft_guest::ObjectSchema,
+        input: &weft_guest::Batch,
+    ) -> usize {
         let mapped = harness.map_outbound::<AcmeAccounts>(input);
         let mut done = 0;
         for batch in &mapped.batches {
-            let coerced = harness.coerce::<AcmeAccounts>(weft_guest::Direction::Outbound, schema, batch);
+            let coerced =
+                harness.coerce::<AcmeAccounts>(weft_guest::Direction::Outbound, schema, batch);
             for result in &coerced.batches {
-                let keys = harness.dedup_keys::<AcmeAccounts>(weft_guest::Direction::Outbound, result);
+                let keys =
+                    harness.dedup_keys::<AcmeAccounts>(weft_guest::Direction::Outbound, result);
                 done += result.sources.len() - keys.errors.len();
             }
         }
@@ -252,7 +277,10 @@ mod naive {
 
     impl WasiView for State {
         fn ctx(&mut self) -> WasiCtxView<'_> {
-            WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
         }
     }
 
@@ -267,16 +295,24 @@ mod naive {
             let mut linker = Linker::new(engine);
             wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
             let pre = NaivePre::new(linker.instantiate_pre(&component).expect("pre")).expect("pre");
-            Self { pre, engine: engine.clone() }
+            Self {
+                pre,
+                engine: engine.clone(),
+            }
         }
 
         /// One batch, fresh store and instance, like the real runtime.
         pub fn map(&self, records: &[Vec<Field>]) -> usize {
-            let state = State { wasi: WasiCtx::builder().build(), table: ResourceTable::new() };
+            let state = State {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+            };
             let mut store = Store::new(&self.engine, state);
             store.set_epoch_deadline(u64::MAX / 2);
             let instance = self.pre.instantiate(&mut store).expect("instantiate");
-            let out = instance.call_map_records(&mut store, records).expect("call");
+            let out = instance
+                .call_map_records(&mut store, records)
+                .expect("call");
             out.len()
         }
     }
@@ -314,8 +350,14 @@ fn main() {
     let cold_compile = started.elapsed();
     // Warm load from the on-disk cache in a new engine (a restarted host).
     let cache = tempfile::tempdir().expect("tempdir");
-    let cached = RuntimeConfig { cache_dir: Some(cache.path().to_owned()), ..RuntimeConfig::default() };
-    PluginRuntime::new(cached.clone()).expect("engine").load(&acme_wasm).expect("load");
+    let cached = RuntimeConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        ..RuntimeConfig::default()
+    };
+    PluginRuntime::new(cached.clone())
+        .expect("engine")
+        .load(&acme_wasm)
+        .expect("load");
     let runtime = PluginRuntime::new(cached).expect("engine");
     let started = Instant::now();
     let acme = runtime.load(&acme_wasm).expect("load");
@@ -346,7 +388,9 @@ fn main() {
     let wasm = measure(|| wasm_chain(&acme, &spec, &schema, &host_batch));
     let harness = config
         .iter()
-        .fold(weft_guest::testing::Harness::new(), |h, (k, v)| h.config(k, v))
+        .fold(weft_guest::testing::Harness::new(), |h, (k, v)| {
+            h.config(k, v)
+        })
         .now(spec.now_ms);
     let guest_batch = native::to_guest_batch(&records);
     let guest_schema = native::to_guest_schema(&schema);
@@ -356,7 +400,16 @@ fn main() {
     let identity = runtime.load(&identity_wasm).expect("load");
     let text_records: Vec<Map<String, Json>> = records
         .iter()
-        .map(|r| r.iter().map(|(k, v)| (k.clone(), Json::String(v.as_str().map_or_else(|| v.to_string(), str::to_owned)))).collect())
+        .map(|r| {
+            r.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Json::String(v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
+                    )
+                })
+                .collect()
+        })
         .collect();
     let text_batch = batch_from_json("company", &text_records);
     let columnar = measure(|| {
@@ -369,8 +422,14 @@ fn main() {
 
     println!("cold_compile_ms={:.0}", cold_compile.as_secs_f64() * 1e3);
     println!("disk_cache_load_ms={:.1}", disk_load.as_secs_f64() * 1e3);
-    println!("instantiate_and_empty_call_us={:.1}", instantiate.as_secs_f64() * 1e6);
-    println!("abi_trivial_copy_30_text_fields: columnar_records_per_sec={columnar:.0} naive_records_per_sec={naive:.0} columnar_over_naive={:.2}", columnar / naive);
+    println!(
+        "instantiate_and_empty_call_us={:.1}",
+        instantiate.as_secs_f64() * 1e6
+    );
+    println!(
+        "abi_trivial_copy_30_text_fields: columnar_records_per_sec={columnar:.0} naive_records_per_sec={naive:.0} columnar_over_naive={:.2}",
+        columnar / naive
+    );
     println!(
         "wasm_records_per_sec={wasm:.0} native_records_per_sec={native:.0} wasm_over_native={:.2}",
         native / wasm

@@ -10,7 +10,12 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every plugin crate under `plugins/`.
-pub const PLUGINS: &[&str] = &["acme-accounts", "golden-dedup", "field-authority", "hostile"];
+pub const PLUGINS: &[&str] = &[
+    "acme-accounts",
+    "golden-dedup",
+    "field-authority",
+    "hostile",
+];
 
 /// Components only the benchmarks use.
 pub const BENCH_COMPONENTS: &[&str] = &["naive-abi"];
@@ -39,7 +44,9 @@ fn build_plugins() -> Result<PathBuf, String> {
     for plugin in PLUGINS.iter().chain(BENCH_COMPONENTS) {
         command.args(["-p", plugin]);
     }
-    let output = command.output().map_err(|e| format!("cannot run cargo: {e}"))?;
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !output.status.success() {
         return Err(format!(
             "building the plugins failed (is the target installed? `rustup target add \

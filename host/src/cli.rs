@@ -5,8 +5,8 @@
 
 mod dlq;
 mod plugin_cmd;
-mod status_cmd;
 mod serve;
+mod status_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -49,8 +49,12 @@ fn assert_kind(result: Result<impl std::fmt::Debug, PluginError>, expected: &str
 #[test]
 fn each_hostile_mode_fails_alone_while_a_neighbour_keeps_working() {
     let runtime = runtime();
-    let hostile = runtime.load(&plugin_bytes("hostile")).expect("load hostile");
-    let healthy = runtime.load(&plugin_bytes("golden-dedup")).expect("load golden-dedup");
+    let hostile = runtime
+        .load(&plugin_bytes("hostile"))
+        .expect("load hostile");
+    let healthy = runtime
+        .load(&plugin_bytes("golden-dedup"))
+        .expect("load golden-dedup");
     let plugins = Arc::new(InstalledPlugins::new(QuarantinePolicy { strikes: 1000 }));
     plugins.install("neighbour", healthy, PluginConfig::default());
 
@@ -63,7 +67,9 @@ fn each_hostile_mode_fails_alone_while_a_neighbour_keeps_working() {
             std::thread::spawn(move || {
                 let input = accounts(200);
                 while !stop.load(Ordering::Relaxed) {
-                    let out = plugins.map_inbound("neighbour", &input).expect("neighbour call");
+                    let out = plugins
+                        .map_inbound("neighbour", &input)
+                        .expect("neighbour call");
                     assert!(out.errors.is_empty());
                     assert_eq!(out.batches[0].sources.len(), 200);
                     calls.fetch_add(1, Ordering::Relaxed);
@@ -86,7 +92,10 @@ fn each_hostile_mode_fails_alone_while_a_neighbour_keeps_working() {
         plugins.install(&installation, hostile.clone(), hostile_config(mode));
         assert_kind(plugins.map_inbound(&installation, &input), kind);
         assert_kind(plugins.map_outbound(&installation, &input), kind);
-        assert_kind(plugins.dedup_keys(&installation, weft::plugin::Direction::Inbound, &input), kind);
+        assert_kind(
+            plugins.dedup_keys(&installation, weft::plugin::Direction::Inbound, &input),
+            kind,
+        );
     }
     // Mode `ok` on the same compiled component still works after all of that.
     plugins.install("hostile-ok", hostile, hostile_config("ok"));
@@ -107,7 +116,9 @@ fn a_panic_reports_the_guest_message() {
     let plugins = InstalledPlugins::new(QuarantinePolicy::default());
     plugins.install("p", hostile, hostile_config("panic"));
     match plugins.map_inbound("p", &accounts(1)) {
-        Err(PluginError::Panic { message }) => assert!(message.contains("panicked at"), "{message}"),
+        Err(PluginError::Panic { message }) => {
+            assert!(message.contains("panicked at"), "{message}")
+        }
         other => panic!("expected a panic, got {other:?}"),
     }
 }
@@ -163,9 +174,15 @@ fn hot_swap_takes_effect_on_the_next_call() {
 #[test]
 fn compiled_plugins_are_reused_from_the_disk_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = RuntimeConfig { cache_dir: Some(dir.path().to_owned()), ..RuntimeConfig::default() };
+    let config = RuntimeConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        ..RuntimeConfig::default()
+    };
     let bytes = plugin_bytes("golden-dedup");
-    let first = PluginRuntime::new(config.clone()).expect("engine").load(&bytes).expect("load");
+    let first = PluginRuntime::new(config.clone())
+        .expect("engine")
+        .load(&bytes)
+        .expect("load");
     assert!(first.was_compiled());
     // A second host process (a new engine) finds the artifact on disk.
     let second_runtime = PluginRuntime::new(config).expect("engine");
@@ -178,16 +195,20 @@ fn compiled_plugins_are_reused_from_the_disk_cache() {
 
 #[test]
 fn components_that_import_the_network_are_refused() {
-    let component = wat::parse_str(
-        r#"(component (import "wasi:sockets/tcp@0.2.6" (instance)))"#,
-    )
-    .expect("valid component text");
+    let component = wat::parse_str(r#"(component (import "wasi:sockets/tcp@0.2.6" (instance)))"#)
+        .expect("valid component text");
     let error = runtime().load(&component).err().expect("refused");
-    assert!(matches!(error, weft::plugin::LoadError::ForbiddenImport { .. }), "{error}");
+    assert!(
+        matches!(error, weft::plugin::LoadError::ForbiddenImport { .. }),
+        "{error}"
+    );
 }
 
 #[test]
 fn garbage_is_not_a_component() {
     let error = runtime().load(b"not wasm at all").err().expect("refused");
-    assert!(matches!(error, weft::plugin::LoadError::Invalid(_)), "{error}");
+    assert!(
+        matches!(error, weft::plugin::LoadError::Invalid(_)),
+        "{error}"
+    );
 }

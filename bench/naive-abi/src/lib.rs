@@ -13,7 +13,10 @@ impl Guest for Naive {
             .map(|record| {
                 record
                     .iter()
-                    .map(|f| Field { name: f.name.clone(), value: f.value.clone() })
+                    .map(|f| Field {
+                        name: f.name.clone(),
+                        value: f.value.clone(),
+                    })
                     .collect()
             })
             .collect()
