@@ -30,10 +30,17 @@ fn accounts(n: usize) -> weft::plugin::Batch {
 }
 
 fn hostile_config(mode: &str) -> PluginConfig {
+    // Only the looping plugin should ever meet its budget: the others get a budget so large
+    // that a heavily loaded CI machine cannot turn their failure into a timeout.
+    let time_budget = if mode == "loop" {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(30)
+    };
     PluginConfig {
         values: BTreeMap::from([("mode".to_owned(), mode.to_owned())]),
         limits: CallLimits {
-            time_budget: Duration::from_millis(200),
+            time_budget,
             ..CallLimits::default()
         },
     }
