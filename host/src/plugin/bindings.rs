@@ -6,5 +6,5 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-pub use weft::plugin::host as host_imports;
-pub use weft::plugin::types;
+pub use self::weft::plugin::host as host_imports;
+pub use self::weft::plugin::types;
