@@ -6,6 +6,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
+pub mod inbound;
+pub mod outbound;
 pub mod plugin;
 pub mod salesforce;
 pub mod store;

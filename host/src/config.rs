@@ -1,0 +1,1 @@
+//! Installation configuration: one declarative TOML file per installation.

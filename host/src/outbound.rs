@@ -1,0 +1,1 @@
+//! The outbound pipeline: accepted product events → plugin → validate → conflict check → upsert → audit, retry or DLQ.

@@ -1,0 +1,1 @@
+//! Inbound sync tests against the emulator over real HTTP.

@@ -1,0 +1,1 @@
+//! Outbound pipeline tests against the emulator over real HTTP.
