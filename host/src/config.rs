@@ -1,1 +1,213 @@
-//! Installation configuration: one declarative TOML file per installation.
+//! Installation configuration: one declarative TOML file per installation, meant to live in
+//! version control.
+//!
+//! Owns the file's shape and its validation, in two stages: [`InstallationConfig::load`]
+//! parses the TOML (unknown keys and wrong types are refused with the key and line) and then
+//! checks what a file alone can tell — names, ranges, that secrets come from the environment
+//! or a file rather than the config, that the plugin component exists. What only the org can
+//! tell (does this object or field exist?) is checked against describe when a sync starts.
+//! Every refusal names the file, the key and the reason. It never opens a connection.
+
+mod inbound;
+mod salesforce;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::plugin::CallLimits;
+use crate::throttle::{GovernorConfig, GovernorSettings};
+
+pub use inbound::{InboundConfig, ObjectConfig, SinkConfig, SoqlSource};
+pub use salesforce::SalesforceConfig;
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {key}: {reason}", file.display())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted path of the offending key (`inbound.objects.Account.fields`), or `-` when the
+    /// file as a whole is the problem.
+    pub key: String,
+    pub reason: String,
+}
+
+/// A problem found while checking one section, before the file name is attached.
+#[derive(Debug)]
+pub(crate) struct Invalid {
+    pub key: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(key: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Invalid {
+            key: key.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstallation {
+    id: String,
+    salesforce: salesforce::RawSalesforce,
+    #[serde(default)]
+    throttle: GovernorConfig,
+    plugin: RawPlugin,
+    #[serde(default)]
+    inbound: inbound::RawInbound,
+    /// The outbound pipeline's settings, kept as TOML until the outbound section has a
+    /// typed form of its own.
+    #[serde(default)]
+    outbound: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    /// The component file, relative to the configuration file's directory.
+    component: PathBuf,
+    /// Key/value configuration the plugin reads through `config-get`.
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    /// Execution budget per batch call, in milliseconds.
+    #[serde(default)]
+    time_budget_ms: Option<u64>,
+    /// Memory cap per batch call, in MiB.
+    #[serde(default)]
+    memory_mib: Option<usize>,
+}
+
+/// The installation's plugin: which component, its configuration and limits.
+#[derive(Debug, Clone)]
+pub struct PluginSection {
+    pub component: PathBuf,
+    pub config: BTreeMap<String, String>,
+    pub limits: CallLimits,
+}
+
+/// A validated installation configuration.
+#[derive(Debug, Clone)]
+pub struct InstallationConfig {
+    /// The file it came from.
+    pub path: PathBuf,
+    pub id: String,
+    pub salesforce: SalesforceConfig,
+    pub throttle: GovernorConfig,
+    /// `throttle`, validated.
+    pub governor: GovernorSettings,
+    pub plugin: PluginSection,
+    pub inbound: InboundConfig,
+    pub outbound: Option<toml::Table>,
+}
+
+impl InstallationConfig {
+    /// Reads, parses and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            key: "-".into(),
+            reason: format!("cannot read the file: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks `text` as if read from `path` (relative paths resolve against its
+    /// directory).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let at = |Invalid { key, reason }| ConfigError {
+            file: path.to_owned(),
+            key,
+            reason,
+        };
+        let raw: RawInstallation = toml::from_str(text).map_err(|e| at(toml_problem(&e)))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        check_id(&raw.id).map_err(at)?;
+        let salesforce = raw.salesforce.check(base).map_err(at)?;
+        let governor = raw
+            .throttle
+            .validate()
+            .map_err(|e| at(Invalid::new("throttle", e)))?;
+        let plugin = raw.plugin.check(base).map_err(at)?;
+        let inbound = raw.inbound.check(base).map_err(at)?;
+        Ok(InstallationConfig {
+            path: path.to_owned(),
+            id: raw.id,
+            salesforce,
+            throttle: raw.throttle,
+            governor,
+            plugin,
+            inbound,
+            outbound: raw.outbound,
+        })
+    }
+}
+
+/// Turns a TOML error into the key it is about and a one-line reason with the position.
+fn toml_problem(e: &toml::de::Error) -> Invalid {
+    let message = e.message().trim().to_owned();
+    // `toml` reports unknown fields and type errors with the byte span of the key; the
+    // message itself names the field, so the position is what helps most.
+    let reason = match e.span() {
+        Some(span) => format!("{message} (at byte {})", span.start),
+        None => message,
+    };
+    Invalid::new("-", reason)
+}
+
+/// Installation ids appear in paths, metric labels and URLs: keep them plain.
+fn check_id(id: &str) -> Result<(), Invalid> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if id.is_empty() || id.len() > 64 || !id.chars().all(plain) {
+        return Err(Invalid::new(
+            "id",
+            format!("{id:?} must be 1–64 characters of letters, digits, '-' or '_'"),
+        ));
+    }
+    Ok(())
+}
+
+impl RawPlugin {
+    fn check(self, base: &Path) -> Result<PluginSection, Invalid> {
+        let component = base.join(&self.component);
+        if !component.is_file() {
+            return Err(Invalid::new(
+                "plugin.component",
+                format!("{} is not a file", component.display()),
+            ));
+        }
+        let mut limits = CallLimits::default();
+        if let Some(ms) = self.time_budget_ms {
+            // Above 10 s a stuck plugin holds a worker long enough to stall other tenants.
+            if !(1..=10_000).contains(&ms) {
+                return Err(Invalid::new(
+                    "plugin.time_budget_ms",
+                    format!("{ms} is outside 1–10000"),
+                ));
+            }
+            limits.time_budget = std::time::Duration::from_millis(ms);
+        }
+        if let Some(mib) = self.memory_mib {
+            if !(1..=64).contains(&mib) {
+                return Err(Invalid::new(
+                    "plugin.memory_mib",
+                    format!("{mib} is outside 1–64 (the host's pooled slot size)"),
+                ));
+            }
+            limits.memory_bytes = mib << 20;
+        }
+        Ok(PluginSection {
+            component,
+            config: self.config,
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

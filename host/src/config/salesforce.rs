@@ -1,0 +1,198 @@
+//! The `[salesforce]` section: where the org is and how to log in.
+//!
+//! Secrets are never written in the file: each one names an environment variable
+//! (`*_env`) or a file (`*_file`) to read it from, so the config can be committed and the
+//! secret can rotate without a config change. They are read when the file is loaded, so a
+//! missing secret is refused up front rather than at the first login.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::Invalid;
+use crate::salesforce::{ClientConfig, Credentials, Secret};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSalesforce {
+    /// `https://login.salesforce.com`, `https://test.salesforce.com` or a My Domain URL.
+    login_url: String,
+    #[serde(default)]
+    api_version: Option<String>,
+    /// `client_credentials`, `jwt_bearer` or `refresh_token`.
+    auth: String,
+    client_id: String,
+    #[serde(default)]
+    client_secret_env: Option<String>,
+    #[serde(default)]
+    client_secret_file: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    private_key_file: Option<String>,
+    #[serde(default)]
+    refresh_token_env: Option<String>,
+    #[serde(default)]
+    refresh_token_file: Option<String>,
+    /// PEM of an extra CA to trust (an org behind a private CA, or the local emulator).
+    #[serde(default)]
+    ca_file: Option<String>,
+    /// Gzip request bodies (default on).
+    #[serde(default)]
+    gzip_requests: Option<bool>,
+}
+
+/// A checked `[salesforce]` section with its secrets read.
+#[derive(Debug, Clone)]
+pub struct SalesforceConfig {
+    pub login_url: String,
+    pub api_version: Option<String>,
+    pub credentials: Credentials,
+    pub extra_ca_pem: Option<Vec<u8>>,
+    pub gzip_requests: Option<bool>,
+}
+
+impl SalesforceConfig {
+    /// The transport configuration for `installation`.
+    pub fn client_config(&self, installation: &str) -> ClientConfig {
+        let mut config = ClientConfig::new(installation, &self.login_url, self.credentials.clone());
+        if let Some(v) = &self.api_version {
+            config.api_version = v.clone();
+        }
+        config.extra_ca_pem = self.extra_ca_pem.clone();
+        if let Some(gzip) = self.gzip_requests {
+            config.gzip_requests = gzip;
+        }
+        config
+    }
+}
+
+impl RawSalesforce {
+    pub(super) fn check(self, base: &Path) -> Result<SalesforceConfig, Invalid> {
+        let url = self.login_url.trim_end_matches('/').to_owned();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Invalid::new(
+                "salesforce.login_url",
+                format!("{url:?} is not an http(s) URL"),
+            ));
+        }
+        if let Some(v) = &self.api_version {
+            let numeric = v.split_once('.').is_some_and(|(major, minor)| {
+                major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok()
+            });
+            if !numeric {
+                return Err(Invalid::new(
+                    "salesforce.api_version",
+                    format!("{v:?} is not like \"62.0\" (no leading v)"),
+                ));
+            }
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(Invalid::new("salesforce.client_id", "is empty"));
+        }
+        let credentials = match self.auth.as_str() {
+            "client_credentials" => Credentials::ClientCredentials {
+                client_id: self.client_id.clone(),
+                client_secret: secret(
+                    base,
+                    "client_secret",
+                    &self.client_secret_env,
+                    &self.client_secret_file,
+                )?
+                .ok_or_else(|| missing("client_secret"))?,
+            },
+            "refresh_token" => Credentials::RefreshToken {
+                client_id: self.client_id.clone(),
+                client_secret: secret(
+                    base,
+                    "client_secret",
+                    &self.client_secret_env,
+                    &self.client_secret_file,
+                )?,
+                refresh_token: secret(
+                    base,
+                    "refresh_token",
+                    &self.refresh_token_env,
+                    &self.refresh_token_file,
+                )?
+                .ok_or_else(|| missing("refresh_token"))?,
+            },
+            "jwt_bearer" => Credentials::JwtBearer {
+                client_id: self.client_id.clone(),
+                username: self
+                    .username
+                    .clone()
+                    .ok_or_else(|| Invalid::new("salesforce.username", "jwt_bearer needs it"))?,
+                private_key_pem: secret(base, "private_key", &None, &self.private_key_file)?
+                    .ok_or_else(|| {
+                        Invalid::new("salesforce.private_key_file", "jwt_bearer needs it")
+                    })?,
+                audience: None,
+            },
+            other => {
+                return Err(Invalid::new(
+                    "salesforce.auth",
+                    format!(
+                        "{other:?} is not one of client_credentials, jwt_bearer, refresh_token"
+                    ),
+                ));
+            }
+        };
+        let extra_ca_pem = match &self.ca_file {
+            Some(file) => Some(
+                std::fs::read(base.join(file))
+                    .map_err(|e| Invalid::new("salesforce.ca_file", format!("{file}: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(SalesforceConfig {
+            login_url: url,
+            api_version: self.api_version,
+            credentials,
+            extra_ca_pem,
+            gzip_requests: self.gzip_requests,
+        })
+    }
+}
+
+fn missing(name: &str) -> Invalid {
+    Invalid::new(
+        format!("salesforce.{name}_env"),
+        format!("this auth needs {name}: set {name}_env (a variable name) or {name}_file"),
+    )
+}
+
+/// Reads a secret from the variable or file the config names; `None` when neither is set.
+fn secret(
+    base: &Path,
+    name: &str,
+    env: &Option<String>,
+    file: &Option<String>,
+) -> Result<Option<Secret>, Invalid> {
+    match (env, file) {
+        (Some(_), Some(_)) => Err(Invalid::new(
+            format!("salesforce.{name}_env"),
+            format!("give {name}_env or {name}_file, not both"),
+        )),
+        (Some(var), None) => match std::env::var(var) {
+            Ok(value) if !value.trim().is_empty() => Ok(Some(Secret::new(value.trim()))),
+            // The variable's name is safe to show; its value never is.
+            _ => Err(Invalid::new(
+                format!("salesforce.{name}_env"),
+                format!("environment variable {var} is not set or empty"),
+            )),
+        },
+        (None, Some(path)) => match std::fs::read_to_string(base.join(path)) {
+            Ok(value) if !value.trim().is_empty() => Ok(Some(Secret::new(value.trim()))),
+            Ok(_) => Err(Invalid::new(
+                format!("salesforce.{name}_file"),
+                format!("{path} is empty"),
+            )),
+            Err(e) => Err(Invalid::new(
+                format!("salesforce.{name}_file"),
+                format!("{path}: {e}"),
+            )),
+        },
+        (None, None) => Ok(None),
+    }
+}

@@ -1,0 +1,190 @@
+use super::*;
+
+/// A valid file in a temp dir with a component and a secret file beside it.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("plugin.wasm"), b"\0asm").expect("component");
+        std::fs::write(dir.path().join("secret.txt"), "s3cret\n").expect("secret");
+        Fixture { dir }
+    }
+
+    fn parse(&self, text: &str) -> Result<InstallationConfig, ConfigError> {
+        InstallationConfig::parse(&self.dir.path().join("acme.toml"), text)
+    }
+}
+
+const VALID: &str = r#"
+id = "acme"
+
+[salesforce]
+login_url = "https://login.salesforce.com"
+auth = "client_credentials"
+client_id = "3MVG9"
+client_secret_file = "secret.txt"
+
+[plugin]
+component = "plugin.wasm"
+config = { "currency.org" = "USD" }
+
+[inbound.objects.Contact]
+fields = ["FirstName", "LastName", "Account.Name"]
+
+[inbound.objects.Widget__c]
+
+[inbound.objects.Account]
+query = "SELECT Id, Name, GoldenAccountID__c FROM Account WHERE IsPersonAccount = false"
+api = "bulk"
+"#;
+
+fn refused(result: Result<InstallationConfig, ConfigError>) -> ConfigError {
+    match result {
+        Ok(_) => panic!("the file was accepted"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_valid_file_loads_with_defaults_and_the_standard_order() {
+    let f = Fixture::new();
+    let config = f.parse(VALID).expect("valid");
+    assert_eq!(config.id, "acme");
+    let names: Vec<&str> = config
+        .inbound
+        .objects
+        .iter()
+        .map(|o| o.name.as_str())
+        .collect();
+    assert_eq!(names, ["Account", "Contact", "Widget__c"]);
+    assert_eq!(
+        config.inbound.objects[0].source,
+        SoqlSource::Query {
+            select: vec!["Id".into(), "Name".into(), "GoldenAccountID__c".into()],
+            filter: Some("IsPersonAccount = false".into()),
+        }
+    );
+    assert_eq!(config.inbound.objects[2].source, SoqlSource::Described);
+    assert_eq!(config.inbound.page_size, 2_000);
+    assert_eq!(
+        config.inbound.sink,
+        SinkConfig::Ndjson {
+            dir: f.dir.path().join("weft-out")
+        }
+    );
+    assert_eq!(config.plugin.component, f.dir.path().join("plugin.wasm"));
+    match &config.salesforce.credentials {
+        crate::salesforce::Credentials::ClientCredentials { client_secret, .. } => {
+            assert_eq!(client_secret.expose(), "s3cret")
+        }
+        other => panic!("unexpected credentials {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_with_the_file_and_the_key() {
+    let f = Fixture::new();
+    let e = refused(f.parse(&VALID.replace("api = \"bulk\"", "api = \"bulk\"\npage = 3")));
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&f.dir.path().join("acme.toml").display().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("unknown field `page`"), "{text}");
+}
+
+#[test]
+fn semantic_errors_name_the_key() {
+    let f = Fixture::new();
+    let cases = [
+        (
+            "api = \"bulk\"",
+            "api = \"fast\"",
+            "inbound.objects.Account.api",
+        ),
+        (
+            "WHERE IsPersonAccount = false",
+            "ORDER BY Name",
+            "inbound.objects.Account.query",
+        ),
+        (
+            "FROM Account WHERE",
+            "FROM Contact WHERE",
+            "inbound.objects.Account.query",
+        ),
+        ("\"plugin.wasm\"", "\"missing.wasm\"", "plugin.component"),
+        (
+            "client_secret_file = \"secret.txt\"",
+            "",
+            "salesforce.client_secret_env",
+        ),
+        ("id = \"acme\"", "id = \"acme corp\"", "id"),
+        (
+            "\"Account.Name\"",
+            "\"Account Name\"",
+            "inbound.objects.Contact.fields",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let e = refused(f.parse(&VALID.replace(from, to)));
+        assert_eq!(e.key, key, "{from} → {to}: {e}");
+    }
+}
+
+#[test]
+fn secrets_from_unset_variables_are_refused_without_their_values() {
+    let f = Fixture::new();
+    let text = VALID.replace(
+        "client_secret_file = \"secret.txt\"",
+        "client_secret_env = \"WEFT_TEST_SECRET_THAT_IS_NOT_SET\"",
+    );
+    let e = refused(f.parse(&text));
+    assert_eq!(e.key, "salesforce.client_secret_env");
+    assert!(e.reason.contains("WEFT_TEST_SECRET_THAT_IS_NOT_SET"));
+}
+
+#[test]
+fn an_explicit_order_must_cover_every_object_once() {
+    let f = Fixture::new();
+    let with_order = |order: &str| {
+        VALID.replace(
+            "[salesforce]",
+            &format!("[inbound]\norder = {order}\n\n[salesforce]"),
+        )
+    };
+    let ok = f
+        .parse(&with_order(r#"["Widget__c", "Account", "Contact"]"#))
+        .expect("valid order");
+    assert_eq!(ok.inbound.objects[0].name, "Widget__c");
+    for order in [
+        r#"["Account", "Contact"]"#,
+        r#"["Account", "Account", "Contact", "Widget__c"]"#,
+        r#"["Account", "Contact", "Widget__c", "Lead"]"#,
+    ] {
+        assert_eq!(
+            refused(f.parse(&with_order(order))).key,
+            "inbound.order",
+            "{order}"
+        );
+    }
+}
+
+#[test]
+fn the_example_in_the_repository_is_valid_in_shape() {
+    // The example config names its component relative to itself; only the shape is
+    // checked here (the component is built by the test run elsewhere).
+    let example = include_str!("../../../examples/acme.toml");
+    let f = Fixture::new();
+    let text = example.replace(
+        "../target/plugins/wasm32-wasip2/release/golden_dedup.wasm",
+        "plugin.wasm",
+    );
+    let text = text.replace(
+        "client_secret_env = \"ACME_SF_CLIENT_SECRET\"",
+        "client_secret_file = \"secret.txt\"",
+    );
+    f.parse(&text).expect("example config");
+}
