@@ -18,7 +18,7 @@ use tracing::Instrument;
 use super::Inner;
 use super::auth::{self, Session};
 use super::error::{Disposition, SalesforceError};
-use crate::throttle::backoff::parse_retry_after;
+use crate::throttle::backoff::{parse_http_date, parse_retry_after};
 use crate::throttle::{Permit, Project};
 
 /// One logical API request (re-sent as-is on retry).
@@ -204,6 +204,19 @@ impl Inner {
         }
     }
 
+    /// `Retry-After` of an error response. An HTTP-date is measured from the response's own
+    /// `Date` (the server's clock) when present, so skew between our clock and the org's
+    /// cannot stretch or cancel the wait.
+    fn retry_after(&self, headers: &HeaderMap) -> Option<Duration> {
+        let value = headers.get("retry-after")?.to_str().ok()?;
+        let reference = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date)
+            .unwrap_or_else(|| self.governor.clock().now());
+        parse_retry_after(value, reference)
+    }
+
     /// Sends `call` and reads the whole body (a broken-off body is retried too).
     pub(crate) async fn execute(&self, call: &Call) -> Result<Reply, SalesforceError> {
         match self.run(call, false).await? {
@@ -251,7 +264,7 @@ impl Inner {
                     self.learn(resp.headers());
                     let status = resp.status().as_u16();
                     if !(200..300).contains(&status) {
-                        let ra = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+                        let ra = self.retry_after(resp.headers());
                         let body = resp.bytes().await.map_err(|e| SalesforceError::transport(&e))?;
                         return Err(SalesforceError::from_response(status, &body, ra));
                     }

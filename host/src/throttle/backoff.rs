@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+use jiff::Timestamp;
+use jiff::fmt::{rfc2822, strtime};
+use jiff::tz::TimeZone;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -71,12 +74,61 @@ impl Jitter {
     }
 }
 
-/// Parses `Retry-After` given in seconds. The HTTP-date form is not used by Salesforce's
-/// edges and is ignored (the exponential delay applies instead).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+/// Longest `Retry-After` honoured. An hour: a server that wants more is in an outage the
+/// breaker handles, and a mis-set clock or proxy (a date a year out, `Retry-After:
+/// 99999999`) must not park a request, and the batch behind it, for that long. The request is
+/// simply retried after an hour and told again if need be.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Parses `Retry-After` (RFC 9110 §10.2.3): delta-seconds, or an HTTP-date.
+///
+/// A date is turned into a wait measured from `reference`: pass the response's `Date`
+/// header when it has one, so the wait is the server's own arithmetic and immune to skew
+/// between its clock and ours; otherwise our clock's now. A date already past means "now"
+/// (zero). Waits beyond [`MAX_RETRY_AFTER`] are clamped to it. A value that is neither form
+/// is ignored (`None`): the exponential delay applies instead.
+pub fn parse_retry_after(value: &str, reference: Timestamp) -> Option<Duration> {
+    let v = value.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits but too large for u64 is still "a very long time", not garbage.
+        let secs = v.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    let at = parse_http_date(v)?;
+    let wait = Duration::try_from(at.duration_since(reference)).unwrap_or(Duration::ZERO);
+    Some(wait.min(MAX_RETRY_AFTER))
 }
+
+/// Parses an HTTP-date (RFC 9110 §5.6.7): the preferred IMF-fixdate
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`) and the two obsolete forms recipients must still
+/// accept, RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime
+/// (`Sun Nov  6 08:49:37 1994`). All three are UTC.
+pub fn parse_http_date(value: &str) -> Option<Timestamp> {
+    let v = value.trim();
+    // IMF-fixdate is a profile of RFC 2822, which jiff parses (GMT included).
+    if let Ok(ts) = RFC2822.parse_timestamp(v) {
+        return Some(ts);
+    }
+    let utc = |tm: strtime::BrokenDownTime| {
+        tm.to_datetime()
+            .ok()?
+            .to_zoned(TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp())
+    };
+    if let Some(rest) = v.strip_suffix(" GMT") {
+        if let Ok(tm) = strtime::parse("%A, %d-%b-%y %H:%M:%S", rest) {
+            return utc(tm);
+        }
+    }
+    // asctime pads a one-digit day with a space; collapse runs of spaces so `%d` reads it.
+    let collapsed = v.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
+    strtime::parse("%a %b %d %H:%M:%S %Y", &collapsed)
+        .ok()
+        .and_then(utc)
+}
+
+static RFC2822: rfc2822::DateTimeParser = rfc2822::DateTimeParser::new();
 
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -122,8 +174,63 @@ mod tests {
             let d = p.delay(0, Some(Duration::from_secs(3)), &mut j);
             assert!(d >= Duration::from_secs(3) && d <= Duration::from_millis(3500));
         }
-        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        let now = ts("2015-10-21T07:28:00Z");
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("86400", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        for bad in ["-1", "1.5", "", "soon", "7s", "+7"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_in_all_three_forms() {
+        let now = ts("1994-11-06T08:49:07Z");
+        for form in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(
+                parse_http_date(form),
+                Some(ts("1994-11-06T08:49:37Z")),
+                "{form}"
+            );
+            assert_eq!(
+                parse_retry_after(form, now),
+                Some(Duration::from_secs(30)),
+                "{form}"
+            );
+        }
+        // A date in the past: retry now. A date far ahead: clamped.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 06 Nov 1995 08:49:37 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        for bad in [
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "06 Nov 1994",
+            "Sunday, 06-Nov-94 08:49:37",
+            "Sun Nov  6 08:49:37",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
     }
 }
