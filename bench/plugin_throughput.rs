@@ -6,6 +6,9 @@
 //! Workload: 1,000-record batches of 30-field product `company` records through
 //! acme-accounts' map (→ Account) → coerce (against an Account describe) → dedup keys.
 //! The last line is `wasm_records_per_sec=… native_records_per_sec=… wasm_over_native=…`.
+//!
+//! For profiling one part alone, name it after `--`: `compile`, `instantiate`, `abi`,
+//! `wasm` or `native` (e.g. `cargo bench -p weft --bench plugin_throughput -- wasm`).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -335,7 +338,27 @@ mod naive {
     }
 }
 
+/// Which parts to run: all of them, or only those named on the command line.
+struct Parts(Vec<String>);
+
+impl Parts {
+    fn from_args() -> Self {
+        // `cargo bench` passes `--bench`; only bare words select parts.
+        Self(
+            std::env::args()
+                .skip(1)
+                .filter(|a| !a.starts_with('-'))
+                .collect(),
+        )
+    }
+
+    fn run(&self, part: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|p| p == part)
+    }
+}
+
 fn main() {
+    let parts = Parts::from_args();
     let acme_wasm = weft_tests::plugin_bytes("acme-accounts");
     let identity_wasm = weft_tests::plugin_bytes("golden-dedup");
     let naive_wasm = weft_tests::plugin_bytes("naive-abi");
@@ -343,27 +366,35 @@ fn main() {
     let schema = account_schema();
     let config = Arc::new(plugin_config());
 
-    // Cold compile: a fresh engine with no cache compiles the component with Cranelift.
-    let cold_runtime = PluginRuntime::new(RuntimeConfig::default()).expect("engine");
-    let started = Instant::now();
-    let _ = cold_runtime.load(&acme_wasm).expect("load");
-    let cold_compile = started.elapsed();
-    // Warm load from the on-disk cache in a new engine (a restarted host).
-    let cache = tempfile::tempdir().expect("tempdir");
-    let cached = RuntimeConfig {
-        cache_dir: Some(cache.path().to_owned()),
-        ..RuntimeConfig::default()
-    };
-    PluginRuntime::new(cached.clone())
-        .expect("engine")
-        .load(&acme_wasm)
-        .expect("load");
-    let runtime = PluginRuntime::new(cached).expect("engine");
-    let started = Instant::now();
-    let acme = runtime.load(&acme_wasm).expect("load");
-    let disk_load = started.elapsed();
-    assert!(!acme.was_compiled());
+    if parts.run("compile") {
+        // Cold compile: a fresh engine with no cache compiles the component with Cranelift.
+        let cold_runtime = PluginRuntime::new(RuntimeConfig::default()).expect("engine");
+        let started = Instant::now();
+        let _ = cold_runtime.load(&acme_wasm).expect("load");
+        let cold_compile = started.elapsed();
+        // Warm load from the on-disk cache in a new engine (a restarted host).
+        let cache = tempfile::tempdir().expect("tempdir");
+        let cached = RuntimeConfig {
+            cache_dir: Some(cache.path().to_owned()),
+            ..RuntimeConfig::default()
+        };
+        PluginRuntime::new(cached.clone())
+            .expect("engine")
+            .load(&acme_wasm)
+            .expect("load");
+        let started = Instant::now();
+        let warm = PluginRuntime::new(cached)
+            .expect("engine")
+            .load(&acme_wasm)
+            .expect("load");
+        let disk_load = started.elapsed();
+        assert!(!warm.was_compiled());
+        println!("cold_compile_ms={:.0}", cold_compile.as_secs_f64() * 1e3);
+        println!("disk_cache_load_ms={:.1}", disk_load.as_secs_f64() * 1e3);
+    }
 
+    let runtime = PluginRuntime::new(RuntimeConfig::default()).expect("engine");
+    let acme = runtime.load(&acme_wasm).expect("load");
     let spec = CallSpec {
         installation: Arc::from("bench"),
         config: config.clone(),
@@ -371,65 +402,72 @@ fn main() {
         now_ms: 1_767_225_600_000,
     };
 
-    // Instantiation per batch: a fresh sandbox + instance + one call on an empty batch.
-    let empty = batch_from_json("company", &[]);
-    for _ in 0..100 {
-        acme.map_outbound(&spec, &empty).expect("empty call");
+    if parts.run("instantiate") {
+        // Instantiation per batch: a fresh sandbox + instance + one call on an empty batch.
+        let empty = batch_from_json("company", &[]);
+        for _ in 0..100 {
+            acme.map_outbound(&spec, &empty).expect("empty call");
+        }
+        let rounds = 2_000;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            black_box(acme.map_outbound(&spec, &empty).expect("empty call"));
+        }
+        let instantiate = started.elapsed() / rounds;
+        println!(
+            "instantiate_and_empty_call_us={:.1}",
+            instantiate.as_secs_f64() * 1e6
+        );
     }
-    let rounds = 2_000;
-    let started = Instant::now();
-    for _ in 0..rounds {
-        black_box(acme.map_outbound(&spec, &empty).expect("empty call"));
+
+    if parts.run("abi") {
+        // The ABI alone: a trivial copy mapping behind the columnar batch vs per-field strings.
+        let identity = runtime.load(&identity_wasm).expect("load");
+        let text_records: Vec<Map<String, Json>> = records
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            Json::String(v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let text_batch = batch_from_json("company", &text_records);
+        let columnar = measure(|| {
+            let out = identity.map_inbound(&spec, &text_batch).expect("map");
+            out.batches.iter().map(|b| b.sources.len()).sum()
+        });
+        let naive_runner = naive::Runner::new(runtime.engine(), &naive_wasm);
+        let naive_input = naive::to_fields(&text_records);
+        let naive = measure(|| naive_runner.map(&naive_input));
+        println!(
+            "abi_trivial_copy_30_text_fields: columnar_records_per_sec={columnar:.0} naive_records_per_sec={naive:.0} columnar_over_naive={:.2}",
+            columnar / naive
+        );
     }
-    let instantiate = started.elapsed() / rounds;
 
-    // Throughput: wasm and native, same logic, same records.
-    let host_batch = batch_from_json("company", &records);
-    let wasm = measure(|| wasm_chain(&acme, &spec, &schema, &host_batch));
-    let harness = config
-        .iter()
-        .fold(weft_guest::testing::Harness::new(), |h, (k, v)| {
-            h.config(k, v)
-        })
-        .now(spec.now_ms);
-    let guest_batch = native::to_guest_batch(&records);
-    let guest_schema = native::to_guest_schema(&schema);
-    let native = measure(|| native::chain(&harness, &guest_schema, &guest_batch));
-
-    // The ABI alone: a trivial copy mapping behind the columnar batch vs per-field strings.
-    let identity = runtime.load(&identity_wasm).expect("load");
-    let text_records: Vec<Map<String, Json>> = records
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        Json::String(v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    let text_batch = batch_from_json("company", &text_records);
-    let columnar = measure(|| {
-        let out = identity.map_inbound(&spec, &text_batch).expect("map");
-        out.batches.iter().map(|b| b.sources.len()).sum()
-    });
-    let naive_runner = naive::Runner::new(runtime.engine(), &naive_wasm);
-    let naive_input = naive::to_fields(&text_records);
-    let naive = measure(|| naive_runner.map(&naive_input));
-
-    println!("cold_compile_ms={:.0}", cold_compile.as_secs_f64() * 1e3);
-    println!("disk_cache_load_ms={:.1}", disk_load.as_secs_f64() * 1e3);
-    println!(
-        "instantiate_and_empty_call_us={:.1}",
-        instantiate.as_secs_f64() * 1e6
-    );
-    println!(
-        "abi_trivial_copy_30_text_fields: columnar_records_per_sec={columnar:.0} naive_records_per_sec={naive:.0} columnar_over_naive={:.2}",
-        columnar / naive
-    );
+    // Throughput: wasm and native, same logic, same records, measured back to back.
+    let mut wasm = f64::NAN;
+    if parts.run("wasm") {
+        let host_batch = batch_from_json("company", &records);
+        wasm = measure(|| wasm_chain(&acme, &spec, &schema, &host_batch));
+    }
+    let mut native = f64::NAN;
+    if parts.run("native") {
+        let harness = config
+            .iter()
+            .fold(weft_guest::testing::Harness::new(), |h, (k, v)| {
+                h.config(k, v)
+            })
+            .now(spec.now_ms);
+        let guest_batch = native::to_guest_batch(&records);
+        let guest_schema = native::to_guest_schema(&schema);
+        native = measure(|| native::chain(&harness, &guest_schema, &guest_batch));
+    }
     println!(
         "wasm_records_per_sec={wasm:.0} native_records_per_sec={native:.0} wasm_over_native={:.2}",
         native / wasm
