@@ -39,6 +39,11 @@ pub struct FaultConfig {
     /// Share of API requests answered `401 INVALID_SESSION_ID` although the token is valid
     /// (exercises a client's refresh path).
     pub invalid_session_rate: f64,
+    /// Share of Bulk result downloads (query result pages and ingest result CSVs) whose TCP
+    /// connection is reset part-way through the body: the status, headers and a random share
+    /// of the rows (ending inside a row) arrive, then an RST. Exercises a client's
+    /// resume-from-locator path, which a reset before the first byte (`reset_rate`) does not.
+    pub body_reset_rate: f64,
 }
 
 /// Login credentials the org accepts.

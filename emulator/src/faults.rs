@@ -1,9 +1,10 @@
 //! Fault injection.
 //!
-//! Owns the switchboard of deliberate failures (503, 429 + `Retry-After`, connection resets,
-//! slow responses, spurious `INVALID_SESSION_ID`, per-record `UNABLE_TO_LOCK_ROW`, Bulk jobs
-//! that end `Failed`) and the seeded random draws that decide when they fire. It only
-//! decides; the server and handlers carry the faults out and `stats` counts them.
+//! Owns the switchboard of deliberate failures (503, 429 + `Retry-After`, connection resets
+//! before the response or part-way through a Bulk result body, slow responses, spurious
+//! `INVALID_SESSION_ID`, per-record `UNABLE_TO_LOCK_ROW`, Bulk jobs that end `Failed`) and the
+//! seeded random draws that decide when they fire. It only decides; the server and handlers
+//! carry the faults out and `stats` counts them.
 
 use crate::config::FaultConfig;
 use crate::error::ApiError;
@@ -94,9 +95,42 @@ impl Faults {
         self.roll(p)
     }
 
+    /// Whether a Bulk result download is cut, and where: the share of the body (0.0..1.0)
+    /// sent before the reset.
+    pub fn body_reset(&self) -> Option<f64> {
+        let p = self.cfg.read().map(|c| c.body_reset_rate).unwrap_or(0.0);
+        if !self.roll(p) {
+            return None;
+        }
+        let at = self.rng.lock().map(|mut r| r.below(1_000_000)).unwrap_or(0);
+        Some(at as f64 / 1_000_000.0)
+    }
+
     /// Whether a Bulk job fails.
     pub fn bulk_fail(&self) -> bool {
         let p = self.cfg.read().map(|c| c.bulk_fail_rate).unwrap_or(0.0);
         self.roll(p)
     }
+}
+
+/// Set on a response whose body stream ends in an error on purpose (a `body_reset` fault):
+/// the server then resets the connection instead of ending the body cleanly.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyReset;
+
+/// The error a cut body stream ends with.
+pub fn body_reset_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "injected reset part-way through the body",
+    )
+}
+
+/// A body that sends `data[..cut]` and then fails (the server turns that into a reset).
+pub fn cut_body(data: Vec<u8>, cut: usize) -> axum::body::Body {
+    let mut data = data;
+    data.truncate(cut);
+    let items: Vec<Result<bytes::Bytes, std::io::Error>> =
+        vec![Ok(bytes::Bytes::from(data)), Err(body_reset_error())];
+    axum::body::Body::from_stream(futures_util::stream::iter(items))
 }

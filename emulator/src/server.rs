@@ -5,14 +5,17 @@
 //! the per-client count, dispatch, and `Sforce-Limit-Info: api-usage=N/M` on the way out —
 //! and the unauthenticated edges (`/services/data/` version list, OAuth, identity, admin).
 //! Any Host header is accepted; trailing slashes do not matter. A reset fault closes the TCP
-//! connection with RST before any response byte. It never holds the store lock itself.
+//! connection with RST before any response byte; a body-reset fault (Bulk result downloads)
+//! does the same once part of the body is out. It never holds the store lock itself.
 
 use crate::error::ApiError;
+use crate::faults::BodyReset;
 use crate::http::{self, Req, Resp, is};
 use crate::org::Org;
 use crate::rest;
 use crate::stats::client_name;
 use axum::body::Body;
+use futures_util::StreamExt;
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -134,7 +137,10 @@ async fn handle(org: Arc<Org>, kill: Arc<Notify>, req: Request<Incoming>) -> Res
         let mut out = Vec::new();
         let mut dec = flate2::read::GzDecoder::new(&body[..]).take(MAX_BODY as u64 + 1);
         match std::io::Read::read_to_end(&mut dec, &mut out) {
-            Ok(n) if n <= MAX_BODY => bytes::Bytes::from(out),
+            Ok(n) if n <= MAX_BODY => {
+                org.stats.gzip_request_body();
+                bytes::Bytes::from(out)
+            }
             _ => {
                 return http::error(&ApiError::new(
                     400,
@@ -295,12 +301,36 @@ async fn api(
     if org.cfg.gzip_responses && accepts_gzip {
         resp = gzip_json(resp).await;
     }
+    if resp.extensions().get::<BodyReset>().is_some() {
+        resp = reset_on_body_error(resp, kill.clone());
+    }
     http::set_header(
         &mut resp,
         "Sforce-Limit-Info",
         &format!("api-usage={used}/{max}"),
     );
     resp
+}
+
+/// Turns the planned error at the end of a cut body into a connection reset. The short pause
+/// first lets the bytes already written reach the client: an RST discards whatever is still
+/// in the socket's send buffer, and the point of the fault is a body that breaks off part-way.
+fn reset_on_body_error(resp: Resp, kill: Arc<Notify>) -> Resp {
+    let (parts, body) = resp.into_parts();
+    let stream = body.into_data_stream().then(move |item| {
+        let kill = kill.clone();
+        async move {
+            match item {
+                Ok(b) => Ok::<_, std::io::Error>(b),
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    kill.notify_one();
+                    std::future::pending().await
+                }
+            }
+        }
+    });
+    hyper::Response::from_parts(parts, Body::from_stream(stream))
 }
 
 fn with_usage(org: &Org, mut r: Resp) -> Resp {

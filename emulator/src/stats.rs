@@ -21,11 +21,14 @@ pub struct StatsSnapshot {
     pub limit_rejections: u64,
     /// Requests refused for too many concurrent long-running requests.
     pub concurrency_rejections: u64,
-    /// Faults fired, by kind (`503`, `429`, `401`, `reset`, `slow`, `lock_row`, `bulk_failed`).
+    /// Faults fired, by kind (`503`, `429`, `401`, `reset`, `body_reset`, `slow`, `lock_row`,
+    /// `bulk_failed`).
     pub faults_injected: BTreeMap<String, u64>,
     /// Records created/updated/deleted through any API.
     pub records_written: u64,
     pub token_requests: u64,
+    /// Request bodies that arrived gzip-compressed (`Content-Encoding: gzip`) and were decoded.
+    pub gzip_request_bodies: u64,
     pub change_events_published: u64,
     pub webhook_delivered: u64,
     pub webhook_failed: u64,
@@ -76,6 +79,10 @@ impl Stats {
 
     pub fn written(&self, n: u64) {
         self.with(|s| s.records_written += n);
+    }
+
+    pub fn gzip_request_body(&self) {
+        self.with(|s| s.gzip_request_bodies += 1);
     }
 
     pub fn token(&self) {

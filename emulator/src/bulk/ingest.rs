@@ -4,6 +4,7 @@
 use super::{Job, JobRef, dialect_of, job_or_404, lock};
 use crate::auth::Session;
 use crate::error::{ApiError, RecordError};
+use crate::faults::{BodyReset, cut_body};
 use crate::http::{self, Req, Resp};
 use crate::ids;
 use crate::org::Org;
@@ -108,6 +109,14 @@ pub async fn dispatch_ingest(
                     "API_ERROR",
                     format!("Job is not complete: {}", job.state),
                 ));
+            }
+            if let Some(share) = org.faults.body_reset().filter(|_| body.len() > 1) {
+                // Cut somewhere after the first byte and before the last.
+                let cut = ((body.len() as f64 * share) as usize).clamp(1, body.len() - 1);
+                org.stats.fault("body_reset");
+                let mut r = http::bytes_response(200, "text/csv", cut_body(body, cut));
+                r.extensions_mut().insert(BodyReset);
+                return Ok(r);
             }
             Ok(http::bytes_response(200, "text/csv", body))
         }

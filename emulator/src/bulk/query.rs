@@ -4,6 +4,7 @@
 use super::{Job, JobRef, dialect_of, job_or_404, lock};
 use crate::auth::Session;
 use crate::error::ApiError;
+use crate::faults::BodyReset;
 use crate::http::{self, Req, Resp};
 use crate::org::Org;
 use crate::query::{self, Plan};
@@ -242,6 +243,13 @@ fn query_results(org: &Arc<Org>, req: &Req, id: &str, version: &str) -> Result<R
     let gzip = req
         .header("accept-encoding")
         .is_some_and(|a| a.split(',').any(|e| e.trim().starts_with("gzip")));
+    // A cut lands inside a row of this page: its first half is sent, then the reset.
+    let cut = org
+        .faults
+        .body_reset()
+        .filter(|_| end > offset)
+        .map(|share| offset + ((end - offset) as f64 * share) as usize)
+        .filter(|&c| c < end);
     let stream = CsvStream {
         org: org.clone(),
         plan,
@@ -252,10 +260,12 @@ fn query_results(org: &Arc<Org>, req: &Req, id: &str, version: &str) -> Result<R
         header_done: false,
         gz: gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
         finished: false,
+        cut,
+        fail_next: false,
     };
     let body =
         axum::body::Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
-            s.next_chunk().map(|c| (Ok::<Bytes, std::io::Error>(c), s))
+            s.next_chunk().map(|c| (c, s))
         }));
     let mut r = http::bytes_response(200, "text/csv", body);
     http::set_header(&mut r, "Sforce-Locator", &locator);
@@ -266,6 +276,9 @@ fn query_results(org: &Arc<Org>, req: &Req, id: &str, version: &str) -> Result<R
     );
     if gzip {
         http::set_header(&mut r, "Content-Encoding", "gzip");
+    }
+    if cut.is_some() {
+        r.extensions_mut().insert(BodyReset);
     }
     Ok(r)
 }
@@ -280,12 +293,21 @@ struct CsvStream {
     header_done: bool,
     gz: Option<flate2::write::GzEncoder<Vec<u8>>>,
     finished: bool,
+    /// Row at which a `body_reset` fault cuts the body (half of it is sent).
+    cut: Option<usize>,
+    /// The cut has been sent; the next poll ends the body with an error.
+    fail_next: bool,
 }
 
 impl CsvStream {
-    fn next_chunk(&mut self) -> Option<Bytes> {
+    fn next_chunk(&mut self) -> Option<Result<Bytes, std::io::Error>> {
         if self.finished {
             return None;
+        }
+        if self.fail_next {
+            self.finished = true;
+            self.org.stats.fault("body_reset");
+            return Some(Err(crate::faults::body_reset_error()));
         }
         let mut out = Vec::with_capacity(256 * 1024);
         if !self.header_done {
@@ -298,16 +320,27 @@ impl CsvStream {
             render::write_csv_header(&mut out, &headers, self.dialect);
             self.header_done = true;
         }
-        let stop = (self.pos + CHUNK_ROWS).min(self.end);
-        if stop > self.pos {
-            if let Ok(store) = self.org.store.read() {
+        let mut stop = (self.pos + CHUNK_ROWS).min(self.end);
+        if let Some(c) = self.cut.filter(|&c| c < stop) {
+            stop = c;
+        }
+        if let Ok(store) = self.org.store.read() {
+            if stop > self.pos {
                 for &r in &self.rows[self.pos..stop] {
                     render::write_csv_row(&mut out, &store, &self.plan, r, self.dialect);
                 }
             }
-            self.pos = stop;
+            if self.cut == Some(stop) {
+                if let Some(&r) = self.rows.get(stop) {
+                    let mut row = Vec::new();
+                    render::write_csv_row(&mut row, &store, &self.plan, r, self.dialect);
+                    out.extend_from_slice(&row[..row.len() / 2]);
+                }
+                self.fail_next = true;
+            }
         }
-        let last = self.pos >= self.end;
+        self.pos = stop;
+        let last = self.pos >= self.end && !self.fail_next;
         match self.gz.as_mut() {
             None => {
                 if last {
@@ -316,11 +349,15 @@ impl CsvStream {
                 if out.is_empty() && last {
                     None
                 } else {
-                    Some(Bytes::from(out))
+                    Some(Ok(Bytes::from(out)))
                 }
             }
             Some(gz) => {
                 let _ = gz.write_all(&out);
+                if self.fail_next {
+                    // Push out what has been compressed so far, as a server mid-stream would.
+                    let _ = gz.flush();
+                }
                 let mut chunk = std::mem::take(gz.get_mut());
                 if last {
                     self.finished = true;
@@ -330,7 +367,7 @@ impl CsvStream {
                         chunk.extend_from_slice(&rest);
                     }
                 }
-                Some(Bytes::from(chunk))
+                Some(Ok(Bytes::from(chunk)))
             }
         }
     }

@@ -3,6 +3,7 @@
 use crate::common::{Api, small, start};
 use serde_json::{Value, json};
 use std::time::Duration;
+use weft_emulator::FaultConfig;
 
 async fn wait_for(api: &Api, path: &str, want: &[&str]) -> Value {
     for _ in 0..200 {
@@ -399,4 +400,95 @@ async fn multipart_ingest_creates_an_upload_complete_job() {
             .await,
         2
     );
+}
+
+/// Reads a body until it ends or breaks; returns the bytes and whether it ended cleanly.
+async fn read_until_break(mut r: reqwest::Response) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    loop {
+        match r.chunk().await {
+            Ok(Some(c)) => got.extend_from_slice(&c),
+            Ok(None) => return (got, true),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn body_reset_fault_breaks_a_result_page_off_part_way() {
+    let (org, api) = start(small()).await;
+    let r = api
+        .post(
+            "jobs/query",
+            json!({"operation": "query", "query": "SELECT Id, Name FROM Account"}),
+        )
+        .await;
+    let id = r.body["id"].as_str().unwrap_or_default().to_string();
+    wait_for(&api, &format!("jobs/query/{id}"), &["JobComplete"]).await;
+    let path = format!("jobs/query/{id}/results?maxRecords=400");
+    let (full, clean) = read_until_break(get_raw(&api, &path, false).await).await;
+    assert!(clean);
+    assert_eq!(full.iter().filter(|&&b| b == b'\n').count(), 401);
+
+    org.set_faults(FaultConfig {
+        body_reset_rate: 1.0,
+        ..Default::default()
+    });
+    let r = get_raw(&api, &path, false).await;
+    assert_eq!(r.status(), 200, "the status and headers arrive");
+    assert_eq!(r.headers()["sforce-numberofrecords"], "400");
+    let (part, clean) = read_until_break(r).await;
+    assert!(!clean, "the body must break off");
+    assert!(part.len() < full.len());
+    assert!(
+        full.starts_with(&part),
+        "what arrived is a prefix of the page"
+    );
+    // Compressed pages break off too, and what arrived decodes to a prefix.
+    let (gz_part, clean) = read_until_break(get_raw(&api, &path, true).await).await;
+    assert!(!clean);
+    let mut prefix = Vec::new();
+    let _ =
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz_part[..]), &mut prefix);
+    assert!(full.starts_with(&prefix));
+    assert_eq!(org.stats().faults_injected.get("body_reset"), Some(&2));
+
+    // The same fault on an ingest result download.
+    org.set_faults(FaultConfig::default());
+    let r = api
+        .post(
+            "jobs/ingest",
+            json!({"object": "Account", "operation": "insert"}),
+        )
+        .await;
+    let job = r.body["id"].as_str().unwrap_or_default().to_string();
+    let csv: String = std::iter::once("Name\n".to_string())
+        .chain((0..50).map(|i| format!("Cut {i}\n")))
+        .collect();
+    let up = api
+        .http
+        .put(api.url(&format!("jobs/ingest/{job}/batches")))
+        .bearer_auth(&api.token)
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(up.status(), 201);
+    api.patch(
+        &format!("jobs/ingest/{job}"),
+        json!({"state": "UploadComplete"}),
+    )
+    .await;
+    wait_for(&api, &format!("jobs/ingest/{job}"), &["JobComplete"]).await;
+    let results = format!("jobs/ingest/{job}/successfulResults");
+    let (full, clean) = read_until_break(get_raw(&api, &results, false).await).await;
+    assert!(clean && full.len() > 100);
+    org.set_faults(FaultConfig {
+        body_reset_rate: 1.0,
+        ..Default::default()
+    });
+    let (part, clean) = read_until_break(get_raw(&api, &results, false).await).await;
+    assert!(!clean);
+    assert!(part.len() < full.len() && full.starts_with(&part));
 }

@@ -390,3 +390,47 @@ async fn composite_chains_references_and_rolls_back_all_or_none() {
     assert_eq!(res[2]["httpStatusCode"], 201);
     assert_eq!(org.stats().by_kind.get("composite").copied(), Some(3));
 }
+
+#[tokio::test]
+async fn gzip_request_bodies_are_decoded_and_bad_gzip_is_refused() {
+    let (org, api) = start(small()).await;
+    let recs: Vec<_> = (0..200)
+        .map(|i| json!({"attributes": {"type": "Account"}, "External_Id__c": format!("GZ-{i:04}"), "Name": format!("Gzipped {i}")}))
+        .collect();
+    let body = serde_json::to_vec(&json!({"allOrNone": false, "records": recs})).expect("json");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, &body).expect("gzip");
+    let gz = enc.finish().expect("gzip");
+    assert!(gz.len() < body.len());
+    let send = |payload: Vec<u8>| {
+        api.http
+            .patch(api.url("composite/sobjects/Account/External_Id__c"))
+            .bearer_auth(&api.token)
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "gzip")
+            .body(payload)
+            .send()
+    };
+    let r = send(gz).await.expect("sent");
+    assert_eq!(r.status(), 200);
+    let res: serde_json::Value = r.json().await.expect("results");
+    let res = res.as_array().cloned().unwrap_or_default();
+    assert_eq!(res.len(), 200);
+    assert!(
+        res.iter()
+            .all(|r| r["success"] == true && r["created"] == true)
+    );
+    assert_eq!(
+        api.count("SELECT COUNT() FROM Account WHERE External_Id__c LIKE 'GZ-%'")
+            .await,
+        200
+    );
+    assert_eq!(org.stats().gzip_request_bodies, 1);
+
+    // A body that claims gzip but is not: refused, nothing written.
+    let r = send(body).await.expect("sent");
+    assert_eq!(r.status(), 400);
+    let err: serde_json::Value = r.json().await.expect("error body");
+    assert_eq!(err[0]["errorCode"], "INVALID_CONTENT_ENCODING");
+    assert_eq!(org.stats().gzip_request_bodies, 1);
+}
