@@ -34,9 +34,9 @@ use serde::de::DeserializeOwned;
 pub use error::StoreError;
 pub use group_commit::{GroupCommitConfig, IntakeWriter, WriterHandle, WriterStats};
 pub use model::{
-    AcceptedEvent, Admission, AuditEntry, DlqEntry, DlqFilter, DlqOriginal, DlqStatus, EventState,
-    EventStatus, FieldChange, NewDlqEntry, Operation, OutboundEvent, Seq, Stage, StateKind,
-    UnknownStage,
+    AcceptedEvent, Admission, AppliedMark, AuditAction, AuditEntry, DlqEntry, DlqFilter,
+    DlqOriginal, DlqStatus, EventState, EventStatus, FieldChange, NewDlqEntry, Operation,
+    OutboundEvent, Seq, SkippedField, Stage, StateKind, UnknownStage,
 };
 pub use redb_store::RedbStore;
 
@@ -90,6 +90,14 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<(u64, AuditEntry)>, StoreError>;
 
+    /// The newest event applied to the Salesforce record `object`/`record_key`.
+    fn applied_mark(
+        &self,
+        installation: &str,
+        object: &str,
+        record_key: &str,
+    ) -> Result<Option<AppliedMark>, StoreError>;
+
     /// The raw encoded checkpoint or watermark; prefer [`StoreExt::get_checkpoint`].
     fn state_raw(
         &self,
@@ -133,6 +141,15 @@ pub trait StoreTxn {
 
     /// Appends to the audit log; returns the entry's id.
     fn append_audit(&mut self, entry: &AuditEntry) -> Result<u64, StoreError>;
+
+    /// Records the newest event applied to a Salesforce record (see [`AppliedMark`]).
+    fn put_applied_mark(
+        &mut self,
+        installation: &str,
+        object: &str,
+        record_key: &str,
+        mark: &AppliedMark,
+    ) -> Result<(), StoreError>;
 
     /// Stores an encoded checkpoint or watermark; prefer
     /// [`put_checkpoint`](trait.StoreTxn.html#method.put_checkpoint).

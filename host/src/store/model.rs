@@ -112,15 +112,18 @@ pub struct EventStatus {
 pub enum Stage {
     Map,
     Coerce,
+    /// Dedup keys (inbound: the plugin could not key the record).
+    Dedup,
     Validate,
     Conflict,
     Write,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Map,
         Stage::Coerce,
+        Stage::Dedup,
         Stage::Validate,
         Stage::Conflict,
         Stage::Write,
@@ -130,6 +133,7 @@ impl Stage {
         match self {
             Stage::Map => "map",
             Stage::Coerce => "coerce",
+            Stage::Dedup => "dedup",
             Stage::Validate => "validate",
             Stage::Conflict => "conflict",
             Stage::Write => "write",
@@ -143,9 +147,9 @@ impl fmt::Display for Stage {
     }
 }
 
-/// A stage name that is not one of map, coerce, validate, conflict, write.
+/// A stage name that is not one of map, coerce, dedup, validate, conflict, write.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown stage {0:?}: expected one of map, coerce, validate, conflict, write")]
+#[error("unknown stage {0:?}: expected one of map, coerce, dedup, validate, conflict, write")]
 pub struct UnknownStage(String);
 
 impl FromStr for Stage {
@@ -288,8 +292,62 @@ pub struct AuditEntry {
     /// The record's key (external id value or Salesforce Id).
     pub record_key: String,
     pub changes: Vec<FieldChange>,
+    /// Fields the event carried that were not written, each with the reason (a newer edit
+    /// in Salesforce won the conflict check, or the whole event was stale). Absent in
+    /// entries written before skips were recorded.
+    #[serde(default)]
+    pub skipped: Vec<SkippedField>,
+    /// What Weft did to the record. Absent (read as an upsert) in older entries.
+    #[serde(default)]
+    pub action: AuditAction,
     #[serde(with = "rfc3339")]
     pub at: Timestamp,
+}
+
+/// One field an event carried that Weft chose not to write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedField {
+    pub field: String,
+    /// The value the event asked for.
+    pub incoming: Value,
+    /// Salesforce's value, which stays.
+    pub current: Value,
+    pub reason: String,
+}
+
+/// What an audited outbound write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    /// Upserted by external id (created or updated).
+    #[default]
+    Upsert,
+    /// Deleted in Salesforce (delete policy `hard_delete`).
+    HardDelete,
+    /// A field set to mark the record deleted (delete policy `soft_delete`).
+    SoftDelete,
+    /// A field set to mark the record inactive (delete policy `mark_inactive`).
+    MarkInactive,
+    /// A delete the object's policy says to ignore; nothing was written.
+    DeleteIgnored,
+    /// A delete for a record Salesforce does not have; nothing was written.
+    DeleteNotFound,
+    /// Nothing written: every field lost the conflict check, or the event was older than
+    /// one already applied to the record.
+    Skipped,
+}
+
+/// The newest event applied to one Salesforce record, which orders later events: an event
+/// that occurred before it is stale and never overwrites it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AppliedMark {
+    /// When the applied event occurred in the product.
+    #[serde(with = "rfc3339")]
+    pub occurred_at: Timestamp,
+    /// When Weft's write of it finished: a `LastModifiedDate` at or before this is Weft's
+    /// own write, not someone else's edit.
+    #[serde(with = "rfc3339")]
+    pub written_at: Timestamp,
 }
 
 /// The two kinds of per-(installation, object) sync state.

@@ -11,6 +11,7 @@
 //! | `dlq_open_by_event` | (installation, event id) | id of the open entry |
 //! | `audit` | (installation, id) | [`AuditEntry`] as JSON |
 //! | `sync_state` | (installation, object, kind) | caller's checkpoint/watermark bytes |
+//! | `outbound_applied` | (installation, object, record key) | [`AppliedMark`] as JSON |
 //! | `counters` | name | next value (seq, DLQ id, audit id) |
 //!
 //! Accepted events are kept after processing (the pending queue is what shrinks): they are
@@ -23,9 +24,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 use super::error::Doing;
 use super::{
-    AcceptedEvent, Admission, AuditEntry, DlqEntry, DlqFilter, DlqOriginal, DlqStatus, EventState,
-    EventStatus, NewDlqEntry, OutboundEvent, Seq, StateKind, Store, StoreError, StoreTxn, decode,
-    encode,
+    AcceptedEvent, Admission, AppliedMark, AuditEntry, DlqEntry, DlqFilter, DlqOriginal, DlqStatus,
+    EventState, EventStatus, NewDlqEntry, OutboundEvent, Seq, StateKind, Store, StoreError,
+    StoreTxn, decode, encode,
 };
 
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbound_events");
@@ -38,6 +39,8 @@ const DLQ_OPEN_BY_EVENT: TableDefinition<(&str, &str), u64> =
 const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 const SYNC_STATE: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("sync_state");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const APPLIED: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("outbound_applied");
 
 const NEXT_SEQ: &str = "next_seq";
 const NEXT_DLQ_ID: &str = "next_dlq_id";
@@ -212,6 +215,21 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    fn applied_mark(
+        &self,
+        installation: &str,
+        object: &str,
+        record_key: &str,
+    ) -> Result<Option<AppliedMark>, StoreError> {
+        const DOING: &str = "reading a record's last applied event";
+        let txn = self.read(DOING)?;
+        let applied = txn.open_table(APPLIED).doing(DOING)?;
+        let found = applied
+            .get((installation, object, record_key))
+            .doing(DOING)?;
+        found.map(|guard| decode(guard.value(), DOING)).transpose()
+    }
+
     fn state_raw(
         &self,
         installation: &str,
@@ -240,6 +258,7 @@ fn ensure_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(AUDIT).doing(DOING)?;
     txn.open_table(SYNC_STATE).doing(DOING)?;
     txn.open_table(COUNTERS).doing(DOING)?;
+    txn.open_table(APPLIED).doing(DOING)?;
     Ok(())
 }
 
@@ -504,6 +523,23 @@ impl StoreTxn for RedbTxn<'_> {
             .insert((entry.installation.as_str(), id), bytes.as_slice())
             .doing(DOING)?;
         Ok(id)
+    }
+
+    fn put_applied_mark(
+        &mut self,
+        installation: &str,
+        object: &str,
+        record_key: &str,
+        mark: &AppliedMark,
+    ) -> Result<(), StoreError> {
+        const DOING: &str = "recording a record's last applied event";
+        let bytes = encode(mark, DOING)?;
+        self.txn
+            .open_table(APPLIED)
+            .doing(DOING)?
+            .insert((installation, object, record_key), bytes.as_slice())
+            .doing(DOING)?;
+        Ok(())
     }
 
     fn put_state_raw(

@@ -5,8 +5,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 use weft::store::{
-    AuditEntry, DlqFilter, DlqOriginal, DlqStatus, EventState, FieldChange, NewDlqEntry, Operation,
-    OutboundEvent, RedbStore, Stage, Store, StoreError, StoreExt,
+    AuditAction, AuditEntry, DlqFilter, DlqOriginal, DlqStatus, EventState, FieldChange,
+    NewDlqEntry, Operation, OutboundEvent, RedbStore, Stage, Store, StoreError, StoreExt,
 };
 
 use crate::common::db_path;
@@ -221,6 +221,8 @@ fn audit_entries_append_per_installation() {
             old: json!("Acme"),
             new: json!("Acme Corp"),
         }],
+        skipped: Vec::new(),
+        action: AuditAction::Upsert,
         at: now(),
     };
     store.append_audit(&entry("k1")).unwrap();

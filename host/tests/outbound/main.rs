@@ -1,1 +1,5 @@
-//! Outbound pipeline tests against the emulator over real HTTP.
+//! Outbound pipeline tests against the emulator over real HTTP, with the real acme-accounts
+//! plugin and a redb store on a real file.
+
+mod collection;
+mod common;

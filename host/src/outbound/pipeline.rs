@@ -1,0 +1,819 @@
+//! One installation's outbound pipeline, one round at a time: take due events from the
+//! queue → plugin map and coerce → order and staleness → conflict read → validate →
+//! resolve → write → commit every event's outcome in one store transaction.
+//!
+//! Why validation follows the conflict read: whether a record exists decides which rules
+//! apply (required and createable on create, updateable on update), and only the read
+//! tells. The Salesforce writes happen before the commit; a crash in between leaves the
+//! events pending, so they are written again (by external id, which cannot duplicate a
+//! record) and audited then.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value as Json};
+
+use crate::plugin::InstalledPlugins;
+use crate::salesforce::SalesforceClient;
+use crate::store::{
+    AcceptedEvent, AppliedMark, AuditAction, AuditEntry, DlqOriginal, FieldChange, NewDlqEntry,
+    Operation, SkippedField, Stage, Store, StoreError,
+};
+use crate::throttle::Project;
+
+use super::config::{DeletePolicy, OutboundConfig};
+use super::current::{Current, key_text, read_current};
+use super::outcome::{Applied, EventOutcome, Problem, Tally};
+use super::resolve::{Contest, resolve};
+use super::retry::{RetrySchedule, Verdict};
+use super::transform::{MappedRecord, transform};
+use super::validate::ObjectRules;
+use super::write;
+
+/// A round could not finish (the store failed); its events stay pending.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("installation {installation}: {source}")]
+    Store {
+        installation: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("installation {installation}: a store task failed: {message}")]
+    Task {
+        installation: String,
+        message: String,
+    },
+}
+
+/// What one round did, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Events taken from the queue.
+    pub taken: usize,
+    /// Events finished: written, deleted, or skipped on purpose (and audited).
+    pub done: usize,
+    pub dead_lettered: usize,
+    /// Events that failed transiently and wait in the retry schedule.
+    pub retrying: usize,
+    /// Events held back behind an earlier event for the same record.
+    pub deferred: usize,
+}
+
+impl RoundReport {
+    /// Whether the round moved any event out of the queue.
+    pub fn progressed(&self) -> bool {
+        self.done + self.dead_lettered > 0
+    }
+}
+
+/// The outbound pipeline of one installation.
+pub struct Pipeline {
+    installation: String,
+    config: OutboundConfig,
+    client: SalesforceClient,
+    plugins: Arc<InstalledPlugins>,
+    store: Arc<dyn Store>,
+    schedule: RetrySchedule,
+}
+
+/// What the pipeline does with one mapped record.
+#[derive(Debug, Clone)]
+enum Op {
+    Upsert,
+    Delete(DeletePolicy),
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    event: usize,
+    object: String,
+    key_field: String,
+    key: String,
+    fields: Map<String, Json>,
+    op: Op,
+    mark: Option<AppliedMark>,
+}
+
+/// A write the round will send, and how to audit it.
+struct Pending {
+    item: usize,
+    record: Map<String, Json>,
+    skipped: Vec<SkippedField>,
+    action: AuditAction,
+}
+
+impl Pipeline {
+    pub fn new(
+        installation: impl Into<String>,
+        config: OutboundConfig,
+        client: SalesforceClient,
+        plugins: Arc<InstalledPlugins>,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        Pipeline {
+            installation: installation.into(),
+            config,
+            client,
+            plugins,
+            store,
+            schedule: RetrySchedule::default(),
+        }
+    }
+
+    pub fn installation(&self) -> &str {
+        &self.installation
+    }
+
+    pub fn config(&self) -> &OutboundConfig {
+        &self.config
+    }
+
+    /// Events waiting in the retry schedule.
+    pub fn retrying(&self) -> usize {
+        self.schedule.waiting()
+    }
+
+    /// When the next waiting retry becomes due, if any.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.schedule.next_due()
+    }
+
+    /// Runs one round over up to `batch_size` due events.
+    #[tracing::instrument(name = "outbound_round", skip_all, fields(installation = %self.installation))]
+    pub async fn run_round(&mut self) -> Result<RoundReport, OutboundError> {
+        let now = Instant::now();
+        let events = self.due_events(now).await?;
+        if events.is_empty() {
+            return Ok(RoundReport::default());
+        }
+        let mut tally = Tally::new(events.len());
+        for index in 0..events.len() {
+            tally.start(index);
+        }
+        let inputs: Vec<_> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i, &e.event))
+            .collect();
+        let mapped = transform(
+            &self.installation,
+            &self.plugins,
+            &self.client,
+            &inputs,
+            &mut tally,
+        )
+        .await;
+        let mut items = self.items(&events, mapped, &mut tally);
+        self.order(&events, &mut items, &mut tally, now);
+        self.load_marks(&mut items).await?;
+        let items = drop_stale(&events, items, &mut tally, &self.installation);
+        let mut by_object: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+        for item in items {
+            by_object.entry(item.object.clone()).or_default().push(item);
+        }
+        for (object, group) in by_object {
+            self.sync_object(&object, &events, group, &mut tally).await;
+        }
+        self.commit(&events, tally).await
+    }
+
+    /// Pending events whose retry wait (if any) is over, oldest first.
+    async fn due_events(&self, now: Instant) -> Result<Vec<AcceptedEvent>, OutboundError> {
+        let batch = self.config.batch_size;
+        // Waiting retries sit at the head of the queue; look past them, but not forever.
+        let scan_limit = batch.saturating_mul(10);
+        let mut out = Vec::new();
+        let mut after = None;
+        let mut scanned = 0;
+        while out.len() < batch && scanned < scan_limit {
+            let store = self.store.clone();
+            let installation = self.installation.clone();
+            let page = self
+                .blocking(move || store.pending_events(&installation, after, batch))
+                .await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.seq);
+            scanned += page.len();
+            for event in page {
+                if out.len() < batch && self.schedule.is_due(event.seq, now) {
+                    out.push(event);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Turns mapped records into work items, failing records the configuration cannot
+    /// place (no object settings, no external id, no delete policy).
+    fn items(
+        &self,
+        events: &[AcceptedEvent],
+        mapped: Vec<MappedRecord>,
+        tally: &mut Tally,
+    ) -> Vec<Item> {
+        let mut items = Vec::with_capacity(mapped.len());
+        for record in mapped {
+            let Some(event) = events.get(record.event) else {
+                continue;
+            };
+            let Some(settings) = self.config.objects.get(&record.object) else {
+                tally.fail(
+                    record.event,
+                    Problem::permanent(
+                        Stage::Validate,
+                        "NO_OUTBOUND_OBJECT",
+                        format!(
+                            "the plugin mapped this event to {obj}, but the installation's configuration has no [outbound.objects.{obj}] (which external id to upsert by)",
+                            obj = record.object
+                        ),
+                    ),
+                );
+                continue;
+            };
+            let key_field = settings.external_id.clone();
+            let Some(key) = record.fields.get(&key_field).and_then(key_text) else {
+                tally.fail(
+                    record.event,
+                    Problem::permanent(
+                        Stage::Validate,
+                        "MISSING_EXTERNAL_ID",
+                        format!(
+                            "the mapped {} record has no value for its external id {key_field}",
+                            record.object
+                        ),
+                    )
+                    .with_fields(vec![key_field]),
+                );
+                continue;
+            };
+            let op = match (event.event.operation, &settings.delete) {
+                (Operation::Upsert, _) => Op::Upsert,
+                (Operation::Delete, Some(policy)) => Op::Delete(policy.clone()),
+                (Operation::Delete, None) => {
+                    tally.fail(
+                        record.event,
+                        Problem::permanent(
+                            Stage::Validate,
+                            "NO_DELETE_POLICY",
+                            format!(
+                                "a delete for {obj} {key}, but [outbound.objects.{obj}] sets no delete policy; set delete = {{ policy = \"hard_delete\" | \"soft_delete\" | \"mark_inactive\" | \"ignore\" }} and replay",
+                                obj = record.object
+                            ),
+                        ),
+                    );
+                    continue;
+                }
+            };
+            tally.note_key(record.event, &record.object, &key);
+            items.push(Item {
+                event: record.event,
+                object: record.object,
+                key_field,
+                key,
+                fields: record.fields,
+                op,
+                mark: None,
+            });
+        }
+        items
+    }
+
+    /// Events for the same record go one per round, oldest occurrence first, and never
+    /// ahead of an earlier event still waiting to be retried.
+    fn order(
+        &self,
+        events: &[AcceptedEvent],
+        items: &mut Vec<Item>,
+        tally: &mut Tally,
+        now: Instant,
+    ) {
+        let held = self.schedule.held_keys(now);
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by_key(|&i| {
+            events
+                .get(i)
+                .map(|e| (e.event.occurred_at, e.seq))
+                .unwrap_or((Timestamp::MAX, u64::MAX))
+        });
+        let mut claimed: HashSet<(String, String)> = HashSet::new();
+        for index in order {
+            if tally.is_failed(index) {
+                continue;
+            }
+            let keys = tally.keys(index);
+            if keys.iter().any(|k| held.contains(k) || claimed.contains(k)) {
+                tally.defer(index);
+            } else {
+                claimed.extend(keys.iter().cloned());
+            }
+        }
+        items.retain(|item| !tally.is_deferred(item.event) && !tally.is_failed(item.event));
+    }
+
+    async fn load_marks(&self, items: &mut [Item]) -> Result<(), OutboundError> {
+        let keys: Vec<(String, String)> = items
+            .iter()
+            .map(|i| (i.object.clone(), i.key.clone()))
+            .collect();
+        let store = self.store.clone();
+        let installation = self.installation.clone();
+        let marks = self
+            .blocking(move || {
+                keys.iter()
+                    .map(|(object, key)| store.applied_mark(&installation, object, key))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        for (item, mark) in items.iter_mut().zip(marks) {
+            item.mark = mark;
+        }
+        Ok(())
+    }
+
+    /// Conflict read, validation, resolution and the writes for one object's items.
+    async fn sync_object(
+        &self,
+        object: &str,
+        events: &[AcceptedEvent],
+        items: Vec<Item>,
+        tally: &mut Tally,
+    ) {
+        let fail_all = |tally: &mut Tally, problem: Problem| {
+            for item in &items {
+                tally.fail(item.event, problem.clone());
+            }
+        };
+        let describe = match self.client.describe(Project::Outbound, object).await {
+            Ok(describe) => describe,
+            Err(error) => {
+                return fail_all(tally, Problem::from_salesforce(Stage::Conflict, &error));
+            }
+        };
+        let rules = ObjectRules::from_describe(&describe.raw);
+        let Some(key_field) = items.first().map(|i| i.key_field.clone()) else {
+            return;
+        };
+        let mut read_fields: Vec<String> = Vec::new();
+        for item in &items {
+            for field in item.fields.keys() {
+                if let Some(name) = rules.field_name(field)
+                    && !read_fields.iter().any(|f| f == name)
+                {
+                    read_fields.push(name.to_owned());
+                }
+            }
+        }
+        let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
+        let current =
+            match read_current(&self.client, object, &key_field, &read_fields, &keys).await {
+                Ok(current) => current,
+                Err(error) => {
+                    return fail_all(tally, Problem::from_salesforce(Stage::Conflict, &error));
+                }
+            };
+
+        let mut writes: Vec<Pending> = Vec::new();
+        let mut deletes: Vec<(usize, String)> = Vec::new();
+        let mut contests: Vec<usize> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let now_there = current.get(&item.key);
+            match &item.op {
+                Op::Upsert => {
+                    let violations =
+                        rules.check_record(&item.fields, now_there.is_some(), &key_field);
+                    if let Some(first) = violations.first() {
+                        let message = violations
+                            .iter()
+                            .map(|v| v.message.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        let mut fields: Vec<String> =
+                            violations.iter().flat_map(|v| v.fields.clone()).collect();
+                        fields.dedup();
+                        tally.fail(
+                            item.event,
+                            Problem::permanent(Stage::Validate, first.code, message)
+                                .with_fields(fields),
+                        );
+                    } else {
+                        contests.push(index);
+                    }
+                }
+                Op::Delete(policy) => {
+                    let done = |action| Applied {
+                        audit: self.audit(events, item, action, Vec::new(), Vec::new()),
+                        mark: Some(self.mark(events, item)),
+                    };
+                    match (policy, now_there) {
+                        (DeletePolicy::Ignore, _) => {
+                            tally.applied(item.event, done(AuditAction::DeleteIgnored))
+                        }
+                        (_, None) => tally.applied(item.event, done(AuditAction::DeleteNotFound)),
+                        (DeletePolicy::HardDelete, Some(found)) => match &found.id {
+                            Some(id) => deletes.push((index, id.clone())),
+                            None => tally.applied(item.event, done(AuditAction::DeleteNotFound)),
+                        },
+                        (
+                            DeletePolicy::SoftDelete { field, value }
+                            | DeletePolicy::MarkInactive { field, value },
+                            Some(_),
+                        ) => {
+                            let mut record = Map::new();
+                            record.insert(key_field.clone(), Json::String(item.key.clone()));
+                            record.insert(field.clone(), value.clone());
+                            let action = match policy {
+                                DeletePolicy::SoftDelete { .. } => AuditAction::SoftDelete,
+                                _ => AuditAction::MarkInactive,
+                            };
+                            writes.push(Pending {
+                                item: index,
+                                record,
+                                skipped: Vec::new(),
+                                action,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+
+        let decided = {
+            let list: Vec<Contest<'_>> = contests
+                .iter()
+                .filter_map(|&index| {
+                    let item = items.get(index)?;
+                    let event = events.get(item.event)?;
+                    let now_there = current.get(&item.key);
+                    Some(Contest {
+                        incoming: &item.fields,
+                        incoming_at: event.event.occurred_at,
+                        current: now_there.map(|c| &c.values),
+                        changed_at: changed_by_others(now_there, item.mark.as_ref()),
+                    })
+                })
+                .collect();
+            resolve(&self.installation, &self.plugins, &key_field, &list).await
+        };
+        for (&index, result) in contests.iter().zip(decided) {
+            let Some(item) = items.get(index) else {
+                continue;
+            };
+            match result {
+                Err(problem) => tally.fail(item.event, problem),
+                Ok(decided) => {
+                    let exists = current.contains_key(&item.key);
+                    let only_key = decided
+                        .write
+                        .keys()
+                        .all(|f| f.eq_ignore_ascii_case(&key_field));
+                    if exists && only_key {
+                        // Every field lost the conflict check: nothing to send.
+                        let audit = self.audit(
+                            events,
+                            item,
+                            AuditAction::Skipped,
+                            Vec::new(),
+                            decided.skipped,
+                        );
+                        tally.applied(
+                            item.event,
+                            Applied {
+                                audit,
+                                mark: Some(self.mark(events, item)),
+                            },
+                        );
+                    } else {
+                        writes.push(Pending {
+                            item: index,
+                            record: decided.write,
+                            skipped: decided.skipped,
+                            action: AuditAction::Upsert,
+                        });
+                    }
+                }
+            }
+        }
+
+        let records: Vec<Map<String, Json>> = writes.iter().map(|w| w.record.clone()).collect();
+        let results = write::upsert(
+            &self.client,
+            object,
+            &key_field,
+            &records,
+            self.config.bulk_threshold,
+        )
+        .await;
+        for (pending, result) in writes.into_iter().zip(results) {
+            let Some(item) = items.get(pending.item) else {
+                continue;
+            };
+            match result {
+                Err(problem) => tally.fail(item.event, problem),
+                Ok(_created) => {
+                    let old = current.get(&item.key).map(|c| &c.values);
+                    let changes = pending
+                        .record
+                        .iter()
+                        .map(|(field, new)| FieldChange {
+                            field: field.clone(),
+                            old: old
+                                .and_then(|o| o.get(field))
+                                .cloned()
+                                .unwrap_or(Json::Null),
+                            new: new.clone(),
+                        })
+                        .collect();
+                    let audit = self.audit(events, item, pending.action, changes, pending.skipped);
+                    tally.applied(
+                        item.event,
+                        Applied {
+                            audit,
+                            mark: Some(self.mark(events, item)),
+                        },
+                    );
+                }
+            }
+        }
+
+        let ids: Vec<String> = deletes.iter().map(|(_, id)| id.clone()).collect();
+        let results = write::delete(&self.client, object, &ids).await;
+        for ((index, id), result) in deletes.into_iter().zip(results) {
+            let Some(item) = items.get(index) else {
+                continue;
+            };
+            match result {
+                Err(problem) => tally.fail(item.event, problem),
+                Ok(_) => {
+                    let old = current
+                        .get(&item.key)
+                        .map(|c| Json::Object(c.values.clone()))
+                        .unwrap_or(Json::Null);
+                    let changes = vec![FieldChange {
+                        field: "Id".into(),
+                        old,
+                        new: Json::Null,
+                    }];
+                    let _ = id;
+                    let audit =
+                        self.audit(events, item, AuditAction::HardDelete, changes, Vec::new());
+                    tally.applied(
+                        item.event,
+                        Applied {
+                            audit,
+                            mark: Some(self.mark(events, item)),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn audit(
+        &self,
+        events: &[AcceptedEvent],
+        item: &Item,
+        action: AuditAction,
+        changes: Vec<FieldChange>,
+        skipped: Vec<SkippedField>,
+    ) -> AuditEntry {
+        AuditEntry {
+            installation: self.installation.clone(),
+            event_id: events.get(item.event).map(|e| e.event.id.clone()),
+            object: item.object.clone(),
+            record_key: item.key.clone(),
+            changes,
+            skipped,
+            action,
+            at: Timestamp::now(),
+        }
+    }
+
+    /// The ordering mark a finished item leaves: when its event occurred, and now (after
+    /// the write), so the next conflict read can tell this write from someone else's.
+    fn mark(&self, events: &[AcceptedEvent], item: &Item) -> (String, String, AppliedMark) {
+        let occurred_at = events
+            .get(item.event)
+            .map_or_else(Timestamp::now, |e| e.event.occurred_at);
+        (
+            item.object.clone(),
+            item.key.clone(),
+            AppliedMark {
+                occurred_at,
+                written_at: Timestamp::now(),
+            },
+        )
+    }
+
+    /// Records every event's outcome in one durable transaction and updates the retry
+    /// schedule.
+    async fn commit(
+        &mut self,
+        events: &[AcceptedEvent],
+        tally: Tally,
+    ) -> Result<RoundReport, OutboundError> {
+        let now = Instant::now();
+        let at = Timestamp::now();
+        let keys: Vec<Vec<(String, String)>> =
+            (0..events.len()).map(|i| tally.keys(i).to_vec()).collect();
+        let mut report = RoundReport {
+            taken: events.len(),
+            ..RoundReport::default()
+        };
+        let mut done = Vec::new();
+        let mut dlq = Vec::new();
+        for ((event, outcome), keys) in events.iter().zip(tally.into_outcomes()).zip(keys) {
+            match outcome {
+                EventOutcome::Deferred => report.deferred += 1,
+                EventOutcome::Done(applied) => done.push((event.seq, applied)),
+                EventOutcome::Dlq(problem) => dlq.push(self.dlq_entry(event, problem, at, None)),
+                EventOutcome::Retry(problem) => {
+                    match self
+                        .schedule
+                        .failed(event.seq, keys, &self.config.retry, now)
+                    {
+                        Verdict::RetryIn(wait) => {
+                            report.retrying += 1;
+                            tracing::info!(
+                                installation = %self.installation,
+                                event_id = %event.event.id,
+                                code = %problem.code,
+                                attempt = self.schedule.attempts(event.seq),
+                                wait_ms = wait.as_millis() as u64,
+                                "transient failure; retrying later"
+                            );
+                        }
+                        Verdict::GiveUp { attempts } => {
+                            dlq.push(self.dlq_entry(event, problem, at, Some(attempts)));
+                        }
+                    }
+                }
+            }
+        }
+        report.done = done.len();
+        report.dead_lettered = dlq.len();
+        for (seq, _) in &done {
+            self.schedule.finished(*seq);
+        }
+        for entry in &dlq {
+            if let DlqOriginal::Event { event } = &entry.original
+                && let Some(seq) = events
+                    .iter()
+                    .find(|e| e.event.id == event.id)
+                    .map(|e| e.seq)
+            {
+                self.schedule.finished(seq);
+            }
+            tracing::warn!(
+                installation = %self.installation,
+                event_id = entry.original.event_id().unwrap_or_default(),
+                stage = %entry.stage,
+                code = %entry.error_code,
+                "event dead-lettered: {}", entry.message
+            );
+        }
+        if done.is_empty() && dlq.is_empty() {
+            return Ok(report);
+        }
+        let store = self.store.clone();
+        let installation = self.installation.clone();
+        self.blocking(move || {
+            store.write(&mut |txn| {
+                for (seq, applied) in &done {
+                    for a in applied {
+                        txn.append_audit(&a.audit)?;
+                        if let Some((object, key, mark)) = &a.mark {
+                            txn.put_applied_mark(&installation, object, key, mark)?;
+                        }
+                    }
+                    txn.mark_processed(&installation, *seq)?;
+                }
+                for entry in &dlq {
+                    txn.put_dlq(entry)?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        tracing::debug!(installation = %self.installation, ?report, "outbound round committed");
+        Ok(report)
+    }
+
+    fn dlq_entry(
+        &self,
+        event: &AcceptedEvent,
+        problem: Problem,
+        at: Timestamp,
+        gave_up_after: Option<u32>,
+    ) -> NewDlqEntry {
+        let message = match gave_up_after {
+            Some(attempts) => format!(
+                "still failing after {attempts} rounds of retries: {}",
+                problem.message
+            ),
+            None => problem.message,
+        };
+        NewDlqEntry {
+            installation: self.installation.clone(),
+            original: DlqOriginal::Event {
+                event: event.event.clone(),
+            },
+            stage: problem.stage,
+            error_code: problem.code,
+            message,
+            fields: problem.fields,
+            at,
+        }
+    }
+
+    async fn blocking<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, OutboundError> {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(result) => result.map_err(|source| OutboundError::Store {
+                installation: self.installation.clone(),
+                source,
+            }),
+            Err(join) => Err(OutboundError::Task {
+                installation: self.installation.clone(),
+                message: join.to_string(),
+            }),
+        }
+    }
+}
+
+/// When someone other than Weft last changed the record: its `LastModifiedDate`, unless
+/// that is no later than Weft's own last write of it (then the latest change is Weft's,
+/// and it stands for the product event it applied).
+fn changed_by_others(current: Option<&Current>, mark: Option<&AppliedMark>) -> Option<Timestamp> {
+    let modified = current?.last_modified?;
+    match mark {
+        Some(mark) if modified <= mark.written_at => Some(mark.occurred_at),
+        _ => Some(modified),
+    }
+}
+
+/// Events older than the newest one already applied to their record never overwrite it:
+/// they finish as skipped, with every field audited as held back.
+fn drop_stale(
+    events: &[AcceptedEvent],
+    items: Vec<Item>,
+    tally: &mut Tally,
+    installation: &str,
+) -> Vec<Item> {
+    let mut fresh = Vec::with_capacity(items.len());
+    // An event is stale if any of its records is.
+    let mut stale_events: HashMap<usize, Timestamp> = HashMap::new();
+    for item in &items {
+        let (Some(event), Some(mark)) = (events.get(item.event), item.mark.as_ref()) else {
+            continue;
+        };
+        if event.event.occurred_at < mark.occurred_at {
+            stale_events.insert(item.event, mark.occurred_at);
+        }
+    }
+    for item in items {
+        let Some(&newer) = stale_events.get(&item.event) else {
+            fresh.push(item);
+            continue;
+        };
+        let occurred = events
+            .get(item.event)
+            .map_or_else(Timestamp::now, |e| e.event.occurred_at);
+        let reason = format!(
+            "stale: this event occurred at {occurred}, but an event that occurred at {newer} was already applied to the record"
+        );
+        let skipped = item
+            .fields
+            .iter()
+            .map(|(field, value)| SkippedField {
+                field: field.clone(),
+                incoming: value.clone(),
+                current: Json::Null,
+                reason: reason.clone(),
+            })
+            .collect();
+        tally.applied(
+            item.event,
+            Applied {
+                audit: AuditEntry {
+                    installation: installation.to_owned(),
+                    event_id: events.get(item.event).map(|e| e.event.id.clone()),
+                    object: item.object.clone(),
+                    record_key: item.key.clone(),
+                    changes: Vec::new(),
+                    skipped,
+                    action: AuditAction::Skipped,
+                    at: Timestamp::now(),
+                },
+                mark: None,
+            },
+        );
+    }
+    fresh
+}

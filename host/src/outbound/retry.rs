@@ -1,0 +1,159 @@
+//! The retry schedule: events that failed transiently, when each may be tried again, and
+//! which records they hold back.
+//!
+//! It lives in memory on purpose: a retried event is still pending in the store, so after
+//! a restart it is simply tried again at once (a crash costs at most the attempt count,
+//! which only lengthens retrying, never loses work). While an event waits, later events
+//! for the same record wait behind it, so a retry cannot be overtaken and then discarded
+//! as stale. After `max_attempts` the event goes to the DLQ with its last error.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::store::Seq;
+
+use super::config::RetryConfig;
+
+#[derive(Debug, Clone)]
+struct Waiting {
+    attempts: u32,
+    due: Instant,
+    keys: Vec<(String, String)>,
+}
+
+/// The installation's events waiting for another round.
+#[derive(Debug)]
+pub struct RetrySchedule {
+    waiting: HashMap<Seq, Waiting>,
+    jitter: StdRng,
+}
+
+impl Default for RetrySchedule {
+    fn default() -> Self {
+        // Jitter only has to differ between hosts and restarts, not be unpredictable.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        RetrySchedule {
+            waiting: HashMap::new(),
+            jitter: StdRng::seed_from_u64(seed),
+        }
+    }
+}
+
+/// What to do with an event that failed transiently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Try again after this long.
+    RetryIn(Duration),
+    /// Attempts used up: send it to the DLQ.
+    GiveUp { attempts: u32 },
+}
+
+impl RetrySchedule {
+    /// Whether `seq` may run now (not waiting, or its wait is over).
+    pub fn is_due(&self, seq: Seq, now: Instant) -> bool {
+        self.waiting.get(&seq).is_none_or(|w| w.due <= now)
+    }
+
+    /// Records of events still waiting (not yet due): later events for them must wait too.
+    pub fn held_keys(&self, now: Instant) -> HashSet<(String, String)> {
+        self.waiting
+            .values()
+            .filter(|w| w.due > now)
+            .flat_map(|w| w.keys.iter().cloned())
+            .collect()
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// How many transient failures `seq` has had.
+    pub fn attempts(&self, seq: Seq) -> u32 {
+        self.waiting.get(&seq).map_or(0, |w| w.attempts)
+    }
+
+    /// The soonest moment a waiting event becomes due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.waiting.values().map(|w| w.due).min()
+    }
+
+    /// Counts a transient failure of `seq` and decides whether it gets another round.
+    pub fn failed(
+        &mut self,
+        seq: Seq,
+        keys: Vec<(String, String)>,
+        policy: &RetryConfig,
+        now: Instant,
+    ) -> Verdict {
+        let attempts = self.attempts(seq) + 1;
+        if attempts >= policy.max_attempts {
+            self.waiting.remove(&seq);
+            return Verdict::GiveUp { attempts };
+        }
+        let wait = backoff(policy, attempts, &mut self.jitter);
+        self.waiting.insert(
+            seq,
+            Waiting {
+                attempts,
+                due: now + wait,
+                keys,
+            },
+        );
+        Verdict::RetryIn(wait)
+    }
+
+    /// The event left the pending queue (written or dead-lettered).
+    pub fn finished(&mut self, seq: Seq) {
+        self.waiting.remove(&seq);
+    }
+}
+
+/// Exponential backoff with full jitter: `base · 2^(attempt−1)`, capped, then a uniform
+/// draw below it, so events that failed together (a lock storm) do not retry together.
+fn backoff(policy: &RetryConfig, attempt: u32, jitter: &mut StdRng) -> Duration {
+    let ceiling = policy
+        .base()
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(policy.max());
+    let ms = ceiling.as_millis().max(1) as u64;
+    // At least a tenth of the ceiling: a zero wait would retry inside the same round.
+    Duration::from_millis(jitter.random_range(ms / 10..=ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_grow_then_it_gives_up() {
+        let policy = RetryConfig {
+            max_attempts: 3,
+            base_ms: 100,
+            max_ms: 150,
+        };
+        let mut schedule = RetrySchedule::default();
+        let now = Instant::now();
+        let key = vec![("Account".to_owned(), "k".to_owned())];
+        match schedule.failed(7, key.clone(), &policy, now) {
+            Verdict::RetryIn(wait) => assert!(wait <= Duration::from_millis(100)),
+            other => panic!("{other:?}"),
+        }
+        assert!(!schedule.is_due(7, now));
+        assert!(schedule.held_keys(now).contains(&key[0]));
+        match schedule.failed(7, key.clone(), &policy, now) {
+            Verdict::RetryIn(wait) => assert!(wait <= Duration::from_millis(150)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            schedule.failed(7, key, &policy, now),
+            Verdict::GiveUp { attempts: 3 }
+        );
+        assert!(schedule.is_due(7, now));
+        assert_eq!(schedule.waiting(), 0);
+    }
+}

@@ -1,0 +1,206 @@
+//! The plugin stages of the outbound pipeline: product events → map → coerce → Salesforce
+//! records, each traced back to the event it came from.
+//!
+//! Plugin calls are synchronous and CPU-bound, so each runs on the blocking pool; the
+//! org's describe (which coercion needs) is fetched between them. A record the plugin
+//! refuses goes to the DLQ with the plugin's reason; when the coercer refused a value
+//! the org would refuse too, the entry carries Salesforce's code for it (the host's
+//! validator judges the mapped value), so operators see one vocabulary whichever side
+//! caught the problem. A whole-batch plugin failure (trap, timeout, quarantine) fails
+//! every event of that batch.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json};
+
+use crate::plugin::{
+    Batch, Direction, InstalledPlugins, PluginError, batch_from_json, record_to_json,
+    schema_from_describe,
+};
+use crate::salesforce::SalesforceClient;
+use crate::store::{OutboundEvent, Stage};
+use crate::throttle::Project;
+
+use super::outcome::{Problem, Tally};
+use super::validate::ObjectRules;
+
+/// One Salesforce record an event maps to, coerced to the org's schema.
+#[derive(Debug, Clone)]
+pub struct MappedRecord {
+    /// Index of the event in the round.
+    pub event: usize,
+    /// The Salesforce object, e.g. `Account`.
+    pub object: String,
+    pub fields: Map<String, Json>,
+}
+
+/// Runs map → coerce for `events` (indexed like the round); failures land in `tally`.
+pub async fn transform(
+    installation: &str,
+    plugins: &Arc<InstalledPlugins>,
+    client: &SalesforceClient,
+    events: &[(usize, &OutboundEvent)],
+    tally: &mut Tally,
+) -> Vec<MappedRecord> {
+    // One map call per product object: a batch holds one object.
+    let mut by_object: BTreeMap<&str, Vec<(usize, &OutboundEvent)>> = BTreeMap::new();
+    for &(index, event) in events {
+        by_object
+            .entry(event.object.as_str())
+            .or_default()
+            .push((index, event));
+    }
+    let mut out = Vec::new();
+    for (object, group) in by_object {
+        let records: Vec<Map<String, Json>> = group.iter().map(|(_, e)| e.record.clone()).collect();
+        let input = batch_from_json(object, &records);
+        let event_of = |row: u32| group.get(row as usize).map(|(index, _)| *index);
+        let mapped = match call_plugin(installation, plugins, move |p, id| {
+            p.map_outbound(id, &input)
+        })
+        .await
+        {
+            Ok(result) => result,
+            Err(error) => {
+                for (index, _) in &group {
+                    tally.fail(*index, plugin_failure(Stage::Map, &error));
+                }
+                continue;
+            }
+        };
+        for error in &mapped.errors {
+            if let Some(index) = event_of(error.record) {
+                tally.fail(
+                    index,
+                    Problem::permanent(Stage::Map, "MAPPING_REJECTED", error.reason.clone()),
+                );
+            }
+        }
+        for batch in mapped.batches {
+            coerce_batch(
+                installation,
+                plugins,
+                client,
+                batch,
+                &event_of,
+                tally,
+                &mut out,
+            )
+            .await;
+        }
+    }
+    out
+}
+
+async fn coerce_batch(
+    installation: &str,
+    plugins: &Arc<InstalledPlugins>,
+    client: &SalesforceClient,
+    batch: Batch,
+    event_of: &impl Fn(u32) -> Option<usize>,
+    tally: &mut Tally,
+    out: &mut Vec<MappedRecord>,
+) {
+    // Row `r` of the mapped batch came from input record `sources[r]`.
+    let events: Vec<Option<usize>> = batch.sources.iter().map(|&s| event_of(s)).collect();
+    let fail_all = |tally: &mut Tally, problem: &Problem| {
+        for index in events.iter().flatten() {
+            tally.fail(*index, problem.clone());
+        }
+    };
+    let describe = match client.describe(Project::Outbound, &batch.object).await {
+        Ok(describe) => describe,
+        Err(error) => {
+            fail_all(tally, &Problem::from_salesforce(Stage::Coerce, &error));
+            return;
+        }
+    };
+    let schema = match schema_from_describe(&describe.raw) {
+        Ok(schema) => schema,
+        Err(reason) => {
+            fail_all(
+                tally,
+                &Problem::permanent(Stage::Coerce, "DESCRIBE_UNREADABLE", reason),
+            );
+            return;
+        }
+    };
+    let rules = ObjectRules::from_describe(&describe.raw);
+    let mapped = Arc::new(batch);
+    let input = mapped.clone();
+    let coerced = match call_plugin(installation, plugins, move |p, id| {
+        p.coerce(id, Direction::Outbound, &schema, &input)
+    })
+    .await
+    {
+        Ok(result) => result,
+        Err(error) => {
+            fail_all(tally, &plugin_failure(Stage::Coerce, &error));
+            return;
+        }
+    };
+    for error in &coerced.errors {
+        let Some(Some(index)) = events.get(error.record as usize) else {
+            continue;
+        };
+        let row = error.record as usize;
+        tally.fail(*index, coerce_problem(&rules, &mapped, row, &error.reason));
+    }
+    for result in &coerced.batches {
+        for (row, &source) in result.sources.iter().enumerate() {
+            let Some(Some(index)) = events.get(source as usize) else {
+                continue;
+            };
+            out.push(MappedRecord {
+                event: *index,
+                object: result.object.clone(),
+                fields: record_to_json(result, row),
+            });
+        }
+    }
+}
+
+/// The DLQ reason for a value the coercer refused. The guest SDK reports `"{field}:
+/// {reason}"`; when the host's validator finds a Salesforce rule the mapped value breaks,
+/// its code and message are used.
+fn coerce_problem(rules: &ObjectRules, mapped: &Batch, row: usize, reason: &str) -> Problem {
+    let field = reason.split_once(": ").map(|(field, _)| field);
+    let violation = field.and_then(|field| {
+        let value = record_to_json(mapped, row).get(field).cloned()?;
+        rules.check_field(field, &value)
+    });
+    match violation {
+        Some(v) => Problem::permanent(Stage::Coerce, v.code, v.message).with_fields(v.fields),
+        None => Problem::permanent(Stage::Coerce, "COERCION_REJECTED", reason)
+            .with_fields(field.map(str::to_owned).into_iter().collect()),
+    }
+}
+
+/// A whole plugin batch failed: the DLQ code names what happened (`PLUGIN_TIMEOUT`,
+/// `PLUGIN_QUARANTINED`, …). Not retried: a plugin is deterministic, so the same batch would
+/// fail the same way; the fix is a new plugin version, then a replay.
+fn plugin_failure(stage: Stage, error: &PluginError) -> Problem {
+    Problem::permanent(
+        stage,
+        format!("PLUGIN_{}", error.kind().to_ascii_uppercase()),
+        error.to_string(),
+    )
+}
+
+/// Runs one plugin call on the blocking pool.
+pub async fn call_plugin<R: Send + 'static>(
+    installation: &str,
+    plugins: &Arc<InstalledPlugins>,
+    call: impl FnOnce(&InstalledPlugins, &str) -> Result<R, PluginError> + Send + 'static,
+) -> Result<R, PluginError> {
+    let plugins = plugins.clone();
+    let id = installation.to_owned();
+    tokio::task::spawn_blocking(move || call(&plugins, &id))
+        .await
+        .unwrap_or_else(|join| {
+            Err(PluginError::Panic {
+                message: format!("the plugin call's thread failed: {join}"),
+            })
+        })
+}
