@@ -29,6 +29,10 @@ pub struct OutboundConfig {
     /// How long an idle worker waits before looking at the queue again, in ms. 200: new
     /// events reach Salesforce within a fifth of a second without busy-polling the store.
     pub idle_poll_ms: u64,
+    /// How long a fetched describe is trusted, in seconds. 600: an admin's new field or
+    /// picklist value is seen within ten minutes, for one describe call per object per ten
+    /// minutes of quota.
+    pub describe_ttl_secs: u64,
     pub retry: RetryConfig,
     /// Per Salesforce object (as the plugin maps it, e.g. `Account`).
     pub objects: BTreeMap<String, ObjectConfig>,
@@ -40,6 +44,7 @@ impl Default for OutboundConfig {
             batch_size: 200,
             bulk_threshold: 2_000,
             idle_poll_ms: 200,
+            describe_ttl_secs: 600,
             retry: RetryConfig::default(),
             objects: BTreeMap::new(),
         }
@@ -227,6 +232,10 @@ impl OutboundConfig {
             }
         }
         Ok(())
+    }
+
+    pub fn describe_ttl(&self) -> Duration {
+        Duration::from_secs(self.describe_ttl_secs)
     }
 
     pub fn idle_poll(&self) -> Duration {

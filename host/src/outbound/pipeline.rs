@@ -77,6 +77,8 @@ pub struct Pipeline {
     plugins: Arc<InstalledPlugins>,
     store: Arc<dyn Store>,
     schedule: RetrySchedule,
+    /// When the client's describe cache was last emptied (see `describe_ttl_secs`).
+    schemas_read: Instant,
 }
 
 /// What the pipeline does with one mapped record.
@@ -120,6 +122,7 @@ impl Pipeline {
             plugins,
             store,
             schedule: RetrySchedule::default(),
+            schemas_read: Instant::now(),
         }
     }
 
@@ -129,6 +132,13 @@ impl Pipeline {
 
     pub fn config(&self) -> &OutboundConfig {
         &self.config
+    }
+
+    /// Forgets the org's describes, so the next round validates against the org as it is
+    /// now (after an admin added a field or a picklist value, before a replay).
+    pub fn refresh_schemas(&mut self) {
+        self.client.clear_describe_cache();
+        self.schemas_read = Instant::now();
     }
 
     /// Events waiting in the retry schedule.
@@ -145,6 +155,9 @@ impl Pipeline {
     #[tracing::instrument(name = "outbound_round", skip_all, fields(installation = %self.installation))]
     pub async fn run_round(&mut self) -> Result<RoundReport, OutboundError> {
         let now = Instant::now();
+        if now.duration_since(self.schemas_read) >= self.config.describe_ttl() {
+            self.refresh_schemas();
+        }
         let events = self.due_events(now).await?;
         if events.is_empty() {
             return Ok(RoundReport::default());

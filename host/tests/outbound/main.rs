@@ -3,3 +3,7 @@
 
 mod collection;
 mod common;
+mod conflict;
+mod deletes;
+mod lock_row;
+mod replay;
