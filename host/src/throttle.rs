@@ -3,8 +3,9 @@
 //! Owns everything that decides *whether a request may go now*: the ceiling schedule in the
 //! customer's time zone ([`schedule`]), pacing that spreads each window's budget evenly
 //! ([`pacing`]), per-project ceilings, the org-headroom guard, the cap on concurrent requests,
-//! the circuit breaker ([`breaker`]), retry timing ([`backoff`]) and the injectable clock
-//! ([`clock`]). One [`Governor`] per installation.
+//! the circuit breaker ([`breaker`]), retry timing ([`backoff`]), the injectable clock
+//! ([`clock`]) and the snapshot that carries spend across a restart ([`snapshot`]). One
+//! [`Governor`] per installation.
 //!
 //! It never drops a request: it delays it, and the transport either gets it through or hands
 //! its caller a final typed error. It knows nothing of HTTP or Salesforce payloads (the
@@ -16,14 +17,17 @@ pub mod clock;
 mod governor;
 pub mod pacing;
 pub mod schedule;
+pub mod snapshot;
 
 pub use backoff::BackoffPolicy;
-pub use breaker::{BreakerConfig, BreakerState};
+pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState};
 pub use clock::{Clock, ScaledClock, SystemClock};
 pub use governor::{
     Governor, GovernorConfig, GovernorConfigError, GovernorSettings, Permit, WindowRecord,
 };
+pub use pacing::PacerSnapshot;
 pub use schedule::{ActiveWindow, Schedule, ScheduleConfig, ScheduleError, WindowConfig};
+pub use snapshot::{GovernorSnapshot, MinuteUsage, RestoreError};
 
 use serde::{Deserialize, Serialize};
 

@@ -36,12 +36,24 @@ impl Default for BreakerConfig {
 }
 
 /// Where the breaker is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     Closed,
     Open,
     HalfOpen,
+}
+
+/// The breaker's state, to carry across a restart: an org in an outage should not be
+/// hammered again just because the host restarted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakerSnapshot {
+    pub state: BreakerState,
+    pub consecutive_failures: u32,
+    /// While open: when the next probe may go.
+    pub open_until: Timestamp,
+    /// The current open spell (it doubles on each failed probe), in milliseconds.
+    pub open_spell_ms: u64,
 }
 
 /// What a request may do now.
@@ -145,6 +157,44 @@ impl Breaker {
             });
         }
         None
+    }
+
+    pub fn snapshot(&self) -> BreakerSnapshot {
+        BreakerSnapshot {
+            state: self.state,
+            consecutive_failures: self.consecutive,
+            open_until: self.open_until,
+            open_spell_ms: u64::try_from(self.open_spell.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Takes over a previous breaker's state. A half-open breaker comes back open with its
+    /// deadline passed: its probe died with the old process, so the next request probes.
+    /// The open spell is kept within the configured bounds, and a deadline further away than
+    /// one spell from `now` (a clock that jumped) is brought back to one spell.
+    pub fn restore(&mut self, s: &BreakerSnapshot, now: Timestamp) {
+        self.state = match s.state {
+            BreakerState::HalfOpen => BreakerState::Open,
+            other => other,
+        };
+        self.consecutive = s.consecutive_failures;
+        self.open_until = s.open_until;
+        let min = Duration::from_secs(self.cfg.open_for_secs.max(1));
+        let max = Duration::from_secs(
+            self.cfg
+                .max_open_for_secs
+                .max(self.cfg.open_for_secs)
+                .max(1),
+        );
+        self.open_spell = Duration::from_millis(s.open_spell_ms).clamp(min, max);
+        let latest = SignedDuration::try_from(self.open_spell)
+            .ok()
+            .and_then(|d| now.checked_add(d).ok())
+            .unwrap_or(now);
+        if self.open_until > latest {
+            self.open_until = latest;
+        }
+        self.probe_in_flight = false;
     }
 
     /// A probe ended without a verdict (e.g. a non-retryable client error): free the slot.

@@ -21,6 +21,7 @@ use super::breaker::{Breaker, BreakerConfig, Gate, Transition};
 use super::clock::Clock;
 use super::pacing::{DEFAULT_BURST, Pacer};
 use super::schedule::{Schedule, ScheduleConfig, ScheduleError};
+use super::snapshot::{GovernorSnapshot, MinuteUsage, RestoreError, SNAPSHOT_VERSION};
 use crate::telemetry::{EventKind, GovernorGauges, InstallationTelemetry};
 
 /// Windows remembered for [`Governor::window_ledger`]: a week of a three-window schedule.
@@ -159,7 +160,7 @@ impl GovernorConfig {
 }
 
 /// What one schedule window granted and what Weft spent in it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowRecord {
     pub start: Timestamp,
     pub end: Timestamp,
@@ -538,6 +539,111 @@ impl Governor {
         d
     }
 
+    /// What this governor has spent and learned, to hand to [`Governor::restore`] after a
+    /// restart so the new process does not forget today's spend.
+    ///
+    /// When to call it: after each batch of work the caller commits (a checkpoint, a page, a
+    /// chunk), on a timer (every minute is plenty), and at orderly shutdown — storing the
+    /// snapshot in the same transaction as the checkpoint keeps the two consistent. Requests
+    /// admitted after the last snapshot are forgotten by a crash; that is bounded by the
+    /// pacing rate times the snapshot interval, and the org's own count (`Sforce-Limit-Info`
+    /// on the first response) still reaches the headroom guard.
+    pub fn snapshot(&self) -> GovernorSnapshot {
+        let now = self.clock.now();
+        let st = self.lock();
+        GovernorSnapshot {
+            version: SNAPSHOT_VERSION,
+            taken_at: now,
+            daily_max: st.daily_max,
+            org_used: st.org_used,
+            paused: st.paused.map(str::to_string),
+            last_probe: st.last_probe,
+            usage: st
+                .usage
+                .iter()
+                .map(|&(minute, admitted)| MinuteUsage { minute, admitted })
+                .collect(),
+            installation: st.installation.snapshot(),
+            projects: st
+                .projects
+                .iter()
+                .map(|(p, pacer)| (*p, pacer.snapshot()))
+                .collect(),
+            ledger: st.ledger.iter().cloned().collect(),
+            breaker: st.breaker.snapshot(),
+        }
+    }
+
+    /// Takes over what a previous governor of this installation spent and learned.
+    ///
+    /// When to call it: once, at start-up, right after [`Governor::new`] and before the first
+    /// request is admitted; it replaces what this governor knows. Spend in a window that is
+    /// still current carries on (the ceiling binds across the restart); windows that ended
+    /// while the host was down are history in the ledger only. Usage older than 24 hours is
+    /// dropped. A pause and an open breaker carry over, so a host restarted during an outage
+    /// or with the org's quota spent probes before it sends. Project ceilings that are no
+    /// longer configured are ignored; newly configured ones start afresh.
+    pub fn restore(&self, snapshot: &GovernorSnapshot) -> Result<(), RestoreError> {
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(RestoreError::UnsupportedVersion {
+                found: snapshot.version,
+                expected: SNAPSHOT_VERSION,
+            });
+        }
+        let now = self.clock.now();
+        let mut st = self.lock();
+        st.daily_max = snapshot.daily_max.filter(|&m| m > 0);
+        st.org_used = snapshot.org_used;
+        st.paused = match snapshot.paused.as_deref() {
+            Some("quota_exhausted") => Some("quota_exhausted"),
+            Some("org_headroom") => Some("org_headroom"),
+            // A reason this build does not know still means "paused": stay cautious.
+            Some(_) => Some("org_headroom"),
+            None => None,
+        };
+        st.last_probe = snapshot.last_probe;
+        let this_minute = now.as_second().div_euclid(60);
+        st.usage = snapshot
+            .usage
+            .iter()
+            .filter(|u| u.minute > this_minute - 24 * 60 && u.minute <= this_minute)
+            .map(|u| (u.minute, u.admitted))
+            .collect();
+        st.usage_sum = st.usage.iter().map(|&(_, c)| c).sum();
+        st.installation.restore(&snapshot.installation, now);
+        for (project, pacer) in st.projects.iter_mut() {
+            if let Some(p) = snapshot.projects.get(project) {
+                pacer.restore(p, now);
+            }
+        }
+        st.ledger = snapshot
+            .ledger
+            .iter()
+            .skip(snapshot.ledger.len().saturating_sub(LEDGER_WINDOWS))
+            .cloned()
+            .collect();
+        st.breaker.restore(&snapshot.breaker, now);
+        let max = st.daily_max.unwrap_or(self.settings.assumed_daily_max);
+        let win = self.settings.schedule.window_at(now);
+        self.publish(now, &st, &win, max);
+        self.telemetry
+            .set_breaker(&format!("{:?}", st.breaker.state()).to_lowercase());
+        tracing::info!(
+            installation = %self.telemetry.id(),
+            taken_at = %snapshot.taken_at,
+            usage_24h = st.usage_sum,
+            window_spent = snapshot.installation.spent,
+            paused = st.paused.unwrap_or("no"),
+            "governor restored from snapshot"
+        );
+        Ok(())
+    }
+
+    /// Requests this governor admitted in the last 24 hours (restored ones included).
+    pub fn usage_24h(&self) -> u64 {
+        self.lock().usage_sum
+    }
+
     /// What each recent window granted and what was spent (installation ceiling).
     pub fn window_ledger(&self) -> Vec<WindowRecord> {
         self.lock().ledger.iter().cloned().collect()
@@ -641,6 +747,191 @@ mod tests {
             "a freed slot lets the waiting request go"
         );
         drop(b);
+    }
+
+    /// Time that moves only when someone sleeps on it: pacing runs as fast as the CPU
+    /// allows and every wait is exact.
+    #[derive(Debug)]
+    struct ManualClock(Mutex<Timestamp>);
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Timestamp {
+            *self.0.lock().expect("clock")
+        }
+
+        fn sleep(&self, d: Duration) -> crate::throttle::clock::Sleep {
+            if let Ok(mut t) = self.0.lock() {
+                *t = t
+                    .checked_add(jiff::SignedDuration::try_from(d).unwrap_or_default())
+                    .unwrap_or(*t);
+            }
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    fn manual(start: &str) -> Arc<ManualClock> {
+        Arc::new(ManualClock(Mutex::new(start.parse().expect("ts"))))
+    }
+
+    /// 00:00–01:00 UTC at 24% of 86,400/day: a budget of 864 requests in that hour.
+    fn hour_window() -> GovernorConfig {
+        GovernorConfig {
+            schedule: ScheduleConfig {
+                time_zone: "UTC".into(),
+                default_ceiling_percent: 0.0,
+                windows: vec![WindowConfig {
+                    days: "daily".into(),
+                    start: "00:00".into(),
+                    end: "01:00".into(),
+                    ceiling_percent: 24.0,
+                }],
+            },
+            burst: 1.0,
+            ..Default::default()
+        }
+    }
+
+    fn with_clock(cfg: GovernorConfig, clock: Arc<ManualClock>) -> Arc<Governor> {
+        Governor::new(
+            cfg.validate().expect("valid"),
+            clock,
+            Arc::new(InstallationTelemetry::new("restored")),
+        )
+    }
+
+    /// Admits requests back to back until `until`; returns how many went.
+    async fn busy_until(g: &Arc<Governor>, clock: &ManualClock, until: Timestamp) -> u64 {
+        let mut n = 0;
+        loop {
+            let permit = g.admit(Project::Backfill).await;
+            if clock.now() >= until {
+                // Admitted after the window closed: not part of this window's spend.
+                return n;
+            }
+            permit.success();
+            n += 1;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restored_governor_keeps_todays_spend_and_paces_the_rest_of_the_window() {
+        let clock = manual("2025-06-02T00:00:00Z");
+        let a = with_clock(hour_window(), clock.clone());
+        a.observe_usage(0, 86_400);
+        // A spends 300 requests, paced, then stops at 00:40: 300 of the window's 864 spent.
+        let stop = "2025-06-02T00:40:00Z".parse().expect("ts");
+        for _ in 0..300 {
+            a.admit(Project::Backfill).await.success();
+        }
+        assert!(clock.now() < stop);
+        clock
+            .sleep(Duration::from_secs_f64(
+                stop.duration_since(clock.now()).as_secs_f64(),
+            ))
+            .await;
+        let snap = a.snapshot();
+        assert_eq!(snap.installation.spent, 300);
+        // Through serde, as a store would keep it.
+        let json = serde_json::to_string(&snap).expect("serialise");
+        let snap: GovernorSnapshot = serde_json::from_str(&json).expect("deserialise");
+        drop(a);
+
+        // The restarted host: a new governor on the same clock, restored.
+        let b = with_clock(hour_window(), clock.clone());
+        b.restore(&snap).expect("restore");
+        assert_eq!(b.usage_24h(), 300);
+        assert_eq!(b.daily_max(), Some(86_400));
+        let ledger = b.window_ledger();
+        assert_eq!(ledger.last().map(|r| r.spent), Some(300));
+        // Busy for the last 20 minutes: it may spend what is left of the 864, and no more.
+        let end = "2025-06-02T01:00:00Z".parse().expect("ts");
+        let after = busy_until(&b, &clock, end).await;
+        assert!(after <= 864 - 300, "{after}");
+        assert!(
+            after >= 864 - 300 - 2,
+            "{after}: the window's budget is used, not stalled"
+        );
+        let rec = b.window_ledger();
+        assert_eq!(rec.first().map(|r| r.spent), Some(300 + after));
+
+        // Without the snapshot, the new governor presumes the 40 minutes were paced evenly
+        // (576 spent) and grants only 288 more, leaving the 276 A never used on the table.
+        let clock = manual("2025-06-02T00:40:00Z");
+        let c = with_clock(hour_window(), clock.clone());
+        c.observe_usage(0, 86_400);
+        let fresh = busy_until(&c, &clock, end).await;
+        assert!(
+            fresh <= 288 && fresh as f64 >= 0.99 * 288.0 - 1.0,
+            "{fresh}"
+        );
+        assert_eq!(c.usage_24h(), fresh + 1);
+    }
+
+    #[tokio::test]
+    async fn a_pause_survives_a_restart() {
+        let cfg = GovernorConfig {
+            headroom_probe_secs: 300,
+            ..Default::default()
+        };
+        let clock = manual("2025-06-02T12:00:00Z");
+        let a = with_clock(cfg.clone(), clock.clone());
+        a.observe_usage(96_000, 100_000);
+        let snap = a.snapshot();
+        assert_eq!(snap.paused.as_deref(), Some("org_headroom"));
+        let b = with_clock(cfg, clock.clone());
+        b.restore(&snap).expect("restore");
+        assert!(b.is_paused());
+        let t0 = clock.now();
+        let probe = b.admit(Project::Incremental).await;
+        let waited = clock.now().duration_since(t0).as_secs();
+        assert!(
+            waited >= 299,
+            "only the headroom probe goes, 300 s on: {waited}"
+        );
+        probe.success();
+        assert!(
+            b.is_paused(),
+            "still paused until the org reports room again"
+        );
+        b.observe_usage(50_000, 100_000);
+        assert!(!b.is_paused());
+    }
+
+    #[tokio::test]
+    async fn an_open_breaker_survives_a_restart() {
+        let clock = manual("2025-06-02T12:00:00Z");
+        let a = with_clock(GovernorConfig::default(), clock.clone());
+        a.observe_usage(0, 100_000);
+        for _ in 0..5 {
+            a.on_failure("HTTP_503");
+        }
+        let snap = a.snapshot();
+        assert_eq!(snap.breaker.state, crate::throttle::BreakerState::Open);
+        let b = with_clock(GovernorConfig::default(), clock.clone());
+        b.restore(&snap).expect("restore");
+        let t0 = clock.now();
+        let probe = b.admit(Project::Incremental).await;
+        let waited = clock.now().duration_since(t0).as_secs();
+        assert!(waited >= 29, "the 30 s open spell is kept: {waited}");
+        assert_eq!(
+            b.lock().breaker.state(),
+            crate::throttle::BreakerState::HalfOpen
+        );
+        probe.success();
+        assert_eq!(
+            b.lock().breaker.state(),
+            crate::throttle::BreakerState::Closed
+        );
+
+        let mut future = b.snapshot();
+        future.version = 99;
+        assert_eq!(
+            b.restore(&future),
+            Err(RestoreError::UnsupportedVersion {
+                found: 99,
+                expected: SNAPSHOT_VERSION
+            })
+        );
     }
 
     #[test]

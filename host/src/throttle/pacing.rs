@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 
 use super::schedule::ActiveWindow;
 
@@ -34,6 +35,17 @@ pub struct Pacer {
     spent: u64,
     tokens: f64,
     last: Option<Timestamp>,
+}
+
+/// What a pacer knows of its current window, to carry across a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PacerSnapshot {
+    /// Start of the window the pacer was in (`None`: it had not seen one).
+    pub window_start: Option<Timestamp>,
+    /// Share of that window presumed spent before the pacer first saw it (0.0..=1.0).
+    pub presumed: f64,
+    /// Requests admitted in that window.
+    pub spent: u64,
 }
 
 /// The pacer's view of its current window, for telemetry.
@@ -101,6 +113,30 @@ impl Pacer {
             ((1.0 - self.tokens) / rate).min(left)
         };
         Duration::from_secs_f64(secs.max(0.001)).min(MAX_WAIT)
+    }
+
+    pub fn snapshot(&self) -> PacerSnapshot {
+        PacerSnapshot {
+            window_start: self.window_start,
+            presumed: self.presumed,
+            spent: self.spent,
+        }
+    }
+
+    /// Takes over what a previous pacer spent in its window. If that window is over by the
+    /// next `wait`, the pacer moves on as usual and the snapshot no longer matters. The bucket
+    /// restarts empty at `now`: tokens saved before a crash may already have been spent by
+    /// requests the snapshot never saw.
+    pub fn restore(&mut self, s: &PacerSnapshot, now: Timestamp) {
+        self.window_start = s.window_start;
+        self.presumed = if s.presumed.is_finite() {
+            s.presumed.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.spent = s.spent;
+        self.tokens = 0.0;
+        self.last = Some(now);
     }
 
     /// Spends one token; call only right after `wait` returned zero.
