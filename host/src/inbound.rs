@@ -1,1 +1,292 @@
-//! Inbound sync: backfill and incremental pulls from Salesforce through the plugin into a sink, resumable from checkpoints.
+//! Inbound sync: pulls an installation's objects from Salesforce through its plugin into a
+//! sink — a resumable backfill first, then incremental passes.
+//!
+//! Owns the order of work and the commit rule: a page is read, run through the plugin,
+//! made durable in the sink, and only then is its checkpoint committed in the store (with
+//! the page's DLQ entries, in one transaction). Killed at any point, a restart resumes from
+//! the last checkpoint, re-reading at most the page that was in flight. It never decides
+//! how fast to call Salesforce (the governor does) or what a record means (the plugin does).
+//!
+//! Each pass re-describes every object, so fields added to the org and to the installation's
+//! configuration are picked up (and backfilled for existing rows) without a restart, and
+//! configured fields the org has dropped are reported and no longer requested.
+
+mod backfill;
+mod deliver;
+mod incremental;
+mod progress;
+mod rows;
+pub mod sink;
+mod soql;
+mod state;
+
+use std::sync::Arc;
+
+use crate::config::{InboundConfig, ObjectConfig};
+use crate::plugin::{InstalledPlugins, ObjectSchema, schema_from_describe};
+use crate::salesforce::{SalesforceClient, SalesforceError};
+use crate::store::{NewDlqEntry, Store, StoreError, StoreExt, StoreTxn};
+use crate::throttle::Project;
+
+pub use deliver::Prepared;
+pub use progress::{ObjectProgress, Progress};
+pub use sink::{Delivery, Op, Output, Sink, SinkError};
+pub use soql::Selection;
+pub use state::{Backfill, Watermark};
+
+/// Why a pass stopped. Salesforce and sink failures stop the pass without committing the
+/// page in flight; the next pass (or run) resumes from the last checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    #[error("{object}: Salesforce: {source}")]
+    Salesforce {
+        object: String,
+        #[source]
+        source: SalesforceError,
+    },
+    #[error("{object}: sink: {source}")]
+    Sink {
+        object: String,
+        #[source]
+        source: SinkError,
+    },
+    #[error("{object}: store: {source}")]
+    Store {
+        object: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("{object}: a Bulk job kept failing ({attempts} jobs): {last}")]
+    BulkGaveUp {
+        object: String,
+        attempts: u32,
+        last: String,
+    },
+}
+
+/// What one pass did, per object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub objects: Vec<ObjectReport>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectReport {
+    pub object: String,
+    /// Rows delivered by a backfill in this pass.
+    pub backfilled: u64,
+    /// Changed and deleted rows delivered by the incremental step.
+    pub changed: u64,
+    pub deleted: u64,
+    /// Rows dead-lettered by the plugin.
+    pub failed: u64,
+    /// Configured fields the org does not have (not requested).
+    pub missing_fields: Vec<String>,
+    /// Why a backfill ran, if one did.
+    pub backfill_reason: Option<String>,
+}
+
+/// One installation's inbound sync.
+pub struct InboundSync {
+    installation: Arc<str>,
+    config: InboundConfig,
+    client: SalesforceClient,
+    store: Arc<dyn Store>,
+    sink: Sink,
+    plugin: deliver::PluginPath,
+    progress: Arc<Progress>,
+}
+
+impl InboundSync {
+    pub fn new(
+        installation: &str,
+        config: InboundConfig,
+        client: SalesforceClient,
+        plugins: Arc<InstalledPlugins>,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, SinkError> {
+        let sink = Sink::open(&config.sink, installation)?;
+        let installation: Arc<str> = installation.into();
+        Ok(InboundSync {
+            plugin: deliver::PluginPath {
+                installation: installation.clone(),
+                plugins,
+            },
+            progress: Arc::new(Progress::default()),
+            installation,
+            config,
+            client,
+            store,
+            sink,
+        })
+    }
+
+    /// Live counters for a progress display or status endpoint.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    pub fn config(&self) -> &InboundConfig {
+        &self.config
+    }
+
+    /// Takes a changed configuration; it applies from the next object the pass starts.
+    pub fn reconfigure(&mut self, config: InboundConfig) -> Result<(), SinkError> {
+        if config.sink != self.config.sink {
+            self.sink = Sink::open(&config.sink, &self.installation)?;
+        }
+        self.config = config;
+        Ok(())
+    }
+
+    /// One pass over every configured object in order: finish or start a backfill where one
+    /// is due, then deliver what changed since the watermark.
+    pub async fn pass(&mut self) -> Result<PassReport, InboundError> {
+        let mut report = PassReport::default();
+        let objects = self.config.objects.clone();
+        for object in &objects {
+            let span = tracing::info_span!("inbound", installation = %self.installation, object = %object.name);
+            let _guard = span.enter();
+            report.objects.push(self.sync_object(object).await?);
+        }
+        Ok(report)
+    }
+
+    async fn sync_object(&mut self, object: &ObjectConfig) -> Result<ObjectReport, InboundError> {
+        let name = object.name.as_str();
+        let describe = self
+            .client
+            .refresh_describe(Project::Incremental, name)
+            .await
+            .map_err(|source| salesforce(name, source))?;
+        let selection = Selection::resolve(&object.source, &describe);
+        let mut report = ObjectReport {
+            object: name.to_owned(),
+            missing_fields: selection.missing.clone(),
+            ..Default::default()
+        };
+        if !selection.missing.is_empty() {
+            tracing::warn!(fields = ?selection.missing, "configured fields are not in the org; they are no longer requested");
+        }
+        let schema = Arc::new(schema_from_describe(&describe.raw).unwrap_or_else(|reason| {
+            tracing::warn!(%reason, "describe has no usable schema; coercion passes values through");
+            ObjectSchema {
+                name: name.to_owned(),
+                fields: Vec::new(),
+            }
+        }));
+        let watermark: Option<Watermark> = self
+            .store
+            .get_watermark(&self.installation, name)
+            .map_err(|source| store(name, source))?;
+        let checkpoint: Option<Option<Backfill>> = self
+            .store
+            .get_checkpoint(&self.installation, name)
+            .map_err(|source| store(name, source))?;
+        let due = match (checkpoint.flatten(), &watermark) {
+            (Some(running), _) => Some(running),
+            (None, None) => Some(
+                self.plan_backfill(object, &selection, "initial".into())
+                    .await?,
+            ),
+            (None, Some(w)) if reread_due(object, w) => Some(
+                self.plan_backfill(object, &selection, "formula re-read".into())
+                    .await?,
+            ),
+            (None, Some(w)) => {
+                let added: Vec<&String> = selection
+                    .fields
+                    .iter()
+                    .filter(|f| !w.fields.iter().any(|have| have.eq_ignore_ascii_case(f)))
+                    .collect();
+                if added.is_empty() {
+                    None
+                } else {
+                    let reason = format!("fields added: {}", join(&added));
+                    tracing::info!(%reason, "backfilling existing rows for new fields");
+                    Some(self.plan_backfill(object, &selection, reason).await?)
+                }
+            }
+        };
+        let mut watermark = watermark;
+        if let Some(run) = due {
+            report.backfill_reason = Some(run.reason.clone());
+            let outcome = self
+                .backfill(object, &describe, &selection, schema.clone(), run)
+                .await?;
+            report.backfilled = outcome.delivered;
+            report.failed += outcome.failed;
+            watermark = Some(outcome.watermark);
+        }
+        let watermark = match watermark {
+            Some(w) => w,
+            None => return Ok(report),
+        };
+        let changes = self
+            .incremental(object, &describe, &selection, schema, watermark)
+            .await?;
+        report.changed = changes.changed;
+        report.deleted = changes.deleted;
+        report.failed += changes.failed;
+        Ok(report)
+    }
+
+    /// Commits a page: its DLQ entries and the object's new state, in one transaction, after
+    /// the sink has the page.
+    fn commit(
+        &self,
+        object: &str,
+        dead: &[NewDlqEntry],
+        state: &dyn Fn(&mut dyn StoreTxn) -> Result<(), StoreError>,
+    ) -> Result<(), InboundError> {
+        self.store
+            .write(&mut |txn| {
+                for entry in dead {
+                    txn.put_dlq(entry)?;
+                }
+                state(txn)
+            })
+            .map_err(|source| store(object, source))
+    }
+
+    async fn deliver(&mut self, object: &str, prepared: &Prepared) -> Result<(), InboundError> {
+        self.sink
+            .deliver(object, &prepared.deliveries)
+            .await
+            .map_err(|source| InboundError::Sink {
+                object: object.to_owned(),
+                source,
+            })
+    }
+}
+
+/// Whether the object's periodic full re-read (for formula fields) is due.
+fn reread_due(object: &ObjectConfig, watermark: &Watermark) -> bool {
+    let Some(every) = object.formula_reread else {
+        return false;
+    };
+    let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+    jiff::Timestamp::now().as_millisecond() - watermark.reread_ms >= every_ms
+}
+
+fn join(names: &[&String]) -> String {
+    names
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn salesforce(object: &str, source: SalesforceError) -> InboundError {
+    InboundError::Salesforce {
+        object: object.to_owned(),
+        source,
+    }
+}
+
+fn store(object: &str, source: StoreError) -> InboundError {
+    InboundError::Store {
+        object: object.to_owned(),
+        source,
+    }
+}

@@ -21,6 +21,7 @@ pub mod bulk_query;
 pub mod collections;
 pub mod csv;
 pub mod error;
+pub mod replication;
 pub mod rest;
 mod transport;
 
@@ -33,6 +34,7 @@ pub use auth::{Credentials, Secret, Session};
 pub use bulk_ingest::{IngestJob, IngestOperation, IngestOutcome};
 pub use bulk_query::{BulkBatch, BulkCursor, BulkQueryStream};
 pub use collections::RecordResult;
+pub use replication::{DeletedRecord, DeletedRecords};
 pub use error::{ApiErrorItem, RecordError, SalesforceError, TransportKind};
 pub use rest::{FieldDescribe, Limit, OrgLimits, QueryPage, SObjectDescribe};
 

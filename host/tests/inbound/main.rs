@@ -1,1 +1,9 @@
-//! Inbound sync tests against the emulator over real HTTP.
+//! Inbound sync against the emulator over real HTTP, with a real plugin component, real
+//! redb files and real sink files: backfill over REST and Bulk, resume, incremental changes
+//! and deletes, schema evolution, plugin failures, and SIGKILL at random moments.
+
+mod backfill;
+mod common;
+mod evolution;
+mod incremental;
+mod kill;

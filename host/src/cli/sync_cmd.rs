@@ -1,0 +1,242 @@
+//! `weft sync`: backfill, then incremental passes, for one installation.
+//!
+//! The configuration file is read again before every pass: objects or fields added to it
+//! (and a new plugin build) take effect on the next pass without a restart; a file that no
+//! longer validates is reported and the previous configuration stays in force.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+
+use crate::config::InstallationConfig;
+use crate::inbound::{InboundSync, PassReport, Progress};
+use crate::plugin::{
+    InstalledPlugins, PluginConfig, PluginRuntime, QuarantinePolicy, RuntimeConfig,
+};
+use crate::salesforce::SalesforceClient;
+use crate::store::{RedbStore, Store};
+use crate::telemetry::{InstallationTelemetry, Telemetry};
+use crate::throttle::{Governor, SystemClock};
+
+pub struct SyncArgs {
+    pub config: PathBuf,
+    pub db: PathBuf,
+    pub once: bool,
+    pub status_file: Option<PathBuf>,
+}
+
+pub fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let config = InstallationConfig::load(&args.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")?;
+    runtime.block_on(sync(args, config))
+}
+
+async fn sync(args: SyncArgs, mut config: InstallationConfig) -> anyhow::Result<ExitCode> {
+    let id = config.id.clone();
+    let telemetry = Telemetry::new();
+    let installation = telemetry.installation(&id);
+    let governor = Governor::new(
+        config.governor.clone(),
+        Arc::new(SystemClock),
+        installation.clone(),
+    );
+    let client = SalesforceClient::new(config.salesforce.client_config(&id), governor)
+        .context("setting up the Salesforce client")?;
+    let cache_dir = args
+        .db
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("weft-plugin-cache");
+    let plugin_runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir),
+        ..RuntimeConfig::default()
+    })
+    .context("starting the plugin runtime")?;
+    let plugins = Arc::new(InstalledPlugins::new(QuarantinePolicy::default()));
+    install_plugin(&plugin_runtime, &plugins, &config)?;
+    let store: Arc<dyn Store> = Arc::new(
+        RedbStore::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?,
+    );
+    let mut inbound = InboundSync::new(&id, config.inbound.clone(), client, plugins.clone(), store)
+        .context("opening the sink")?;
+    if let Some(path) = args.status_file.clone() {
+        crate::telemetry::spawn_status_writer(telemetry.clone(), path, Duration::from_secs(5));
+    }
+    let reporter = tokio::spawn(report_progress(inbound.progress(), installation.clone()));
+    let mut stamp = modified(&args.config);
+    let mut failures = 0u32;
+    let outcome = loop {
+        let pass = tokio::select! {
+            pass = inbound.pass() => pass,
+            _ = stop_signal() => {
+                eprintln!("\nweft: stopped; the next run resumes from the last checkpoint");
+                break Ok(ExitCode::from(130));
+            }
+        };
+        match pass {
+            Ok(report) => {
+                failures = 0;
+                print_report(&id, &report);
+                if args.once {
+                    break Ok(ExitCode::SUCCESS);
+                }
+            }
+            Err(e) if args.once => break Err(anyhow::Error::new(e).context("sync pass failed")),
+            Err(e) => {
+                failures += 1;
+                tracing::error!(installation = %id, error = %e, failures, "sync pass failed; retrying from the last checkpoint");
+            }
+        }
+        // Failing passes back off up to ten intervals; a healthy one waits one interval.
+        let wait = inbound.config().poll_interval * failures.clamp(1, 10);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop_signal() => break Ok(ExitCode::SUCCESS),
+        }
+        let now = modified(&args.config);
+        if now != stamp {
+            stamp = now;
+            match InstallationConfig::load(&args.config) {
+                Ok(new) if new.id != id => {
+                    tracing::error!(installation = %id, "the configuration now names installation {:?}; keeping the running one", new.id);
+                }
+                Ok(new) => {
+                    if new.plugin.component != config.plugin.component
+                        || new.plugin.config != config.plugin.config
+                        || modified(&new.plugin.component) != modified(&config.plugin.component)
+                    {
+                        if let Err(e) = install_plugin(&plugin_runtime, &plugins, &new) {
+                            tracing::error!(installation = %id, error = %e, "the new plugin was not installed; keeping the running one");
+                        }
+                    }
+                    if let Err(e) = inbound.reconfigure(new.inbound.clone()) {
+                        tracing::error!(installation = %id, error = %e, "the new sink could not be opened; keeping the running one");
+                    } else {
+                        tracing::info!(installation = %id, "configuration reloaded");
+                        config = new;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(installation = %id, error = %e, "the configuration no longer validates; keeping the running one");
+                }
+            }
+        }
+    };
+    reporter.abort();
+    outcome
+}
+
+fn install_plugin(
+    runtime: &PluginRuntime,
+    plugins: &InstalledPlugins,
+    config: &InstallationConfig,
+) -> anyhow::Result<()> {
+    let plugin = runtime
+        .load_file(&config.plugin.component)
+        .with_context(|| format!("loading {}", config.plugin.component.display()))?;
+    plugins.install(
+        &config.id,
+        plugin,
+        PluginConfig {
+            values: config.plugin.config.clone(),
+            limits: config.plugin.limits.clone(),
+        },
+    );
+    Ok(())
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// One JSON line per pass on stdout, for scripts.
+fn print_report(installation: &str, report: &PassReport) {
+    for o in &report.objects {
+        println!(
+            "{}",
+            serde_json::json!({
+                "installation": installation,
+                "object": o.object,
+                "backfilled": o.backfilled,
+                "backfill_reason": o.backfill_reason,
+                "changed": o.changed,
+                "deleted": o.deleted,
+                "failed": o.failed,
+                "missing_fields": o.missing_fields,
+            })
+        );
+    }
+}
+
+/// A live line on a terminal; a structured log line every 10 s otherwise.
+async fn report_progress(progress: Arc<Progress>, quota: Arc<InstallationTelemetry>) {
+    let terminal = std::io::stderr().is_terminal();
+    let every = if terminal {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(10)
+    };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let gauges = quota.gauges();
+        let quota_text = match gauges.daily_max {
+            Some(max) => format!(
+                "quota {} of {} allowed today ({:.0}% ceiling)",
+                gauges.usage_24h,
+                (max as f64 * gauges.ceiling) as u64,
+                gauges.ceiling * 100.0
+            ),
+            None => "quota not yet known".to_owned(),
+        };
+        for (object, p) in progress.snapshot() {
+            if p.finished {
+                continue;
+            }
+            let eta = p
+                .eta_secs()
+                .map(|s| format!("ETA {}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64))
+                .unwrap_or_else(|| "ETA –".into());
+            if terminal {
+                eprint!(
+                    "\r{object}: {}/{} ({:.0}%) {:.0} rec/s {quota_text} {eta}   ",
+                    p.done,
+                    p.total,
+                    100.0 * p.done as f64 / p.total.max(1) as f64,
+                    p.rate(),
+                );
+            } else {
+                tracing::info!(installation = %quota.id(), object, done = p.done, total = p.total, failed = p.failed, rate = p.rate(), usage_24h = gauges.usage_24h, ceiling = gauges.ceiling, eta_secs = p.eta_secs(), "backfill progress");
+            }
+        }
+    }
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

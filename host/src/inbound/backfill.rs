@@ -1,0 +1,330 @@
+//! Backfill of one object: every row, in Id order, through REST pages (small objects) or a
+//! Bulk API 2.0 job (large ones), checkpointed after each page the sink holds.
+//!
+//! Rows are read in Id order with the checkpoint keeping the last delivered Id, so a REST
+//! backfill resumes with `Id > last`, and a Bulk job that expired, failed or stuck is
+//! re-created from the same place instead of from the start.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+
+use super::state::{Backfill, Watermark};
+use super::{InboundError, InboundSync, Selection, rows, salesforce, soql};
+use crate::config::{Api, ObjectConfig};
+use crate::plugin::ObjectSchema;
+use crate::salesforce::{QueryPage, SObjectDescribe, SalesforceError};
+use crate::throttle::Project;
+
+/// Bulk jobs created in a row without delivering a page before the backfill stops with an
+/// error. 3: one failed job is Salesforce's bad luck; three say the query cannot run.
+const BULK_JOB_ATTEMPTS: u32 = 3;
+
+pub(super) struct BackfillOutcome {
+    pub delivered: u64,
+    pub failed: u64,
+    pub watermark: Watermark,
+}
+
+impl InboundSync {
+    /// Counts the object, notes where incremental sync will take over, and commits the plan
+    /// so a restart continues this backfill rather than planning a new one.
+    pub(super) async fn plan_backfill(
+        &self,
+        object: &ObjectConfig,
+        selection: &Selection,
+        reason: String,
+    ) -> Result<Backfill, InboundError> {
+        let name = object.name.as_str();
+        let filter = soql::filter(&object.source);
+        let started_ms = Timestamp::now().as_millisecond();
+        let total = self
+            .first_page(Project::Backfill, name, &soql::count(name, filter), false)
+            .await?
+            .total_size;
+        let newest = self
+            .first_page(Project::Backfill, name, &soql::newest(name, filter), false)
+            .await?;
+        let high_water_ms = newest
+            .records
+            .into_iter()
+            .next()
+            .map(rows::from_rest)
+            .and_then(|row| rows::modstamp(&row))
+            .map_or(0, |t| t.as_millisecond());
+        let use_bulk = match object.api {
+            Api::Bulk => true,
+            Api::Rest => false,
+            Api::Auto => total > self.config.bulk_threshold,
+        };
+        let plan = Backfill {
+            fields: selection.fields.clone(),
+            reason,
+            last_id: None,
+            bulk: None,
+            use_bulk,
+            done: 0,
+            total,
+            failed: 0,
+            high_water_ms,
+            started_ms,
+        };
+        tracing::info!(total, use_bulk, reason = %plan.reason, "backfill planned");
+        let installation = self.installation.clone();
+        self.commit(name, &[], &|txn| {
+            txn.put_checkpoint(&installation, name, &Some(&plan))
+        })?;
+        Ok(plan)
+    }
+
+    /// Runs (or resumes) `plan` to the end and hands incremental sync its watermark.
+    pub(super) async fn backfill(
+        &mut self,
+        object: &ObjectConfig,
+        describe: &SObjectDescribe,
+        selection: &Selection,
+        schema: Arc<ObjectSchema>,
+        mut plan: Backfill,
+    ) -> Result<BackfillOutcome, InboundError> {
+        let name = object.name.as_str();
+        // A field the org dropped since the plan was made would fail every query.
+        plan.fields.retain(|f| selection.fields.contains(f));
+        self.progress
+            .start(name, plan.done, plan.total, &plan.reason);
+        let before = (plan.done, plan.failed);
+        if plan.use_bulk {
+            self.bulk_pages(object, describe, &schema, &mut plan)
+                .await?;
+        } else {
+            self.rest_pages(object, &schema, &mut plan).await?;
+        }
+        let previous: Option<Watermark> = self.store_watermark(name)?;
+        let watermark = match previous {
+            // A backfill for new fields: incremental sync keeps its place.
+            Some(mut w) => {
+                w.fields = plan.fields.clone();
+                w.reread_ms = plan.started_ms;
+                w
+            }
+            None => Watermark {
+                since_ms: plan.high_water_ms,
+                after_id: String::new(),
+                recent: Default::default(),
+                fields: plan.fields.clone(),
+                deleted_until_ms: plan.started_ms,
+                reread_ms: plan.started_ms,
+            },
+        };
+        let installation = self.installation.clone();
+        self.commit(name, &[], &|txn| {
+            txn.put_checkpoint(&installation, name, &None::<Backfill>)?;
+            txn.put_watermark(&installation, name, &watermark)
+        })?;
+        self.progress.finish(name);
+        tracing::info!(
+            delivered = plan.done,
+            failed = plan.failed,
+            "backfill finished"
+        );
+        Ok(BackfillOutcome {
+            delivered: plan.done - before.0,
+            failed: plan.failed - before.1,
+            watermark,
+        })
+    }
+
+    async fn rest_pages(
+        &mut self,
+        object: &ObjectConfig,
+        schema: &Arc<ObjectSchema>,
+        plan: &mut Backfill,
+    ) -> Result<(), InboundError> {
+        let name = object.name.as_str();
+        let filter = soql::filter(&object.source);
+        let page_size = self.config.page_size;
+        loop {
+            let query = soql::backfill(
+                name,
+                &plan.fields,
+                filter,
+                plan.last_id.as_deref(),
+                Some(page_size),
+            );
+            let page = self
+                .first_page(Project::Backfill, name, &query, false)
+                .await?;
+            let rows: Vec<Map<String, Value>> =
+                page.records.into_iter().map(rows::from_rest).collect();
+            let read = rows.len();
+            if read == 0 {
+                return Ok(());
+            }
+            self.backfill_page(name, schema, rows, plan, None).await?;
+            if read < page_size {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn bulk_pages(
+        &mut self,
+        object: &ObjectConfig,
+        describe: &SObjectDescribe,
+        schema: &Arc<ObjectSchema>,
+        plan: &mut Backfill,
+    ) -> Result<(), InboundError> {
+        let name = object.name.as_str();
+        let filter = soql::filter(&object.source);
+        let mut fresh_jobs = 0u32;
+        loop {
+            let mut stream = match plan.bulk.clone() {
+                Some(cursor) => match self
+                    .client
+                    .resume_bulk_query(Project::Backfill, cursor)
+                    .await
+                {
+                    Ok(stream) => stream,
+                    Err(e) if job_is_gone(&e) => {
+                        tracing::warn!(error = %e, last_id = ?plan.last_id, "the Bulk job cannot be resumed; re-creating it from the checkpoint");
+                        self.progress
+                            .note(name, format!("Bulk job re-created: {e}"));
+                        plan.bulk = None;
+                        continue;
+                    }
+                    Err(e) => return Err(salesforce(name, e)),
+                },
+                None => {
+                    fresh_jobs += 1;
+                    let query =
+                        soql::backfill(name, &plan.fields, filter, plan.last_id.as_deref(), None);
+                    match self
+                        .client
+                        .bulk_query(Project::Backfill, &query, false)
+                        .await
+                    {
+                        Ok(stream) => {
+                            plan.bulk = Some(stream.cursor());
+                            let installation = self.installation.clone();
+                            let snapshot = plan.clone();
+                            self.commit(name, &[], &|txn| {
+                                txn.put_checkpoint(&installation, name, &Some(&snapshot))
+                            })?;
+                            stream
+                        }
+                        Err(e) if job_is_gone(&e) && fresh_jobs < BULK_JOB_ATTEMPTS => {
+                            tracing::warn!(error = %e, "a Bulk job failed; creating another");
+                            self.progress
+                                .note(name, format!("Bulk job failed, re-created: {e}"));
+                            continue;
+                        }
+                        Err(e) if job_is_gone(&e) => {
+                            return Err(InboundError::BulkGaveUp {
+                                object: name.to_owned(),
+                                attempts: fresh_jobs,
+                                last: e.to_string(),
+                            });
+                        }
+                        Err(e) => return Err(salesforce(name, e)),
+                    }
+                }
+            };
+            loop {
+                match stream.next_batch().await {
+                    Ok(Some(batch)) => {
+                        fresh_jobs = 0;
+                        let rows: Vec<Map<String, Value>> = batch
+                            .rows
+                            .into_iter()
+                            .map(|row| rows::from_bulk(&batch.columns, row, describe))
+                            .collect();
+                        let last = batch.last;
+                        self.backfill_page(name, schema, rows, plan, Some(batch.cursor))
+                            .await?;
+                        if last {
+                            return Ok(());
+                        }
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(e) if job_is_gone(&e) => {
+                        tracing::warn!(error = %e, "the Bulk job went away mid-read; re-creating it from the checkpoint");
+                        plan.bulk = None;
+                        break;
+                    }
+                    Err(e) => return Err(salesforce(name, e)),
+                }
+            }
+        }
+    }
+
+    /// Plugin → sink → checkpoint for one page of backfill rows.
+    async fn backfill_page(
+        &mut self,
+        name: &str,
+        schema: &Arc<ObjectSchema>,
+        rows: Vec<Map<String, Value>>,
+        plan: &mut Backfill,
+        cursor: Option<crate::salesforce::BulkCursor>,
+    ) -> Result<(), InboundError> {
+        let read = rows.len() as u64;
+        let last_id = rows
+            .iter()
+            .rev()
+            .find_map(|r| rows::id(r).map(str::to_owned));
+        let prepared = self.plugin.prepare(name, rows, schema.clone()).await;
+        self.deliver(name, &prepared).await?;
+        if let Some(id) = last_id {
+            plan.last_id = Some(id);
+        }
+        if cursor.is_some() {
+            plan.bulk = cursor;
+        }
+        plan.done += read;
+        plan.failed += prepared.dead.len() as u64;
+        let installation = self.installation.clone();
+        let snapshot = plan.clone();
+        self.commit(name, &prepared.dead, &|txn| {
+            txn.put_checkpoint(&installation, name, &Some(&snapshot))
+        })?;
+        self.progress
+            .advance(name, read, prepared.dead.len() as u64);
+        Ok(())
+    }
+
+    /// The first page of a query: Weft's own queries carry a `LIMIT` within one page.
+    pub(super) async fn first_page(
+        &self,
+        project: Project,
+        object: &str,
+        query: &str,
+        all: bool,
+    ) -> Result<QueryPage, InboundError> {
+        let mut pages = if all {
+            self.client.query_all(project, query).boxed()
+        } else {
+            self.client.query(project, query).boxed()
+        };
+        match pages.next().await {
+            Some(page) => page.map_err(|e| salesforce(object, e)),
+            None => Ok(QueryPage {
+                total_size: 0,
+                done: true,
+                next_records_url: None,
+                records: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// The job failed, was aborted (also by our own timeout on a job stuck `InProgress`), or
+/// is no longer known (results expire): re-create it from the checkpoint.
+fn job_is_gone(e: &SalesforceError) -> bool {
+    match e {
+        SalesforceError::BulkJob { .. } | SalesforceError::BulkTimeout { .. } => true,
+        SalesforceError::Api { status: 404, .. } => true,
+        other => {
+            other.error_code() == Some("NOT_FOUND") || other.error_code() == Some("INVALIDJOBSTATE")
+        }
+    }
+}

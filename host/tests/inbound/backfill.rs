@@ -1,0 +1,168 @@
+//! Backfill over REST and over Bulk, and a Bulk backfill whose job is gone on resume.
+
+use std::collections::HashSet;
+
+use weft::inbound::Backfill;
+use weft::salesforce::BulkCursor;
+use weft::store::{RedbStore, StoreExt};
+
+use crate::common::{INSTALLATION, SINK, inbound, org, org_rows, sink_lines, write_config};
+
+const ACCOUNT_QUERY: &str = r#"query = "SELECT Id, Name, Website, GoldenAccountID__c, MasterRecordId, External_Id__c FROM Account""#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_backfill_delivers_every_row_with_plugin_output_and_keys() {
+    let org = org(1_500, 300).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[inbound]\nbulk_threshold = 100000\npage_size = 500\n\n[inbound.objects.Account]\n{ACCOUNT_QUERY}\n\n[inbound.objects.Contact]\nfields = [\"FirstName\", \"LastName\", \"Account.Name\"]\n{SINK}"
+    );
+    let config = write_config(
+        dir.path(),
+        &org,
+        "golden-dedup",
+        "\"external.system\" = \"External_Id__c\"",
+        &body,
+    );
+    let mut sync = inbound(&config, &dir.path().join("weft.redb"));
+    let report = sync.pass().await.expect("pass");
+    assert_eq!(report.objects[0].object, "Account", "Account syncs first");
+    assert_eq!(report.objects[0].backfilled, 1_500);
+    assert_eq!(report.objects[1].backfilled, 300);
+
+    for object in ["Account", "Contact"] {
+        let lines = sink_lines(dir.path(), object);
+        let org = org_rows(&org, object, false);
+        let ids: HashSet<&str> = lines
+            .iter()
+            .map(|l| l["id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(ids.len(), org.len(), "{object}: every row once");
+        for line in &lines {
+            let id = line["id"].as_str().expect("id");
+            assert_eq!(
+                line["system_modstamp"].as_str(),
+                org.get(id).map(String::as_str),
+                "{id}"
+            );
+            assert_eq!(line["op"], "upsert");
+        }
+    }
+    let accounts = sink_lines(dir.path(), "Account");
+    let with_keys = accounts
+        .iter()
+        .filter(|l| {
+            l["output"][0]["keys"]
+                .as_object()
+                .is_some_and(|k| !k.is_empty())
+        })
+        .count();
+    assert!(
+        with_keys > 1_000,
+        "golden-dedup keyed {with_keys} of 1500 Accounts"
+    );
+    let contact = &sink_lines(dir.path(), "Contact")[0];
+    assert!(
+        contact["output"][0]["fields"].get("Account.Name").is_some(),
+        "parent fields arrive flattened: {contact}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_backfill_whose_job_is_gone_is_recreated_from_the_checkpoint() {
+    let org = org(5_000, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[inbound]\nbulk_threshold = 1000\n\n[inbound.objects.Account]\n{ACCOUNT_QUERY}\n{SINK}"
+    );
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let db = dir.path().join("weft.redb");
+
+    // A backfill that got through the first 2,000 rows (in Id order) of a Bulk job that
+    // no longer exists — results expire, jobs get deleted.
+    let mut ids: Vec<String> = org_rows(&org, "Account", false).into_keys().collect();
+    ids.sort();
+    {
+        let store = RedbStore::open(&db).expect("store");
+        let plan = Backfill {
+            fields: [
+                "Id",
+                "SystemModstamp",
+                "IsDeleted",
+                "Name",
+                "Website",
+                "GoldenAccountID__c",
+                "MasterRecordId",
+                "External_Id__c",
+            ]
+            .map(String::from)
+            .to_vec(),
+            reason: "initial".into(),
+            last_id: Some(ids[1_999].clone()),
+            bulk: Some(BulkCursor {
+                job_id: "750000000000000AAA".into(),
+                locator: Some("MjAwMA".into()),
+                skip: 0,
+            }),
+            use_bulk: true,
+            done: 2_000,
+            total: 5_000,
+            failed: 0,
+            high_water_ms: 0,
+            started_ms: jiff::Timestamp::now().as_millisecond(),
+        };
+        store
+            .put_checkpoint(INSTALLATION, "Account", &Some(plan))
+            .expect("checkpoint");
+    }
+    let mut sync = inbound(&config, &db);
+    let report = sync.pass().await.expect("pass");
+    assert_eq!(
+        report.objects[0].backfilled, 3_000,
+        "only the rows after the checkpoint"
+    );
+    let delivered: Vec<String> = sink_lines(dir.path(), "Account")
+        .iter()
+        .map(|l| l["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(
+        delivered,
+        ids[2_000..].to_vec(),
+        "exactly the rest, in Id order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_plugin_dead_letters_its_rows_and_the_sync_goes_on() {
+    let org = org(700, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[inbound]\nbulk_threshold = 100000\npage_size = 500\n\n[inbound.objects.Account]\nfields = [\"Name\"]\n{SINK}"
+    );
+    let config = write_config(dir.path(), &org, "hostile", "mode = \"wrong-count\"", &body);
+    let db = dir.path().join("weft.redb");
+    let mut sync = inbound(&config, &db);
+    let report = sync
+        .pass()
+        .await
+        .expect("a failing plugin does not stop the sync");
+    assert_eq!(report.objects[0].failed, 700);
+    drop(sync);
+    let store = RedbStore::open(&db).expect("store");
+    let dead = store.dlq_list(&Default::default()).expect("dlq");
+    assert_eq!(dead.len(), 700, "every row is in the DLQ");
+    assert!(
+        dead.iter()
+            .all(|d| d.error_code == "PLUGIN_MALFORMED_OUTPUT"),
+        "{:?}",
+        dead[0]
+    );
+    assert!(sink_lines(dir.path(), "Account").is_empty());
+    let watermark: Option<weft::inbound::Watermark> = store
+        .get_watermark(INSTALLATION, "Account")
+        .expect("watermark");
+    assert!(
+        watermark.is_some(),
+        "the backfill completed past the failed rows"
+    );
+}

@@ -1,0 +1,83 @@
+//! Schema evolution: a field added to the org and then to the installation reaches every
+//! record on the next pass; a configured field the org drops is reported, not fatal.
+
+use weft::config::InstallationConfig;
+use weft_emulator::{FieldSpec, FieldType};
+
+use crate::common::{SINK, inbound, org, sink_lines, write_config};
+
+fn text_field(name: &str) -> FieldSpec {
+    FieldSpec {
+        name: name.into(),
+        field_type: FieldType::String,
+        label: None,
+        length: Some(40),
+        required: false,
+        external_id: false,
+        unique: false,
+        picklist_values: Vec::new(),
+        restricted_picklist: false,
+        reference_to: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_added_mid_run_reaches_every_record_on_the_next_pass() {
+    let org = org(900, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let inbound_part = |fields: &str| {
+        format!(
+            "[inbound]\nbulk_threshold = 500\n\n[inbound.objects.Account]\nfields = [{fields}]\n{SINK}"
+        )
+    };
+    let config = write_config(
+        dir.path(),
+        &org,
+        "golden-dedup",
+        "",
+        &inbound_part("\"Name\""),
+    );
+    let mut sync = inbound(&config, &dir.path().join("weft.redb"));
+    sync.pass().await.expect("backfill");
+    let before = sink_lines(dir.path(), "Account").len();
+    assert_eq!(before, 900);
+
+    org.add_field("Account", &text_field("Tier__c"))
+        .expect("field added");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("fields = [\"Name\"]", "fields = [\"Name\", \"Tier__c\"]"),
+    )
+    .expect("config");
+    let updated = InstallationConfig::load(&config).expect("updated config");
+    sync.reconfigure(updated.inbound).expect("reconfigure");
+    let report = sync.pass().await.expect("pass");
+    assert_eq!(
+        report.objects[0].backfill_reason.as_deref(),
+        Some("fields added: Tier__c")
+    );
+    assert_eq!(report.objects[0].backfilled, 900);
+    let lines = sink_lines(dir.path(), "Account");
+    let window = &lines[before..];
+    assert_eq!(
+        window.len(),
+        900,
+        "every existing record, not only new ones"
+    );
+    assert!(
+        window
+            .iter()
+            .all(|l| l["output"][0]["fields"].get("Tier__c").is_some()),
+        "the new field is carried: {}",
+        window[0]
+    );
+
+    org.remove_field("Account", "Tier__c")
+        .expect("field removed");
+    let report = sync
+        .pass()
+        .await
+        .expect("a dropped field does not fail the sync");
+    assert_eq!(report.objects[0].missing_fields, vec!["Tier__c".to_owned()]);
+}
