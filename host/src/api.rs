@@ -109,6 +109,7 @@ pub enum ServeError {
 /// A running API server: its address, and how to stop it.
 pub struct Server {
     addr: SocketAddr,
+    store: Arc<dyn Store>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     running: RunningServer,
 }
@@ -139,7 +140,7 @@ impl Server {
         let (intake, writer) =
             IntakeWriter::start(store.clone(), config.group_commit).map_err(ServeError::Writer)?;
         let state = Arc::new(ApiState::new(
-            store,
+            store.clone(),
             intake,
             config.installations,
             config.limits,
@@ -151,6 +152,7 @@ impl Server {
         }));
         Ok(Server {
             addr,
+            store,
             shutdown,
             running: RunningServer { task, writer },
         })
@@ -158,6 +160,12 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The store the server opened: redb allows one handle per file and process, so the
+    /// outbound workers share this one.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 
     /// Stops accepting, lets in-flight requests finish (their events are committed first),

@@ -43,8 +43,9 @@ pub enum Command {
     /// Check and try out plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Serve the intake and admin HTTP API: product change events are made durable in the
-    /// store before the 202.
+    /// Serve the intake and admin HTTP API and run each configured installation's outbound
+    /// sync: product change events are made durable in the store before the 202, then
+    /// written to Salesforce, retried, or dead-lettered.
     ///
     /// Prints one JSON line `{"listening":"ADDR"}` on stdout once it accepts connections.
     /// Stops on Ctrl-C or SIGTERM after finishing in-flight requests.
@@ -55,9 +56,18 @@ pub enum Command {
         /// Address to listen on; port 0 picks a free port.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// An installation this host serves; repeatable. Posts for any other id get 404.
-        #[arg(long = "installation", value_name = "ID", required = true)]
+        /// An installation this host accepts events for without syncing them (intake only);
+        /// repeatable. Posts for an id neither here nor in a --config get 404.
+        #[arg(long = "installation", value_name = "ID", required_unless_present = "configs")]
         installations: Vec<String>,
+        /// An installation's configuration (TOML); repeatable. Its outbound worker drains
+        /// the installation's queue into its org: plugin map and coerce → validate against
+        /// describe → conflict check → upsert by external id → audit, retry or DLQ.
+        #[arg(long = "config", value_name = "FILE")]
+        configs: Vec<PathBuf>,
+        /// Write the transport status here every 5 s (read by `weft status`).
+        #[arg(long, env = "WEFT_STATUS_FILE", default_value = "weft-status.json")]
+        status_file: PathBuf,
         /// Most events committed in one durable transaction. Larger groups mean fewer fsyncs
         /// under load but a longer wait for the first request of a group.
         #[arg(long, default_value_t = 8192)]
@@ -124,9 +134,10 @@ pub enum DlqCommand {
     /// or configuration that made them fail.
     ///
     /// Each event is re-enqueued as a new accepted event in the outbound queue and its entry
-    /// is marked replayed, in one transaction. (The outbound pipeline that drains the queue
-    /// is not part of this host version yet; replayed events wait in the queue for it.)
-    /// Give entry ids, or select all open entries matching the filters.
+    /// is marked replayed, in one transaction; the next `weft serve` on this store sends it
+    /// through the current plugin, configuration and org schema. If it fails again, it
+    /// gets a new DLQ entry. Give entry ids, or select all open entries matching the
+    /// filters.
     Replay {
         #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
         db: PathBuf,
@@ -209,6 +220,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             db,
             listen,
             installations,
+            configs,
+            status_file,
             max_batch_events,
             max_wait_us,
             worker_threads,
@@ -216,6 +229,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             db,
             listen,
             installations,
+            configs,
+            status_file,
             max_batch_events,
             max_wait_us,
             worker_threads,

@@ -1,34 +1,76 @@
-//! `weft serve`: the intake/admin HTTP API over the host's store file.
+//! `weft serve`: the intake/admin HTTP API over the host's store file, and one outbound
+//! worker per configured installation draining its queue into its org.
+//!
+//! Start-up builds everything from the validated configuration in one place (plugin
+//! runtime, governors, clients, pipelines) and refuses to start on any error, naming the
+//! file and key: a host that half-starts would accept events it can never sync.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use tokio::sync::watch;
 
-use crate::api::{IntakeLimits, ServeConfig, Server};
-use crate::store::GroupCommitConfig;
+use crate::api::{ExtraMetrics, IntakeLimits, ServeConfig, Server};
+use crate::config::InstallationConfig;
+use crate::outbound::{OutboundConfig, Pipeline};
+use crate::plugin::{
+    InstalledPlugins, PluginConfig, PluginRuntime, QuarantinePolicy, RuntimeConfig,
+};
+use crate::salesforce::SalesforceClient;
+use crate::store::{GroupCommitConfig, Store};
+use crate::telemetry::{Telemetry, spawn_status_writer};
+use crate::throttle::{Governor, SystemClock};
 
 pub struct ServeArgs {
     pub db: PathBuf,
     pub listen: SocketAddr,
     pub installations: Vec<String>,
+    pub configs: Vec<PathBuf>,
+    pub status_file: PathBuf,
     pub max_batch_events: usize,
     pub max_wait_us: u64,
     pub worker_threads: Option<usize>,
 }
 
+/// An installation ready to sync, built from its configuration file.
+struct Configured {
+    id: String,
+    outbound: OutboundConfig,
+    client: SalesforceClient,
+}
+
+/// The status file is rewritten this often; see `spawn_status_writer`.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    if args.installations.is_empty() {
+    if args.installations.is_empty() && args.configs.is_empty() {
         bail!(
-            "no installations: pass --installation ID (repeatable) for each one this host serves"
+            "no installations: pass --config FILE (repeatable) for each installation this host \
+             syncs, or --installation ID to only accept its events"
         );
     }
-    let installations: BTreeSet<String> = args.installations.into_iter().collect();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime.build().context("starting the Tokio runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let telemetry = Telemetry::new();
+    let plugins = Arc::new(InstalledPlugins::new(QuarantinePolicy::default()));
+    let configured = configure(&args.configs, &telemetry, &plugins)?;
+    let mut installations: BTreeSet<String> = args.installations.iter().cloned().collect();
+    installations.extend(configured.iter().map(|c| c.id.clone()));
     let config = ServeConfig {
-        db: args.db,
+        db: args.db.clone(),
         listen: args.listen,
         installations,
         group_commit: GroupCommitConfig {
@@ -38,35 +80,114 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         limits: IntakeLimits::default(),
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Some(threads) = args.worker_threads {
-        runtime.worker_threads(threads.max(1));
+    let metrics: ExtraMetrics = {
+        let telemetry = telemetry.clone();
+        Arc::new(move || telemetry.render_prometheus())
+    };
+    let db = config.db.clone();
+    let count = config.installations.len();
+    let server = Server::start(config, Some(metrics))
+        .await
+        .with_context(|| format!("starting the server on {}", db.display()))?;
+    let addr = server.local_addr();
+    let status = spawn_status_writer(telemetry.clone(), args.status_file.clone(), STATUS_EVERY);
+    let (stop_workers, workers_stop) = watch::channel(false);
+    let workers = start_workers(configured, &plugins, server.store(), workers_stop);
+    // One JSON line on stdout so scripts (and tests) can find the port when `--listen`
+    // asked for port 0.
+    println!("{}", serde_json::json!({"listening": addr.to_string()}));
+    eprintln!(
+        "weft: serving {count} installation(s) ({} syncing) on http://{addr} with store {}; \
+         status in {}; Ctrl-C to stop",
+        workers.len(),
+        db.display(),
+        args.status_file.display()
+    );
+    let (shutdown, running) = server.into_parts();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("weft: stopping; finishing in-flight requests and outbound rounds");
+        let _ = stop_workers.send(true);
+        for worker in workers {
+            let _ = worker.await;
+        }
+        let _ = shutdown.send(());
+    });
+    running.wait().await.context("serving")?;
+    status.abort();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads every configuration file and builds its live objects; the first error stops
+/// start-up.
+fn configure(
+    paths: &[PathBuf],
+    telemetry: &Arc<Telemetry>,
+    plugins: &Arc<InstalledPlugins>,
+) -> anyhow::Result<Vec<Configured>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
     }
-    let runtime = runtime.build().context("starting the Tokio runtime")?;
-    runtime.block_on(async move {
-        let db = config.db.clone();
-        let installations = config.installations.len();
-        let server = Server::start(config, None)
-            .await
-            .with_context(|| format!("starting the server on {}", db.display()))?;
-        let addr = server.local_addr();
-        // One JSON line on stdout so scripts (and tests) can find the port when
-        // `--listen` asked for port 0.
-        println!("{}", serde_json::json!({"listening": addr.to_string()}));
-        eprintln!(
-            "weft: serving {installations} installation(s) on http://{addr} with store {}; Ctrl-C to stop",
-            db.display()
+    let runtime =
+        PluginRuntime::new(RuntimeConfig::default()).context("starting the plugin runtime")?;
+    let mut out: Vec<Configured> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let config = InstallationConfig::load(path)?;
+        if out.iter().any(|c| c.id == config.id) {
+            bail!(
+                "{}: id: {:?} is configured twice",
+                path.display(),
+                config.id
+            );
+        }
+        let outbound = match config.outbound.clone() {
+            Some(table) => OutboundConfig::from_toml(table)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            None => OutboundConfig::default(),
+        };
+        let plugin = runtime
+            .load_file(&config.plugin.component)
+            .with_context(|| format!("{}: plugin.component", path.display()))?;
+        plugins.install(
+            &config.id,
+            plugin,
+            PluginConfig {
+                values: config.plugin.config.clone(),
+                limits: config.plugin.limits.clone(),
+            },
         );
-        let (shutdown, running) = server.into_parts();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            eprintln!("weft: stopping; finishing in-flight requests");
-            let _ = shutdown.send(());
+        let governor = Governor::new(
+            config.governor.clone(),
+            Arc::new(SystemClock),
+            telemetry.installation(&config.id),
+        );
+        let client = SalesforceClient::new(config.salesforce.client_config(&config.id), governor)
+            .with_context(|| format!("{}: salesforce", path.display()))?;
+        out.push(Configured {
+            id: config.id,
+            outbound,
+            client,
         });
-        running.wait().await.context("serving")?;
-        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
-    })
+    }
+    Ok(out)
+}
+
+fn start_workers(
+    configured: Vec<Configured>,
+    plugins: &Arc<InstalledPlugins>,
+    store: Arc<dyn Store>,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    configured
+        .into_iter()
+        .map(|c| {
+            let span = tracing::info_span!("outbound", installation = %c.id);
+            let pipeline =
+                Pipeline::new(c.id, c.outbound, c.client, plugins.clone(), store.clone());
+            let worker = crate::outbound::worker::run(pipeline, stop.clone());
+            tokio::spawn(tracing::Instrument::instrument(worker, span))
+        })
+        .collect()
 }
 
 async fn wait_for_signal() {

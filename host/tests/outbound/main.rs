@@ -5,5 +5,6 @@ mod collection;
 mod common;
 mod conflict;
 mod deletes;
+mod kill;
 mod lock_row;
 mod replay;
