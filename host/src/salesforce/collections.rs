@@ -4,8 +4,12 @@
 //! record fails alone, and per-record results in input order. A 200 response can hold
 //! failures: each record's result is inspected, and records that failed only with a row lock
 //! (`UNABLE_TO_LOCK_ROW`) are re-sent after a backoff — upsert by external id is idempotent,
-//! so a re-send can never duplicate. Every input record gets exactly one result.
+//! so a re-send can never duplicate. Every input record gets exactly one result. Chunks go
+//! one at a time and their results are handed back per chunk
+//! ([`SalesforceClient::upsert_collection_chunks`]), so callers can persist outcomes as they
+//! come rather than after the last of 20,000 records.
 
+use futures_util::{Stream, StreamExt};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -55,9 +59,22 @@ impl RecordResult {
     }
 }
 
+/// The outcome of one chunk of at most [`MAX_COLLECTION_RECORDS`] records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkOutcome {
+    /// Index in the caller's input of this chunk's first record.
+    pub offset: usize,
+    /// One result per record of the chunk, in input order: `results[i]` belongs to input
+    /// record `offset + i`.
+    pub results: Vec<RecordResult>,
+}
+
 impl SalesforceClient {
     /// Upserts `records` into `object` matching on `ext_field`. Returns one result per input
     /// record, in order. Records must carry the external id field and no `Id`.
+    ///
+    /// Every result is held until the last chunk is done; to persist outcomes as they come
+    /// (and lose at most one chunk's worth on a crash), use [`Self::upsert_collection_chunks`].
     pub async fn upsert_collection(
         &self,
         project: Project,
@@ -65,34 +82,86 @@ impl SalesforceClient {
         ext_field: &str,
         records: &[Map<String, Value>],
     ) -> Result<Vec<RecordResult>, SalesforceError> {
+        let chunks = self.upsert_collection_chunks(project, object, ext_field, records);
+        futures_util::pin_mut!(chunks);
+        let mut results = Vec::with_capacity(records.len());
+        while let Some(chunk) = chunks.next().await {
+            results.extend(chunk.results);
+        }
+        Ok(results)
+    }
+
+    /// Upserts `records` like [`Self::upsert_collection`], one chunk of ≤ 200 at a time, and
+    /// yields each chunk's results as soon as that chunk is settled (row-lock re-sends
+    /// included). The next chunk is sent only when the stream is polled again, so a caller
+    /// that commits each chunk's outcomes before asking for the next never has more than one
+    /// chunk unrecorded, and dropping the stream sends nothing further.
+    ///
+    /// Never fails as a whole: a request that fails for good (retries exhausted, a final
+    /// error) gives every record of its chunk a failed result carrying that error, so each
+    /// can go to the DLQ with the reason, and the stream goes on with the next chunk.
+    pub fn upsert_collection_chunks<'a>(
+        &'a self,
+        project: Project,
+        object: &'a str,
+        ext_field: &'a str,
+        records: &'a [Map<String, Value>],
+    ) -> impl Stream<Item = ChunkOutcome> + Send + 'a {
         let path = self.data_path(&format!(
             "composite/sobjects/{}/{}",
             path_segment(object),
             path_segment(ext_field)
         ));
-        let mut results: Vec<Option<RecordResult>> = vec![None; records.len()];
+        futures_util::stream::iter(records.chunks(MAX_COLLECTION_RECORDS).enumerate()).then(
+            move |(chunk_no, chunk)| {
+                let path = path.clone();
+                async move {
+                    ChunkOutcome {
+                        offset: chunk_no * MAX_COLLECTION_RECORDS,
+                        results: self.upsert_chunk(project, object, &path, chunk).await,
+                    }
+                }
+            },
+        )
+    }
+
+    /// Sends one chunk until every record has a final result: records that failed only on a
+    /// row lock are re-sent (alone) after a backoff, up to the policy's attempts.
+    async fn upsert_chunk(
+        &self,
+        project: Project,
+        object: &str,
+        path: &str,
+        chunk: &[Map<String, Value>],
+    ) -> Vec<RecordResult> {
+        let mut results: Vec<Option<RecordResult>> = vec![None; chunk.len()];
         let telemetry = self.inner.governor.telemetry().clone();
-        for (chunk_no, chunk) in records.chunks(MAX_COLLECTION_RECORDS).enumerate() {
-            let base = chunk_no * MAX_COLLECTION_RECORDS;
-            let mut pending: Vec<usize> = (base..base + chunk.len()).collect();
-            let max_attempts = self.inner.governor.backoff_policy().max_attempts.max(1);
-            let mut round = 0u32;
-            while !pending.is_empty() {
-                round += 1;
-                let body = json!({
-                    "allOrNone": false,
-                    "records": pending.iter().filter_map(|&i| records.get(i)).map(|r| {
-                        let mut r = r.clone();
-                        r.insert("attributes".into(), json!({"type": object}));
-                        Value::Object(r)
-                    }).collect::<Vec<_>>(),
-                });
-                let call = Call::new(project, "collections.upsert", Method::PATCH, path.clone())
-                    .json(&body);
-                let got: Result<Vec<RecordResult>, SalesforceError> =
-                    match self.inner.execute(&call).await {
-                        Ok(reply) => reply.json("collections upsert results").and_then(
-                            |v: Vec<RecordResult>| {
+        let mut pending: Vec<usize> = (0..chunk.len()).collect();
+        let max_attempts = self.inner.governor.backoff_policy().max_attempts.max(1);
+        let mut round = 0u32;
+        while !pending.is_empty() {
+            round += 1;
+            let body = json!({
+                "allOrNone": false,
+                "records": pending.iter().filter_map(|&i| chunk.get(i)).map(|r| {
+                    let mut r = r.clone();
+                    r.insert("attributes".into(), json!({"type": object}));
+                    Value::Object(r)
+                }).collect::<Vec<_>>(),
+            });
+            let call = Call::new(
+                project,
+                "collections.upsert",
+                Method::PATCH,
+                path.to_string(),
+            )
+            .json(&body);
+            let got: Result<Vec<RecordResult>, SalesforceError> =
+                match self.inner.execute(&call).await {
+                    Ok(reply) => {
+                        reply
+                            .json("collections upsert results")
+                            .and_then(|v: Vec<RecordResult>| {
                                 if v.len() == pending.len() {
                                     Ok(v)
                                 } else {
@@ -105,42 +174,42 @@ impl SalesforceClient {
                                         ),
                                     })
                                 }
-                            },
-                        ),
-                        Err(e) => Err(e),
-                    };
-                let got = match got {
-                    Ok(v) => v,
-                    Err(e) => {
-                        for &i in &pending {
-                            if let Some(slot) = results.get_mut(i) {
-                                *slot = Some(RecordResult::request_failed(&e));
-                            }
-                        }
-                        break;
+                            })
                     }
+                    Err(e) => Err(e),
                 };
-                let mut retry = Vec::new();
-                for (&i, r) in pending.iter().zip(got) {
-                    if r.retryable() && round < max_attempts {
-                        retry.push(i);
+            let got = match got {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(installation = %self.inner.config.installation, object, records = pending.len(), error = %e, "collections upsert request failed; its records get the error");
+                    for &i in &pending {
+                        if let Some(slot) = results.get_mut(i) {
+                            *slot = Some(RecordResult::request_failed(&e));
+                        }
                     }
-                    if let Some(slot) = results.get_mut(i) {
-                        *slot = Some(r);
-                    }
+                    break;
                 }
-                if !retry.is_empty() {
-                    telemetry.record_retries(retry.len() as u64);
-                    let delay = self
-                        .inner
-                        .governor
-                        .backoff(round - 1, None, "UNABLE_TO_LOCK_ROW");
-                    self.inner.sleep(delay).await;
+            };
+            let mut retry = Vec::new();
+            for (&i, r) in pending.iter().zip(got) {
+                if r.retryable() && round < max_attempts {
+                    retry.push(i);
                 }
-                pending = retry;
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(r);
+                }
             }
+            if !retry.is_empty() {
+                telemetry.record_retries(retry.len() as u64);
+                let delay = self
+                    .inner
+                    .governor
+                    .backoff(round - 1, None, "UNABLE_TO_LOCK_ROW");
+                self.inner.sleep(delay).await;
+            }
+            pending = retry;
         }
-        Ok(results
+        results
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| RecordResult {
@@ -154,6 +223,6 @@ impl SalesforceClient {
                     }],
                 })
             })
-            .collect())
+            .collect()
     }
 }
