@@ -31,11 +31,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 pub use auth::{Credentials, Secret, Session};
-pub use bulk_ingest::{IngestJob, IngestOperation, IngestOutcome};
+pub use bulk_ingest::{
+    IngestJob, IngestOperation, IngestOutcome, IngestResultKind, IngestSummary, ResultSet,
+};
 pub use bulk_query::{BulkBatch, BulkCursor, BulkQueryStream};
-pub use collections::RecordResult;
-pub use replication::{DeletedRecord, DeletedRecords};
+pub use collections::{ChunkOutcome, RecordResult};
 pub use error::{ApiErrorItem, RecordError, SalesforceError, TransportKind};
+pub use replication::{DeletedRecord, DeletedRecords};
 pub use rest::{FieldDescribe, Limit, OrgLimits, QueryPage, SObjectDescribe};
 
 use crate::throttle::{Governor, Project};

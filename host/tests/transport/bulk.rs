@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use weft::salesforce::{BulkCursor, IngestJob, IngestOperation};
+use weft::salesforce::{BulkCursor, IngestJob, IngestOperation, IngestResultKind};
 use weft::throttle::Project;
 
 use crate::common::{org, rig, rig_with, roomy};
@@ -143,4 +143,126 @@ async fn bulk_ingest_reports_success_failed_and_unprocessed() {
     );
     assert!(out.successful.columns.iter().any(|c| c == "sf__Created"));
     assert!(out.unprocessed.rows.is_empty());
+}
+
+#[tokio::test]
+async fn ingest_results_are_read_in_chunks_and_survive_mid_body_resets() {
+    let org = org(roomy(10)).await;
+    let r = rig(&org, "bulk-ingest-resets");
+    let mut csv = String::from("External_Id__c,Name,Tier__c\n");
+    for i in 0..3_000 {
+        let tier = if i % 100 == 7 { "Bogus" } else { "" };
+        csv.push_str(&format!("RST-{i:05},Reset {i},{tier}\n"));
+    }
+    let summary = r
+        .client
+        .bulk_ingest_job(
+            Project::Outbound,
+            IngestJob {
+                object: "Account".into(),
+                operation: IngestOperation::Upsert {
+                    external_id_field: "External_Id__c".into(),
+                },
+                csv: Bytes::from(csv),
+            },
+        )
+        .await
+        .expect("ingest");
+    assert_eq!(summary.state, "JobComplete");
+    // Half the result downloads now break off part-way.
+    org.set_faults(weft_emulator::FaultConfig {
+        body_reset_rate: 0.5,
+        ..Default::default()
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let mut calls = 0;
+    for kind in [IngestResultKind::Successful, IngestResultKind::Failed] {
+        let n = r
+            .client
+            .bulk_ingest_results(Project::Outbound, &summary.job_id, kind, |cols, rows| {
+                calls += 1;
+                let ext = cols
+                    .iter()
+                    .position(|c| c == "External_Id__c")
+                    .expect("input columns");
+                seen.extend(rows.into_iter().map(|r| r[ext].clone().unwrap_or_default()));
+            })
+            .await
+            .expect("results");
+        assert!(n > 0);
+    }
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(seen.len(), 3_000, "every input row once");
+    assert_eq!(unique.len(), 3_000, "none twice");
+    assert!(calls > 2, "rows arrive chunk by chunk ({calls} hand-overs)");
+    assert!(
+        org.stats()
+            .faults_injected
+            .get("body_reset")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "downloads were cut"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_query_with_mid_body_resets_yields_every_row_exactly_once() {
+    let org = org(roomy(100_000)).await;
+    let gov = weft::throttle::GovernorConfig {
+        schedule: weft::throttle::ScheduleConfig::constant("UTC", 100.0),
+        ..Default::default()
+    };
+    let r = rig_with(&org, "bulk-resets", gov, crate::common::fast_clock(), |c| {
+        c.bulk.page_records = Some(10_000);
+        c.bulk.batch_records = 1_000;
+    });
+    // A third of the page downloads break off part-way, inside a row, after some batches of
+    // the page have been handed out: the re-download must skip exactly those.
+    org.set_faults(weft_emulator::FaultConfig {
+        body_reset_rate: 0.3,
+        ..Default::default()
+    });
+    let mut s = r
+        .client
+        .bulk_query(
+            Project::Backfill,
+            "SELECT Id, Name, External_Id__c FROM Account ORDER BY Id",
+            true,
+        )
+        .await
+        .expect("job");
+    let mut ids: Vec<String> = Vec::with_capacity(100_000);
+    while let Some(b) = s.next_batch().await.expect("batch") {
+        ids.extend(b.rows.into_iter().map(|r| r[0].clone().unwrap_or_default()));
+    }
+    let resets = org
+        .stats()
+        .faults_injected
+        .get("body_reset")
+        .copied()
+        .unwrap_or(0);
+    assert!(resets >= 2, "{resets} downloads were cut");
+    assert_eq!(ids.len(), 100_000);
+    let unique: HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 100_000, "no row repeated, none lost");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "order kept across re-downloads"
+    );
+    let status = r
+        .telemetry
+        .installation("bulk-resets")
+        .status(jiff::Timestamp::now());
+    assert!(
+        status
+            .retries_by_reason
+            .get("bulk_body")
+            .copied()
+            .unwrap_or(0)
+            >= resets,
+        "every cut page was read again: {:?}",
+        status.retries_by_reason
+    );
+    assert_eq!(status.final_failures, 0);
 }
