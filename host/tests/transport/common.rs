@@ -55,9 +55,8 @@ pub fn rig_with(
         Err(e) => panic!("governor config: {e}"),
     };
     let governor = Governor::new(settings, clock, telemetry.installation(installation));
+    // Production defaults, gzipped request bodies included (the emulator decodes them).
     let mut cfg = ClientConfig::new(installation, org.base_url(), client_credentials(org));
-    // The emulator does not decode gzip request bodies (see the transport report).
-    cfg.gzip_requests = false;
     tune(&mut cfg);
     let client = match SalesforceClient::new(cfg, governor.clone()) {
         Ok(c) => c,
