@@ -258,4 +258,9 @@ async fn sigkill_five_times_every_acknowledged_event_ends_in_salesforce_or_the_d
         acked.iter().all(|id| audited.contains(id)),
         "every written event audited"
     );
+    eprintln!(
+        "kill test: {} events acknowledged, {} Accounts written, queue drained {drained:?} after the last post",
+        acked.len(),
+        rows.len(),
+    );
 }
