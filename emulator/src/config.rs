@@ -25,6 +25,10 @@ pub struct FaultConfig {
     pub error_420_rate: f64,
     /// `Retry-After` seconds sent with injected 429s.
     pub retry_after_secs: u64,
+    /// Send that `Retry-After` as an HTTP-date (`retry_after_secs` from now by the wall
+    /// clock, like the `Date` header) instead of delta-seconds. RFC 9110 allows either, and
+    /// proxies in front of an org may send the date form.
+    pub retry_after_http_date: bool,
     /// Share of API requests whose TCP connection is reset before any response byte.
     pub reset_rate: f64,
     /// Share of API requests delayed by `slow_ms` before being served.

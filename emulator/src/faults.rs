@@ -72,7 +72,7 @@ impl Faults {
             out.error = Some((
                 "429",
                 ApiError::new(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests")
-                    .with_header("Retry-After", c.retry_after_secs.max(1).to_string()),
+                    .with_header("Retry-After", retry_after(&c)),
             ));
         } else if self.roll(c.error_420_rate) {
             out.error = Some((
@@ -110,6 +110,16 @@ impl Faults {
     pub fn bulk_fail(&self) -> bool {
         let p = self.cfg.read().map(|c| c.bulk_fail_rate).unwrap_or(0.0);
         self.roll(p)
+    }
+}
+
+/// The `Retry-After` value of an injected 429, in the configured form.
+fn retry_after(c: &FaultConfig) -> String {
+    let secs = c.retry_after_secs.max(1);
+    if c.retry_after_http_date {
+        httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(secs))
+    } else {
+        secs.to_string()
     }
 }
 

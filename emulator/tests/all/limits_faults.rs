@@ -73,6 +73,23 @@ async fn injected_faults_fire_and_are_counted() {
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some("7"));
     org.set_faults(FaultConfig {
+        error_429_rate: 1.0,
+        retry_after_secs: 7,
+        retry_after_http_date: true,
+        ..Default::default()
+    });
+    let r = api.get("limits").await;
+    assert_eq!(r.status, 429);
+    let parse = |h: &str| {
+        r.header(h)
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .unwrap_or_else(|| panic!("{h} is an HTTP-date: {:?}", r.header(h)))
+    };
+    let ahead = parse("retry-after")
+        .duration_since(parse("date"))
+        .unwrap_or_default();
+    assert!((6..=8).contains(&ahead.as_secs()), "{ahead:?}");
+    org.set_faults(FaultConfig {
         error_420_rate: 1.0,
         ..Default::default()
     });

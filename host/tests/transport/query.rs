@@ -134,3 +134,44 @@ async fn errors_keep_salesforce_code_message_and_fields() {
     // Final errors are not retried: one call each.
     assert_eq!(weft_calls(&org), 2);
 }
+
+#[tokio::test]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let org = org(roomy(50)).await;
+    let r = rig(&org, "retry-after-date");
+    // Half the requests get a 429 whose Retry-After is a date 3 s after the response's Date.
+    org.set_faults(weft_emulator::FaultConfig {
+        error_429_rate: 0.5,
+        retry_after_secs: 3,
+        retry_after_http_date: true,
+        ..Default::default()
+    });
+    for _ in 0..6 {
+        r.client.limits(Project::Incremental).await.expect("limits");
+    }
+    let injected = org.stats().faults_injected.get("429").copied().unwrap_or(0);
+    assert!(injected > 0);
+    let status = r
+        .telemetry
+        .installation("retry-after-date")
+        .status(jiff::Timestamp::now());
+    let waits: Vec<u64> = status
+        .recent_events
+        .iter()
+        .filter(|e| e.reason == "REQUEST_LIMIT_EXCEEDED")
+        .filter_map(|e| {
+            e.detail
+                .split(" in ")
+                .nth(1)?
+                .strip_suffix(" ms")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(waits.len() as u64, injected, "{:?}", status.recent_events);
+    // Both headers have whole seconds, so the wait is 3 s give or take one, plus up to one
+    // backoff base (500 ms) of jitter; the exponential delay alone would be under 500 ms.
+    for w in waits {
+        assert!((2_000..=4_500).contains(&w), "waited {w} ms");
+    }
+}
