@@ -868,6 +868,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_snapshot_with_project_ceilings_round_trips_through_json() {
+        let mut cfg = GovernorConfig::default();
+        cfg.projects
+            .insert(Project::Backfill, ScheduleConfig::constant("UTC", 20.0));
+        let clock = manual("2025-06-02T12:00:00Z");
+        let a = with_clock(cfg.clone(), clock.clone());
+        a.observe_usage(10, 100_000);
+        for _ in 0..3 {
+            a.admit(Project::Backfill).await.success();
+        }
+        let snap = a.snapshot();
+        assert_eq!(
+            snap.projects.get(&Project::Backfill).map(|p| p.spent),
+            Some(3)
+        );
+        let json = serde_json::to_string(&snap).expect("serialise");
+        let back: GovernorSnapshot = serde_json::from_str(&json).expect("deserialise");
+        assert_eq!(back, snap);
+        let b = with_clock(cfg, clock.clone());
+        b.restore(&back).expect("restore");
+        assert_eq!(b.snapshot().projects, snap.projects);
+    }
+
+    #[tokio::test]
     async fn a_pause_survives_a_restart() {
         let cfg = GovernorConfig {
             headroom_probe_secs: 300,
