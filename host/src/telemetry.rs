@@ -105,6 +105,9 @@ struct Counters {
     peak: VecDeque<(i64, f64)>,
 }
 
+/// A Prometheus gauge: name, help text, and how to read it from a status.
+type Gauge = (&'static str, &'static str, fn(&InstallationStatus) -> f64);
+
 /// The JSON status of one installation (`weft status`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstallationStatus {
@@ -161,10 +164,10 @@ impl Telemetry {
 
     /// The telemetry of `installation`, created on first use.
     pub fn installation(&self, installation: &str) -> Arc<InstallationTelemetry> {
-        if let Ok(m) = self.installations.read() {
-            if let Some(t) = m.get(installation) {
-                return t.clone();
-            }
+        if let Ok(m) = self.installations.read()
+            && let Some(t) = m.get(installation)
+        {
+            return t.clone();
         }
         let mut m = match self.installations.write() {
             Ok(m) => m,
@@ -281,7 +284,7 @@ impl Telemetry {
                 }
             },
         );
-        let gauges: [(&str, &str, fn(&InstallationStatus) -> f64); 9] = [
+        let gauges: [Gauge; 9] = [
             (
                 "weft_final_failures_total",
                 "Requests that ended in a final error for the DLQ.",

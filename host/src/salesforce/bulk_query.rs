@@ -351,16 +351,13 @@ impl BulkQueryStream {
             }
         }
         if page.ended {
-            if let Some(expected) = page.expected {
-                if expected != page.parsed {
-                    return Err(SalesforceError::Decode {
-                        context: "bulk query results".into(),
-                        message: format!(
-                            "page announced {expected} records but held {}",
-                            page.parsed
-                        ),
-                    });
-                }
+            if let Some(expected) = page.expected
+                && expected != page.parsed
+            {
+                return Err(SalesforceError::Decode {
+                    context: "bulk query results".into(),
+                    message: format!("page announced {expected} records but held {}", page.parsed),
+                });
             }
             if let Some(p) = page.permit.take() {
                 p.success();

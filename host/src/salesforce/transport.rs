@@ -143,10 +143,10 @@ impl Inner {
 
     /// Drops the session `generation` (if still current) so the next request logs in again.
     fn invalidate(&self, generation: u64) {
-        if let Ok(mut w) = self.session.write() {
-            if w.as_ref().is_some_and(|s| s.generation == generation) {
-                *w = None;
-            }
+        if let Ok(mut w) = self.session.write()
+            && w.as_ref().is_some_and(|s| s.generation == generation)
+        {
+            *w = None;
         }
     }
 

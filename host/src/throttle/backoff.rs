@@ -116,10 +116,10 @@ pub fn parse_http_date(value: &str) -> Option<Timestamp> {
             .ok()
             .map(|z| z.timestamp())
     };
-    if let Some(rest) = v.strip_suffix(" GMT") {
-        if let Ok(tm) = strtime::parse("%A, %d-%b-%y %H:%M:%S", rest) {
-            return utc(tm);
-        }
+    if let Some(rest) = v.strip_suffix(" GMT")
+        && let Ok(tm) = strtime::parse("%A, %d-%b-%y %H:%M:%S", rest)
+    {
+        return utc(tm);
     }
     // asctime pads a one-digit day with a space; collapse runs of spaces so `%d` reads it.
     let collapsed = v.split_ascii_whitespace().collect::<Vec<_>>().join(" ");

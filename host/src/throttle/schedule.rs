@@ -389,18 +389,20 @@ impl Schedule {
         // yesterday, or on to its morning stretch tomorrow, when the same rule holds there.
         if crosses && here.lo == 0 {
             let before = self.piece(weekday.previous(), MINUTES_PER_DAY - 1);
-            if before.rule == here.rule && before.hi == MINUTES_PER_DAY {
-                if let Ok(d) = date.yesterday() {
-                    (lo_date, lo) = (d, before.lo);
-                }
+            if before.rule == here.rule
+                && before.hi == MINUTES_PER_DAY
+                && let Ok(d) = date.yesterday()
+            {
+                (lo_date, lo) = (d, before.lo);
             }
         }
         if crosses && here.hi == MINUTES_PER_DAY {
             let after = self.piece(weekday.next(), 0);
-            if after.rule == here.rule && after.lo == 0 {
-                if let Ok(d) = date.tomorrow() {
-                    (hi_date, hi) = (d, after.hi);
-                }
+            if after.rule == here.rule
+                && after.lo == 0
+                && let Ok(d) = date.tomorrow()
+            {
+                (hi_date, hi) = (d, after.hi);
             }
         }
         let fallback_end = at
