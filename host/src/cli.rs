@@ -7,6 +7,7 @@ mod dlq;
 mod plugin_cmd;
 mod serve;
 mod status_cmd;
+mod sync_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,7 +59,11 @@ pub enum Command {
         listen: SocketAddr,
         /// An installation this host accepts events for without syncing them (intake only);
         /// repeatable. Posts for an id neither here nor in a --config get 404.
-        #[arg(long = "installation", value_name = "ID", required_unless_present = "configs")]
+        #[arg(
+            long = "installation",
+            value_name = "ID",
+            required_unless_present = "configs"
+        )]
         installations: Vec<String>,
         /// An installation's configuration (TOML); repeatable. Its outbound worker drains
         /// the installation's queue into its org: plugin map and coerce → validate against
@@ -80,6 +85,26 @@ pub enum Command {
         /// Tokio worker threads for HTTP (default: one per core).
         #[arg(long)]
         worker_threads: Option<usize>,
+    },
+    /// Pull an installation's org into the product: a resumable backfill, then incremental
+    /// passes (changes, soft and hard deletes) every poll interval.
+    ///
+    /// Prints one JSON line per object and pass on stdout; progress (records done / total,
+    /// rate, quota use, ETA) on stderr. Killed at any point, it resumes from the last
+    /// checkpoint in the store. The configuration file is re-read before every pass.
+    Sync {
+        /// The installation's configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The store file (redb) with checkpoints, watermarks and the DLQ.
+        #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
+        db: PathBuf,
+        /// One pass (finishing any backfill), then exit.
+        #[arg(long)]
+        once: bool,
+        /// Write the transport status here every 5 s (read by `weft status`).
+        #[arg(long, env = "WEFT_STATUS_FILE")]
+        status_file: Option<PathBuf>,
     },
     /// Inspect, replay or discard dead-lettered events.
     ///
@@ -234,6 +259,17 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             max_batch_events,
             max_wait_us,
             worker_threads,
+        }),
+        Command::Sync {
+            config,
+            db,
+            once,
+            status_file,
+        } => sync_cmd::run(sync_cmd::SyncArgs {
+            config,
+            db,
+            once,
+            status_file,
         }),
         Command::Dlq(DlqCommand::List { db, filters, all }) => {
             dlq::list(&db, &filters.into_filters(), all)

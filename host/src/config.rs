@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::plugin::CallLimits;
 use crate::throttle::{GovernorConfig, GovernorSettings};
 
-pub use inbound::{InboundConfig, ObjectConfig, SinkConfig, SoqlSource};
+pub use inbound::{Api, InboundConfig, ObjectConfig, SinkConfig, SoqlSource};
 pub use salesforce::SalesforceConfig;
 
 /// Why a configuration file was refused.

@@ -70,6 +70,7 @@ impl InboundSync {
             failed: 0,
             high_water_ms,
             started_ms,
+            recent: Default::default(),
         };
         tracing::info!(total, use_bulk, reason = %plan.reason, "backfill planned");
         let installation = self.installation.clone();
@@ -101,7 +102,7 @@ impl InboundSync {
             self.rest_pages(object, &schema, &mut plan).await?;
         }
         let previous: Option<Watermark> = self.store_watermark(name)?;
-        let watermark = match previous {
+        let mut watermark = match previous {
             // A backfill for new fields: incremental sync keeps its place.
             Some(mut w) => {
                 w.fields = plan.fields.clone();
@@ -117,6 +118,8 @@ impl InboundSync {
                 reread_ms: plan.started_ms,
             },
         };
+        watermark.recent.extend(std::mem::take(&mut plan.recent));
+        watermark.prune(self.lookback_ms());
         let installation = self.installation.clone();
         self.commit(name, &[], &|txn| {
             txn.put_checkpoint(&installation, name, &None::<Backfill>)?;
@@ -272,6 +275,15 @@ impl InboundSync {
             .iter()
             .rev()
             .find_map(|r| rows::id(r).map(str::to_owned));
+        let horizon = plan.high_water_ms.saturating_sub(self.lookback_ms());
+        let mut recent = Vec::new();
+        for row in &rows {
+            if let (Some(id), Some(stamp)) = (rows::id(row), rows::modstamp(row)) {
+                if stamp.as_millisecond() >= horizon {
+                    recent.push((id.to_owned(), stamp.as_millisecond()));
+                }
+            }
+        }
         let prepared = self.plugin.prepare(name, rows, schema.clone()).await;
         self.deliver(name, &prepared).await?;
         if let Some(id) = last_id {
@@ -281,6 +293,8 @@ impl InboundSync {
             plan.bulk = cursor;
         }
         plan.done += read;
+        // Only once the page is in the sink: these rows are now delivered.
+        plan.recent.extend(recent);
         plan.failed += prepared.dead.len() as u64;
         let installation = self.installation.clone();
         let snapshot = plan.clone();

@@ -40,7 +40,7 @@ impl InboundSync {
     ) -> Result<Changes, InboundError> {
         let name = object.name.as_str();
         let filter = soql::filter(&object.source);
-        let lookback_ms = i64::try_from(self.config.lookback.as_millis()).unwrap_or(i64::MAX);
+        let lookback_ms = self.lookback_ms();
         let page_size = self.config.page_size;
         let mut changes = Changes::default();
         // Rows from now on lack fields the org dropped; should one come back, it is
@@ -162,6 +162,10 @@ impl InboundSync {
         self.commit(name, &prepared.dead, &|txn| {
             txn.put_watermark(&installation, name, watermark)
         })
+    }
+
+    pub(super) fn lookback_ms(&self) -> i64 {
+        i64::try_from(self.config.lookback.as_millis()).unwrap_or(i64::MAX)
     }
 
     pub(super) fn store_watermark(&self, name: &str) -> Result<Option<Watermark>, InboundError> {

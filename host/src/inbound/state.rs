@@ -27,6 +27,11 @@ pub struct Backfill {
     pub high_water_ms: i64,
     /// Wall clock when it started (ms): hard deletes are looked up from here.
     pub started_ms: i64,
+    /// Delivered rows stamped within the lookback window of `high_water_ms` or later, by
+    /// Id → `SystemModstamp` (ms): the first incremental pass re-reads that window and
+    /// must know them.
+    #[serde(default)]
+    pub recent: BTreeMap<String, i64>,
 }
 
 /// Where incremental sync of an object stands.

@@ -4,7 +4,7 @@
 use weft::config::InstallationConfig;
 use weft_emulator::{FieldSpec, FieldType};
 
-use crate::common::{SINK, inbound, org, sink_lines, write_config};
+use crate::common::{SINK, inbound, org, org_rows, sink_lines, write_config};
 
 fn text_field(name: &str) -> FieldSpec {
     FieldSpec {
@@ -40,14 +40,18 @@ async fn a_field_added_mid_run_reaches_every_record_on_the_next_pass() {
     let mut sync = inbound(&config, &dir.path().join("weft.redb"));
     sync.pass().await.expect("backfill");
     let before = sink_lines(dir.path(), "Account").len();
-    assert_eq!(before, 900);
+    let live = org_rows(&org, "Account", false).len();
+    assert_eq!(before, live);
 
-    org.add_field("Account", &text_field("Tier__c"))
+    org.add_field("Account", &text_field("Segment_Weft__c"))
         .expect("field added");
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(
         &config,
-        text.replace("fields = [\"Name\"]", "fields = [\"Name\", \"Tier__c\"]"),
+        text.replace(
+            "fields = [\"Name\"]",
+            "fields = [\"Name\", \"Segment_Weft__c\"]",
+        ),
     )
     .expect("config");
     let updated = InstallationConfig::load(&config).expect("updated config");
@@ -55,29 +59,32 @@ async fn a_field_added_mid_run_reaches_every_record_on_the_next_pass() {
     let report = sync.pass().await.expect("pass");
     assert_eq!(
         report.objects[0].backfill_reason.as_deref(),
-        Some("fields added: Tier__c")
+        Some("fields added: Segment_Weft__c")
     );
-    assert_eq!(report.objects[0].backfilled, 900);
+    assert_eq!(report.objects[0].backfilled as usize, live);
     let lines = sink_lines(dir.path(), "Account");
     let window = &lines[before..];
     assert_eq!(
         window.len(),
-        900,
+        live,
         "every existing record, not only new ones"
     );
     assert!(
         window
             .iter()
-            .all(|l| l["output"][0]["fields"].get("Tier__c").is_some()),
+            .all(|l| l["output"][0]["fields"].get("Segment_Weft__c").is_some()),
         "the new field is carried: {}",
         window[0]
     );
 
-    org.remove_field("Account", "Tier__c")
+    org.remove_field("Account", "Segment_Weft__c")
         .expect("field removed");
     let report = sync
         .pass()
         .await
         .expect("a dropped field does not fail the sync");
-    assert_eq!(report.objects[0].missing_fields, vec!["Tier__c".to_owned()]);
+    assert_eq!(
+        report.objects[0].missing_fields,
+        vec!["Segment_Weft__c".to_owned()]
+    );
 }
