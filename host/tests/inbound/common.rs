@@ -106,7 +106,13 @@ pub fn sink_lines(dir: &Path, object: &str) -> Vec<Value> {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Vec::new();
     };
-    text.lines()
+    // A run killed mid-write leaves a torn last line, which the sink cuts when it reopens.
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    whole
+        .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path:?}: {l:?}: {e}")))
         .collect()
 }

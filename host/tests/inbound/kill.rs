@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
 
@@ -29,6 +29,13 @@ fn spawn(config: &std::path::Path, db: &std::path::Path) -> std::process::Child 
         .expect("weft sync starts")
 }
 
+/// Whole lines in the sink file so far.
+fn whole_lines(dir: &std::path::Path) -> usize {
+    std::fs::read(dir.join("out").join("Account.ndjson"))
+        .map(|bytes| bytes.iter().filter(|b| **b == b'\n').count())
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing_and_refetches_at_most_a_page() {
     let org = org(ACCOUNTS, 0).await;
@@ -46,7 +53,20 @@ async fn sigkill_at_random_moments_loses_nothing_and_refetches_at_most_a_page() 
     let mut refetched_per_resume = Vec::new();
     while kills < KILLS {
         let mut child = spawn(&config, &db);
-        let delay = Duration::from_millis(rng.random_range(300..2_500));
+        // Kill at a random moment after this run has delivered something, so every kill
+        // interrupts a backfill in motion (start-up alone takes a second or so).
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while whole_lines(dir.path()) <= lines_before {
+            assert!(
+                Instant::now() < deadline,
+                "a resumed run delivered nothing in 2 minutes"
+            );
+            if child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let delay = Duration::from_millis(rng.random_range(0..1_500));
         tokio::time::sleep(delay).await;
         if child.try_wait().expect("wait").is_some() {
             break; // finished before the kill: nothing left to interrupt
@@ -61,7 +81,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_refetches_at_most_a_page() 
             .iter()
             .filter(|l| seen.contains(l["id"].as_str().expect("id")))
             .count();
-        if lines_before > 0 {
+        if kills > 1 {
             refetched_per_resume.push(refetched);
         }
         for l in new {
