@@ -1,9 +1,14 @@
 //! Shared fixtures for the end-to-end tests: the real plugins, built once per test run.
 //!
 //! The plugins in `plugins/` are compiled to `wasm32-wasip2` components the first time a
-//! test asks for one. They build into their own target directory (`target/plugins`) so the
-//! nested cargo never waits on the lock of the cargo running the tests; every later request
-//! in the run, from any test binary, is a no-op build.
+//! test asks for one. They build into their own target directory so the nested cargo never
+//! waits on the lock of the cargo running the tests; every later request in the run, from
+//! any test binary, is a no-op build.
+//!
+//! That directory is per checkout (`target/plugin-builds/<checkout>-<hash>`): checkouts
+//! that share one target directory would otherwise build into the same place, and cargo,
+//! which fingerprints workspace crates by their relative paths, would hand one checkout the
+//! other's components.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,16 +25,33 @@ pub const PLUGINS: &[&str] = &[
 /// Components only the benchmarks use.
 pub const BENCH_COMPONENTS: &[&str] = &["naive-abi"];
 
-fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The checkout the running test or bench belongs to. Cargo sets `CARGO_MANIFEST_DIR` when
+/// it runs a test or bench (of a crate one level below the root); the compile-time value is
+/// only a fallback, since a shared target directory may hold this crate as compiled from
+/// another checkout.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
-        .expect("the tests crate lives inside the workspace")
+        .map_or_else(|| manifest_dir.clone(), Path::to_path_buf)
 }
 
 fn plugin_target_dir() -> PathBuf {
+    let root = workspace_root();
+    let name = root
+        .file_name()
+        .map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned());
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&root, &mut hasher);
+    let checkout = format!(
+        "{name}-{:08x}",
+        std::hash::Hasher::finish(&hasher) & 0xffff_ffff
+    );
     std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
-        .join("plugins")
+        .map_or_else(|| root.join("target"), PathBuf::from)
+        .join("plugin-builds")
+        .join(checkout)
 }
 
 fn build_plugins() -> Result<PathBuf, String> {

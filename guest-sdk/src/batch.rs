@@ -6,9 +6,10 @@
 //! null, so a host bug can never crash a plugin mid-batch.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
-use crate::bindings::weft::plugin::types::{Batch, Span, Value};
+use crate::bindings::weft::plugin::types::{Batch, Column as RawColumn};
+use crate::layout::{self, TextSink};
 
 /// One typed field value, borrowing its text from the batch where it can.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -152,45 +153,66 @@ impl<'a, T: Into<Val<'a>>> From<Option<T>> for Val<'a> {
     }
 }
 
-/// Reads a span of `text`; a span that does not fit reads as empty.
-pub(crate) fn span_text(text: &str, span: Span) -> &str {
-    let start = span.offset as usize;
-    text.get(start..start.saturating_add(span.len as usize))
-        .unwrap_or_default()
-}
-
-pub(crate) fn read_value<'a>(text: &'a str, value: &Value) -> Val<'a> {
-    match *value {
-        Value::Absent => Val::Absent,
-        Value::Null => Val::Null,
-        Value::Boolean(b) => Val::Bool(b),
-        Value::Integer(i) => Val::Int(i),
-        Value::Number(n) => Val::Num(n),
-        Value::Text(span) => Val::Text(Cow::Borrowed(span_text(text, span))),
-        Value::Date(d) => Val::Date(d),
-        Value::Datetime(t) => Val::DateTime(t),
-        Value::Time(t) => Val::Time(t),
-        Value::Json(span) => Val::Json(Cow::Borrowed(span_text(text, span))),
-    }
-}
-
-/// Finds field names with a moving hint: plugins read and write fields in the same order
-/// for every record, so the next lookup almost always hits the slot after the last one and
-/// costs one string comparison instead of a scan.
+/// Finds field names by predicting from the previous record: plugins read and write the
+/// same fields in the same order for every record, so the n-th lookup of a record almost
+/// always names the field the n-th lookup of the record before found. A hit costs one
+/// string comparison instead of a scan; a miss scans and remembers.
 #[derive(Debug, Default)]
 pub(crate) struct FieldLookup {
-    hint: Cell<usize>,
+    row: Cell<usize>,
+    step: Cell<usize>,
+    /// Field index found by each step of the last record; `usize::MAX` when none was.
+    trace: RefCell<Vec<usize>>,
 }
 
+/// Whether two field names are equal. Compares eight bytes at a time: inside wasm, `==` on
+/// strings calls a byte-at-a-time `memcmp`, and field lookups are most of what a simple
+/// mapping does.
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (words_a, tail_a) = a.as_chunks::<8>();
+    let (words_b, tail_b) = b.as_chunks::<8>();
+    words_a
+        .iter()
+        .zip(words_b)
+        .all(|(x, y)| u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y))
+        && tail_a.iter().zip(tail_b).all(|(x, y)| x == y)
+}
+
+/// Lookups per record that are predicted; a plugin reading more fields than this per
+/// record scans for the rest.
+const MAX_TRACE: usize = 256;
+
 impl FieldLookup {
-    pub(crate) fn find<S: AsRef<str>>(&self, fields: &[S], name: &str) -> Option<usize> {
-        let hint = self.hint.get();
-        let found = match fields.get(hint) {
-            Some(f) if f.as_ref() == name => Some(hint),
-            _ => fields.iter().position(|f| f.as_ref() == name),
-        };
-        if let Some(i) = found {
-            self.hint.set(i + 1);
+    pub(crate) fn find<S: AsRef<str>>(
+        &self,
+        fields: &[S],
+        name: &str,
+        row: usize,
+    ) -> Option<usize> {
+        if self.row.get() != row {
+            self.row.set(row);
+            self.step.set(0);
+        }
+        let step = self.step.get();
+        self.step.set(step + 1);
+        let mut trace = self.trace.borrow_mut();
+        let guess = trace.get(step).copied().unwrap_or(usize::MAX);
+        if fields
+            .get(guess)
+            .is_some_and(|f| same_name(f.as_ref(), name))
+        {
+            return Some(guess);
+        }
+        let found = fields.iter().position(|f| same_name(f.as_ref(), name));
+        let remembered = found.unwrap_or(usize::MAX);
+        if let Some(slot) = trace.get_mut(step) {
+            *slot = remembered;
+        } else if step == trace.len() && step < MAX_TRACE {
+            trace.push(remembered);
         }
         found
     }
@@ -269,7 +291,7 @@ impl<'a> Record<'a> {
         let batch = self.view.batch;
         self.view
             .lookup
-            .find(&batch.fields, field)
+            .find(&batch.fields, field, self.row)
             .map_or(Val::Absent, |f| self.value_at(f))
     }
 
@@ -297,11 +319,13 @@ impl<'a> Record<'a> {
 
     fn value_at(&self, field: usize) -> Val<'a> {
         let batch = self.view.batch;
-        batch
-            .columns
-            .get(field)
-            .and_then(|column| column.get(self.row))
-            .map_or(Val::Absent, |v| read_value(&batch.text, v))
+        let Some(column) = batch.columns.get(field) else {
+            return Val::Absent;
+        };
+        match (column.tags.get(self.row), column.payloads.get(self.row)) {
+            (Some(&tag), Some(&payload)) => layout::read(&batch.text, tag, payload),
+            _ => Val::Absent,
+        }
     }
 }
 
@@ -312,10 +336,16 @@ impl std::fmt::Debug for Record<'_> {
 }
 
 /// Builds a columnar batch one record at a time.
+///
+/// Columns grow lazily: a column is only as long as the last record that set it, and
+/// [`BatchBuilder::finish`] pads every column with absent values. Starting a record thus
+/// costs nothing per field, and rolling one back is a truncation.
 #[derive(Debug)]
 pub struct BatchBuilder {
     batch: Batch,
     lookup: FieldLookup,
+    /// Records expected, so a column created mid-batch is allocated once.
+    rows_hint: usize,
 }
 
 /// A position to roll a builder back to when a record fails halfway.
@@ -336,6 +366,7 @@ impl BatchBuilder {
                 text: String::new(),
             },
             lookup: FieldLookup::default(),
+            rows_hint: 0,
         }
     }
 
@@ -347,12 +378,17 @@ impl BatchBuilder {
         rows: usize,
     ) -> Self {
         let mut builder = Self::new(object);
-        builder.batch.sources.reserve(rows);
+        builder.reserve(rows);
         for field in fields {
             builder.batch.fields.push(field.as_ref().to_owned());
-            builder.batch.columns.push(Vec::with_capacity(rows));
+            builder.batch.columns.push(RawColumn::with_capacity(rows));
         }
         builder
+    }
+
+    pub(crate) fn reserve(&mut self, rows: usize) {
+        self.rows_hint = rows;
+        self.batch.sources.reserve(rows);
     }
 
     pub fn object(&self) -> &str {
@@ -372,56 +408,28 @@ impl BatchBuilder {
     pub fn push(&mut self, source: u32) -> RecordWriter<'_> {
         let row = self.batch.sources.len();
         self.batch.sources.push(source);
-        for column in &mut self.batch.columns {
-            column.push(Value::Absent);
-        }
         RecordWriter { builder: self, row }
     }
 
     fn set(&mut self, row: usize, field: &str, value: Val<'_>) {
-        let column = match self.lookup.find(&self.batch.fields, field) {
+        let column = match self.lookup.find(&self.batch.fields, field, row) {
             Some(c) => c,
             None => {
                 self.batch.fields.push(field.to_owned());
                 self.batch
                     .columns
-                    .push(vec![Value::Absent; self.batch.sources.len()]);
+                    .push(RawColumn::with_capacity(self.rows_hint));
                 self.batch.columns.len() - 1
             }
         };
-        let lowered = self.lower(value);
-        if let Some(slot) = self
-            .batch
-            .columns
-            .get_mut(column)
-            .and_then(|c| c.get_mut(row))
-        {
-            *slot = lowered;
+        let (tag, payload) = TextSink {
+            text: &mut self.batch.text,
+            shared: "",
         }
-    }
-
-    fn lower(&mut self, value: Val<'_>) -> Value {
-        match value {
-            Val::Absent => Value::Absent,
-            Val::Null => Value::Null,
-            Val::Bool(b) => Value::Boolean(b),
-            Val::Int(i) => Value::Integer(i),
-            Val::Num(n) => Value::Number(n),
-            Val::Text(s) => Value::Text(self.append_text(&s)),
-            Val::Date(d) => Value::Date(d),
-            Val::DateTime(t) => Value::Datetime(t),
-            Val::Time(t) => Value::Time(t),
-            Val::Json(s) => Value::Json(self.append_text(&s)),
+        .write(&value);
+        if let Some(column) = self.batch.columns.get_mut(column) {
+            column.put(row, tag, payload);
         }
-    }
-
-    fn append_text(&mut self, s: &str) -> Span {
-        // Offsets are u32 by contract; a batch cannot reach 4 GiB inside a sandbox whose
-        // memory is capped far lower, and the host rejects any span that does not fit.
-        let offset = u32::try_from(self.batch.text.len()).unwrap_or(u32::MAX);
-        let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
-        self.batch.text.push_str(s);
-        Span { offset, len }
     }
 
     pub(crate) fn mark(&self) -> Mark {
@@ -434,12 +442,17 @@ impl BatchBuilder {
     pub(crate) fn rollback(&mut self, mark: Mark) {
         self.batch.sources.truncate(mark.rows);
         for column in &mut self.batch.columns {
-            column.truncate(mark.rows);
+            column.tags.truncate(mark.rows);
+            column.payloads.truncate(mark.rows);
         }
         self.batch.text.truncate(mark.text);
     }
 
-    pub fn finish(self) -> Batch {
+    pub fn finish(mut self) -> Batch {
+        let rows = self.batch.sources.len();
+        for column in &mut self.batch.columns {
+            column.resize(rows);
+        }
         self.batch
     }
 }
@@ -482,11 +495,15 @@ impl Emit {
 
     /// Starts an output record of `object` for the input record being mapped.
     pub fn record(&mut self, object: &str) -> RecordWriter<'_> {
-        let index = match self.builders.iter().position(|b| b.object() == object) {
+        let index = match self
+            .builders
+            .iter()
+            .position(|b| same_name(b.object(), object))
+        {
             Some(i) => i,
             None => {
                 let mut builder = BatchBuilder::new(object);
-                builder.batch.sources.reserve(self.capacity);
+                builder.reserve(self.capacity);
                 self.builders.push(builder);
                 self.builders.len() - 1
             }
@@ -515,5 +532,33 @@ impl Emit {
             .into_iter()
             .map(BatchBuilder::finish)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_compare_by_every_byte() {
+        assert!(same_name("", ""));
+        assert!(same_name("Acme_Company_Id__c", "Acme_Company_Id__c"));
+        assert!(!same_name("Acme_Company_Id__c", "Acme_Company_Id__d"));
+        assert!(!same_name("Acme_Company_Xd__c", "Acme_Company_Id__c"));
+        assert!(!same_name("Name", "Names"));
+    }
+
+    #[test]
+    fn lookups_follow_the_order_of_the_previous_record() {
+        let fields = ["a", "b", "c"];
+        let lookup = FieldLookup::default();
+        for row in 0..3 {
+            assert_eq!(lookup.find(&fields, "c", row), Some(2));
+            assert_eq!(lookup.find(&fields, "zz", row), None);
+            assert_eq!(lookup.find(&fields, "a", row), Some(0));
+        }
+        // A different order in the next record still finds every field.
+        assert_eq!(lookup.find(&fields, "a", 3), Some(0));
+        assert_eq!(lookup.find(&fields, "b", 3), Some(1));
     }
 }

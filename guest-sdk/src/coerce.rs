@@ -57,12 +57,16 @@ fn text_of<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
         Val::Time(t) => Cow::Owned(values::format_time(t)),
         other => return Err(cannot(&other, "text")),
     };
-    let chars = text.chars().count();
-    if field.length > 0 && chars > field.length as usize {
-        return Err(format!(
-            "data value too large: {chars} characters (max length={})",
-            field.length
-        ));
+    // A character takes at least one byte, so text no longer in bytes than the limit fits
+    // without counting characters.
+    if field.length > 0 && text.len() > field.length as usize {
+        let chars = text.chars().count();
+        if chars > field.length as usize {
+            return Err(format!(
+                "data value too large: {chars} characters (max length={})",
+                field.length
+            ));
+        }
     }
     Ok(Val::Text(text))
 }

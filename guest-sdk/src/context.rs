@@ -4,7 +4,7 @@
 //! Inside a component, configuration and logs go through the host's imports; under the
 //! native test harness they come from and go to plain maps. Plugin code cannot tell.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 
 use crate::bindings::weft::plugin::host::{self, LogLevel};
@@ -26,6 +26,8 @@ pub struct Cx {
     direction: Direction,
     now: i64,
     source: Source,
+    /// The parsed `dedup.fields` setting, read on first use and kept for the batch.
+    dedup_fields: OnceCell<Vec<String>>,
 }
 
 impl Cx {
@@ -35,6 +37,7 @@ impl Cx {
             direction: ctx.direction,
             now: ctx.now,
             source: Source::Host(RefCell::default()),
+            dedup_fields: OnceCell::new(),
         }
     }
 
@@ -50,6 +53,7 @@ impl Cx {
             direction,
             now,
             source: Source::Map(config, RefCell::default()),
+            dedup_fields: OnceCell::new(),
         }
     }
 
@@ -80,6 +84,21 @@ impl Cx {
             }
             Source::Map(map, _) => map.get(key).cloned(),
         }
+    }
+
+    /// The fields the default dedup reads keys from: the comma-separated
+    /// [`crate::plugin::DEDUP_FIELDS_KEY`] setting (default `Id`), parsed once per batch.
+    pub(crate) fn dedup_fields(&self) -> &[String] {
+        self.dedup_fields.get_or_init(|| {
+            self.config(crate::plugin::DEDUP_FIELDS_KEY)
+                .as_deref()
+                .unwrap_or("Id")
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
     }
 
     /// Every configuration key, sorted.

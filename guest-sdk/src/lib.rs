@@ -32,6 +32,7 @@
 mod batch;
 mod coerce;
 mod context;
+mod layout;
 mod plugin;
 pub mod run;
 pub mod testing;
@@ -53,12 +54,16 @@ pub mod bindings {
 
 pub use batch::{BatchBuilder, BatchView, Column, Emit, Record, RecordWriter, Val};
 pub use bindings::weft::plugin::host::LogLevel;
+/// A column as it crosses the boundary (tags and payloads); only plugins that build raw
+/// batches by hand need it. Not to be confused with [`Column`], a field's position.
+pub use bindings::weft::plugin::types::Column as RawColumn;
 pub use bindings::weft::plugin::types::{
     Batch, BatchResult, CallContext, Decision, DedupKey, DedupResult, Direction, FieldKind,
-    FieldSchema, ObjectSchema, RecordError, Resolution, Span, Value,
+    FieldSchema, ObjectSchema, RecordError, Resolution, Span,
 };
 pub use coerce::coerce_value;
 pub use context::Cx;
+pub use layout::Value;
 pub use plugin::{KeySink, Plugin};
 
 /// The WIT package version this SDK implements.

@@ -5,10 +5,10 @@
 use crate::batch::{Emit, Record, Val};
 use crate::bindings::weft::plugin::types::{
     Batch, BatchResult, Decision, DedupKey, DedupResult, FieldSchema, ObjectSchema, RecordError,
-    Resolution,
+    Resolution, Span,
 };
 use crate::context::Cx;
-use crate::{coerce, run};
+use crate::{coerce, layout, run};
 
 /// Collects the dedup keys of one record.
 #[derive(Debug, Default)]
@@ -16,6 +16,9 @@ pub struct KeySink {
     pub(crate) keys: Vec<DedupKey>,
     pub(crate) text: String,
     pub(crate) record: u32,
+    /// Key names already in `text`: every record repeats the same few, so each is stored
+    /// once.
+    names: Vec<Span>,
 }
 
 impl KeySink {
@@ -25,8 +28,20 @@ impl KeySink {
         if value.is_empty() {
             return;
         }
-        let name = run::append_span(&mut self.text, name);
-        let value = run::append_span(&mut self.text, value);
+        let known = self
+            .names
+            .iter()
+            .copied()
+            .find(|span| layout::span_text(&self.text, *span) == name);
+        let name = match known {
+            Some(span) => span,
+            None => {
+                let span = layout::append_span(&mut self.text, name);
+                self.names.push(span);
+                span
+            }
+        };
+        let value = layout::append_span(&mut self.text, value);
         self.keys.push(DedupKey {
             record: self.record,
             name,
@@ -92,10 +107,7 @@ pub trait Plugin: Default {
     /// The dedup and join keys of one record. Default: one key per field named in the
     /// `dedup.fields` configuration (default `Id`), named after the field.
     fn dedup_keys(&self, cx: &Cx, rec: Record<'_>, keys: &mut KeySink) -> Result<(), String> {
-        let fields = cx
-            .config(DEDUP_FIELDS_KEY)
-            .unwrap_or_else(|| "Id".to_owned());
-        for field in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        for field in cx.dedup_fields() {
             if let Some(value) = rec.get(field).as_str() {
                 keys.push(field, value);
             }

@@ -8,20 +8,14 @@
 
 use std::collections::HashMap;
 
-use crate::batch::{BatchBuilder, BatchView, Emit, Record, Val};
+use crate::batch::{BatchView, Emit, Record, Val};
 use crate::bindings::weft::plugin::types::{
-    Batch, BatchResult, CallContext, Decision, DedupResult, FieldSchema, ObjectSchema, RecordError,
-    Resolution, Span,
+    Batch, BatchResult, CallContext, Column as RawColumn, Decision, DedupResult, FieldSchema,
+    ObjectSchema, RecordError, Resolution,
 };
 use crate::context::Cx;
+use crate::layout::{self, TextSink, tag};
 use crate::plugin::{KeySink, Plugin, fail_all};
-
-pub(crate) fn append_span(text: &mut String, s: &str) -> Span {
-    let offset = u32::try_from(text.len()).unwrap_or(u32::MAX);
-    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
-    text.push_str(s);
-    Span { offset, len }
-}
 
 fn configured<P: Plugin>(cx: &Cx) -> Result<P, String> {
     let mut plugin = P::default();
@@ -149,6 +143,12 @@ pub fn map_each(
 
 /// Runs a per-value coercion over a batch against `schema`. Fields the schema does not
 /// know pass through unchanged: whether they may be written is the validator's call.
+///
+/// Works a column at a time: each column is one sequential sweep over memory, where a
+/// record at a time would jump between every column for each record. A record fails with
+/// the first of its fields (in batch order) that does not coerce; its later fields are not
+/// offered to `coerce`. The output's text starts as a copy of the input's, so a value
+/// that comes back borrowed from the input keeps its span instead of being copied again.
 pub fn coerce_each(
     cx: &Cx,
     schema: &ObjectSchema,
@@ -157,45 +157,79 @@ pub fn coerce_each(
 ) -> BatchResult {
     let by_name: HashMap<&str, &FieldSchema> =
         schema.fields.iter().map(|f| (f.name.as_str(), f)).collect();
-    let targets: Vec<Option<&FieldSchema>> = input
-        .fields
-        .iter()
-        .map(|f| by_name.get(f.as_str()).copied())
-        .collect();
-
-    let view = BatchView::new(input);
-    let mut out = BatchBuilder::with_fields(input.object.clone(), &input.fields, view.len());
+    let rows = input.sources.len();
+    let mut text = input.text.clone();
+    let mut columns = Vec::with_capacity(input.fields.len());
+    let mut failed = vec![false; rows];
     let mut errors = Vec::new();
-    for rec in view.records() {
-        let row = rec.index() as u32;
-        let mark = out.mark();
-        let mut failure = None;
-        let mut writer = out.push(row);
-        for ((name, value), target) in rec.fields().zip(&targets) {
-            let coerced = match target {
-                Some(field) => match coerce(cx, field, value) {
-                    Ok(v) => v,
-                    Err(reason) => {
-                        failure = Some(format!("{name}: {reason}"));
-                        break;
-                    }
-                },
-                None => value,
+    let empty = RawColumn::with_capacity(0);
+    for (f, name) in input.fields.iter().enumerate() {
+        let column = input.columns.get(f).unwrap_or(&empty);
+        let Some(field) = by_name.get(name.as_str()).copied() else {
+            let mut copy = column.clone();
+            copy.resize(rows);
+            columns.push(copy);
+            continue;
+        };
+        let mut out = RawColumn::with_capacity(rows);
+        let mut sink = TextSink {
+            text: &mut text,
+            shared: &input.text,
+        };
+        for (row, failed) in failed.iter_mut().enumerate() {
+            if *failed {
+                out.put(row, tag::ABSENT, 0);
+                continue;
+            }
+            let value = match (column.tags.get(row), column.payloads.get(row)) {
+                (Some(&t), Some(&p)) => layout::read(&input.text, t, p),
+                _ => Val::Absent,
             };
-            writer.set(name, coerced);
+            match coerce(cx, field, value) {
+                Ok(value) => {
+                    let (t, p) = sink.write(&value);
+                    out.put(row, t, p);
+                }
+                Err(reason) => {
+                    *failed = true;
+                    errors.push(RecordError {
+                        record: row as u32,
+                        reason: format!("{name}: {reason}"),
+                    });
+                    out.put(row, tag::ABSENT, 0);
+                }
+            }
         }
-        if let Some(reason) = failure {
-            out.rollback(mark);
-            errors.push(RecordError {
-                record: row,
-                reason,
-            });
+        columns.push(out);
+    }
+    let mut sources: Vec<u32> = (0..rows as u32).collect();
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.record);
+        retain_rows(&mut sources, &failed);
+        for column in &mut columns {
+            retain_rows(&mut column.tags, &failed);
+            retain_rows(&mut column.payloads, &failed);
         }
     }
     BatchResult {
-        batches: vec![out.finish()],
+        batches: vec![Batch {
+            object: input.object.clone(),
+            fields: input.fields.clone(),
+            columns,
+            sources,
+            text,
+        }],
         errors,
     }
+}
+
+/// Drops the entries of failed rows.
+fn retain_rows<T>(values: &mut Vec<T>, failed: &[bool]) {
+    let mut row = 0;
+    values.retain(|_| {
+        row += 1;
+        !failed.get(row - 1).copied().unwrap_or(true)
+    });
 }
 
 pub fn resolve_each<P: Plugin>(

@@ -123,8 +123,8 @@ pub fn keys(result: &DedupResult) -> Vec<(u32, String, String)> {
         .map(|k| {
             (
                 k.record,
-                crate::batch::span_text(&result.text, k.name).to_owned(),
-                crate::batch::span_text(&result.text, k.value).to_owned(),
+                crate::layout::span_text(&result.text, k.name).to_owned(),
+                crate::layout::span_text(&result.text, k.value).to_owned(),
             )
         })
         .collect()

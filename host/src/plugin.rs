@@ -10,6 +10,7 @@ mod batch;
 mod bindings;
 mod cache;
 mod chain;
+mod column;
 mod engine;
 mod error;
 mod installed;
@@ -23,10 +24,11 @@ use bindings::types;
 
 pub use batch::{BatchBuilder, batch_from_json, batch_to_json, record_to_json, value_to_json};
 pub use bindings::types::{
-    Batch, BatchResult, CallContext, Decision, DedupKey, DedupResult, Direction, FieldKind,
-    FieldSchema, ObjectSchema, RecordError, Resolution, Span, Value,
+    Batch, BatchResult, CallContext, Column, Decision, DedupKey, DedupResult, Direction, FieldKind,
+    FieldSchema, ObjectSchema, RecordError, Resolution, Span,
 };
 pub use chain::{ChainError, ChainOutput, Failure, Stage, StageCalls, Transformed, run_chain};
+pub use column::Value;
 pub use engine::{CallSpec, LoadedPlugin, PluginRuntime, RuntimeConfig};
 pub use error::{LoadError, PluginError};
 pub use installed::{InstalledPlugins, PluginConfig, PluginStatus, QuarantinePolicy};

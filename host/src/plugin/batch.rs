@@ -9,11 +9,12 @@
 
 use serde_json::{Map, Number, Value as Json};
 
+use super::column::Value;
 use super::output::span_text;
-use super::types::{Batch, Span, Value};
+use super::types::{Batch, Column, Span};
 
 /// Builds a batch record by record; fields are added as they first appear and earlier
-/// records read null for them.
+/// records read absent for them.
 #[derive(Debug)]
 pub struct BatchBuilder {
     batch: Batch,
@@ -37,7 +38,7 @@ impl BatchBuilder {
         let mut builder = Self::new(object);
         for field in fields {
             builder.batch.fields.push((*field).to_owned());
-            builder.batch.columns.push(Vec::with_capacity(rows));
+            builder.batch.columns.push(Column::with_capacity(rows));
         }
         builder.batch.sources.reserve(rows);
         builder
@@ -51,13 +52,10 @@ impl BatchBuilder {
         self.batch.sources.is_empty()
     }
 
-    /// Appends a record; returns its index.
+    /// Appends a record; returns its index. Its fields are absent until set.
     pub fn push_record(&mut self) -> usize {
         let row = self.batch.sources.len();
         self.batch.sources.push(row as u32);
-        for column in &mut self.batch.columns {
-            column.push(Value::Absent);
-        }
         row
     }
 
@@ -68,19 +66,16 @@ impl BatchBuilder {
         self.batch.fields.push(field.to_owned());
         self.batch
             .columns
-            .push(vec![Value::Absent; self.batch.sources.len()]);
+            .push(Column::with_capacity(self.batch.sources.capacity()));
         self.batch.columns.len() - 1
     }
 
+    /// Columns grow lazily to the last record that set them; [`BatchBuilder::finish`]
+    /// pads them, so starting a record costs nothing per field.
     fn put(&mut self, row: usize, field: &str, value: Value) {
         let column = self.column(field);
-        if let Some(slot) = self
-            .batch
-            .columns
-            .get_mut(column)
-            .and_then(|c| c.get_mut(row))
-        {
-            *slot = value;
+        if let Some(column) = self.batch.columns.get_mut(column) {
+            column.set(row, value);
         }
     }
 
@@ -117,7 +112,13 @@ impl BatchBuilder {
         self.put(row, field, value);
     }
 
-    pub fn finish(self) -> Batch {
+    pub fn finish(mut self) -> Batch {
+        let rows = self.batch.sources.len();
+        for column in &mut self.batch.columns {
+            if column.len() < rows {
+                column.set(rows - 1, Value::Absent);
+            }
+        }
         self.batch
     }
 }
@@ -125,6 +126,7 @@ impl BatchBuilder {
 /// A batch of `object` from JSON objects; every key becomes a field.
 pub fn batch_from_json(object: &str, records: &[Map<String, Json>]) -> Batch {
     let mut builder = BatchBuilder::new(object);
+    builder.batch.sources.reserve(records.len());
     for record in records {
         let row = builder.push_record();
         for (field, value) in record {
@@ -182,7 +184,7 @@ pub fn record_to_json(batch: &Batch, row: usize) -> Map<String, Json> {
         .zip(&batch.columns)
         .filter_map(|(field, column)| match column.get(row) {
             None | Some(Value::Absent) => None,
-            Some(value) => Some((field.clone(), value_to_json(&batch.text, value))),
+            Some(value) => Some((field.clone(), value_to_json(&batch.text, &value))),
         })
         .collect()
 }

@@ -6,10 +6,9 @@
 //! It also enforces the contract that no record vanishes: each input record produces
 //! output or a per-record error.
 
+use super::column::tag;
 use super::error::PluginError;
-use super::types::{
-    Batch, BatchResult, DedupKey, DedupResult, RecordError, Resolution, Span, Value,
-};
+use super::types::{Batch, BatchResult, DedupKey, DedupResult, RecordError, Resolution, Span};
 
 /// The text of `span` in `text`, if the span is in bounds and on character boundaries.
 pub fn span_text(text: &str, span: Span) -> Option<&str> {
@@ -25,9 +24,13 @@ fn malformed(reason: impl Into<String>) -> PluginError {
 
 /// Approximate bytes a batch occupies once lifted into the host.
 fn batch_bytes(batch: &Batch) -> usize {
-    let values: usize = batch.columns.iter().map(Vec::len).sum();
+    let values: usize = batch
+        .columns
+        .iter()
+        .map(|c| c.tags.len() + c.payloads.len() * 8)
+        .sum();
     let names: usize = batch.fields.iter().map(String::len).sum();
-    batch.text.len() + names + values * std::mem::size_of::<Value>() + batch.sources.len() * 4
+    batch.text.len() + names + values + batch.sources.len() * 4
 }
 
 fn check_errors(errors: &[RecordError], input_len: usize) -> Result<(), PluginError> {
@@ -60,19 +63,33 @@ fn check_batch(batch: &Batch, input_len: usize) -> Result<(), PluginError> {
         if field.is_empty() || !seen.insert(field.as_str()) {
             return Err(malformed(format!("empty or repeated field name {field:?}")));
         }
-        if column.len() != rows {
+        if column.tags.len() != rows || column.payloads.len() != rows {
             return Err(malformed(format!(
-                "column {field} has {} values for {rows} records",
-                column.len()
+                "column {field} has {} tags and {} payloads for {rows} records",
+                column.tags.len(),
+                column.payloads.len()
             )));
         }
-        for value in column {
-            if let Value::Text(span) | Value::Json(span) = value {
-                if span_text(&batch.text, *span).is_none() {
-                    return Err(malformed(format!(
-                        "a value of {field} points outside the text buffer"
-                    )));
+        let text_len = batch.text.len() as u64;
+        for (&t, &payload) in column.tags.iter().zip(&column.payloads) {
+            match t {
+                tag::TEXT | tag::JSON => {
+                    // Cheap bounds first; the character-boundary check only for text values
+                    // whose bounds are fine.
+                    let (offset, len) = (payload & 0xffff_ffff, payload >> 32);
+                    if offset + len > text_len
+                        || !batch.text.is_char_boundary(offset as usize)
+                        || !batch.text.is_char_boundary((offset + len) as usize)
+                    {
+                        return Err(malformed(format!(
+                            "a value of {field} points outside the text buffer"
+                        )));
+                    }
                 }
+                t if t > tag::JSON => {
+                    return Err(malformed(format!("a value of {field} has unknown tag {t}")));
+                }
+                _ => {}
             }
         }
     }

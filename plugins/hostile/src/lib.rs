@@ -36,9 +36,10 @@
 
 use std::hint::black_box;
 
-use weft_guest::bindings::weft::plugin::types::{DedupKey, Span, Value};
+use weft_guest::bindings::weft::plugin::types::{DedupKey, Span};
 use weft_guest::prelude::*;
 use weft_guest::{BatchResult, DedupResult, RecordError, Resolution, run};
+use weft_guest::{RawColumn, Value};
 
 /// Busy-loop iterations per millisecond for `slow` (about right natively on a 2020s x86
 /// core; a sandboxed iteration is slower).
@@ -135,7 +136,7 @@ impl Hostile {
                 let batch = Batch {
                     object: input.object.clone(),
                     fields: vec!["blob".to_owned()],
-                    columns: vec![vec![Value::Text(span)]],
+                    columns: vec![column(&[Value::Text(span)])],
                     sources: vec![0],
                     text,
                 };
@@ -152,7 +153,7 @@ impl Hostile {
                     batch.fields.push("hostile_extra".to_owned());
                     batch
                         .columns
-                        .push(vec![Value::Null; batch.sources.len() + 1]);
+                        .push(column(&vec![Value::Null; batch.sources.len() + 1]));
                 }
                 result
             }
@@ -318,6 +319,12 @@ impl Plugin for Hostile {
 }
 
 weft_guest::export_plugin!(Hostile);
+
+fn column(values: &[Value]) -> RawColumn {
+    let mut column = RawColumn::with_capacity(values.len());
+    values.iter().for_each(|v| column.push(*v));
+    column
+}
 
 fn empty_like(input: &Batch) -> Batch {
     Batch {
