@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -10,6 +11,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for people; logs piped to files or collectors stay plain.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match weft::cli::run(weft::cli::Cli::parse()) {
         Ok(code) => code,
