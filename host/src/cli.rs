@@ -4,6 +4,7 @@
 //! on stderr (for people).
 
 mod dlq;
+mod governor_state;
 mod plugin_cmd;
 mod serve;
 mod status_cmd;

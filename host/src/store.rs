@@ -8,6 +8,10 @@
 //! must agree — an accepted event and its idempotency entry, a sink write and its
 //! checkpoint, a DLQ entry and its event's state — share one transaction.
 //!
+//! Each installation's governor snapshot (what it spent of the org's API quota) lives in the
+//! same sync-state table, so `weft serve` and `weft sync` carry the day's spend across a
+//! restart.
+//!
 //! Storage sits behind two narrow, object-safe traits: [`Store`] (reads, and running a write
 //! transaction) and [`StoreTxn`] (the writes inside one). [`RedbStore`] is the embedded
 //! default: one redb file per host. A PostgreSQL backend with per-installation leases fits
@@ -33,6 +37,7 @@ use serde::de::DeserializeOwned;
 
 pub use error::StoreError;
 pub use group_commit::{GroupCommitConfig, IntakeWriter, WriterHandle, WriterStats};
+use model::GOVERNOR_OBJECT;
 pub use model::{
     AcceptedEvent, Admission, AppliedMark, AuditAction, AuditEntry, DlqEntry, DlqFilter,
     DlqOriginal, DlqStatus, EventState, EventStatus, FieldChange, NewDlqEntry, Operation,
@@ -259,6 +264,29 @@ pub trait StoreExt: Store {
     ) -> Result<Option<T>, StoreError> {
         self.state_raw(installation, object, StateKind::Watermark)?
             .map(|bytes| decode(&bytes, "decoding a watermark"))
+            .transpose()
+    }
+
+    /// Stores the installation's governor snapshot (replacing the previous one). Its own
+    /// small transaction: callers save it on a timer and at shutdown, not with a checkpoint.
+    fn put_governor_snapshot<T: Serialize>(
+        &self,
+        installation: &str,
+        snapshot: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(snapshot, "encoding a governor snapshot")?;
+        self.transact(|txn| {
+            txn.put_state_raw(installation, GOVERNOR_OBJECT, StateKind::Governor, &bytes)
+        })
+    }
+
+    /// The installation's last saved governor snapshot, if one was saved.
+    fn get_governor_snapshot<T: DeserializeOwned>(
+        &self,
+        installation: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.state_raw(installation, GOVERNOR_OBJECT, StateKind::Governor)?
+            .map(|bytes| decode(&bytes, "decoding a governor snapshot"))
             .transpose()
     }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::sync::watch;
 
+use super::governor_state;
 use crate::api::{ExtraMetrics, IntakeLimits, ServeConfig, Server};
 use crate::config::InstallationConfig;
 use crate::outbound::{OutboundConfig, Pipeline};
@@ -42,6 +43,7 @@ struct Configured {
     id: String,
     outbound: OutboundConfig,
     client: SalesforceClient,
+    governor: Arc<Governor>,
 }
 
 /// The status file is rewritten this often; see `spawn_status_writer`.
@@ -90,6 +92,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("starting the server on {}", db.display()))?;
     let addr = server.local_addr();
+    // Before the status file's first write and the workers' first request: the governors
+    // carry on from what the previous run spent today.
+    let governors: Vec<(String, Arc<Governor>)> = configured
+        .iter()
+        .map(|c| (c.id.clone(), c.governor.clone()))
+        .collect();
+    for (id, governor) in &governors {
+        governor_state::restore(&*server.store(), id, governor);
+    }
+    let saver = governor_state::spawn_saver(
+        server.store(),
+        governors.clone(),
+        governor_state::SAVE_EVERY,
+    );
+    let store = server.store();
     let status = spawn_status_writer(telemetry.clone(), args.status_file.clone(), STATUS_EVERY);
     let (stop_workers, workers_stop) = watch::channel(false);
     let workers = start_workers(configured, &plugins, server.store(), workers_stop);
@@ -111,6 +128,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         for worker in workers {
             let _ = worker.await;
         }
+        saver.abort();
+        governor_state::save_all(&store, &governors).await;
         let _ = shutdown.send(());
     });
     running.wait().await.context("serving")?;
@@ -161,12 +180,16 @@ fn configure(
             Arc::new(SystemClock),
             telemetry.installation(&config.id),
         );
-        let client = SalesforceClient::new(config.salesforce.client_config(&config.id), governor)
-            .with_context(|| format!("{}: salesforce", path.display()))?;
+        let client = SalesforceClient::new(
+            config.salesforce.client_config(&config.id),
+            governor.clone(),
+        )
+        .with_context(|| format!("{}: salesforce", path.display()))?;
         out.push(Configured {
             id: config.id,
             outbound,
             client,
+            governor,
         });
     }
     Ok(out)

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
+use super::governor_state;
 use crate::config::InstallationConfig;
 use crate::inbound::{InboundSync, PassReport, Progress};
 use crate::plugin::{
@@ -42,11 +43,17 @@ async fn sync(args: SyncArgs, mut config: InstallationConfig) -> anyhow::Result<
     let id = config.id.clone();
     let telemetry = Telemetry::new();
     let installation = telemetry.installation(&id);
+    // The store opens first so the governor starts from what the last run spent today.
+    let store: Arc<dyn Store> = Arc::new(
+        RedbStore::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?,
+    );
     let governor = Governor::new(
         config.governor.clone(),
         Arc::new(SystemClock),
         installation.clone(),
     );
+    governor_state::restore(&*store, &id, &governor);
+    let governors = vec![(id.clone(), governor.clone())];
     let client = SalesforceClient::new(config.salesforce.client_config(&id), governor)
         .context("setting up the Salesforce client")?;
     let cache_dir = args
@@ -61,11 +68,16 @@ async fn sync(args: SyncArgs, mut config: InstallationConfig) -> anyhow::Result<
     .context("starting the plugin runtime")?;
     let plugins = Arc::new(InstalledPlugins::new(QuarantinePolicy::default()));
     install_plugin(&plugin_runtime, &plugins, &config)?;
-    let store: Arc<dyn Store> = Arc::new(
-        RedbStore::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?,
-    );
-    let mut inbound = InboundSync::new(&id, config.inbound.clone(), client, plugins.clone(), store)
-        .context("opening the sink")?;
+    let saver =
+        governor_state::spawn_saver(store.clone(), governors.clone(), governor_state::SAVE_EVERY);
+    let mut inbound = InboundSync::new(
+        &id,
+        config.inbound.clone(),
+        client,
+        plugins.clone(),
+        store.clone(),
+    )
+    .context("opening the sink")?;
     if let Some(path) = args.status_file.clone() {
         crate::telemetry::spawn_status_writer(telemetry.clone(), path, Duration::from_secs(5));
     }
@@ -130,6 +142,8 @@ async fn sync(args: SyncArgs, mut config: InstallationConfig) -> anyhow::Result<
         }
     };
     reporter.abort();
+    saver.abort();
+    governor_state::save_all(&store, &governors).await;
     outcome
 }
 

@@ -350,20 +350,29 @@ pub struct AppliedMark {
     pub written_at: Timestamp,
 }
 
-/// The two kinds of per-(installation, object) sync state.
+/// The kinds of per-installation state kept in the sync-state table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateKind {
     /// Where a backfill is (Bulk job id, locator, counts).
     Checkpoint,
     /// Where incremental sync is (`SystemModstamp` high-water mark).
     Watermark,
+    /// What the installation's API governor has spent and learned (its snapshot), so a
+    /// restarted host does not start the day's quota from zero. One per installation: it
+    /// is stored under the object slot `$governor`, never a Salesforce object name.
+    Governor,
 }
+
+/// The object slot the governor snapshot is stored under. Not a valid Salesforce object
+/// name (those never start with `$`), so it cannot collide with a checkpoint.
+pub(crate) const GOVERNOR_OBJECT: &str = "$governor";
 
 impl StateKind {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             StateKind::Checkpoint => "checkpoint",
             StateKind::Watermark => "watermark",
+            StateKind::Governor => "governor",
         }
     }
 }

@@ -10,7 +10,7 @@
 //! | `dlq` | id | [`DlqEntry`] as JSON |
 //! | `dlq_open_by_event` | (installation, event id) | id of the open entry |
 //! | `audit` | (installation, id) | [`AuditEntry`] as JSON |
-//! | `sync_state` | (installation, object, kind) | caller's checkpoint/watermark bytes |
+//! | `sync_state` | (installation, object, kind) | caller's checkpoint/watermark bytes; governor snapshot under object `$governor` |
 //! | `outbound_applied` | (installation, object, record key) | [`AppliedMark`] as JSON |
 //! | `counters` | name | next value (seq, DLQ id, audit id) |
 //!

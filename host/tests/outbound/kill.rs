@@ -16,12 +16,12 @@ use weft::store::{EventState, RedbStore, Store};
 
 use crate::common::{INSTALLATION, KEY, accounts, acme_org};
 
-struct Host {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Host {
+    pub child: Child,
+    pub addr: SocketAddr,
 }
 
-fn spawn_host(db: &Path, config: &Path, status: &Path) -> Host {
+pub(crate) fn spawn_host(db: &Path, config: &Path, status: &Path) -> Host {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["serve", "--listen", "127.0.0.1:0", "--worker-threads", "2"])
         .arg("--db")
@@ -49,7 +49,7 @@ fn spawn_host(db: &Path, config: &Path, status: &Path) -> Host {
     Host { child, addr }
 }
 
-fn write_config(dir: &Path, org: &weft_emulator::EmulatorHandle) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, org: &weft_emulator::EmulatorHandle) -> PathBuf {
     let secret = dir.join("client_secret");
     std::fs::write(&secret, &org.credentials().client_secret).expect("secret file");
     let config = dir.join("acme.toml");
@@ -86,7 +86,7 @@ delete = {{ policy = "soft_delete", field = "Deleted__c", value = true }}
     config
 }
 
-fn company_event(id: &str) -> Value {
+pub(crate) fn company_event(id: &str) -> Value {
     json!({
         "id": id,
         "object": "company",

@@ -5,6 +5,7 @@ mod collection;
 mod common;
 mod conflict;
 mod deletes;
+mod governor;
 mod kill;
 mod lock_row;
 mod replay;
