@@ -3,6 +3,7 @@
 //! Commands print results on stdout (JSON or NDJSON, for pipes) and progress or summaries
 //! on stderr (for people).
 
+mod config_cmd;
 mod dlq;
 mod governor_state;
 mod plugin_cmd;
@@ -107,6 +108,9 @@ pub enum Command {
         #[arg(long, env = "WEFT_STATUS_FILE")]
         status_file: Option<PathBuf>,
     },
+    /// Installation configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Inspect, replay or discard dead-lettered events.
     ///
     /// Opens the store file directly: stop `weft serve` on the same file first.
@@ -179,6 +183,19 @@ pub enum DlqCommand {
         ids: Vec<u64>,
         #[command(flatten)]
         filters: DlqFilterArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate an installation file (before a running sync re-reads it). Prints a JSON
+    /// summary; exits non-zero with the file, key and reason when it is refused.
+    Check {
+        file: PathBuf,
+        /// Also log in and describe every configured object: report objects the org lacks
+        /// and configured fields it does not have.
+        #[arg(long)]
+        online: bool,
     },
 }
 
@@ -261,6 +278,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             max_wait_us,
             worker_threads,
         }),
+        Command::Config(ConfigCommand::Check { file, online }) => config_cmd::check(&file, online),
         Command::Sync {
             config,
             db,

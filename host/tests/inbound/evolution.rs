@@ -88,3 +88,43 @@ async fn a_field_added_mid_run_reaches_every_record_on_the_next_pass() {
         vec!["Segment_Weft__c".to_owned()]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_online_reports_fields_the_org_lacks() {
+    let org = org(50, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[inbound.objects.Account]\nfields = [\"Name\", \"Not_In_The_Org__c\"]\n\n[inbound.objects.Lead]\n{SINK}"
+    );
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let config_arg = config.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["config", "check", "--online"])
+            .arg(&config_arg)
+            .output()
+            .expect("weft config check runs")
+    })
+    .await
+    .expect("joined");
+    assert!(!output.status.success(), "a missing field fails the check");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines[0]["object"], "Account");
+    assert_eq!(
+        lines[0]["missing_fields"],
+        serde_json::json!(["Not_In_The_Org__c"])
+    );
+    assert_eq!(lines[1]["object"], "Lead");
+    assert_eq!(lines[1]["missing_fields"], serde_json::json!([]));
+
+    // Offline, the same file is valid: only the org knows the field is missing.
+    let offline = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .expect("weft config check runs");
+    assert!(offline.status.success());
+}
