@@ -5,5 +5,6 @@
 mod backfill;
 mod common;
 mod evolution;
+mod http_sink;
 mod incremental;
 mod kill;

@@ -1,0 +1,84 @@
+//! The HTTP sink against a real endpoint that fails some requests: every record arrives,
+//! each carrying its idempotency key, and retried batches carry the same batch key.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde_json::Value;
+
+use crate::common::{inbound, org, org_rows, write_config};
+
+#[derive(Default)]
+struct Endpoint {
+    requests: usize,
+    /// Batch key → bodies received with it.
+    batches: HashMap<String, usize>,
+    records: Vec<Value>,
+}
+
+async fn ingest(
+    State(endpoint): State<Arc<Mutex<Endpoint>>>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let mut e = endpoint.lock().expect("endpoint");
+    e.requests += 1;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    *e.batches.entry(key).or_default() += 1;
+    // Every third request fails as a deploy or an overloaded endpoint would.
+    if e.requests % 3 == 0 {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let body: Value = serde_json::from_str(&body).expect("json body");
+    assert_eq!(body["installation"], "acme");
+    e.records
+        .extend(body["records"].as_array().expect("records").iter().cloned());
+    StatusCode::OK
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_reaches_a_flaky_endpoint_once_accepted() {
+    let org = org(1_000, 0).await;
+    let endpoint = Arc::new(Mutex::new(Endpoint::default()));
+    let app = Router::new()
+        .route("/ingest", post(ingest))
+        .with_state(endpoint.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[inbound]\nbulk_threshold = 100000\npage_size = 500\n\n[inbound.objects.Account]\nfields = [\"Name\"]\n\n[inbound.sink]\nkind = \"http\"\nurl = \"http://{addr}/ingest\"\nbatch = 150\n"
+    );
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let mut sync = inbound(&config, &dir.path().join("weft.redb"));
+    sync.pass().await.expect("pass");
+
+    let e = endpoint.lock().expect("endpoint");
+    let live = org_rows(&org, "Account", false);
+    let ids: HashSet<&str> = e
+        .records
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), live.len(), "every record arrived");
+    assert_eq!(e.records.len(), live.len(), "each accepted once");
+    for r in &e.records {
+        let id = r["id"].as_str().expect("id");
+        let key = format!("acme/Account/{id}/{}", live[id]);
+        assert_eq!(r["idempotency_key"].as_str(), Some(key.as_str()));
+    }
+    let retried = e.batches.values().filter(|n| **n > 1).count();
+    assert!(retried > 0, "some batches were retried under the same key");
+}
