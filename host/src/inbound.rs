@@ -22,6 +22,8 @@ mod state;
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use crate::config::{InboundConfig, ObjectConfig};
 use crate::plugin::{InstalledPlugins, ObjectSchema, schema_from_describe};
 use crate::salesforce::{SalesforceClient, SalesforceError};
@@ -84,6 +86,16 @@ pub struct ObjectReport {
     pub missing_fields: Vec<String>,
     /// Why a backfill ran, if one did.
     pub backfill_reason: Option<String>,
+    /// Why the object stopped early this pass (Salesforce or sink failure); it resumes
+    /// from its last checkpoint next pass, and the other objects went on.
+    pub error: Option<String>,
+}
+
+impl PassReport {
+    /// Objects that stopped early this pass.
+    pub fn failed_objects(&self) -> impl Iterator<Item = &ObjectReport> {
+        self.objects.iter().filter(|o| o.error.is_some())
+    }
 }
 
 /// One installation's inbound sync.
@@ -141,13 +153,27 @@ impl InboundSync {
 
     /// One pass over every configured object in order: finish or start a backfill where one
     /// is due, then deliver what changed since the watermark.
+    ///
+    /// An object that fails against Salesforce or the sink is reported in its
+    /// [`ObjectReport::error`] and the pass goes on with the next one; a store failure ends
+    /// the pass, since no object can checkpoint without it.
     pub async fn pass(&mut self) -> Result<PassReport, InboundError> {
         let mut report = PassReport::default();
         let objects = self.config.objects.clone();
         for object in &objects {
             let span = tracing::info_span!("inbound", installation = %self.installation, object = %object.name);
-            let _guard = span.enter();
-            report.objects.push(self.sync_object(object).await?);
+            match self.sync_object(object).instrument(span).await {
+                Ok(done) => report.objects.push(done),
+                Err(e @ InboundError::Store { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::error!(installation = %self.installation, object = %object.name, error = %e, "object stopped; it resumes from its checkpoint next pass");
+                    report.objects.push(ObjectReport {
+                        object: object.name.clone(),
+                        error: Some(e.to_string()),
+                        ..Default::default()
+                    });
+                }
+            }
         }
         Ok(report)
     }

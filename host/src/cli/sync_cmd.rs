@@ -94,11 +94,16 @@ async fn sync(args: SyncArgs, mut config: InstallationConfig) -> anyhow::Result<
         };
         match pass {
             Ok(report) => {
-                failures = 0;
                 print_report(&id, &report);
+                let stopped = report.failed_objects().count();
                 if args.once {
-                    break Ok(ExitCode::SUCCESS);
+                    break Ok(if stopped == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    });
                 }
+                failures = if stopped == 0 { 0 } else { failures + 1 };
             }
             Err(e) if args.once => break Err(anyhow::Error::new(e).context("sync pass failed")),
             Err(e) => {
@@ -184,6 +189,7 @@ fn print_report(installation: &str, report: &PassReport) {
                 "deleted": o.deleted,
                 "failed": o.failed,
                 "missing_fields": o.missing_fields,
+                "error": o.error,
             })
         );
     }

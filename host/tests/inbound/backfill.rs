@@ -184,3 +184,26 @@ async fn a_failing_plugin_dead_letters_its_rows_and_the_sync_goes_on() {
         "the backfill completed past the failed rows"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_that_fails_does_not_hold_up_the_others() {
+    let org = org(300, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[inbound]\norder = [\"Gone__c\", \"Account\"]\n\n[inbound.objects.Gone__c]\n\n[inbound.objects.Account]\nfields = [\"Name\"]\n{SINK}"
+    );
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let mut sync = inbound(&config, &dir.path().join("weft.redb"));
+    let report = sync.pass().await.expect("pass");
+    let gone = &report.objects[0];
+    assert!(
+        gone.error.as_deref().is_some_and(|e| e.contains("Gone__c")),
+        "{gone:?}"
+    );
+    assert_eq!(report.objects[1].error, None);
+    assert_eq!(
+        report.objects[1].backfilled as usize,
+        org_rows(&org, "Account", false).len()
+    );
+    assert_eq!(report.failed_objects().count(), 1);
+}
