@@ -223,6 +223,7 @@ fn main() {
                 installations: BTreeSet::from(["acme".to_owned()]),
                 group_commit: GroupCommitConfig::default(),
                 limits: IntakeLimits::default(),
+                admin_token: None,
             },
             None,
         )

@@ -7,12 +7,15 @@
 //! - `GET /v1/installations/{id}/events/{event_id}` — where an event is: `accepted`,
 //!   `processed` or `dlq`;
 //! - `GET /metrics` — Prometheus text: intake counters, plus the transport telemetry when
-//!   the host passes a renderer in ([`ExtraMetrics`]).
+//!   the host passes a renderer in ([`ExtraMetrics`]);
+//! - `/v1/admin/dlq…` — the DLQ of the running host (list, show, replay, discard), behind a
+//!   bearer token; see [`admin`]. Do not expose these routes publicly.
 //!
 //! The API owns request validation and status codes; it never writes to the store except
-//! through the group-commit [`IntakeWriter`], and never answers `2xx` for an event that is
-//! not durable.
+//! through the group-commit [`IntakeWriter`] (or, for admin actions, one store transaction
+//! each), and never answers `2xx` for an event that is not durable.
 
+pub mod admin;
 pub mod intake;
 mod metrics;
 
@@ -27,6 +30,7 @@ use tokio::net::TcpListener;
 
 use crate::store::{GroupCommitConfig, IntakeWriter, RedbStore, Store, StoreError, WriterHandle};
 
+pub use admin::{AdminToken, AdminTokenError};
 pub use intake::{IntakeLimits, MAX_BODY_BYTES};
 pub use metrics::IntakeCounters;
 
@@ -44,6 +48,8 @@ pub struct ApiState {
     /// lookups take no lock.
     installations: BTreeMap<String, Arc<IntakeCounters>>,
     extra_metrics: Option<ExtraMetrics>,
+    /// Unlocks the admin routes; `None` turns them off.
+    admin_token: Option<AdminToken>,
 }
 
 impl ApiState {
@@ -53,6 +59,7 @@ impl ApiState {
         installations: BTreeSet<String>,
         limits: IntakeLimits,
         extra_metrics: Option<ExtraMetrics>,
+        admin_token: Option<AdminToken>,
     ) -> Self {
         ApiState {
             store,
@@ -63,6 +70,7 @@ impl ApiState {
                 .map(|id| (id, Arc::new(IntakeCounters::default())))
                 .collect(),
             extra_metrics,
+            admin_token,
         }
     }
 }
@@ -76,6 +84,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(intake::event_status),
         )
         .route("/metrics", get(metrics::render))
+        .merge(admin::routes(state.clone()))
         .with_state(state)
 }
 
@@ -87,6 +96,8 @@ pub struct ServeConfig {
     pub installations: BTreeSet<String>,
     pub group_commit: GroupCommitConfig,
     pub limits: IntakeLimits,
+    /// The admin API's bearer token; `None` leaves the admin routes off (`403`).
+    pub admin_token: Option<AdminToken>,
 }
 
 /// Why the server could not start or stopped.
@@ -145,6 +156,7 @@ impl Server {
             config.installations,
             config.limits,
             extra_metrics,
+            config.admin_token,
         ));
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state, async move {

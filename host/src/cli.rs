@@ -16,6 +16,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::api::{AdminToken, AdminTokenError};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "weft",
@@ -87,6 +89,12 @@ pub enum Command {
         /// Tokio worker threads for HTTP (default: one per core).
         #[arg(long)]
         worker_threads: Option<usize>,
+        /// Bearer token that unlocks the admin API (`/v1/admin/…`, used by `weft dlq
+        /// --url`); at least 16 characters, e.g. `openssl rand -hex 32`. Without it the
+        /// admin API is off. Prefer the environment variable: arguments show in `ps`. The
+        /// admin API shares the intake listener; never expose it publicly.
+        #[arg(long, env = "WEFT_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
+        admin_token: Option<AdminToken>,
     },
     /// Pull an installation's org into the product: a resumable backfill, then incremental
     /// passes (changes, soft and hard deletes) every poll interval.
@@ -113,7 +121,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// Inspect, replay or discard dead-lettered events.
     ///
-    /// Opens the store file directly: stop `weft serve` on the same file first.
+    /// With --url, goes through a running `weft serve`'s admin API (token from --token or
+    /// WEFT_ADMIN_TOKEN). Without it, opens the store file directly, which works only while
+    /// no `weft serve` holds that file.
     #[command(subcommand)]
     Dlq(DlqCommand),
 }
@@ -132,6 +142,36 @@ pub struct DlqFilterArgs {
     error_code: Option<String>,
 }
 
+/// Where the DLQ is: a running host (--url) or a store file (--db).
+#[derive(Debug, clap::Args)]
+pub struct DlqTargetArgs {
+    /// The store file, opened directly when --url is not given.
+    #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
+    db: PathBuf,
+    /// A running `weft serve`, e.g. http://127.0.0.1:8080: act through its admin API
+    /// instead of the file (the only way while it runs).
+    #[arg(long, env = "WEFT_URL")]
+    url: Option<String>,
+    /// The admin token `weft serve` was started with. Prefer the environment variable:
+    /// arguments show in `ps`.
+    #[arg(long, env = "WEFT_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
+    token: Option<AdminToken>,
+}
+
+impl DlqTargetArgs {
+    fn into_target(self) -> dlq::Target {
+        dlq::Target {
+            db: self.db,
+            url: self.url,
+            token: self.token,
+        }
+    }
+}
+
+fn parse_admin_token(text: &str) -> Result<AdminToken, AdminTokenError> {
+    AdminToken::new(text)
+}
+
 impl DlqFilterArgs {
     fn into_filters(self) -> dlq::Filters {
         dlq::Filters {
@@ -146,8 +186,8 @@ impl DlqFilterArgs {
 pub enum DlqCommand {
     /// List entries as NDJSON, one per line (open ones unless --all).
     List {
-        #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
-        db: PathBuf,
+        #[command(flatten)]
+        target: DlqTargetArgs,
         #[command(flatten)]
         filters: DlqFilterArgs,
         /// Include replayed and discarded entries.
@@ -156,21 +196,21 @@ pub enum DlqCommand {
     },
     /// Print one entry in full, with the original event, as JSON.
     Show {
-        #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
-        db: PathBuf,
+        #[command(flatten)]
+        target: DlqTargetArgs,
         id: u64,
     },
     /// Send the original events through the current pipeline again, after fixing the plugin
     /// or configuration that made them fail.
     ///
     /// Each event is re-enqueued as a new accepted event in the outbound queue and its entry
-    /// is marked replayed, in one transaction; the next `weft serve` on this store sends it
-    /// through the current plugin, configuration and org schema. If it fails again, it
-    /// gets a new DLQ entry. Give entry ids, or select all open entries matching the
-    /// filters.
+    /// is marked replayed, in one transaction; the running `weft serve` (with --url) or the
+    /// next one on this store sends it through the current plugin, configuration and org
+    /// schema. If it fails again, it gets a new DLQ entry. Give entry ids, or select all
+    /// open entries matching the filters.
     Replay {
-        #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
-        db: PathBuf,
+        #[command(flatten)]
+        target: DlqTargetArgs,
         ids: Vec<u64>,
         #[command(flatten)]
         filters: DlqFilterArgs,
@@ -178,8 +218,8 @@ pub enum DlqCommand {
     /// Mark entries discarded: they stay for the record but are not replayed. Give entry
     /// ids, or select all open entries matching the filters.
     Discard {
-        #[arg(long, env = "WEFT_DB", default_value = "weft.redb")]
-        db: PathBuf,
+        #[command(flatten)]
+        target: DlqTargetArgs,
         ids: Vec<u64>,
         #[command(flatten)]
         filters: DlqFilterArgs,
@@ -268,6 +308,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             max_batch_events,
             max_wait_us,
             worker_threads,
+            admin_token,
         } => serve::run(serve::ServeArgs {
             db,
             listen,
@@ -277,6 +318,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             max_batch_events,
             max_wait_us,
             worker_threads,
+            admin_token,
         }),
         Command::Config(ConfigCommand::Check { file, online }) => config_cmd::check(&file, online),
         Command::Sync {
@@ -290,15 +332,21 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             once,
             status_file,
         }),
-        Command::Dlq(DlqCommand::List { db, filters, all }) => {
-            dlq::list(&db, &filters.into_filters(), all)
-        }
-        Command::Dlq(DlqCommand::Show { db, id }) => dlq::show(&db, id),
-        Command::Dlq(DlqCommand::Replay { db, ids, filters }) => {
-            dlq::replay(&db, &ids, &filters.into_filters())
-        }
-        Command::Dlq(DlqCommand::Discard { db, ids, filters }) => {
-            dlq::discard(&db, &ids, &filters.into_filters())
-        }
+        Command::Dlq(DlqCommand::List {
+            target,
+            filters,
+            all,
+        }) => dlq::list(&target.into_target(), &filters.into_filters(), all),
+        Command::Dlq(DlqCommand::Show { target, id }) => dlq::show(&target.into_target(), id),
+        Command::Dlq(DlqCommand::Replay {
+            target,
+            ids,
+            filters,
+        }) => dlq::replay(&target.into_target(), &ids, &filters.into_filters()),
+        Command::Dlq(DlqCommand::Discard {
+            target,
+            ids,
+            filters,
+        }) => dlq::discard(&target.into_target(), &ids, &filters.into_filters()),
     }
 }

@@ -144,6 +144,10 @@ pub trait StoreTxn {
 
     fn set_dlq_status(&mut self, id: u64, status: DlqStatus) -> Result<(), StoreError>;
 
+    /// A DLQ entry as this transaction sees it (for checks that must not race a concurrent
+    /// change of the same entry).
+    fn get_dlq(&mut self, id: u64) -> Result<Option<DlqEntry>, StoreError>;
+
     /// Appends to the audit log; returns the entry's id.
     fn append_audit(&mut self, entry: &AuditEntry) -> Result<u64, StoreError>;
 
@@ -305,10 +309,12 @@ pub trait StoreExt: Store {
     /// Sends an open DLQ entry's original event through the pipeline again: re-enqueues it
     /// as a new accepted event and marks the entry replayed, in one transaction. Returns the
     /// new seq, or `None` when the entry holds a record rather than an event (an inbound
-    /// failure is replayed by re-running that sync).
+    /// failure is replayed by re-running that sync). An entry that is no longer open is
+    /// refused with [`StoreError::DlqNotOpen`]; the check is inside the transaction, so two
+    /// concurrent replays of one entry re-enqueue it once.
     fn replay_dlq(&self, id: u64, at: Timestamp) -> Result<Option<Seq>, StoreError> {
-        let entry = self.dlq_get(id)?.ok_or(StoreError::DlqNotFound(id))?;
         self.transact(|txn| {
+            let entry = open_dlq_entry(txn, id)?;
             let seq = match &entry.original {
                 DlqOriginal::Event { event } => {
                     Some(txn.requeue_event(&entry.installation, event, at)?)
@@ -321,6 +327,26 @@ pub trait StoreExt: Store {
             Ok(seq)
         })
     }
+
+    /// Marks an open DLQ entry discarded (kept for the record, never replayed). Refused with
+    /// [`StoreError::DlqNotOpen`] when the entry is no longer open.
+    fn discard_dlq(&self, id: u64) -> Result<(), StoreError> {
+        self.transact(|txn| {
+            open_dlq_entry(txn, id)?;
+            txn.set_dlq_status(id, DlqStatus::Discarded)
+        })
+    }
+}
+
+fn open_dlq_entry(txn: &mut dyn StoreTxn, id: u64) -> Result<DlqEntry, StoreError> {
+    let entry = txn.get_dlq(id)?.ok_or(StoreError::DlqNotFound(id))?;
+    if entry.status != DlqStatus::Open {
+        return Err(StoreError::DlqNotOpen {
+            id,
+            status: entry.status,
+        });
+    }
+    Ok(entry)
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}

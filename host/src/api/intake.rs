@@ -415,7 +415,7 @@ fn too_large(limit: usize) -> Response {
     )
 }
 
-fn error(status: StatusCode, code: &str, message: String) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, message: String) -> Response {
     (
         status,
         axum::Json(json!({"error": code, "message": message})),
@@ -423,7 +423,7 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
         .into_response()
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,21 +1,35 @@
 //! `weft dlq list|show|replay|discard`: the dead-letter queue for operators.
 //!
-//! These open the store file directly. redb lets one process write a file at a time, so
-//! stop `weft serve` on that file first (the command says so if you forget).
+//! Two ways in, same output: with `--url` the commands go through a running `weft serve`'s
+//! admin API (bearer token from `--token` or `WEFT_ADMIN_TOKEN`); without it they open the
+//! store file directly, which redb allows only while no other process (such as `weft
+//! serve`) has it open — the error says to pass `--url` when it is held.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use jiff::Timestamp;
-use serde_json::json;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
-use crate::store::{DlqEntry, DlqFilter, DlqStatus, RedbStore, Stage, Store, StoreExt};
+use crate::api::AdminToken;
+use crate::store::{
+    DlqEntry, DlqFilter, DlqStatus, RedbStore, Seq, Stage, Store, StoreError, StoreExt,
+};
 
 pub struct Filters {
     pub installation: Option<String>,
     pub stage: Option<String>,
     pub error_code: Option<String>,
+}
+
+/// Where the DLQ is: a store file, or a running host's admin API.
+pub struct Target {
+    pub db: PathBuf,
+    pub url: Option<String>,
+    pub token: Option<AdminToken>,
 }
 
 impl Filters {
@@ -39,19 +53,208 @@ impl Filters {
     }
 }
 
-fn open(db: &Path) -> anyhow::Result<RedbStore> {
+/// What a replay did to one entry.
+struct Replayed {
+    seq: Option<Seq>,
+}
+
+enum Dlq {
+    Local(RedbStore),
+    Remote(Remote),
+}
+
+impl Dlq {
+    fn open(target: &Target) -> anyhow::Result<Dlq> {
+        match &target.url {
+            Some(url) => Ok(Dlq::Remote(Remote::new(url, target.token.clone())?)),
+            None => Ok(Dlq::Local(open_file(&target.db)?)),
+        }
+    }
+
+    fn list(&self, filter: &DlqFilter) -> anyhow::Result<Vec<DlqEntry>> {
+        match self {
+            Dlq::Local(store) => Ok(store.dlq_list(filter).context("listing the DLQ")?),
+            Dlq::Remote(remote) => remote.list(filter),
+        }
+    }
+
+    fn get(&self, id: u64) -> anyhow::Result<Option<DlqEntry>> {
+        match self {
+            Dlq::Local(store) => Ok(store.dlq_get(id).context("reading the DLQ")?),
+            Dlq::Remote(remote) => remote.get(id),
+        }
+    }
+
+    fn replay(&self, id: u64) -> anyhow::Result<Replayed> {
+        match self {
+            Dlq::Local(store) => Ok(Replayed {
+                seq: store
+                    .replay_dlq(id, Timestamp::now())
+                    .with_context(|| format!("replaying DLQ entry {id}"))?,
+            }),
+            Dlq::Remote(remote) => remote.replay(id),
+        }
+    }
+
+    fn discard(&self, id: u64) -> anyhow::Result<()> {
+        match self {
+            Dlq::Local(store) => Ok(store
+                .discard_dlq(id)
+                .with_context(|| format!("discarding DLQ entry {id}"))?),
+            Dlq::Remote(remote) => remote.discard(id),
+        }
+    }
+}
+
+fn open_file(db: &Path) -> anyhow::Result<RedbStore> {
     if !db.exists() {
         bail!(
             "no store at {} (pass --db, or run `weft serve` first)",
             db.display()
         );
     }
-    RedbStore::open(db).with_context(|| {
-        format!(
-            "opening {} (if `weft serve` is running on it, stop it first: one process writes a store at a time)",
+    match RedbStore::open(db) {
+        Ok(store) => Ok(store),
+        Err(StoreError::Open {
+            source: redb::DatabaseError::DatabaseAlreadyOpen,
+            ..
+        }) => bail!(
+            "{} is held by another process (is `weft serve` running on it?): pass --url \
+             http://ADDR (the address weft serve listens on) and --token or WEFT_ADMIN_TOKEN \
+             (its admin token) to go through the running host",
             db.display()
-        )
-    })
+        ),
+        Err(other) => Err(other).with_context(|| format!("opening {}", db.display())),
+    }
+}
+
+/// A blocking client of the admin API (the CLI is synchronous; one small runtime per
+/// command is cheaper than making every command async).
+struct Remote {
+    base: String,
+    token: Option<AdminToken>,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// Long enough for a replay's durable commit on a busy disk; short enough that a host
+/// that stopped answering is reported instead of waited on.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Remote {
+    fn new(url: &str, token: Option<AdminToken>) -> anyhow::Result<Remote> {
+        let url = url.trim_end_matches('/');
+        let base = if url.contains("://") {
+            url.to_owned()
+        } else {
+            format!("http://{url}")
+        };
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .context("building the HTTP client")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the Tokio runtime")?;
+        Ok(Remote {
+            base,
+            token,
+            client,
+            runtime,
+        })
+    }
+
+    /// Sends one request; returns the status and the JSON body.
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.client.request(method, &url).query(query);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.reveal());
+        }
+        self.runtime.block_on(async {
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("reaching weft serve at {}", self.base))?;
+            let status = response.status();
+            let body: Value = response
+                .json()
+                .await
+                .with_context(|| format!("reading the answer of {url}"))?;
+            match status {
+                StatusCode::UNAUTHORIZED => Err(anyhow!(
+                    "weft serve at {} refused the admin token: pass --token or set \
+                     WEFT_ADMIN_TOKEN to the token it was started with",
+                    self.base
+                )),
+                StatusCode::FORBIDDEN => Err(anyhow!("{}", message(&body))),
+                _ => Ok((status, body)),
+            }
+        })
+    }
+
+    fn list(&self, filter: &DlqFilter) -> anyhow::Result<Vec<DlqEntry>> {
+        let mut query = vec![(
+            "status",
+            filter.status.map_or("all", |status| status.as_str()),
+        )];
+        if let Some(installation) = &filter.installation {
+            query.push(("installation", installation));
+        }
+        if let Some(stage) = filter.stage {
+            query.push(("stage", stage.as_str()));
+        }
+        if let Some(code) = &filter.error_code {
+            query.push(("error_code", code));
+        }
+        let (status, body) = self.call(Method::GET, "/v1/admin/dlq", &query)?;
+        if status != StatusCode::OK {
+            bail!("listing the DLQ: {}", message(&body));
+        }
+        serde_json::from_value(body["entries"].clone()).context("reading the DLQ entries")
+    }
+
+    fn get(&self, id: u64) -> anyhow::Result<Option<DlqEntry>> {
+        let (status, body) = self.call(Method::GET, &format!("/v1/admin/dlq/{id}"), &[])?;
+        match status {
+            StatusCode::OK => Ok(Some(
+                serde_json::from_value(body).context("reading the DLQ entry")?,
+            )),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => bail!("reading DLQ entry {id}: {}", message(&body)),
+        }
+    }
+
+    fn replay(&self, id: u64) -> anyhow::Result<Replayed> {
+        let (status, body) = self.call(Method::POST, &format!("/v1/admin/dlq/{id}/replay"), &[])?;
+        if status != StatusCode::OK {
+            bail!("replaying DLQ entry {id}: {}", message(&body));
+        }
+        Ok(Replayed {
+            seq: body["replayed_as_seq"].as_u64(),
+        })
+    }
+
+    fn discard(&self, id: u64) -> anyhow::Result<()> {
+        let (status, body) =
+            self.call(Method::POST, &format!("/v1/admin/dlq/{id}/discard"), &[])?;
+        if status != StatusCode::OK {
+            bail!("discarding DLQ entry {id}: {}", message(&body));
+        }
+        Ok(())
+    }
+}
+
+fn message(body: &Value) -> String {
+    body["message"]
+        .as_str()
+        .map_or_else(|| body.to_string(), str::to_owned)
 }
 
 fn summary(entry: &DlqEntry) -> serde_json::Value {
@@ -72,10 +275,10 @@ fn summary(entry: &DlqEntry) -> serde_json::Value {
 }
 
 /// Prints matching entries as NDJSON (one summary per line) and a count on stderr.
-pub fn list(db: &Path, filters: &Filters, all: bool) -> anyhow::Result<ExitCode> {
-    let store = open(db)?;
+pub fn list(target: &Target, filters: &Filters, all: bool) -> anyhow::Result<ExitCode> {
     let filter = filters.to_filter((!all).then_some(DlqStatus::Open))?;
-    let entries = store.dlq_list(&filter).context("listing the DLQ")?;
+    let dlq = Dlq::open(target)?;
+    let entries = dlq.list(&filter)?;
     for entry in &entries {
         println!("{}", summary(entry));
     }
@@ -88,9 +291,9 @@ pub fn list(db: &Path, filters: &Filters, all: bool) -> anyhow::Result<ExitCode>
 }
 
 /// Prints one entry in full, original event included, as pretty JSON.
-pub fn show(db: &Path, id: u64) -> anyhow::Result<ExitCode> {
-    let store = open(db)?;
-    let Some(entry) = store.dlq_get(id).context("reading the DLQ")? else {
+pub fn show(target: &Target, id: u64) -> anyhow::Result<ExitCode> {
+    let dlq = Dlq::open(target)?;
+    let Some(entry) = dlq.get(id)? else {
         bail!("no DLQ entry {id} (see `weft dlq list --all`)");
     };
     println!("{}", serde_json::to_string_pretty(&entry)?);
@@ -98,24 +301,19 @@ pub fn show(db: &Path, id: u64) -> anyhow::Result<ExitCode> {
 }
 
 /// The open entries named by id, or matched by the filters.
-fn select(
-    store: &RedbStore,
-    ids: &[u64],
-    filters: &Filters,
-    verb: &str,
-) -> anyhow::Result<Vec<DlqEntry>> {
+fn select(dlq: &Dlq, ids: &[u64], filters: &Filters, verb: &str) -> anyhow::Result<Vec<DlqEntry>> {
     if ids.is_empty() {
         if filters.is_empty() {
             bail!(
                 "name the entries to {verb}: give their ids, or narrow with --installation, --stage or --error-code"
             );
         }
-        return Ok(store.dlq_list(&filters.to_filter(Some(DlqStatus::Open))?)?);
+        return dlq.list(&filters.to_filter(Some(DlqStatus::Open))?);
     }
     let filter = filters.to_filter(None)?;
     let mut out = Vec::new();
     for &id in ids {
-        let Some(entry) = store.dlq_get(id)? else {
+        let Some(entry) = dlq.get(id)? else {
             bail!("no DLQ entry {id}");
         };
         if !filter.matches(&entry) {
@@ -129,15 +327,12 @@ fn select(
     Ok(out)
 }
 
-pub fn replay(db: &Path, ids: &[u64], filters: &Filters) -> anyhow::Result<ExitCode> {
-    let store = open(db)?;
-    let entries = select(&store, ids, filters, "replay")?;
+pub fn replay(target: &Target, ids: &[u64], filters: &Filters) -> anyhow::Result<ExitCode> {
+    let dlq = Dlq::open(target)?;
+    let entries = select(&dlq, ids, filters, "replay")?;
     let mut replayed = 0usize;
     for entry in &entries {
-        match store
-            .replay_dlq(entry.id, Timestamp::now())
-            .with_context(|| format!("replaying DLQ entry {}", entry.id))?
-        {
+        match dlq.replay(entry.id)?.seq {
             Some(seq) => {
                 replayed += 1;
                 println!(
@@ -155,13 +350,11 @@ pub fn replay(db: &Path, ids: &[u64], filters: &Filters) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn discard(db: &Path, ids: &[u64], filters: &Filters) -> anyhow::Result<ExitCode> {
-    let store = open(db)?;
-    let entries = select(&store, ids, filters, "discard")?;
+pub fn discard(target: &Target, ids: &[u64], filters: &Filters) -> anyhow::Result<ExitCode> {
+    let dlq = Dlq::open(target)?;
+    let entries = select(&dlq, ids, filters, "discard")?;
     for entry in &entries {
-        store
-            .transact(|txn| txn.set_dlq_status(entry.id, DlqStatus::Discarded))
-            .with_context(|| format!("discarding DLQ entry {}", entry.id))?;
+        dlq.discard(entry.id)?;
         println!("{}", json!({"id": entry.id, "status": "discarded"}));
     }
     eprintln!(

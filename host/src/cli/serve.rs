@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use tokio::sync::watch;
 
 use super::governor_state;
-use crate::api::{ExtraMetrics, IntakeLimits, ServeConfig, Server};
+use crate::api::{AdminToken, ExtraMetrics, IntakeLimits, ServeConfig, Server};
 use crate::config::InstallationConfig;
 use crate::outbound::{OutboundConfig, Pipeline};
 use crate::plugin::{
@@ -36,6 +36,7 @@ pub struct ServeArgs {
     pub max_batch_events: usize,
     pub max_wait_us: u64,
     pub worker_threads: Option<usize>,
+    pub admin_token: Option<AdminToken>,
 }
 
 /// An installation ready to sync, built from its configuration file.
@@ -81,6 +82,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..GroupCommitConfig::default()
         },
         limits: IntakeLimits::default(),
+        admin_token: args.admin_token.clone(),
     };
     let metrics: ExtraMetrics = {
         let telemetry = telemetry.clone();
@@ -115,10 +117,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("{}", serde_json::json!({"listening": addr.to_string()}));
     eprintln!(
         "weft: serving {count} installation(s) ({} syncing) on http://{addr} with store {}; \
-         status in {}; Ctrl-C to stop",
+         status in {}; admin API {}; Ctrl-C to stop",
         workers.len(),
         db.display(),
-        args.status_file.display()
+        args.status_file.display(),
+        if args.admin_token.is_some() {
+            "on (bearer token)"
+        } else {
+            "off (no --admin-token)"
+        },
     );
     let (shutdown, running) = server.into_parts();
     tokio::spawn(async move {

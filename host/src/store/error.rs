@@ -56,6 +56,10 @@ pub enum StoreError {
     /// A DLQ entry that does not exist.
     #[error("no DLQ entry with id {0}")]
     DlqNotFound(u64),
+    /// A DLQ entry that was already replayed or discarded: only open entries are acted on,
+    /// so a replay sent twice (two operators, a retried request) re-enqueues once.
+    #[error("DLQ entry {id} is already {}", status.as_str())]
+    DlqNotOpen { id: u64, status: super::DlqStatus },
     /// An accepted event that does not exist.
     #[error("installation {installation:?} has no accepted event with sequence number {seq}")]
     EventNotFound { installation: String, seq: u64 },

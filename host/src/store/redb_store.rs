@@ -513,6 +513,15 @@ impl StoreTxn for RedbTxn<'_> {
         Ok(())
     }
 
+    fn get_dlq(&mut self, id: u64) -> Result<Option<DlqEntry>, StoreError> {
+        const DOING: &str = "reading a DLQ entry";
+        match self.load_dlq_entry(id, DOING) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(StoreError::DlqNotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     fn append_audit(&mut self, entry: &AuditEntry) -> Result<u64, StoreError> {
         const DOING: &str = "appending to the audit log";
         let id = self.next(NEXT_AUDIT_ID, DOING)?;

@@ -20,6 +20,7 @@ pub async fn start(db: &Path) -> Server {
             installations: BTreeSet::from([INSTALLATION.to_owned(), "globex".to_owned()]),
             group_commit: GroupCommitConfig::default(),
             limits: IntakeLimits::default(),
+            admin_token: None,
         },
         None,
     )

@@ -175,6 +175,19 @@ fn dlq_entries_record_failures_filter_and_replay() {
         store.dlq_get(first).unwrap().unwrap().status,
         DlqStatus::Replayed
     );
+    // Only open entries are acted on: a second replay re-enqueues nothing.
+    assert!(matches!(
+        store.replay_dlq(first, now()),
+        Err(StoreError::DlqNotOpen {
+            status: DlqStatus::Replayed,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.discard_dlq(first),
+        Err(StoreError::DlqNotOpen { .. })
+    ));
+    assert_eq!(store.pending_events("acme", None, 10).unwrap().len(), 1);
     // A record original cannot be replayed as an event.
     assert_eq!(store.replay_dlq(inbound, now()).unwrap(), None);
     // Failing again after replay opens a fresh entry.
