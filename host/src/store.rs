@@ -36,12 +36,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use error::StoreError;
-pub use group_commit::{GroupCommitConfig, IntakeWriter, WriterHandle, WriterStats};
+pub use group_commit::{Committed, GroupCommitConfig, IntakeWriter, WriterHandle, WriterStats};
 use model::GOVERNOR_OBJECT;
 pub use model::{
-    AcceptedEvent, Admission, AppliedMark, AuditAction, AuditEntry, DlqEntry, DlqFilter,
-    DlqOriginal, DlqStatus, EventState, EventStatus, FieldChange, NewDlqEntry, Operation,
-    OutboundEvent, Seq, SkippedField, Stage, StateKind, UnknownStage,
+    AcceptedEvent, Admission, Admitted, AppliedMark, AuditAction, AuditEntry, DlqEntry, DlqFilter,
+    DlqOriginal, DlqStatus, EncodedEvent, EventState, EventStatus, FieldChange, NewDlqEntry,
+    Operation, OutboundEvent, Seq, SkippedField, Stage, StateKind, UnknownStage,
 };
 pub use redb_store::RedbStore;
 
@@ -123,6 +123,15 @@ pub trait StoreTxn {
         events: &[OutboundEvent],
         at: Timestamp,
     ) -> Result<Vec<Admission>, StoreError>;
+
+    /// Intake's fast path: like [`StoreTxn::accept_events`] for several requests at once
+    /// (each an installation and its already-encoded events), returning one [`Admitted`]
+    /// per event, in order across all of them. Tables are opened once for the whole group.
+    fn accept_encoded(
+        &mut self,
+        batches: &[(&str, &[EncodedEvent])],
+        at: Timestamp,
+    ) -> Result<Vec<Admitted>, StoreError>;
 
     /// The pipeline finished with this event: it leaves the pending queue.
     fn mark_processed(&mut self, installation: &str, seq: Seq) -> Result<(), StoreError>;

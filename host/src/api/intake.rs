@@ -41,7 +41,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::ApiState;
-use crate::store::{Operation, OutboundEvent};
+use crate::store::{EncodedEvent, Operation, OutboundEvent};
 
 /// The largest request body accepted: 300 KiB (307,200 bytes). It bounds the memory one
 /// request can pin while it waits for the group commit (queue depth × this is the worst
@@ -107,29 +107,44 @@ pub(super) async fn post_events(
             return problem.into_response();
         }
     };
-    match state.writer.submit(installation, events).await {
-        Ok(admissions) => {
-            let mut accepted = Vec::new();
-            let mut duplicates = Vec::new();
-            for admission in admissions {
-                if admission.duplicate {
-                    duplicates.push(admission.event_id);
+    // Encoded here, on the HTTP workers (one per core), so the single store writer only
+    // copies bytes; the parsed events are freed here too.
+    let encoded = match events
+        .iter()
+        .map(EncodedEvent::new)
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(encoded) => encoded,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error_chain(&e),
+            );
+        }
+    };
+    drop(events);
+    match state.writer.submit(installation, encoded).await {
+        Ok(committed) => {
+            let mut answer = Answer {
+                accepted: Vec::with_capacity(committed.events.len()),
+                duplicates: Vec::new(),
+            };
+            for (event, admitted) in committed.events.iter().zip(&committed.admitted) {
+                if admitted.duplicate {
+                    answer.duplicates.push(event.id());
                 } else {
-                    accepted.push(admission.event_id);
+                    answer.accepted.push(event.id());
                 }
             }
             counters.requests.fetch_add(1, Ordering::Relaxed);
             counters
                 .accepted
-                .fetch_add(accepted.len() as u64, Ordering::Relaxed);
+                .fetch_add(answer.accepted.len() as u64, Ordering::Relaxed);
             counters
                 .duplicates
-                .fetch_add(duplicates.len() as u64, Ordering::Relaxed);
-            (
-                StatusCode::ACCEPTED,
-                axum::Json(json!({"accepted": accepted, "duplicates": duplicates})),
-            )
-                .into_response()
+                .fetch_add(answer.duplicates.len() as u64, Ordering::Relaxed);
+            (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
         }
         Err(store_error) => {
             counters.store_errors.fetch_add(1, Ordering::Relaxed);
@@ -142,6 +157,13 @@ pub(super) async fn post_events(
             )
         }
     }
+}
+
+/// The `202` body, serialised straight from the ids (no intermediate JSON tree).
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    accepted: Vec<&'a str>,
+    duplicates: Vec<&'a str>,
 }
 
 pub(super) async fn event_status(

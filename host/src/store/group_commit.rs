@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Admission, OutboundEvent, Store, StoreError};
+use super::{Admitted, EncodedEvent, Store, StoreError};
 
 /// The group-commit knobs.
 #[derive(Debug, Clone)]
@@ -64,8 +64,17 @@ pub struct WriterStats {
 
 struct Job {
     installation: String,
-    events: Vec<OutboundEvent>,
-    reply: oneshot::Sender<Result<Vec<Admission>, StoreError>>,
+    events: Vec<EncodedEvent>,
+    reply: oneshot::Sender<Result<Committed, StoreError>>,
+}
+
+/// A request's events, handed back after their commit with one [`Admitted`] each, in
+/// order. Handing them back (rather than dropping them here) frees their buffers on the
+/// submitter's thread, off the single writer.
+#[derive(Debug)]
+pub struct Committed {
+    pub events: Vec<EncodedEvent>,
+    pub admitted: Vec<Admitted>,
 }
 
 /// The submitting side; cheap to clone. The writer thread exits once every clone is
@@ -105,13 +114,14 @@ impl IntakeWriter {
         Ok((IntakeWriter { queue, stats }, WriterHandle { thread }))
     }
 
-    /// Makes `events` durable for `installation` and returns one admission per event, in
-    /// order. Resolves only after the commit (fsync) that holds them.
+    /// Makes `events` durable for `installation`; the answer holds one [`Admitted`] per
+    /// event, in order. Resolves only after the commit (fsync) that holds them. Encode the
+    /// events on the caller's thread ([`EncodedEvent::new`]): the writer is single.
     pub async fn submit(
         &self,
         installation: String,
-        events: Vec<OutboundEvent>,
-    ) -> Result<Vec<Admission>, StoreError> {
+        events: Vec<EncodedEvent>,
+    ) -> Result<Committed, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job {
@@ -182,15 +192,17 @@ fn run(
 fn commit_group(store: &dyn Store, group: Vec<Job>, stats: &WriterStats) {
     let started = Instant::now();
     let at = Timestamp::now();
-    let mut answers: Vec<Vec<Admission>> = Vec::with_capacity(group.len());
+    let batches: Vec<(&str, &[EncodedEvent])> = group
+        .iter()
+        .map(|job| (job.installation.as_str(), job.events.as_slice()))
+        .collect();
+    let mut admitted: Vec<Admitted> = Vec::new();
     let result = store.write(&mut |txn| {
-        // `write` may run this more than once; start clean each time.
-        answers.clear();
-        for job in &group {
-            answers.push(txn.accept_events(&job.installation, &job.events, at)?);
-        }
+        // `write` may run this more than once; the last run's answer is the one committed.
+        admitted = txn.accept_encoded(&batches, at)?;
         Ok(())
     });
+    drop(batches);
     let elapsed = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     stats.commit_micros.fetch_add(elapsed, Ordering::Relaxed);
     match result {
@@ -199,13 +211,17 @@ fn commit_group(store: &dyn Store, group: Vec<Job>, stats: &WriterStats) {
             stats
                 .requests
                 .fetch_add(group.len() as u64, Ordering::Relaxed);
-            for (job, admissions) in group.into_iter().zip(answers) {
-                stats
-                    .events
-                    .fetch_add(job.events.len() as u64, Ordering::Relaxed);
+            let mut answers = admitted.into_iter();
+            for job in group {
+                let count = job.events.len();
+                stats.events.fetch_add(count as u64, Ordering::Relaxed);
+                let admitted: Vec<Admitted> = answers.by_ref().take(count).collect();
                 // A waiter that went away (client disconnected) still had its events
                 // accepted; a repeat of the request will report them as duplicates.
-                let _ = job.reply.send(Ok(admissions));
+                let _ = job.reply.send(Ok(Committed {
+                    events: job.events,
+                    admitted,
+                }));
             }
         }
         Err(error) if group.len() == 1 => {

@@ -55,6 +55,42 @@ pub struct AcceptedEvent {
     pub event: OutboundEvent,
 }
 
+/// An event encoded once, where it was parsed (on the intake's HTTP workers), in the form
+/// the store keeps it: the store's single writer then only copies bytes, which is what
+/// lets one writer thread keep up with every core parsing requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedEvent {
+    id: String,
+    /// `OutboundEvent` as JSON; private so only [`EncodedEvent::new`] produces it and the
+    /// stored value always decodes.
+    json: Vec<u8>,
+}
+
+impl EncodedEvent {
+    pub fn new(event: &OutboundEvent) -> Result<Self, crate::store::StoreError> {
+        Ok(EncodedEvent {
+            id: event.id.clone(),
+            json: crate::store::encode(event, "encoding an outbound event")?,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn json(&self) -> &[u8] {
+        &self.json
+    }
+}
+
+/// The outcome of offering one encoded event to the store (its id is the caller's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// New for an accepted event, the original one for a duplicate.
+    pub seq: Seq,
+    pub duplicate: bool,
+}
+
 /// The outcome of offering one event to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admission {
