@@ -5,8 +5,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 use weft::store::{
-    AuditAction, AuditEntry, DlqFilter, DlqOriginal, DlqStatus, EventState, FieldChange,
-    NewDlqEntry, Operation, OutboundEvent, RedbStore, Stage, Store, StoreError, StoreExt,
+    AuditAction, AuditEntry, DlqFilter, DlqOriginal, DlqStatus, EncodedEvent, EventState,
+    FieldChange, NewDlqEntry, Operation, OutboundEvent, RedbStore, Stage, Store, StoreError,
+    StoreExt,
 };
 
 use crate::common::db_path;
@@ -323,5 +324,45 @@ fn a_checkpoint_commits_with_other_writes_or_not_at_all() {
             .get_checkpoint::<BulkCheckpoint>("acme", "Contact")
             .unwrap(),
         None
+    );
+}
+
+/// The writer splices seq and accept time around each event's pre-encoded bytes; what it
+/// stores must read back as exactly the event that was offered, whatever the names hold.
+#[test]
+fn encoded_events_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&db_path(&dir)).unwrap();
+    let installation = "odd \"name\" \\ ü";
+    let mut event = outbound("e\"1\"");
+    event
+        .record
+        .insert("note".into(), json!("line\nbreak \u{1F600} \"quoted\""));
+    let at = now();
+    let encoded = vec![
+        EncodedEvent::new(&event).unwrap(),
+        EncodedEvent::new(&outbound("e2")).unwrap(),
+        EncodedEvent::new(&event).unwrap(),
+    ];
+    let admitted = store
+        .transact(|txn| {
+            txn.accept_encoded(&[(installation, &encoded), ("acme", &encoded[1..2])], at)
+        })
+        .unwrap();
+    let flags: Vec<bool> = admitted.iter().map(|a| a.duplicate).collect();
+    assert_eq!(flags, [false, false, true, false]);
+    assert_eq!(
+        admitted[2].seq, admitted[0].seq,
+        "the first of two equal ids wins"
+    );
+    let stored = store.events(installation, None, 10).unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].event, event);
+    assert_eq!(stored[0].installation, installation);
+    assert_eq!(stored[0].accepted_at, at);
+    assert_eq!(stored[0].seq, admitted[0].seq);
+    assert_eq!(
+        store.events("acme", None, 10).unwrap()[0].event,
+        outbound("e2")
     );
 }
