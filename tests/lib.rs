@@ -60,7 +60,7 @@ fn build_plugins() -> Result<PathBuf, String> {
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace_root())
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2"])
         .arg("--target-dir")
         .arg(&target_dir);
     for plugin in PLUGINS.iter().chain(BENCH_COMPONENTS) {
@@ -76,7 +76,7 @@ fn build_plugins() -> Result<PathBuf, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    Ok(target_dir.join("wasm32-wasip2").join("release"))
+    Ok(target_dir.join("wasm32-wasip2").join("plugin"))
 }
 
 /// The path of a built plugin component, e.g. `plugin_wasm("acme-accounts")`.
