@@ -18,6 +18,7 @@ mod limits;
 mod output;
 mod sandbox;
 mod schema;
+mod session;
 mod validate;
 
 use bindings::types;
@@ -35,4 +36,5 @@ pub use installed::{InstalledPlugins, PluginConfig, PluginStatus, QuarantinePoli
 pub use limits::CallLimits;
 pub use output::span_text;
 pub use schema::schema_from_describe;
+pub use session::BatchSession;
 pub use validate::{ComponentReport, SUPPORTED_WIT_VERSIONS};

@@ -219,3 +219,59 @@ fn garbage_is_not_a_component() {
         "{error}"
     );
 }
+
+fn spec(mode: &str) -> weft::plugin::CallSpec {
+    let config = hostile_config(mode);
+    weft::plugin::CallSpec {
+        installation: Arc::from("session"),
+        config: Arc::new(config.values),
+        limits: config.limits,
+        now_ms: 0,
+    }
+}
+
+#[test]
+fn a_batch_session_keeps_the_sandbox_guarantees_of_single_calls() {
+    use weft::plugin::{Direction, ObjectSchema};
+    let runtime = runtime();
+    let hostile = runtime.load(&plugin_bytes("hostile")).expect("load");
+    let input = accounts(5);
+    let schema = ObjectSchema {
+        name: "Account".into(),
+        fields: Vec::new(),
+    };
+    // Each failure is typed as it is for a single call, and the instance is never entered
+    // again after it: the next stage of the batch fails without running.
+    for (mode, kind) in [
+        ("loop", "timeout"),
+        ("memory", "memory"),
+        ("panic", "panic"),
+        ("recursion", "stack-overflow"),
+    ] {
+        let spec = spec(mode);
+        let session = hostile.batch_session(&spec).expect("instantiate");
+        assert_kind(session.map_inbound(&input), kind);
+        let next = session.coerce(Direction::Inbound, &schema, &input);
+        assert!(next.is_err(), "{mode}: a failed instance was entered again");
+    }
+    // One sandbox serves every stage of a healthy batch, and a run of batches each gets
+    // a fresh one.
+    let spec = spec("ok");
+    for _ in 0..3 {
+        let session = hostile.batch_session(&spec).expect("instantiate");
+        let mapped = session.map_inbound(&input).expect("map");
+        let coerced = session
+            .coerce(Direction::Inbound, &schema, &mapped.batches[0])
+            .expect("coerce");
+        session
+            .dedup_keys(Direction::Inbound, &coerced.batches[0])
+            .expect("dedup");
+        assert_eq!(coerced.batches[0], input);
+    }
+    // run_chain goes through a session too, and names the stage that failed.
+    let spec = self::spec("panic");
+    let error = weft::plugin::run_chain(&(&hostile, &spec), Direction::Inbound, &input, |_| None)
+        .expect_err("a panicking plugin fails the chain");
+    assert_eq!(error.stage, weft::plugin::Stage::Map);
+    assert_eq!(error.error.kind(), "panic");
+}

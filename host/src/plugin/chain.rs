@@ -77,6 +77,33 @@ pub trait StageCalls {
         input: &Batch,
     ) -> Result<BatchResult, PluginError>;
     fn dedup(&self, direction: Direction, input: &Batch) -> Result<DedupResult, PluginError>;
+
+    /// The calls for the stages of one batch. Default: these calls, each on its own. A
+    /// plugin runtime returns a [`super::BatchSession`], so the batch is instantiated once
+    /// rather than once per stage. An error here fails the batch at the map stage.
+    fn for_batch(&self) -> Result<impl StageCalls + '_, PluginError>
+    where
+        Self: Sized,
+    {
+        Ok(self)
+    }
+}
+
+impl<T: StageCalls> StageCalls for &T {
+    fn map(&self, direction: Direction, input: &Batch) -> Result<BatchResult, PluginError> {
+        (**self).map(direction, input)
+    }
+    fn coerce(
+        &self,
+        direction: Direction,
+        schema: &ObjectSchema,
+        input: &Batch,
+    ) -> Result<BatchResult, PluginError> {
+        (**self).coerce(direction, schema, input)
+    }
+    fn dedup(&self, direction: Direction, input: &Batch) -> Result<DedupResult, PluginError> {
+        (**self).dedup(direction, input)
+    }
 }
 
 impl StageCalls for (&LoadedPlugin, &CallSpec) {
@@ -96,6 +123,9 @@ impl StageCalls for (&LoadedPlugin, &CallSpec) {
     }
     fn dedup(&self, direction: Direction, input: &Batch) -> Result<DedupResult, PluginError> {
         self.0.dedup_keys(self.1, direction, input)
+    }
+    fn for_batch(&self) -> Result<impl StageCalls + '_, PluginError> {
+        self.0.batch_session(self.1)
     }
 }
 
@@ -129,6 +159,7 @@ pub fn run_chain(
 ) -> Result<ChainOutput, ChainError> {
     let at = |stage| move |error| ChainError { stage, error };
     let mut out = ChainOutput::default();
+    let calls = calls.for_batch().map_err(at(Stage::Map))?;
 
     let mapped = calls.map(direction, input).map_err(at(Stage::Map))?;
     fail_records(&mut out, Stage::Map, &mapped.errors, |r| Some(r));

@@ -86,7 +86,14 @@ impl Slots {
     }
 }
 
-struct SlotGuard<'a>(&'a Slots);
+pub(super) struct SlotGuard<'a>(&'a Slots);
+
+/// A plugin instantiated in its own sandbox, holding its pool slot.
+pub(super) struct Instance<'p> {
+    _slot: SlotGuard<'p>,
+    pub store: Store<Sandbox>,
+    pub plugin: Plugin,
+}
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
@@ -274,15 +281,11 @@ impl LoadedPlugin {
         &self.component
     }
 
-    /// Instantiates the plugin in a fresh sandbox and runs `f` against it. The store is
-    /// dropped afterwards whatever happened.
-    fn with_instance<R>(
-        &self,
-        spec: &CallSpec,
-        f: impl FnOnce(&Plugin, &mut Store<Sandbox>) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginError> {
+    /// A fresh sandbox (store, limits, budget) with the plugin instantiated in it. The pool
+    /// slot is held for as long as the returned guard lives.
+    pub(super) fn instantiate(&self, spec: &CallSpec) -> Result<Instance<'_>, PluginError> {
         let shared = &self.runtime.shared;
-        let _slot = shared.slots.acquire();
+        let slot = shared.slots.acquire();
         let limits = &spec.limits;
         let sandbox = Sandbox::new(
             spec.installation.clone(),
@@ -293,23 +296,44 @@ impl LoadedPlugin {
         );
         let mut store = Store::new(&shared.engine, sandbox);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        let tick = shared.config.epoch_tick.as_nanos().max(1);
+        store.epoch_deadline_trap();
+        self.arm_deadline(&mut store, limits);
+        match self.pre.instantiate(&mut store) {
+            Ok(plugin) => Ok(Instance {
+                _slot: slot,
+                store,
+                plugin,
+            }),
+            Err(e) => {
+                let error = classify(e, &store, limits, true);
+                store.data().flush_stdio();
+                Err(error)
+            }
+        }
+    }
+
+    /// Gives the next call the full time budget, counted from now.
+    pub(super) fn arm_deadline(&self, store: &mut Store<Sandbox>, limits: &CallLimits) {
+        let tick = self.runtime.shared.config.epoch_tick.as_nanos().max(1);
         let ticks = limits.time_budget.as_nanos().div_ceil(tick).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+    }
 
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, &store, limits, true))
-            .and_then(|plugin| {
-                f(&plugin, &mut store).map_err(|e| classify(e, &store, limits, false))
-            });
-        store.data().flush_stdio();
+    /// Instantiates the plugin in a fresh sandbox and runs `f` against it. The store is
+    /// dropped afterwards whatever happened.
+    fn with_instance<R>(
+        &self,
+        spec: &CallSpec,
+        f: impl FnOnce(&Plugin, &mut Store<Sandbox>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let mut instance = self.instantiate(spec)?;
+        let result = f(&instance.plugin, &mut instance.store)
+            .map_err(|e| classify(e, &instance.store, &spec.limits, false));
+        instance.store.data().flush_stdio();
         result
     }
 
-    fn context(spec: &CallSpec, direction: Direction) -> CallContext {
+    pub(super) fn context(spec: &CallSpec, direction: Direction) -> CallContext {
         CallContext {
             installation: spec.installation.to_string(),
             direction,
@@ -390,7 +414,7 @@ impl LoadedPlugin {
 }
 
 /// Turns a wasmtime error into what actually happened, using what the sandbox saw.
-fn classify(
+pub(super) fn classify(
     error: wasmtime::Error,
     store: &Store<Sandbox>,
     limits: &CallLimits,

@@ -99,6 +99,12 @@ impl Sandbox {
         }
     }
 
+    /// Starts a call: the log-line limit is per call, also when one sandbox serves several
+    /// calls of a batch.
+    pub fn begin_call(&mut self) {
+        self.log_lines = 0;
+    }
+
     /// Forwards what the plugin wrote to stdout/stderr to the log, tagged with the
     /// installation and plugin.
     pub fn flush_stdio(&self) {
