@@ -30,6 +30,8 @@ fn spawn_host(db: &Path) -> Host {
         ])
         .arg("--db")
         .arg(db)
+        .arg("--status-file")
+        .arg(db.with_extension("status.json"))
         .args(["--worker-threads", "2"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
