@@ -80,7 +80,10 @@ impl Pacer {
     /// go (zero if now).
     pub fn wait(&mut self, now: Timestamp, window: &ActiveWindow, daily_max: u64) -> Duration {
         if self.window_start != Some(window.start) {
-            // A new window starts with an empty bucket and nothing spent.
+            // A new window starts with nothing spent and one token: the first request of a
+            // process goes at once (it is the one that learns the org's real allocation —
+            // until then the rate is the cautious assumed one, a token every few seconds),
+            // and `remaining` below still caps it by the window's budget.
             self.window_start = Some(window.start);
             let len = window
                 .end
@@ -93,7 +96,7 @@ impl Pacer {
                 .clamp(0.0, len);
             self.presumed = elapsed / len;
             self.spent = 0;
-            self.tokens = 0.0;
+            self.tokens = 1.0;
             self.last = Some(now.max(window.start));
         }
         let budget = window.budget(daily_max) * (1.0 - self.presumed);
@@ -235,6 +238,9 @@ mod tests {
         let w = window(10, 0.5);
         let mut p = Pacer::new(DEFAULT_BURST);
         let later = w.start + SignedDuration::from_hours(5);
+        // The window's first request goes at once; the next one waits.
+        assert!(p.wait(w.start, &w, 24_000).is_zero());
+        p.take();
         assert!(p.wait(w.start, &w, 24_000) > Duration::ZERO);
         let mut n = 0;
         while p.wait(later, &w, 24_000).is_zero() {
@@ -262,6 +268,11 @@ mod tests {
     fn wait_is_about_one_interval() {
         let w = window(1, 0.24); // 24,000/day × 0.24 / 24 = 240 per hour = one per 15 s
         let mut p = Pacer::new(1.0);
+        assert!(
+            p.wait(w.start, &w, 24_000).is_zero(),
+            "the first request goes at once"
+        );
+        p.take();
         let d = p.wait(w.start, &w, 24_000);
         assert!((14.0..=16.0).contains(&d.as_secs_f64()), "{d:?}");
     }
