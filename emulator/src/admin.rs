@@ -69,6 +69,15 @@ pub struct ObjectSpec {
     pub label: Option<String>,
     #[serde(default)]
     pub fields: Vec<FieldSpec>,
+    /// Whether the replication resources (`updated`/`deleted`) serve the object. Real orgs
+    /// have objects that are queryable but not replicable; clients must find their deletes
+    /// another way.
+    #[serde(default = "replicateable_by_default")]
+    pub replicateable: bool,
+}
+
+fn replicateable_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -209,6 +218,7 @@ pub fn add_object(org: &Org, spec: &ObjectSpec) -> Result<(), AdminError> {
     all.extend(fields);
     let prefix = store.next_custom_prefix();
     let mut def = ObjectDef::new(&spec.name, prefix, true, all);
+    def.replicateable = spec.replicateable;
     if let Some(l) = &spec.label {
         def.label = l.clone();
         def.label_plural = format!("{l}s");

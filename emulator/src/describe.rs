@@ -43,7 +43,7 @@ fn object_flags(def: &ObjectDef, version: &str) -> serde_json::Map<String, Value
         "mruEnabled": true,
         "name": def.name,
         "queryable": true,
-        "replicateable": true,
+        "replicateable": def.replicateable,
         "retrieveable": true,
         "searchable": true,
         "triggerable": true,

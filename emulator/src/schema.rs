@@ -241,6 +241,8 @@ pub struct ObjectDef {
     pub label_plural: String,
     pub key_prefix: [u8; 3],
     pub custom: bool,
+    /// Served by the `updated`/`deleted` replication resources (`replicateable` in describe).
+    pub replicateable: bool,
     pub fields: Vec<FieldDef>,
     by_lower: HashMap<String, usize>,
 }
@@ -274,6 +276,7 @@ impl ObjectDef {
             label,
             key_prefix,
             custom,
+            replicateable: true,
             fields: Vec::new(),
             by_lower: HashMap::new(),
         };

@@ -466,6 +466,13 @@ fn updated_deleted(org: &Arc<Org>, req: &Req, obj: &str, kind: &str) -> Result<R
     let store = org.store.read().map_err(|_| poisoned())?;
     let t = table_of(&store, obj)?;
     let table = &store.tables[t];
+    if !table.def.replicateable {
+        return Err(ApiError::new(
+            400,
+            "INVALID_TYPE",
+            &format!("Object type {} is not replicable", table.def.name),
+        ));
+    }
     let slot = match table.def.field("SystemModstamp").map(|f| f.storage) {
         Some(Storage::Column(s)) => s,
         _ => return Err(ApiError::not_found()),

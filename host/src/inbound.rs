@@ -27,7 +27,7 @@ use tracing::Instrument;
 use crate::config::{InboundConfig, ObjectConfig};
 use crate::plugin::{InstalledPlugins, ObjectSchema, schema_from_describe};
 use crate::salesforce::{SalesforceClient, SalesforceError};
-use crate::store::{NewDlqEntry, Store, StoreError, StoreExt, StoreTxn};
+use crate::store::{Store, StoreError, StoreExt, StoreTxn};
 use crate::throttle::Project;
 
 pub use deliver::Prepared;
@@ -262,14 +262,22 @@ impl InboundSync {
     fn commit(
         &self,
         object: &str,
-        dead: &[NewDlqEntry],
+        page: &Prepared,
         state: &dyn Fn(&mut dyn StoreTxn) -> Result<(), StoreError>,
     ) -> Result<(), InboundError> {
+        let (mut present, mut gone) = (Vec::new(), Vec::new());
+        for d in &page.deliveries {
+            match d.op {
+                Op::Upsert => present.push(d.id.as_str()),
+                Op::Delete => gone.push(d.id.as_str()),
+            }
+        }
         self.store
             .write(&mut |txn| {
-                for entry in dead {
+                for entry in &page.dead {
                     txn.put_dlq(entry)?;
                 }
+                txn.set_synced_ids(&self.installation, object, &present, &gone)?;
                 state(txn)
             })
             .map_err(|source| store(object, source))

@@ -103,6 +103,16 @@ pub trait Store: Send + Sync {
         record_key: &str,
     ) -> Result<Option<AppliedMark>, StoreError>;
 
+    /// Ids inbound sync delivered for (installation, object) and has not seen deleted, in
+    /// byte order, after `after`, at most `limit`.
+    fn synced_ids(
+        &self,
+        installation: &str,
+        object: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+
     /// The raw encoded checkpoint or watermark; prefer [`StoreExt::get_checkpoint`].
     fn state_raw(
         &self,
@@ -185,6 +195,15 @@ pub trait StoreTxn {
         object: &str,
         kind: StateKind,
     ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Records rows inbound sync delivered (`present`) and delivered as deleted (`gone`).
+    fn set_synced_ids(
+        &mut self,
+        installation: &str,
+        object: &str,
+        present: &[&str],
+        gone: &[&str],
+    ) -> Result<(), StoreError>;
 }
 
 impl dyn StoreTxn + '_ {

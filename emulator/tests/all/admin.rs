@@ -88,6 +88,7 @@ async fn fields_and_objects_added_at_run_time_show_at_once() {
     org.add_object(&ObjectSpec {
         name: "Invoice__c".into(),
         label: Some("Invoice".into()),
+        replicateable: true,
         fields: vec![
             FieldSpec {
                 external_id: true,

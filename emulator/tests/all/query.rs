@@ -344,6 +344,7 @@ async fn child_relationship_subqueries_nest_query_results() {
         .add_object(&weft_emulator::ObjectSpec {
             name: "Note__c".into(),
             label: None,
+            replicateable: true,
             fields: vec![weft_emulator::FieldSpec {
                 reference_to: Some("Account".into()),
                 ..weft_emulator::FieldSpec::new("Account__c", weft_emulator::FieldType::Reference)

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use super::state::{Backfill, Watermark};
-use super::{InboundError, InboundSync, Selection, rows, salesforce, soql};
+use super::{InboundError, InboundSync, Prepared, Selection, rows, salesforce, soql};
 use crate::config::{Api, ObjectConfig};
 use crate::plugin::ObjectSchema;
 use crate::salesforce::{QueryPage, SObjectDescribe, SalesforceError};
@@ -74,7 +74,7 @@ impl InboundSync {
         };
         tracing::info!(total, use_bulk, reason = %plan.reason, "backfill planned");
         let installation = self.installation.clone();
-        self.commit(name, &[], &|txn| {
+        self.commit(name, &Prepared::default(), &|txn| {
             txn.put_checkpoint(&installation, name, &Some(&plan))
         })?;
         Ok(plan)
@@ -116,12 +116,13 @@ impl InboundSync {
                 fields: plan.fields.clone(),
                 deleted_until_ms: plan.started_ms,
                 reread_ms: plan.started_ms,
+                reconciled_ms: plan.started_ms,
             },
         };
         watermark.recent.extend(std::mem::take(&mut plan.recent));
         watermark.prune(self.lookback_ms());
         let installation = self.installation.clone();
-        self.commit(name, &[], &|txn| {
+        self.commit(name, &Prepared::default(), &|txn| {
             txn.put_checkpoint(&installation, name, &None::<Backfill>)?;
             txn.put_watermark(&installation, name, &watermark)
         })?;
@@ -211,7 +212,7 @@ impl InboundSync {
                             plan.bulk = Some(stream.cursor());
                             let installation = self.installation.clone();
                             let snapshot = plan.clone();
-                            self.commit(name, &[], &|txn| {
+                            self.commit(name, &Prepared::default(), &|txn| {
                                 txn.put_checkpoint(&installation, name, &Some(&snapshot))
                             })?;
                             stream
@@ -298,7 +299,7 @@ impl InboundSync {
         plan.failed += prepared.dead.len() as u64;
         let installation = self.installation.clone();
         let snapshot = plan.clone();
-        self.commit(name, &prepared.dead, &|txn| {
+        self.commit(name, &prepared, &|txn| {
             txn.put_checkpoint(&installation, name, &Some(&snapshot))
         })?;
         self.progress

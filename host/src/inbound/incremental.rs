@@ -5,6 +5,7 @@
 //! was stamped before a slow transaction committed and so became visible late; rows the
 //! window re-reads that were already delivered (same Id and `SystemModstamp`) are dropped.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -94,8 +95,91 @@ impl InboundSync {
         if replicateable(describe) {
             self.hard_deletes(name, &mut watermark, &mut changes)
                 .await?;
+        } else if self.reconcile_due(&watermark) {
+            self.reconcile(object, &mut watermark, &mut changes).await?;
         }
         Ok(changes)
+    }
+
+    fn reconcile_due(&self, watermark: &Watermark) -> bool {
+        let every = i64::try_from(self.config.reconcile_interval.as_millis()).unwrap_or(i64::MAX);
+        Timestamp::now().as_millisecond() - watermark.reconciled_ms >= every
+    }
+
+    /// For objects the replication resource does not serve: compares the Ids delivered
+    /// (and not deleted since) with every Id the org has now; the difference was deleted
+    /// for good (or left the configured filter) and is delivered as deletes.
+    ///
+    /// The org's Ids are held in memory for the comparison — about 60 bytes each, so 60 MB
+    /// for a million rows. Objects without replication are rarely that large; a bigger one
+    /// would compare page by page against ranges of the delivered Ids instead.
+    async fn reconcile(
+        &mut self,
+        object: &ObjectConfig,
+        watermark: &mut Watermark,
+        changes: &mut Changes,
+    ) -> Result<(), InboundError> {
+        let name = object.name.as_str();
+        let filter = soql::filter(&object.source);
+        let started = Timestamp::now();
+        let page_size = self.config.page_size;
+        let id_only = ["Id".to_owned()];
+        let mut in_org = HashSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let query = soql::backfill(name, &id_only, filter, after.as_deref(), Some(page_size));
+            let page = self
+                .first_page(Project::Incremental, name, &query, false)
+                .await?;
+            let count = page.records.len();
+            for record in page.records {
+                if let Some(id) = record.get("Id").and_then(Value::as_str) {
+                    after = Some(id.to_owned());
+                    in_org.insert(id.to_owned());
+                }
+            }
+            if count < page_size {
+                break;
+            }
+        }
+        let mut gone = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let ids = self
+                .store
+                .synced_ids(&self.installation, name, cursor.as_deref(), 10_000)
+                .map_err(|e| store(name, e))?;
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
+            gone.extend(ids.into_iter().filter(|id| !in_org.contains(id)));
+            cursor = Some(last);
+        }
+        let stamp = started.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let prepared = Prepared {
+            deliveries: gone
+                .into_iter()
+                .map(|id| Delivery {
+                    idempotency_key: format!("{}/{name}/{id}/{stamp}", self.installation),
+                    object: name.to_owned(),
+                    id,
+                    system_modstamp: stamp.clone(),
+                    op: Op::Delete,
+                    output: Vec::new(),
+                })
+                .collect(),
+            dead: Vec::new(),
+        };
+        if !prepared.deliveries.is_empty() {
+            tracing::info!(
+                deleted = prepared.deliveries.len(),
+                "reconciliation found rows deleted for good"
+            );
+        }
+        self.deliver(name, &prepared).await?;
+        watermark.reconciled_ms = started.as_millisecond();
+        tally(changes, &prepared);
+        self.commit_watermark(name, &prepared, watermark)
     }
 
     /// Rows deleted for good since the last pass, from the replication resource.
@@ -159,7 +243,7 @@ impl InboundSync {
         watermark: &Watermark,
     ) -> Result<(), InboundError> {
         let installation = self.installation.clone();
-        self.commit(name, &prepared.dead, &|txn| {
+        self.commit(name, prepared, &|txn| {
             txn.put_watermark(&installation, name, watermark)
         })
     }

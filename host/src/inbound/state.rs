@@ -54,6 +54,10 @@ pub struct Watermark {
     /// When the whole object was last re-read for formula fields (ms).
     #[serde(default)]
     pub reread_ms: i64,
+    /// When the object's Ids were last compared with the org's (ms; objects without the
+    /// replication `deleted` resource).
+    #[serde(default)]
+    pub reconciled_ms: i64,
 }
 
 impl Watermark {

@@ -39,6 +39,9 @@ const DLQ_OPEN_BY_EVENT: TableDefinition<(&str, &str), u64> =
 const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 const SYNC_STATE: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("sync_state");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// Ids of the rows inbound sync has delivered and not seen deleted, per (installation,
+/// object): what a reconciliation compares with the org's Ids.
+const SYNCED_IDS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("inbound_ids");
 const APPLIED: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("outbound_applied");
 
@@ -230,6 +233,32 @@ impl Store for RedbStore {
         found.map(|guard| decode(guard.value(), DOING)).transpose()
     }
 
+    fn synced_ids(
+        &self,
+        installation: &str,
+        object: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        const DOING: &str = "reading synced ids";
+        let txn = self.read(DOING)?;
+        let ids = txn.open_table(SYNCED_IDS).doing(DOING)?;
+        let start = (installation, object, after.unwrap_or(""));
+        let mut out = Vec::with_capacity(limit.min(10_000));
+        for row in ids.range(start..).doing(DOING)? {
+            let (key, _) = row.doing(DOING)?;
+            let (inst, obj, id) = key.value();
+            if inst != installation || obj != object || out.len() >= limit {
+                break;
+            }
+            if after == Some(id) {
+                continue;
+            }
+            out.push(id.to_owned());
+        }
+        Ok(out)
+    }
+
     fn state_raw(
         &self,
         installation: &str,
@@ -259,6 +288,7 @@ fn ensure_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(SYNC_STATE).doing(DOING)?;
     txn.open_table(COUNTERS).doing(DOING)?;
     txn.open_table(APPLIED).doing(DOING)?;
+    txn.open_table(SYNCED_IDS).doing(DOING)?;
     Ok(())
 }
 
@@ -592,6 +622,24 @@ impl StoreTxn for RedbTxn<'_> {
             .doing(DOING)?
             .insert((installation, object, kind.as_str()), value)
             .doing(DOING)?;
+        Ok(())
+    }
+
+    fn set_synced_ids(
+        &mut self,
+        installation: &str,
+        object: &str,
+        present: &[&str],
+        gone: &[&str],
+    ) -> Result<(), StoreError> {
+        const DOING: &str = "recording synced ids";
+        let mut ids = self.txn.open_table(SYNCED_IDS).doing(DOING)?;
+        for id in present {
+            ids.insert((installation, object, *id), ()).doing(DOING)?;
+        }
+        for id in gone {
+            ids.remove((installation, object, *id)).doing(DOING)?;
+        }
         Ok(())
     }
 

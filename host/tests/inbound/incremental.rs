@@ -106,3 +106,127 @@ async fn changes_and_deletes_after_the_backfill_arrive_once_each() {
     }
     assert_eq!(sink.len(), live.len() + gone, "nothing else was delivered");
 }
+
+/// Hard-deletes `ids` through a Bulk API 2.0 `hardDelete` job: gone even from `queryAll`.
+async fn hard_delete(org: &weft_emulator::EmulatorHandle, object: &str, ids: &[String]) {
+    let http = reqwest::Client::new();
+    let base = format!("{}/services/data/v62.0/jobs/ingest", org.base_url());
+    let job: Value = http
+        .post(&base)
+        .bearer_auth(org.access_token())
+        .json(&serde_json::json!({"object": object, "operation": "hardDelete", "contentType": "CSV", "lineEnding": "LF"}))
+        .send()
+        .await
+        .expect("create job")
+        .json()
+        .await
+        .expect("job");
+    let id = job["id"].as_str().expect("job id");
+    let csv = format!("Id\n{}\n", ids.join("\n"));
+    let put = http
+        .put(format!("{base}/{id}/batches"))
+        .bearer_auth(org.access_token())
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("upload");
+    assert!(put.status().is_success(), "{:?}", put.status());
+    http.patch(format!("{base}/{id}"))
+        .bearer_auth(org.access_token())
+        .json(&serde_json::json!({"state": "UploadComplete"}))
+        .send()
+        .await
+        .expect("close");
+    for _ in 0..200 {
+        let info: Value = http
+            .get(format!("{base}/{id}"))
+            .bearer_auth(org.access_token())
+            .send()
+            .await
+            .expect("poll")
+            .json()
+            .await
+            .expect("info");
+        if info["state"] == "JobComplete" {
+            assert_eq!(info["numberRecordsProcessed"], ids.len());
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the hardDelete job did not complete");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_deleted_for_good_from_an_object_without_replication_are_found_by_reconciliation() {
+    let org = org(10, 0).await;
+    org.add_object(&weft_emulator::ObjectSpec {
+        name: "Widget__c".into(),
+        label: None,
+        fields: Vec::new(),
+        replicateable: false,
+    })
+    .expect("object");
+    let http = reqwest::Client::new();
+    for i in 0..30 {
+        let created = http
+            .post(format!(
+                "{}/services/data/v62.0/sobjects/Widget__c",
+                org.base_url()
+            ))
+            .bearer_auth(org.access_token())
+            .json(&serde_json::json!({"Name": format!("widget {i}")}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(created.status().as_u16(), 201);
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[inbound]\nreconcile_secs = 1\n\n[inbound.objects.Widget__c]\nfields = [\"Name\"]\n{SINK}"
+    );
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let mut sync = inbound(&config, &dir.path().join("weft.redb"));
+    let first = sync.pass().await.expect("backfill");
+    assert_eq!(first.objects[0].backfilled, 30, "{first:?}");
+
+    let mut ids: Vec<String> = org_rows(&org, "Widget__c", false).into_keys().collect();
+    ids.sort();
+    let (purged, rest) = ids.split_at(5);
+    hard_delete(&org, "Widget__c", purged).await;
+    for id in &rest[..3] {
+        let url = format!(
+            "{}/services/data/v62.0/sobjects/Widget__c/{id}",
+            org.base_url()
+        );
+        let r = http
+            .delete(url)
+            .bearer_auth(org.access_token())
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let second = sync.pass().await.expect("pass");
+    assert_eq!(second.objects[0].error, None);
+    assert_eq!(
+        second.objects[0].deleted, 8,
+        "3 soft deletes + 5 found by reconciliation: {second:?}"
+    );
+
+    let lines = sink_lines(dir.path(), "Widget__c");
+    let mut deletes: HashMap<&str, usize> = HashMap::new();
+    for l in lines.iter().filter(|l| l["op"] == "delete") {
+        *deletes.entry(l["id"].as_str().expect("id")).or_default() += 1;
+    }
+    for id in purged.iter().chain(&rest[..3]) {
+        assert_eq!(deletes.get(id.as_str()), Some(&1), "{id} deleted once");
+    }
+    assert_eq!(deletes.len(), 8);
+
+    // The next reconciliation finds nothing new.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let third = sync.pass().await.expect("pass");
+    assert_eq!(third.objects[0].deleted, 0, "{third:?}");
+}
