@@ -40,6 +40,9 @@ pub struct FaultConfig {
     pub lock_row_rate: f64,
     /// Share of Bulk 2.0 jobs (query and ingest) that end `Failed` with an `errorMessage`.
     pub bulk_fail_rate: f64,
+    /// Share of Bulk 2.0 query jobs that stay `InProgress` and never finish — the stuck
+    /// jobs real orgs occasionally leave behind; clients must time out, abort and re-create.
+    pub bulk_stuck_rate: f64,
     /// Share of API requests answered `401 INVALID_SESSION_ID` although the token is valid
     /// (exercises a client's refresh path).
     pub invalid_session_rate: f64,

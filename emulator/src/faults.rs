@@ -106,6 +106,12 @@ impl Faults {
         Some(at as f64 / 1_000_000.0)
     }
 
+    /// Whether a Bulk query job gets stuck `InProgress`.
+    pub fn bulk_stuck(&self) -> bool {
+        let p = self.cfg.read().map(|c| c.bulk_stuck_rate).unwrap_or(0.0);
+        self.roll(p)
+    }
+
     /// Whether a Bulk job fails.
     pub fn bulk_fail(&self) -> bool {
         let p = self.cfg.read().map(|c| c.bulk_fail_rate).unwrap_or(0.0);

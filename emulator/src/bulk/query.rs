@@ -152,6 +152,11 @@ async fn run_query_job(org: Arc<Org>, jref: JobRef) {
         }
         _ => return,
     };
+    if org.faults.bulk_stuck() {
+        // It stays InProgress until aborted or deleted.
+        org.stats.fault("bulk_stuck");
+        return;
+    }
     tokio::time::sleep(delay / 2).await;
     let fail = org.faults.bulk_fail();
     let rows = if fail {

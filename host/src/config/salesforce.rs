@@ -40,6 +40,10 @@ pub(super) struct RawSalesforce {
     /// Gzip request bodies (default on).
     #[serde(default)]
     gzip_requests: Option<bool>,
+    /// A Bulk job still unfinished after this many seconds is aborted and created again
+    /// (default 7,200: far beyond any healthy job; lower it for orgs whose jobs stick).
+    #[serde(default)]
+    bulk_job_timeout_secs: Option<u64>,
 }
 
 /// A checked `[salesforce]` section with its secrets read.
@@ -50,6 +54,7 @@ pub struct SalesforceConfig {
     pub credentials: Credentials,
     pub extra_ca_pem: Option<Vec<u8>>,
     pub gzip_requests: Option<bool>,
+    pub bulk_job_timeout: Option<std::time::Duration>,
 }
 
 impl SalesforceConfig {
@@ -62,6 +67,9 @@ impl SalesforceConfig {
         config.extra_ca_pem = self.extra_ca_pem.clone();
         if let Some(gzip) = self.gzip_requests {
             config.gzip_requests = gzip;
+        }
+        if let Some(timeout) = self.bulk_job_timeout {
+            config.bulk.job_timeout = timeout;
         }
         config
     }
@@ -145,7 +153,18 @@ impl RawSalesforce {
             ),
             None => None,
         };
+        let bulk_job_timeout = match self.bulk_job_timeout_secs {
+            Some(0) => {
+                return Err(Invalid::new(
+                    "salesforce.bulk_job_timeout_secs",
+                    "must be at least 1",
+                ));
+            }
+            Some(secs) => Some(std::time::Duration::from_secs(secs)),
+            None => None,
+        };
         Ok(SalesforceConfig {
+            bulk_job_timeout,
             login_url: url,
             api_version: self.api_version,
             credentials,

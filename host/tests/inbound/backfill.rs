@@ -207,3 +207,65 @@ async fn an_object_that_fails_does_not_hold_up_the_others() {
     );
     assert_eq!(report.failed_objects().count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_job_stuck_in_progress_is_aborted_and_created_again() {
+    let org = org(3_000, 0).await;
+    org.set_faults(weft_emulator::FaultConfig {
+        bulk_stuck_rate: 1.0,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[inbound]\nbulk_threshold = 100\n\n[inbound.objects.Account]\nfields = [\"Name\"]\n{SINK}"
+    );
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(
+            "client_secret_file = \"secret\"",
+            "client_secret_file = \"secret\"\nbulk_job_timeout_secs = 1",
+        ),
+    )
+    .expect("config");
+    let mut sync = inbound(&config, &dir.path().join("weft.redb"));
+    let progress = sync.progress();
+    // The first job sticks; once it has, the org heals, so the re-created job completes.
+    let heal = async {
+        loop {
+            let stuck = org
+                .stats()
+                .faults_injected
+                .get("bulk_stuck")
+                .copied()
+                .unwrap_or(0);
+            if stuck >= 1 {
+                org.set_faults(weft_emulator::FaultConfig::default());
+                return stuck;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let (report, stuck) = tokio::join!(sync.pass(), heal);
+    let report = report.expect("pass");
+    assert_eq!(stuck, 1);
+    assert_eq!(report.objects[0].error, None);
+    assert_eq!(
+        report.objects[0].backfilled as usize,
+        org_rows(&org, "Account", false).len()
+    );
+    let note = progress.snapshot()["Account"]
+        .note
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        note.contains("re-created"),
+        "the stuck job is reported: {note:?}"
+    );
+    let ids: HashSet<String> = sink_lines(dir.path(), "Account")
+        .iter()
+        .map(|l| l["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), org_rows(&org, "Account", false).len());
+}
