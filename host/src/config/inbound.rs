@@ -44,10 +44,10 @@ struct RawObject {
     /// `auto` (default), `bulk` or `rest`.
     #[serde(default)]
     api: Option<String>,
-    /// Re-read every row this often (hours) so formula fields, which do not move
-    /// `SystemModstamp`, stay current. Off by default: it costs a full read.
+    /// Re-read every row this often (seconds; 86400 = daily) so formula fields, which do
+    /// not move `SystemModstamp`, stay current. Off by default: it costs a full read.
     #[serde(default)]
-    formula_reread_hours: Option<u64>,
+    formula_reread_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,14 +274,14 @@ impl RawObject {
                 ));
             }
         };
-        let formula_reread = match self.formula_reread_hours {
+        let formula_reread = match self.formula_reread_secs {
             Some(0) => {
                 return Err(Invalid::new(
-                    key("formula_reread_hours"),
+                    key("formula_reread_secs"),
                     "must be at least 1",
                 ));
             }
-            Some(h) => Some(Duration::from_secs(h * 3600)),
+            Some(secs) => Some(Duration::from_secs(secs)),
             None => None,
         };
         Ok(ObjectConfig {

@@ -128,3 +128,27 @@ async fn config_check_online_reports_fields_the_org_lacks() {
         .expect("weft config check runs");
     assert!(offline.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formula_fields_are_kept_current_by_a_periodic_re_read() {
+    let org = org(400, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let body =
+        format!("[inbound.objects.Account]\nfields = [\"Name\"]\nformula_reread_secs = 1\n{SINK}");
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let mut sync = inbound(&config, &dir.path().join("weft.redb"));
+    let live = org_rows(&org, "Account", false).len();
+    let first = sync.pass().await.expect("backfill");
+    assert_eq!(first.objects[0].backfill_reason.as_deref(), Some("initial"));
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let reread = sync.pass().await.expect("pass");
+    assert_eq!(
+        reread.objects[0].backfill_reason.as_deref(),
+        Some("formula re-read")
+    );
+    assert_eq!(
+        reread.objects[0].backfilled as usize, live,
+        "every row read again"
+    );
+    assert_eq!(sink_lines(dir.path(), "Account").len(), 2 * live);
+}
