@@ -14,6 +14,7 @@
 mod backfill;
 mod deliver;
 mod incremental;
+mod prefetch;
 mod progress;
 mod rows;
 pub mod sink;

@@ -7,12 +7,11 @@
 
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use super::state::{Backfill, Watermark};
-use super::{InboundError, InboundSync, Prepared, Selection, rows, salesforce, soql};
+use super::{InboundError, InboundSync, Prepared, Selection, prefetch, rows, salesforce, soql};
 use crate::config::{Api, ObjectConfig};
 use crate::plugin::ObjectSchema;
 use crate::salesforce::{QueryPage, SObjectDescribe, SalesforceError};
@@ -148,23 +147,33 @@ impl InboundSync {
         let name = object.name.as_str();
         let filter = soql::filter(&object.source);
         let page_size = self.config.page_size;
+        // The field list is fixed for the whole backfill; pages only move the Id.
+        let fields = plan.fields.clone();
+        let query_after =
+            |last_id: Option<&str>| soql::backfill(name, &fields, filter, last_id, Some(page_size));
+        let mut next = prefetch::page(
+            &self.client,
+            Project::Backfill,
+            query_after(plan.last_id.as_deref()),
+        );
         loop {
-            let query = soql::backfill(
-                name,
-                &plan.fields,
-                filter,
-                plan.last_id.as_deref(),
-                Some(page_size),
-            );
-            let page = self
-                .first_page(Project::Backfill, name, &query, false)
-                .await?;
+            let page = match next.join().await {
+                Some(page) => page.map_err(|e| salesforce(name, e))?,
+                None => return Err(salesforce(name, fetch_cancelled())),
+            };
             let rows: Vec<Map<String, Value>> =
                 page.records.into_iter().map(rows::from_rest).collect();
             let read = rows.len();
-            if read == 0 {
+            let Some(last_id) = rows
+                .iter()
+                .rev()
+                .find_map(|r| rows::id(r).map(str::to_owned))
+            else {
                 return Ok(());
-            }
+            };
+            // The next page is keyed by this page's last Id, known before this page is
+            // processed: fetch it while the plugin and the sink work.
+            next = prefetch::page(&self.client, Project::Backfill, query_after(Some(&last_id)));
             self.backfill_page(name, schema, rows, plan, None).await?;
             if read < page_size {
                 return Ok(());
@@ -183,7 +192,7 @@ impl InboundSync {
         let filter = soql::filter(&object.source);
         let mut fresh_jobs = 0u32;
         loop {
-            let mut stream = match plan.bulk.clone() {
+            let stream = match plan.bulk.clone() {
                 Some(cursor) => match self
                     .client
                     .resume_bulk_query(Project::Backfill, cursor)
@@ -234,6 +243,7 @@ impl InboundSync {
                     }
                 }
             };
+            let mut stream = prefetch::BulkAhead::start(stream);
             loop {
                 match stream.next_batch().await {
                     Ok(Some(batch)) => {
@@ -315,20 +325,18 @@ impl InboundSync {
         query: &str,
         all: bool,
     ) -> Result<QueryPage, InboundError> {
-        let mut pages = if all {
-            self.client.query_all(project, query).boxed()
-        } else {
-            self.client.query(project, query).boxed()
-        };
-        match pages.next().await {
-            Some(page) => page.map_err(|e| salesforce(object, e)),
-            None => Ok(QueryPage {
-                total_size: 0,
-                done: true,
-                next_records_url: None,
-                records: Vec::new(),
-            }),
-        }
+        prefetch::first_page(&self.client, project, query, all)
+            .await
+            .map_err(|e| salesforce(object, e))
+    }
+}
+
+/// A read-ahead task that ended without an answer (it panicked or the runtime is shutting
+/// down): reported as a transport failure, so the object resumes from its checkpoint.
+fn fetch_cancelled() -> SalesforceError {
+    SalesforceError::Transport {
+        kind: crate::salesforce::TransportKind::Other,
+        message: "the page fetch did not complete".into(),
     }
 }
 
