@@ -1,6 +1,6 @@
 //! The durable state layer: accepted outbound events (the outbox), the idempotency index,
-//! the dead-letter queue, the audit log, and per-(installation, object) checkpoints and
-//! watermarks.
+//! the retry state of events that failed transiently, the dead-letter queue, the audit log,
+//! and per-(installation, object) checkpoints and watermarks.
 //!
 //! It owns *what* is stored and the transaction boundaries; it never decides what to sync,
 //! never talks to Salesforce and never runs plugins. Every write goes through one
@@ -41,7 +41,7 @@ use model::GOVERNOR_OBJECT;
 pub use model::{
     AcceptedEvent, Admission, Admitted, AppliedMark, AuditAction, AuditEntry, DlqEntry, DlqFilter,
     DlqOriginal, DlqStatus, EncodedEvent, EventState, EventStatus, FieldChange, NewDlqEntry,
-    Operation, OutboundEvent, Seq, SkippedField, Stage, StateKind, UnknownStage,
+    Operation, OutboundEvent, RetryState, Seq, SkippedField, Stage, StateKind, UnknownStage,
 };
 pub use redb_store::RedbStore;
 
@@ -103,6 +103,10 @@ pub trait Store: Send + Sync {
         record_key: &str,
     ) -> Result<Option<AppliedMark>, StoreError>;
 
+    /// Pending events of `installation` waiting after a transient failure, in seq order
+    /// (what the outbound worker's retry schedule resumes from).
+    fn retry_states(&self, installation: &str) -> Result<Vec<(Seq, RetryState)>, StoreError>;
+
     /// Ids inbound sync delivered for (installation, object) and has not seen deleted, in
     /// byte order, after `after`, at most `limit`.
     fn synced_ids(
@@ -142,6 +146,16 @@ pub trait StoreTxn {
         batches: &[(&str, &[EncodedEvent])],
         at: Timestamp,
     ) -> Result<Vec<Admitted>, StoreError>;
+
+    /// Records that the pending event `seq` failed transiently (replacing its previous
+    /// state). The event stays pending; [`StoreTxn::mark_processed`] and
+    /// [`StoreTxn::put_dlq`] drop the state when it leaves the queue.
+    fn put_retry(
+        &mut self,
+        installation: &str,
+        seq: Seq,
+        state: &RetryState,
+    ) -> Result<(), StoreError>;
 
     /// The pipeline finished with this event: it leaves the pending queue.
     fn mark_processed(&mut self, installation: &str, seq: Seq) -> Result<(), StoreError>;

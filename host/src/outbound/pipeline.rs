@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde_json::{Map, Value as Json};
@@ -19,7 +19,7 @@ use crate::plugin::InstalledPlugins;
 use crate::salesforce::SalesforceClient;
 use crate::store::{
     AcceptedEvent, AppliedMark, AuditAction, AuditEntry, DlqOriginal, FieldChange, NewDlqEntry,
-    Operation, SkippedField, Stage, Store, StoreError,
+    Operation, RetryState, SkippedField, Stage, Store, StoreError,
 };
 use crate::throttle::Project;
 
@@ -77,6 +77,8 @@ pub struct Pipeline {
     plugins: Arc<InstalledPlugins>,
     store: Arc<dyn Store>,
     schedule: RetrySchedule,
+    /// Whether `schedule` was taken up from the store (done before the first round).
+    schedule_restored: bool,
     /// When the client's describe cache was last emptied (see `describe_ttl_secs`).
     schemas_read: Instant,
 }
@@ -122,6 +124,7 @@ impl Pipeline {
             plugins,
             store,
             schedule: RetrySchedule::default(),
+            schedule_restored: false,
             schemas_read: Instant::now(),
         }
     }
@@ -158,6 +161,9 @@ impl Pipeline {
         if now.duration_since(self.schemas_read) >= self.config.describe_ttl() {
             self.refresh_schemas();
         }
+        if !self.schedule_restored {
+            self.restore_schedule(now).await?;
+        }
         let events = self.due_events(now).await?;
         if events.is_empty() {
             return Ok(RoundReport::default());
@@ -191,6 +197,36 @@ impl Pipeline {
             self.sync_object(&object, &events, group, &mut tally).await;
         }
         self.commit(&events, tally).await
+    }
+
+    /// Takes up the retry state an earlier process left in the store, so its attempt counts
+    /// and waits carry on instead of starting again.
+    async fn restore_schedule(&mut self, now: Instant) -> Result<(), OutboundError> {
+        let store = self.store.clone();
+        let installation = self.installation.clone();
+        let states = self
+            .blocking(move || store.retry_states(&installation))
+            .await?;
+        let at = Timestamp::now();
+        let restored = states.len();
+        for (seq, state) in states {
+            // A wait already over is due now; one longer than the policy allows (the clock
+            // moved back, or the policy was shortened) is cut to the policy's longest.
+            let wait = Duration::try_from(state.next_attempt_at.duration_since(at))
+                .unwrap_or(Duration::ZERO)
+                .min(self.config.retry.max());
+            self.schedule
+                .restore(seq, state.attempts, now + wait, state.keys);
+        }
+        self.schedule_restored = true;
+        if restored > 0 {
+            tracing::info!(
+                installation = %self.installation,
+                events = restored,
+                "resumed the outbound retry schedule from the store"
+            );
+        }
+        Ok(())
     }
 
     /// Pending events whose retry wait (if any) is over, oldest first.
@@ -622,8 +658,8 @@ impl Pipeline {
         )
     }
 
-    /// Records every event's outcome in one durable transaction and updates the retry
-    /// schedule.
+    /// Records every event's outcome — written, dead-lettered, or waiting to be retried —
+    /// in one durable transaction, and updates the retry schedule.
     async fn commit(
         &mut self,
         events: &[AcceptedEvent],
@@ -639,6 +675,7 @@ impl Pipeline {
         };
         let mut done = Vec::new();
         let mut dlq = Vec::new();
+        let mut retries: Vec<(u64, RetryState)> = Vec::new();
         for ((event, outcome), keys) in events.iter().zip(tally.into_outcomes()).zip(keys) {
             match outcome {
                 EventOutcome::Deferred => report.deferred += 1,
@@ -647,10 +684,18 @@ impl Pipeline {
                 EventOutcome::Retry(problem) => {
                     match self
                         .schedule
-                        .failed(event.seq, keys, &self.config.retry, now)
+                        .failed(event.seq, keys.clone(), &self.config.retry, now)
                     {
                         Verdict::RetryIn(wait) => {
                             report.retrying += 1;
+                            retries.push((
+                                event.seq,
+                                RetryState {
+                                    attempts: self.schedule.attempts(event.seq),
+                                    next_attempt_at: at.saturating_add(wait).unwrap_or(at),
+                                    keys,
+                                },
+                            ));
                             tracing::info!(
                                 installation = %self.installation,
                                 event_id = %event.event.id,
@@ -689,7 +734,7 @@ impl Pipeline {
                 "event dead-lettered: {}", entry.message
             );
         }
-        if done.is_empty() && dlq.is_empty() {
+        if done.is_empty() && dlq.is_empty() && retries.is_empty() {
             return Ok(report);
         }
         let store = self.store.clone();
@@ -707,6 +752,10 @@ impl Pipeline {
                 }
                 for entry in &dlq {
                     txn.put_dlq(entry)?;
+                }
+                // The attempt counts are durable with the round: a restart resumes them.
+                for (seq, state) in &retries {
+                    txn.put_retry(&installation, *seq, state)?;
                 }
                 Ok(())
             })

@@ -1,11 +1,13 @@
 //! The retry schedule: events that failed transiently, when each may be tried again, and
 //! which records they hold back.
 //!
-//! It lives in memory on purpose: a retried event is still pending in the store, so after
-//! a restart it is simply tried again at once (a crash costs at most the attempt count,
-//! which only lengthens retrying, never loses work). While an event waits, later events
-//! for the same record wait behind it, so a retry cannot be overtaken and then discarded
-//! as stale. After `max_attempts` the event goes to the DLQ with its last error.
+//! The schedule is the in-memory view of what the store keeps: each transient failure is
+//! recorded in the store (attempts, next attempt, records held) in the round's own
+//! transaction, and a restarted worker [restores](RetrySchedule::restore) the schedule from
+//! it. So `max_attempts` counts rounds across restarts: a poison record cannot cycle forever
+//! through a host that keeps restarting. While an event waits, later events for the same
+//! record wait behind it, so a retry cannot be overtaken and then discarded as stale. After
+//! `max_attempts` the event goes to the DLQ with its last error.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -82,6 +84,19 @@ impl RetrySchedule {
         self.waiting.values().map(|w| w.due).min()
     }
 
+    /// Takes up an event that failed transiently before (in an earlier process): it has used
+    /// `attempts` rounds and may run again at `due`.
+    pub fn restore(&mut self, seq: Seq, attempts: u32, due: Instant, keys: Vec<(String, String)>) {
+        self.waiting.insert(
+            seq,
+            Waiting {
+                attempts,
+                due,
+                keys,
+            },
+        );
+    }
+
     /// Counts a transient failure of `seq` and decides whether it gets another round.
     pub fn failed(
         &mut self,
@@ -155,5 +170,22 @@ mod tests {
         );
         assert!(schedule.is_due(7, now));
         assert_eq!(schedule.waiting(), 0);
+    }
+
+    #[test]
+    fn a_restored_event_keeps_its_count() {
+        let policy = RetryConfig {
+            max_attempts: 3,
+            base_ms: 100,
+            max_ms: 150,
+        };
+        let mut schedule = RetrySchedule::default();
+        let now = Instant::now();
+        schedule.restore(9, 2, now, Vec::new());
+        assert!(schedule.is_due(9, now));
+        assert_eq!(
+            schedule.failed(9, Vec::new(), &policy, now),
+            Verdict::GiveUp { attempts: 3 }
+        );
     }
 }

@@ -386,6 +386,22 @@ pub struct AppliedMark {
     pub written_at: Timestamp,
 }
 
+/// An accepted event that failed transiently and waits for another round: how many rounds
+/// it has failed, when it may run again, and the records it holds back. Kept in the store so
+/// a restart neither resets the count (a poison record would otherwise retry forever across
+/// restarts) nor lets a later event for the same record overtake it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryState {
+    /// Rounds the event has failed transiently so far.
+    pub attempts: u32,
+    /// Not before this moment.
+    #[serde(with = "rfc3339")]
+    pub next_attempt_at: Timestamp,
+    /// `(Salesforce object, record key)` of each record the event maps to.
+    #[serde(default)]
+    pub keys: Vec<(String, String)>,
+}
+
 /// The kinds of per-installation state kept in the sync-state table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateKind {

@@ -12,6 +12,7 @@
 //! | `audit` | (installation, id) | [`AuditEntry`] as JSON |
 //! | `sync_state` | (installation, object, kind) | caller's checkpoint/watermark bytes; governor snapshot under object `$governor` |
 //! | `outbound_applied` | (installation, object, record key) | [`AppliedMark`] as JSON |
+//! | `outbound_retry` | (installation, seq) | [`RetryState`] as JSON — pending events only |
 //! | `counters` | name | next value (seq, DLQ id, audit id) |
 //!
 //! Accepted events are kept after processing (the pending queue is what shrinks): they are
@@ -25,8 +26,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use super::error::Doing;
 use super::{
     AcceptedEvent, Admission, Admitted, AppliedMark, AuditEntry, DlqEntry, DlqFilter, DlqOriginal,
-    DlqStatus, EncodedEvent, EventState, EventStatus, NewDlqEntry, OutboundEvent, Seq, StateKind,
-    Store, StoreError, StoreTxn, decode, encode,
+    DlqStatus, EncodedEvent, EventState, EventStatus, NewDlqEntry, OutboundEvent, RetryState, Seq,
+    StateKind, Store, StoreError, StoreTxn, decode, encode,
 };
 
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbound_events");
@@ -44,6 +45,8 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const SYNCED_IDS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("inbound_ids");
 const APPLIED: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("outbound_applied");
+/// Retry state of pending events that failed transiently; a row leaves with its event.
+const RETRY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbound_retry");
 
 const NEXT_SEQ: &str = "next_seq";
 const NEXT_DLQ_ID: &str = "next_dlq_id";
@@ -233,6 +236,21 @@ impl Store for RedbStore {
         found.map(|guard| decode(guard.value(), DOING)).transpose()
     }
 
+    fn retry_states(&self, installation: &str) -> Result<Vec<(Seq, RetryState)>, StoreError> {
+        const DOING: &str = "reading outbound retry states";
+        let txn = self.read(DOING)?;
+        let retry = txn.open_table(RETRY).doing(DOING)?;
+        let mut out = Vec::new();
+        for row in retry
+            .range((installation, 0)..=(installation, u64::MAX))
+            .doing(DOING)?
+        {
+            let (key, value) = row.doing(DOING)?;
+            out.push((key.value().1, decode(value.value(), DOING)?));
+        }
+        Ok(out)
+    }
+
     fn synced_ids(
         &self,
         installation: &str,
@@ -289,6 +307,7 @@ fn ensure_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(COUNTERS).doing(DOING)?;
     txn.open_table(APPLIED).doing(DOING)?;
     txn.open_table(SYNCED_IDS).doing(DOING)?;
+    txn.open_table(RETRY).doing(DOING)?;
     Ok(())
 }
 
@@ -323,6 +342,20 @@ impl RedbTxn<'_> {
         let bytes = encode(entry, doing)?;
         let mut dlq = self.txn.open_table(DLQ).doing(doing)?;
         dlq.insert(entry.id, bytes.as_slice()).doing(doing)?;
+        Ok(())
+    }
+
+    fn forget_retry(
+        &self,
+        installation: &str,
+        seq: Seq,
+        doing: &'static str,
+    ) -> Result<(), StoreError> {
+        self.txn
+            .open_table(RETRY)
+            .doing(doing)?
+            .remove((installation, seq))
+            .doing(doing)?;
         Ok(())
     }
 
@@ -422,6 +455,22 @@ impl StoreTxn for RedbTxn<'_> {
         Ok(out)
     }
 
+    fn put_retry(
+        &mut self,
+        installation: &str,
+        seq: Seq,
+        state: &RetryState,
+    ) -> Result<(), StoreError> {
+        const DOING: &str = "recording an outbound retry";
+        let bytes = encode(state, DOING)?;
+        self.txn
+            .open_table(RETRY)
+            .doing(DOING)?
+            .insert((installation, seq), bytes.as_slice())
+            .doing(DOING)?;
+        Ok(())
+    }
+
     fn mark_processed(&mut self, installation: &str, seq: Seq) -> Result<(), StoreError> {
         const DOING: &str = "marking an event processed";
         let event: AcceptedEvent = {
@@ -442,6 +491,7 @@ impl StoreTxn for RedbTxn<'_> {
             .doing(DOING)?
             .remove((installation, seq))
             .doing(DOING)?;
+        self.forget_retry(installation, seq, DOING)?;
         self.set_event_state(
             installation,
             &event.event.id,
@@ -542,6 +592,7 @@ impl StoreTxn for RedbTxn<'_> {
                     .doing(DOING)?
                     .remove((installation, seq))
                     .doing(DOING)?;
+                self.forget_retry(installation, seq, DOING)?;
                 self.set_event_state(installation, &event.id, seq, EventState::Dlq, DOING)?;
             }
         }

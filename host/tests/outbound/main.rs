@@ -10,3 +10,4 @@ mod governor;
 mod kill;
 mod lock_row;
 mod replay;
+mod retry_restart;
