@@ -228,6 +228,14 @@ impl EmulatorHandle {
         self.org.auth.issue(0, &self.org.cfg.credentials.client_id)
     }
 
+    /// Mints a token for the seeded user at `row` (row 0 is the API user every login
+    /// gets): what it changes is last modified by that user, as a rep's edit would be.
+    pub fn access_token_for_user(&self, row: u32) -> String {
+        self.org
+            .auth
+            .issue(row, &self.org.cfg.credentials.client_id)
+    }
+
     /// Invalidates every token (next API call gets `401 INVALID_SESSION_ID`).
     pub fn expire_tokens(&self) {
         self.org.auth.expire_all();

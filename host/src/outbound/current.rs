@@ -3,7 +3,8 @@
 //!
 //! What it answers: does the record exist (create or update, which decides the required
 //! and createable checks), what are its values now (the audit's "old" and the resolver's
-//! "current"), its `Id` (hard deletes), and when it last changed. It only reads.
+//! "current"), its `Id` (hard deletes), and when and by whom it last changed. It only
+//! reads.
 
 use std::collections::HashMap;
 
@@ -25,10 +26,12 @@ const IDS_PER_QUERY: usize = 200;
 pub struct Current {
     pub id: Option<String>,
     pub last_modified: Option<Timestamp>,
+    /// The user who made the last change (`LastModifiedById`).
+    pub last_modified_by: Option<String>,
     pub values: Map<String, Json>,
 }
 
-/// Reads `fields` (plus `Id` and `LastModifiedDate`) of the `object` records whose
+/// Reads `fields` (plus `Id`, `LastModifiedDate` and `LastModifiedById`) of the `object` records whose
 /// `key_field` is one of `keys`. Records Salesforce does not have are absent from the map.
 pub async fn read_current(
     client: &SalesforceClient,
@@ -37,7 +40,7 @@ pub async fn read_current(
     fields: &[String],
     keys: &[String],
 ) -> Result<HashMap<String, Current>, SalesforceError> {
-    let mut select: Vec<&str> = vec!["Id", "LastModifiedDate", key_field];
+    let mut select: Vec<&str> = vec!["Id", "LastModifiedDate", "LastModifiedById", key_field];
     for field in fields {
         if !select.iter().any(|s| s.eq_ignore_ascii_case(field)) {
             select.push(field);
@@ -64,11 +67,16 @@ pub async fn read_current(
                     .get("LastModifiedDate")
                     .and_then(Json::as_str)
                     .and_then(parse_salesforce_time);
+                let last_modified_by = record
+                    .get("LastModifiedById")
+                    .and_then(Json::as_str)
+                    .map(str::to_owned);
                 out.insert(
                     key,
                     Current {
                         id,
                         last_modified,
+                        last_modified_by,
                         values: record,
                     },
                 );

@@ -25,6 +25,7 @@ use crate::throttle::Project;
 
 use super::config::{DeletePolicy, OutboundConfig};
 use super::current::{Current, key_text, read_current};
+use super::identity::{integration_user, same_id};
 use super::outcome::{Applied, EventOutcome, Problem, Tally};
 use super::resolve::{Contest, resolve};
 use super::retry::{RetrySchedule, Verdict};
@@ -77,6 +78,10 @@ pub struct Pipeline {
     plugins: Arc<InstalledPlugins>,
     store: Arc<dyn Store>,
     schedule: RetrySchedule,
+    /// The Salesforce user the client is logged in as (learned once; see [`identity`]).
+    ///
+    /// [`identity`]: super::identity
+    integration_user: Option<String>,
     /// Whether `schedule` was taken up from the store (done before the first round).
     schedule_restored: bool,
     /// When the client's describe cache was last emptied (see `describe_ttl_secs`).
@@ -125,6 +130,7 @@ impl Pipeline {
             store,
             schedule: RetrySchedule::default(),
             schedule_restored: false,
+            integration_user: None,
             schemas_read: Instant::now(),
         }
     }
@@ -168,6 +174,7 @@ impl Pipeline {
         if events.is_empty() {
             return Ok(RoundReport::default());
         }
+        self.learn_integration_user().await;
         let mut tally = Tally::new(events.len());
         for index in 0..events.len() {
             tally.start(index);
@@ -197,6 +204,25 @@ impl Pipeline {
             self.sync_object(&object, &events, group, &mut tally).await;
         }
         self.commit(&events, tally).await
+    }
+
+    /// Learns which user Weft writes as, once. Without it every change counts as someone
+    /// else's (the conflict rule errs towards keeping Salesforce's values), so a failure
+    /// only warns and is tried again next round.
+    async fn learn_integration_user(&mut self) {
+        if self.integration_user.is_some() {
+            return;
+        }
+        match integration_user(&self.client).await {
+            Ok(id) => {
+                tracing::info!(installation = %self.installation, user_id = %id, "integration user learned");
+                self.integration_user = Some(id);
+            }
+            Err(error) => tracing::warn!(
+                installation = %self.installation,
+                "could not learn the integration user; every change in Salesforce counts as someone else's this round: {error}"
+            ),
+        }
     }
 
     /// Takes up the retry state an earlier process left in the store, so its attempt counts
@@ -502,7 +528,11 @@ impl Pipeline {
                         incoming: &item.fields,
                         incoming_at: event.event.occurred_at,
                         current: now_there.map(|c| &c.values),
-                        changed_at: changed_by_others(now_there, item.mark.as_ref()),
+                        changed_at: changed_by_others(
+                            now_there,
+                            item.mark.as_ref(),
+                            self.integration_user.as_deref(),
+                        ),
                     })
                 })
                 .collect();
@@ -810,10 +840,22 @@ impl Pipeline {
 }
 
 /// When someone other than Weft last changed the record: its `LastModifiedDate`, unless
-/// that is no later than Weft's own last write of it (then the latest change is Weft's,
-/// and it stands for the product event it applied).
-fn changed_by_others(current: Option<&Current>, mark: Option<&AppliedMark>) -> Option<Timestamp> {
-    let modified = current?.last_modified?;
+/// the change was Weft's own — made by the integration user (this covers a write whose
+/// round never committed: the host died after Salesforce accepted it, so no mark says it
+/// was Weft's), or no later than Weft's own last write of it. Then there is no newer edit
+/// to protect, except what the mark says the record stands for.
+fn changed_by_others(
+    current: Option<&Current>,
+    mark: Option<&AppliedMark>,
+    integration_user: Option<&str>,
+) -> Option<Timestamp> {
+    let current = current?;
+    if let (Some(by), Some(us)) = (current.last_modified_by.as_deref(), integration_user)
+        && same_id(by, us)
+    {
+        return mark.map(|m| m.occurred_at);
+    }
+    let modified = current.last_modified?;
     match mark {
         Some(mark) if modified <= mark.written_at => Some(mark.occurred_at),
         _ => Some(modified),

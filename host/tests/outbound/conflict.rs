@@ -22,7 +22,7 @@ async fn a_reps_newer_edit_survives_an_older_product_event() {
     let account = accounts(&rig.org).remove("C-00001").expect("created");
     let id = account["Id"].as_str().expect("Id").to_owned();
 
-    // A rep renames the account in Salesforce, now.
+    // A rep (a user other than the integration's) renames the account in Salesforce, now.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let url = format!(
         "{}/services/data/v62.0/sobjects/Account/{id}",
@@ -30,7 +30,7 @@ async fn a_reps_newer_edit_survives_an_older_product_event() {
     );
     let response = reqwest::Client::new()
         .patch(&url)
-        .bearer_auth(rig.org.access_token())
+        .bearer_auth(rig.org.access_token_for_user(1))
         .json(&json!({"Name": "Renamed by a rep"}))
         .send()
         .await
@@ -119,4 +119,55 @@ async fn events_for_one_record_apply_in_occurred_order_and_stale_ones_never_over
         .expect("late audited");
     assert_eq!(late.action, AuditAction::Skipped);
     assert!(late.skipped.iter().any(|s| s.reason.starts_with("stale")));
+}
+
+/// The host died after Salesforce accepted a write and before the round committed: the
+/// event runs again and finds the record changed after the event occurred — by Weft itself.
+/// That is no rep's edit, so the re-run writes (harmlessly, by external id) and audits a
+/// write, not a conflict skip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_after_a_crash_audits_its_own_earlier_write_as_a_write_not_a_conflict() {
+    let mut rig = rig(acme_config()).await;
+    let occurred = Timestamp::now() - SignedDuration::from_mins(1);
+    // The crashed round's write, through the pipeline's own write step and client.
+    let record = json!({
+        KEY: "C-00004",
+        "Name": "Company 4",
+        "BillingCity": "City 4",
+        "NumberOfEmployees": 4,
+        "Account_Manager_Role__c": "Executive Sponsor",
+        "Acme_Updated_At__c": "2026-01-05T10:00:00Z",
+    });
+    let records = vec![record.as_object().cloned().unwrap_or_default()];
+    let results = weft::outbound::write::upsert(
+        &crate::common::client(&rig.org),
+        "Account",
+        KEY,
+        &records,
+        rig.pipeline.config().bulk_threshold,
+    )
+    .await;
+    assert!(
+        matches!(results.as_slice(), [Ok(_)]),
+        "the first write: {results:?}"
+    );
+    // Its round never committed: the event is still pending, and runs again.
+    accept(&rig.store, &[event("crashed", company(4), occurred)]);
+    drain(&mut rig, Duration::from_secs(30)).await;
+
+    let entry = audit(&rig.store)
+        .into_iter()
+        .find(|a| a.event_id.as_deref() == Some("crashed"))
+        .expect("the re-run is audited");
+    assert_eq!(entry.action, AuditAction::Upsert, "{entry:#?}");
+    assert!(entry.skipped.is_empty(), "{:#?}", entry.skipped);
+    let name = entry
+        .changes
+        .iter()
+        .find(|c| c.field == "Name")
+        .expect("Name written");
+    assert_eq!(name.old, json!("Company 4"));
+    assert_eq!(name.new, json!("Company 4"));
+    assert_eq!(accounts(&rig.org)["C-00004"]["Name"], "Company 4");
+    assert!(open_dlq(&rig.store).is_empty());
 }
