@@ -149,3 +149,41 @@ async fn a_round_over_the_bulk_threshold_is_one_ingest_job_and_its_failed_rows_r
         assert_eq!(status.state, want, "{id}");
     }
 }
+
+/// A Bulk job that fails as a whole leaves its rows unprocessed: they are retried (not
+/// dead-lettered, not audited) and written by a later job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_bulk_job_leaves_its_rows_to_the_retry_schedule_and_a_later_job_writes_them() {
+    let mut rig = rig(OutboundConfig {
+        batch_size: 300,
+        bulk_threshold: 100,
+        ..acme_config()
+    })
+    .await;
+    let now = Timestamp::now();
+    let events: Vec<_> = (0..120)
+        .map(|i| event(&format!("e{i}"), company(i), now))
+        .collect();
+    accept(&rig.store, &events);
+    rig.org.set_faults(weft_emulator::FaultConfig {
+        bulk_fail_rate: 1.0,
+        ..weft_emulator::FaultConfig::default()
+    });
+    let report = rig.pipeline.run_round().await.expect("round");
+    assert_eq!(report.retrying, 120, "{report:?}");
+    let stats = rig.org.stats();
+    assert_eq!(stats.faults_injected.get("bulk_failed").copied(), Some(1));
+    assert_eq!(stats.by_kind.get("collections.upsert"), None);
+    assert!(open_dlq(&rig.store).is_empty());
+    assert!(audit(&rig.store).is_empty());
+    assert!(accounts(&rig.org).is_empty());
+
+    rig.org.set_faults(weft_emulator::FaultConfig::default());
+    drain(&mut rig, Duration::from_secs(60)).await;
+    assert_eq!(accounts(&rig.org).len(), 120);
+    assert!(open_dlq(&rig.store).is_empty());
+    assert_eq!(audit(&rig.store).len(), 120);
+    // Retries come due at jittered times (so a lock storm does not come back at once),
+    // so the later rounds may be small enough for Collections: which path writes them is
+    // quota economics, not correctness.
+}
