@@ -33,6 +33,11 @@ use super::transform::{MappedRecord, transform};
 use super::validate::ObjectRules;
 use super::write;
 
+/// How long after a failed look-up of the integration user the pipeline asks again. A
+/// minute: an outage of the identity endpoint costs one request a minute, not one a round,
+/// and the conflict rule is only stricter than needed meanwhile.
+const IDENTITY_RETRY: Duration = Duration::from_secs(60);
+
 /// A round could not finish (the store failed); its events stay pending.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboundError {
@@ -82,6 +87,8 @@ pub struct Pipeline {
     ///
     /// [`identity`]: super::identity
     integration_user: Option<String>,
+    /// When the integration user was last asked for without success.
+    integration_user_failed: Option<Instant>,
     /// Whether `schedule` was taken up from the store (done before the first round).
     schedule_restored: bool,
     /// When the client's describe cache was last emptied (see `describe_ttl_secs`).
@@ -131,6 +138,7 @@ impl Pipeline {
             schedule: RetrySchedule::default(),
             schedule_restored: false,
             integration_user: None,
+            integration_user_failed: None,
             schemas_read: Instant::now(),
         }
     }
@@ -208,9 +216,13 @@ impl Pipeline {
 
     /// Learns which user Weft writes as, once. Without it every change counts as someone
     /// else's (the conflict rule errs towards keeping Salesforce's values), so a failure
-    /// only warns and is tried again next round.
+    /// only warns, and is asked again after [`IDENTITY_RETRY`] rather than every round.
     async fn learn_integration_user(&mut self) {
-        if self.integration_user.is_some() {
+        if self.integration_user.is_some()
+            || self
+                .integration_user_failed
+                .is_some_and(|at| at.elapsed() < IDENTITY_RETRY)
+        {
             return;
         }
         match integration_user(&self.client).await {
@@ -218,10 +230,13 @@ impl Pipeline {
                 tracing::info!(installation = %self.installation, user_id = %id, "integration user learned");
                 self.integration_user = Some(id);
             }
-            Err(error) => tracing::warn!(
-                installation = %self.installation,
-                "could not learn the integration user; every change in Salesforce counts as someone else's this round: {error}"
-            ),
+            Err(error) => {
+                self.integration_user_failed = Some(Instant::now());
+                tracing::warn!(
+                    installation = %self.installation,
+                    "could not learn the integration user; until it is known, every change in Salesforce counts as someone else's: {error}"
+                );
+            }
         }
     }
 
