@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use weft::config::InstallationConfig;
 use weft::inbound::InboundSync;
-use weft::plugin::{InstalledPlugins, PluginConfig, PluginRuntime, QuarantinePolicy, RuntimeConfig};
+use weft::plugin::{
+    InstalledPlugins, PluginConfig, PluginRuntime, QuarantinePolicy, RuntimeConfig,
+};
 use weft::salesforce::SalesforceClient;
 use weft::store::{RedbStore, Store};
 use weft::telemetry::Telemetry;

@@ -8,6 +8,7 @@ mod dlq;
 mod governor_state;
 mod plugin_cmd;
 mod serve;
+mod signal;
 mod status_cmd;
 mod sync_cmd;
 

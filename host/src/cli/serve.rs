@@ -129,7 +129,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let (shutdown, running) = server.into_parts();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        super::signal::stop_requested().await;
         eprintln!("weft: stopping; finishing in-flight requests and outbound rounds");
         let _ = stop_workers.send(true);
         for worker in workers {
@@ -218,26 +218,4 @@ fn start_workers(
             tokio::spawn(tracing::Instrument::instrument(worker, span))
         })
         .collect()
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

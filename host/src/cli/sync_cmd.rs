@@ -87,7 +87,7 @@ async fn sync(args: SyncArgs, mut config: InstallationConfig) -> anyhow::Result<
     let outcome = loop {
         let pass = tokio::select! {
             pass = inbound.pass() => pass,
-            _ = stop_signal() => {
+            _ = super::signal::stop_requested() => {
                 eprintln!("\nweft: stopped; the next run resumes from the last checkpoint");
                 break Ok(ExitCode::from(130));
             }
@@ -115,7 +115,7 @@ async fn sync(args: SyncArgs, mut config: InstallationConfig) -> anyhow::Result<
         let wait = inbound.config().poll_interval * failures.clamp(1, 10);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stop_signal() => break Ok(ExitCode::SUCCESS),
+            _ = super::signal::stop_requested() => break Ok(ExitCode::SUCCESS),
         }
         let now = modified(&args.config);
         if now != stamp {
@@ -236,27 +236,5 @@ async fn report_progress(progress: Arc<Progress>, quota: Arc<InstallationTelemet
                 tracing::info!(installation = %quota.id(), object, done = p.done, total = p.total, failed = p.failed, rate = p.rate(), usage_24h = gauges.usage_24h, ceiling = gauges.ceiling, eta_secs = p.eta_secs(), "backfill progress");
             }
         }
-    }
-}
-
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
