@@ -10,7 +10,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use super::state::{Backfill, Watermark};
+use super::state::{self, Backfill, Watermark};
 use super::{InboundError, InboundSync, Prepared, Selection, prefetch, rows, salesforce, soql};
 use crate::config::{Api, ObjectConfig};
 use crate::plugin::ObjectSchema;
@@ -304,8 +304,10 @@ impl InboundSync {
             plan.bulk = cursor;
         }
         plan.done += read;
-        // Only once the page is in the sink: these rows are now delivered.
-        plan.recent.extend(recent);
+        // Only once the page is in the sink: these rows are now delivered. Capped, since the
+        // checkpoint is rewritten with every page (see `Watermark::prune`).
+        let room = state::RECENT_CAP.saturating_sub(plan.recent.len());
+        plan.recent.extend(recent.into_iter().take(room));
         plan.failed += prepared.dead.len() as u64;
         let installation = self.installation.clone();
         let snapshot = plan.clone();

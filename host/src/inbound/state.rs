@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::salesforce::BulkCursor;
 
+/// Most delivered rows remembered for the lookback window (about 60 bytes each in a
+/// checkpoint or watermark).
+pub const RECENT_CAP: usize = 20_000;
+
 /// A backfill in progress. Committed after every page the sink has made durable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Backfill {
@@ -76,10 +80,21 @@ impl Watermark {
         self.recent.insert(id.to_owned(), modstamp_ms);
     }
 
-    /// Forgets rows older than the lookback window; they cannot be re-read any more.
+    /// Forgets rows older than the lookback window; they cannot be re-read any more. Past
+    /// [`RECENT_CAP`] rows the oldest are forgotten too: the watermark is rewritten with
+    /// every page, and an org that changed a million rows in five minutes must not make each
+    /// write carry them all. A forgotten row that the lookback re-reads is delivered again —
+    /// the same version under the same idempotency key — which costs a duplicate, never a
+    /// loss.
     pub fn prune(&mut self, lookback_ms: i64) {
         let horizon = self.since_ms - lookback_ms;
         self.recent.retain(|_, ms| *ms >= horizon);
+        if self.recent.len() > RECENT_CAP {
+            let mut stamps: Vec<i64> = self.recent.values().copied().collect();
+            stamps.sort_unstable();
+            let keep_from = stamps[stamps.len() - RECENT_CAP];
+            self.recent.retain(|_, ms| *ms >= keep_from);
+        }
     }
 }
 
@@ -103,5 +118,20 @@ mod tests {
         w.prune(300_000);
         assert!(!w.recent.contains_key("001A"));
         assert!(w.recent.contains_key("001C"));
+    }
+
+    #[test]
+    fn a_flood_of_recent_rows_keeps_the_newest_within_the_cap() {
+        let mut w = Watermark::default();
+        for i in 0..(RECENT_CAP as i64 + 500) {
+            w.advance(&format!("001{i:012}"), 1_000 + i);
+        }
+        w.prune(i64::MAX / 4);
+        assert_eq!(w.recent.len(), RECENT_CAP);
+        assert!(w.seen(
+            &format!("001{:012}", RECENT_CAP as i64 + 499),
+            1_000 + RECENT_CAP as i64 + 499
+        ));
+        assert!(!w.recent.contains_key(&format!("001{:012}", 0)));
     }
 }
