@@ -192,28 +192,25 @@ fn measure_pair(
     (rate(a_tally), rate(b_tally))
 }
 
-/// One batch through the sandbox: map → coerce → dedup as three calls into one instance
-/// (what `run_chain` does), with typed output like the native chain's.
+/// One batch through the sandbox: map → coerce → dedup as one chain call in a fresh
+/// sandbox (what `run_chain` does), with typed, checked output like the native chain's.
 fn wasm_chain(
     plugin: &LoadedPlugin,
     spec: &CallSpec,
     schema: &ObjectSchema,
     input: &weft::plugin::Batch,
 ) -> usize {
-    let session = plugin.batch_session(spec).expect("instantiate");
-    let mapped = session.map_outbound(input).expect("map");
-    let mut done = 0;
-    for batch in &mapped.batches {
-        let coerced = session
-            .coerce(Direction::Outbound, schema, batch)
-            .expect("coerce");
-        for result in &coerced.batches {
-            let keys = session
-                .dedup_keys(Direction::Outbound, result)
-                .expect("dedup");
-            done += result.sources.len() - keys.errors.len();
-        }
-    }
+    let result = plugin
+        .chain(
+            spec,
+            Direction::Outbound,
+            input,
+            std::slice::from_ref(schema),
+            true,
+        )
+        .expect("chain");
+    let done: usize = result.batches.iter().map(|b| b.batch.sources.len()).sum();
+    assert!(result.errors.is_empty(), "{:?}", result.errors.first());
     assert_eq!(done, RECORDS, "every record makes it through the chain");
     done
 }
@@ -284,22 +281,20 @@ mod native {
         }
     }
 
+    /// The same chain driver the component's `chain` export runs.
     pub fn chain(
         harness: &Harness,
         schema: &weft_guest::ObjectSchema,
         input: &weft_guest::Batch,
     ) -> usize {
-        let mapped = harness.map_outbound::<AcmeAccounts>(input);
-        let mut done = 0;
-        for batch in &mapped.batches {
-            let coerced =
-                harness.coerce::<AcmeAccounts>(weft_guest::Direction::Outbound, schema, batch);
-            for result in &coerced.batches {
-                let keys =
-                    harness.dedup_keys::<AcmeAccounts>(weft_guest::Direction::Outbound, result);
-                done += result.sources.len() - keys.errors.len();
-            }
-        }
+        let result = harness.chain::<AcmeAccounts>(
+            weft_guest::Direction::Outbound,
+            input,
+            std::slice::from_ref(schema),
+            true,
+        );
+        let done: usize = result.batches.iter().map(|b| b.batch.sources.len()).sum();
+        assert!(result.errors.is_empty(), "{:?}", result.errors.first());
         assert_eq!(done, RECORDS, "every record makes it through the chain");
         done
     }

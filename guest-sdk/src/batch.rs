@@ -6,7 +6,7 @@
 //! null, so a host bug can never crash a plugin mid-batch.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 use crate::bindings::weft::plugin::types::{Batch, Column as RawColumn};
 use crate::layout::{self, TextSink};
@@ -157,17 +157,29 @@ impl<'a, T: Into<Val<'a>>> From<Option<T>> for Val<'a> {
 /// same fields in the same order for every record, so the n-th lookup of a record almost
 /// always names the field the n-th lookup of the record before found. A hit costs one
 /// string comparison instead of a scan; a miss scans and remembers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FieldLookup {
     row: Cell<usize>,
     step: Cell<usize>,
-    /// Field index found by each step of the last record; `usize::MAX` when none was.
-    trace: RefCell<Vec<usize>>,
+    /// Field index found by each step of the last record; `u32::MAX` when none was. Fixed
+    /// size, so a lookup reads and writes cells instead of borrowing a growable list.
+    trace: Box<[Cell<u32>]>,
+}
+
+impl Default for FieldLookup {
+    fn default() -> Self {
+        Self {
+            row: Cell::new(0),
+            step: Cell::new(0),
+            trace: (0..MAX_TRACE).map(|_| Cell::new(u32::MAX)).collect(),
+        }
+    }
 }
 
 /// Whether two field names are equal. Compares eight bytes at a time: inside wasm, `==` on
 /// strings calls a byte-at-a-time `memcmp`, and field lookups are most of what a simple
 /// mapping does.
+#[inline]
 pub(crate) fn same_name(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
@@ -187,6 +199,7 @@ pub(crate) fn same_name(a: &str, b: &str) -> bool {
 const MAX_TRACE: usize = 256;
 
 impl FieldLookup {
+    #[inline]
     pub(crate) fn find<S: AsRef<str>>(
         &self,
         fields: &[S],
@@ -199,20 +212,33 @@ impl FieldLookup {
         }
         let step = self.step.get();
         self.step.set(step + 1);
-        let mut trace = self.trace.borrow_mut();
-        let guess = trace.get(step).copied().unwrap_or(usize::MAX);
+        let slot = self.trace.get(step);
+        let guess = slot.map_or(u32::MAX, Cell::get) as usize;
         if fields
             .get(guess)
             .is_some_and(|f| same_name(f.as_ref(), name))
         {
             return Some(guess);
         }
+        self.scan(fields, name, slot)
+    }
+
+    /// The slow path of [`FieldLookup::find`], kept out of line so the hit stays small
+    /// enough to inline into every field read and write.
+    #[inline(never)]
+    fn scan<S: AsRef<str>>(
+        &self,
+        fields: &[S],
+        name: &str,
+        slot: Option<&Cell<u32>>,
+    ) -> Option<usize> {
         let found = fields.iter().position(|f| same_name(f.as_ref(), name));
-        let remembered = found.unwrap_or(usize::MAX);
-        if let Some(slot) = trace.get_mut(step) {
-            *slot = remembered;
-        } else if step == trace.len() && step < MAX_TRACE {
-            trace.push(remembered);
+        if let Some(slot) = slot {
+            slot.set(
+                found
+                    .and_then(|f| u32::try_from(f).ok())
+                    .unwrap_or(u32::MAX),
+            );
         }
         found
     }
@@ -287,6 +313,7 @@ impl<'a> Record<'a> {
     }
 
     /// The value of `field`; `Val::Absent` when the record does not carry it.
+    #[inline]
     pub fn get(&self, field: &str) -> Val<'a> {
         let batch = self.view.batch;
         self.view
@@ -297,6 +324,7 @@ impl<'a> Record<'a> {
 
     /// The value in a column found once per batch with [`BatchView::column`]: the
     /// fastest way to read the same field of every record.
+    #[inline]
     pub fn at(&self, column: Column) -> Val<'a> {
         self.value_at(column.0)
     }
@@ -317,6 +345,7 @@ impl<'a> Record<'a> {
             .map(move |(f, name)| (name.as_str(), this.value_at(f)))
     }
 
+    #[inline]
     fn value_at(&self, field: usize) -> Val<'a> {
         let batch = self.view.batch;
         let Some(column) = batch.columns.get(field) else {
@@ -411,6 +440,7 @@ impl BatchBuilder {
         RecordWriter { builder: self, row }
     }
 
+    #[inline]
     fn set(&mut self, row: usize, field: &str, value: Val<'_>) {
         let column = match self.lookup.find(&self.batch.fields, field, row) {
             Some(c) => c,
@@ -466,6 +496,7 @@ pub struct RecordWriter<'b> {
 impl RecordWriter<'_> {
     /// Sets `field`; a field set twice keeps the last value. Setting [`Val::Absent`] (or
     /// never setting the field) leaves the target's value untouched; [`Val::Null`] clears it.
+    #[inline]
     pub fn set<'v>(&mut self, field: &str, value: impl Into<Val<'v>>) -> &mut Self {
         self.builder.set(self.row, field, value.into());
         self

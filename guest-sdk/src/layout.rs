@@ -41,10 +41,12 @@ pub(crate) mod tag {
     pub const JSON: u8 = 9;
 }
 
+#[inline]
 pub(crate) fn span_payload(span: Span) -> u64 {
     u64::from(span.offset) | (u64::from(span.len) << 32)
 }
 
+#[inline]
 pub(crate) fn payload_span(payload: u64) -> Span {
     Span {
         offset: payload as u32,
@@ -53,6 +55,7 @@ pub(crate) fn payload_span(payload: u64) -> Span {
 }
 
 /// Reads a span of `text`; a span that does not fit reads as empty.
+#[inline]
 pub(crate) fn span_text(text: &str, span: Span) -> &str {
     let start = span.offset as usize;
     text.get(start..start.saturating_add(span.len as usize))
@@ -60,6 +63,7 @@ pub(crate) fn span_text(text: &str, span: Span) -> &str {
 }
 
 /// The typed value of one (tag, payload) pair, borrowing text from `text`.
+#[inline]
 pub(crate) fn read<'a>(text: &'a str, tag: u8, payload: u64) -> Val<'a> {
     match tag {
         tag::ABSENT => Val::Absent,
@@ -95,6 +99,7 @@ pub(crate) struct TextSink<'t> {
 }
 
 impl TextSink<'_> {
+    #[inline]
     fn span(&mut self, s: &str) -> Span {
         let base = self.shared.as_ptr() as usize;
         let start = s.as_ptr() as usize;
@@ -109,6 +114,7 @@ impl TextSink<'_> {
     }
 
     /// Encodes `value`, appending its text if it has any.
+    #[inline]
     pub fn write(&mut self, value: &Val<'_>) -> (u8, u64) {
         match value {
             Val::Absent => (tag::ABSENT, 0),
@@ -163,6 +169,7 @@ impl Column {
     }
 
     /// Writes record `row`, padding the rows before it with absent values.
+    #[inline]
     pub(crate) fn put(&mut self, row: usize, tag: u8, payload: u64) {
         if self.tags.len() == row && self.payloads.len() == row {
             self.tags.push(tag);

@@ -53,6 +53,7 @@ pub mod bindings {
 }
 
 pub use batch::{BatchBuilder, BatchView, Column, Emit, Record, RecordWriter, Val};
+pub use bindings::exports::weft::plugin::chain::{ChainBatch, ChainResult, Stage, StageError};
 pub use bindings::weft::plugin::host::LogLevel;
 /// A column as it crosses the boundary (tags and payloads); only plugins that build raw
 /// batches by hand need it. Not to be confused with [`Column`], a field's position.
@@ -135,6 +136,17 @@ macro_rules! export_plugin {
             impl exports::deduper::Guest for Export {
                 fn dedup_keys(ctx: types::CallContext, input: types::Batch) -> types::DedupResult {
                     $crate::run::dedup_keys::<$plugin>(&ctx, &input)
+                }
+            }
+
+            impl exports::chain::Guest for Export {
+                fn run(
+                    ctx: types::CallContext,
+                    input: types::Batch,
+                    schemas: Vec<types::ObjectSchema>,
+                    dedup: bool,
+                ) -> exports::chain::ChainResult {
+                    $crate::run::chain::<$plugin>(&ctx, &input, &schemas, dedup)
                 }
             }
 

@@ -9,9 +9,10 @@
 use std::collections::HashMap;
 
 use crate::batch::{BatchView, Emit, Record, Val};
+use crate::bindings::exports::weft::plugin::chain::{ChainBatch, ChainResult, Stage, StageError};
 use crate::bindings::weft::plugin::types::{
-    Batch, BatchResult, CallContext, Column as RawColumn, Decision, DedupResult, FieldSchema,
-    ObjectSchema, RecordError, Resolution,
+    Batch, BatchResult, CallContext, Column as RawColumn, Decision, DedupResult, Direction,
+    FieldSchema, ObjectSchema, RecordError, Resolution,
 };
 use crate::context::Cx;
 use crate::layout::{self, TextSink, tag};
@@ -111,6 +112,98 @@ pub fn resolve<P: Plugin>(
 
 pub fn dedup_keys<P: Plugin>(ctx: &CallContext, input: &Batch) -> DedupResult {
     dedup_keys_with::<P>(&Cx::from_host(ctx), input)
+}
+
+/// Map → coerce → dedup keys of one batch, composed the way the host composes the three
+/// separate calls: the plugin is configured once, each mapped object is coerced to the
+/// schema of its name (unchanged without one), and every output row and failure is traced
+/// back to the input record it came from. A source this driver cannot trace (a plugin's
+/// own `*_batch` override returned one out of range) is passed on as `u32::MAX`, which the
+/// host rejects as malformed output.
+pub fn chain_with<P: Plugin>(
+    cx: &Cx,
+    input: &Batch,
+    schemas: &[ObjectSchema],
+    dedup: bool,
+) -> ChainResult {
+    let plugin = match configured::<P>(cx) {
+        Ok(plugin) => plugin,
+        Err(reason) => {
+            return ChainResult {
+                batches: Vec::new(),
+                errors: stage_errors(Stage::Map, fail_all(input.sources.len(), &reason), |r| r)
+                    .collect(),
+            };
+        }
+    };
+    let mapped = match cx.direction() {
+        Direction::Inbound => plugin.map_inbound_batch(cx, input),
+        Direction::Outbound => plugin.map_outbound_batch(cx, input),
+    };
+    let mut errors: Vec<StageError> = stage_errors(Stage::Map, mapped.errors, |r| r).collect();
+    let mut batches = Vec::new();
+    for batch in mapped.batches {
+        let to_input = |row: u32| batch.sources.get(row as usize).copied().unwrap_or(u32::MAX);
+        let coerced = match schemas.iter().find(|s| s.name == batch.object) {
+            Some(schema) => plugin.coerce_batch(cx, schema, &batch),
+            None => {
+                let schema = ObjectSchema {
+                    name: batch.object.clone(),
+                    fields: Vec::new(),
+                };
+                plugin.coerce_batch(cx, &schema, &batch)
+            }
+        };
+        errors.extend(stage_errors(Stage::Coerce, coerced.errors, to_input));
+        for mut result in coerced.batches {
+            let keys = if dedup {
+                plugin.dedup_batch(cx, &result)
+            } else {
+                DedupResult {
+                    keys: Vec::new(),
+                    text: String::new(),
+                    errors: Vec::new(),
+                }
+            };
+            let through = |row: u32| {
+                result
+                    .sources
+                    .get(row as usize)
+                    .map_or(u32::MAX, |&mapped_row| to_input(mapped_row))
+            };
+            errors.extend(stage_errors(Stage::Dedup, keys.errors, through));
+            for source in &mut result.sources {
+                *source = to_input(*source);
+            }
+            batches.push(ChainBatch {
+                batch: result,
+                keys: keys.keys,
+                key_text: keys.text,
+            });
+        }
+    }
+    ChainResult { batches, errors }
+}
+
+pub fn chain<P: Plugin>(
+    ctx: &CallContext,
+    input: &Batch,
+    schemas: &[ObjectSchema],
+    dedup: bool,
+) -> ChainResult {
+    chain_with::<P>(&Cx::from_host(ctx), input, schemas, dedup)
+}
+
+fn stage_errors(
+    stage: Stage,
+    errors: Vec<RecordError>,
+    to_input: impl Fn(u32) -> u32,
+) -> impl Iterator<Item = StageError> {
+    errors.into_iter().map(move |e| StageError {
+        record: to_input(e.record),
+        stage,
+        reason: e.reason,
+    })
 }
 
 /// Runs a per-record mapping over a batch.

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::batch::{BatchBuilder, BatchView, Val};
+use crate::bindings::exports::weft::plugin::chain::ChainResult;
 use crate::bindings::weft::plugin::types::{
     Batch, BatchResult, DedupResult, Direction, FieldKind, FieldSchema, ObjectSchema, Resolution,
 };
@@ -88,6 +89,17 @@ impl Harness {
     pub fn dedup_keys<P: Plugin>(&self, direction: Direction, input: &Batch) -> DedupResult {
         run::dedup_keys_with::<P>(&self.cx(direction), input)
     }
+
+    /// Map → coerce → dedup keys in one go, as the host's single chain call runs them.
+    pub fn chain<P: Plugin>(
+        &self,
+        direction: Direction,
+        input: &Batch,
+        schemas: &[ObjectSchema],
+        dedup: bool,
+    ) -> ChainResult {
+        run::chain_with::<P>(&self.cx(direction), input, schemas, dedup)
+    }
 }
 
 /// Builds a batch from rows of `(field, value)` pairs.
@@ -157,6 +169,7 @@ pub fn schema(object: &str, fields: Vec<FieldSchema>) -> ObjectSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Stage;
     use crate::batch::{Emit, Record};
     use crate::plugin::KeySink;
 
@@ -239,6 +252,93 @@ mod tests {
         );
         assert_eq!(out.errors[0].record, 1);
         assert!(out.errors[0].reason.starts_with("NumberOfEmployees: "));
+    }
+
+    /// Emits a Lead and, for some records, a Contact; its keys fail for one Lead.
+    #[derive(Default)]
+    struct Splitter;
+    impl Plugin for Splitter {
+        fn map_outbound(&self, _cx: &Cx, rec: Record<'_>, out: &mut Emit) -> Result<(), String> {
+            let name = rec.get("name");
+            if name.as_str() == Some("unmappable") {
+                return Err("cannot map".into());
+            }
+            out.record("Lead")
+                .set("LastName", name.clone())
+                .set("Rating", rec.get("rating"));
+            if rec.has("email") {
+                out.record("Contact").set("Email", rec.get("email"));
+            }
+            Ok(())
+        }
+
+        fn dedup_keys(&self, _cx: &Cx, rec: Record<'_>, keys: &mut KeySink) -> Result<(), String> {
+            match rec.get("LastName").as_str() {
+                Some("keyless") => Err("no key".into()),
+                Some(name) => {
+                    keys.push("last-name", name);
+                    Ok(())
+                }
+                None => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn the_chain_traces_every_row_and_failure_to_its_input_record() {
+        let input = batch(
+            "person",
+            &[
+                &[("name", "unmappable".into())],
+                &[("name", "Ada".into()), ("rating", "hot".into())],
+                &[("name", "Bob".into()), ("rating", "Lukewarm".into())],
+                &[
+                    ("name", "keyless".into()),
+                    ("email", "k@example.com".into()),
+                ],
+                &[("name", "Cy".into()), ("email", "cy@example.com".into())],
+            ],
+        );
+        let mut rating = field("Rating", FieldKind::Picklist);
+        rating.picklist_values = vec!["Hot".into(), "Cold".into()];
+        rating.restricted_picklist = true;
+        let lead = schema("Lead", vec![field("LastName", FieldKind::String), rating]);
+        let out = Harness::new().chain::<Splitter>(Direction::Outbound, &input, &[lead], true);
+
+        let failures: Vec<(u32, Stage)> = out.errors.iter().map(|e| (e.record, e.stage)).collect();
+        assert_eq!(
+            failures,
+            vec![(0, Stage::Map), (2, Stage::Coerce), (3, Stage::Dedup)]
+        );
+        let leads = out
+            .batches
+            .iter()
+            .find(|b| b.batch.object == "Lead")
+            .unwrap();
+        // Coercion dropped Bob's row; the rest name their input records.
+        assert_eq!(leads.batch.sources, vec![1, 3, 4]);
+        assert_eq!(rows(&leads.batch)[0]["Rating"], Val::from("Hot"));
+        let lead_keys: Vec<(u32, &str)> = leads
+            .keys
+            .iter()
+            .map(|k| (k.record, crate::layout::span_text(&leads.key_text, k.value)))
+            .collect();
+        assert_eq!(lead_keys, vec![(0, "Ada"), (2, "Cy")]);
+        // The Contact has no schema: it passes coercion unchanged.
+        let contacts = out
+            .batches
+            .iter()
+            .find(|b| b.batch.object == "Contact")
+            .unwrap();
+        assert_eq!(contacts.batch.sources, vec![3, 4]);
+        assert_eq!(
+            rows(&contacts.batch)[1]["Email"],
+            Val::from("cy@example.com")
+        );
+
+        let unkeyed = Harness::new().chain::<Splitter>(Direction::Outbound, &input, &[], false);
+        assert!(unkeyed.batches.iter().all(|b| b.keys.is_empty()));
+        assert!(unkeyed.errors.iter().all(|e| e.stage == Stage::Map));
     }
 
     #[test]

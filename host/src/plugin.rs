@@ -24,11 +24,12 @@ mod validate;
 use bindings::types;
 
 pub use batch::{BatchBuilder, batch_from_json, batch_to_json, record_to_json, value_to_json};
+pub use bindings::chain::{ChainBatch, ChainResult, StageError};
 pub use bindings::types::{
     Batch, BatchResult, CallContext, Column, Decision, DedupKey, DedupResult, Direction, FieldKind,
     FieldSchema, ObjectSchema, RecordError, Resolution, Span,
 };
-pub use chain::{ChainError, ChainOutput, Failure, Stage, StageCalls, Transformed, run_chain};
+pub use chain::{ChainCalls, ChainError, ChainOutput, Failure, Stage, Transformed, run_chain};
 pub use column::Value;
 pub use engine::{CallSpec, LoadedPlugin, PluginRuntime, RuntimeConfig};
 pub use error::{LoadError, PluginError};

@@ -254,3 +254,89 @@ fn acme_accounts_in_the_sandbox_matches_its_native_build() {
     assert_eq!(wasm_list, native_list);
     assert_eq!(wasm_list.len(), 2 * coerced.sources.len());
 }
+
+#[test]
+fn the_chain_call_in_the_sandbox_matches_its_native_build_and_the_stage_calls() {
+    let runtime = PluginRuntime::new(RuntimeConfig::default()).expect("engine");
+    let acme = runtime
+        .load(&plugin_bytes("acme-accounts"))
+        .expect("load acme-accounts");
+    let spec = CallSpec {
+        installation: Arc::from("acme"),
+        config: Arc::new(config()),
+        limits: CallLimits::default(),
+        now_ms: NOW,
+    };
+    let harness = config()
+        .iter()
+        .fold(Harness::new(), |h, (k, v)| h.config(k, v))
+        .now(NOW);
+    let schema = account_schema();
+    let input = batch_from_json("company", &companies());
+
+    let wasm = acme
+        .chain(
+            &spec,
+            Direction::Outbound,
+            &input,
+            std::slice::from_ref(&schema),
+            true,
+        )
+        .expect("chain");
+    let native = harness.chain::<acme_accounts::AcmeAccounts>(
+        weft_guest::Direction::Outbound,
+        &to_guest(&input),
+        &[to_guest_schema(&schema)],
+        true,
+    );
+    let wasm_errors: Vec<(u32, String, String)> = wasm
+        .errors
+        .iter()
+        .map(|e| (e.record, format!("{:?}", e.stage), e.reason.clone()))
+        .collect();
+    let native_errors: Vec<(u32, String, String)> = native
+        .errors
+        .iter()
+        .map(|e| (e.record, format!("{:?}", e.stage), e.reason.clone()))
+        .collect();
+    assert_eq!(wasm_errors, native_errors);
+    assert_eq!(wasm_errors.len(), 5, "{wasm_errors:?}");
+    assert_eq!(wasm.batches.len(), 1);
+    assert_eq!(to_guest(&wasm.batches[0].batch), native.batches[0].batch);
+    assert_eq!(wasm.batches[0].key_text, native.batches[0].key_text);
+    assert_eq!(wasm.batches[0].keys.len(), native.batches[0].keys.len());
+
+    // run_chain over the chain call: the same records and failures as the three stage
+    // calls above found (four records fail mapping, one coercion), traced to the input.
+    let output = weft::plugin::run_chain(
+        &(&acme, &spec),
+        Direction::Outbound,
+        &input,
+        std::slice::from_ref(&schema),
+    )
+    .expect("run_chain");
+    let stages: Vec<&str> = output
+        .failures
+        .iter()
+        .map(|f| match f.stage {
+            weft::plugin::Stage::Map => "map",
+            weft::plugin::Stage::Coerce => "coerce",
+            weft::plugin::Stage::Dedup => "dedup",
+        })
+        .collect();
+    assert_eq!(stages.iter().filter(|s| **s == "map").count(), 4);
+    assert_eq!(stages.iter().filter(|s| **s == "coerce").count(), 1);
+    assert_eq!(
+        output.records.len() + output.failures.len(),
+        input.sources.len()
+    );
+    let mut sources: Vec<u32> = output
+        .records
+        .iter()
+        .map(|r| r.source)
+        .chain(output.failures.iter().map(|f| f.source))
+        .collect();
+    sources.sort_unstable();
+    assert_eq!(sources, (0..input.sources.len() as u32).collect::<Vec<_>>());
+    assert!(output.records.iter().all(|r| r.keys.len() == 2));
+}

@@ -104,9 +104,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let records: Vec<Map<String, Json>> = batch.iter().map(|(_, r)| r.clone()).collect();
         let input = batch_from_json(&args.object, &records);
-        let result = run_chain(&(&plugin, &spec), direction, &input, |object| {
-            schema.clone().filter(|s| s.name == object)
-        });
+        let result = run_chain(&(&plugin, &spec), direction, &input, schema.as_slice());
         let line_of = |source: u32| batch.get(source as usize).map_or(0, |(line, _)| *line);
         match result {
             Ok(output) => {

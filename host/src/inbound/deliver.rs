@@ -75,9 +75,12 @@ impl PluginPath {
         let installation = self.installation.clone();
         let chain = tokio::task::spawn_blocking(move || {
             let calls = (&*plugins, &*installation);
-            plugin::run_chain(&calls, Direction::Inbound, &batch, |name| {
-                (name == schema.name).then(|| (*schema).clone())
-            })
+            plugin::run_chain(
+                &calls,
+                Direction::Inbound,
+                &batch,
+                std::slice::from_ref(&*schema),
+            )
         })
         .await;
         let chain = match chain {

@@ -6,5 +6,6 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
+pub use self::exports::weft::plugin::chain;
 pub use self::weft::plugin::host as host_imports;
 pub use self::weft::plugin::types;

@@ -1,17 +1,20 @@
 //! The plugin stages a batch goes through — map → coerce → dedup keys — with every output
 //! record and every failure traced back to the input record it came from.
 //!
-//! Each stage's results index *its own* input; this module composes the `sources`
-//! mappings so callers only ever see positions in the batch they passed in.
+//! The three stages run as one call into the plugin (the WIT `chain` export, which the
+//! guest SDK composes from the plugin's own stages), so a batch crosses the component
+//! boundary once each way instead of once per stage. The plugin reports positions in the
+//! batch the caller passed in; this module turns them into records and failures.
 
 use serde_json::{Map, Value as Json};
 
 use super::batch::record_to_json;
+use super::bindings::chain::{ChainResult, Stage as WireStage};
 use super::engine::{CallSpec, LoadedPlugin};
 use super::error::PluginError;
 use super::installed::InstalledPlugins;
 use super::output::span_text;
-use super::types::{Batch, BatchResult, DedupResult, Direction, ObjectSchema};
+use super::types::{Batch, DedupKey, Direction, ObjectSchema};
 
 /// A plugin stage, for failure reports and DLQ filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -57,7 +60,9 @@ pub struct ChainOutput {
     pub failures: Vec<Failure>,
 }
 
-/// A whole batch failed at a stage (trap, timeout, malformed output, quarantine, …).
+/// A whole batch failed (trap, timeout, malformed output, quarantine, …). The stages run
+/// in one plugin call, so a failure of the call as a whole is reported at the chain's
+/// first stage, `map`; the error itself says what happened.
 #[derive(Debug, thiserror::Error)]
 #[error("{stage} stage failed: {error}")]
 pub struct ChainError {
@@ -66,121 +71,94 @@ pub struct ChainError {
     pub error: PluginError,
 }
 
-/// The calls the chain makes; implemented for a bare loaded plugin and for an
+impl From<WireStage> for Stage {
+    fn from(stage: WireStage) -> Self {
+        match stage {
+            WireStage::Map => Stage::Map,
+            WireStage::Coerce => Stage::Coerce,
+            WireStage::Dedup => Stage::Dedup,
+        }
+    }
+}
+
+/// What can run a batch's chain: a bare loaded plugin, one batch's sandbox, or an
 /// installation's quarantine-guarded plugin.
-pub trait StageCalls {
-    fn map(&self, direction: Direction, input: &Batch) -> Result<BatchResult, PluginError>;
-    fn coerce(
+pub trait ChainCalls {
+    /// Map → coerce → dedup keys of `input` in one plugin call; see the WIT `chain`.
+    fn chain(
         &self,
         direction: Direction,
-        schema: &ObjectSchema,
         input: &Batch,
-    ) -> Result<BatchResult, PluginError>;
-    fn dedup(&self, direction: Direction, input: &Batch) -> Result<DedupResult, PluginError>;
+        schemas: &[ObjectSchema],
+        dedup: bool,
+    ) -> Result<ChainResult, PluginError>;
+}
 
-    /// The calls for the stages of one batch. Default: these calls, each on its own. A
-    /// plugin runtime returns a [`super::BatchSession`], so the batch is instantiated once
-    /// rather than once per stage. An error here fails the batch at the map stage.
-    fn for_batch(&self) -> Result<impl StageCalls + '_, PluginError>
-    where
-        Self: Sized,
-    {
-        Ok(self)
+impl<T: ChainCalls> ChainCalls for &T {
+    fn chain(
+        &self,
+        direction: Direction,
+        input: &Batch,
+        schemas: &[ObjectSchema],
+        dedup: bool,
+    ) -> Result<ChainResult, PluginError> {
+        (**self).chain(direction, input, schemas, dedup)
     }
 }
 
-impl<T: StageCalls> StageCalls for &T {
-    fn map(&self, direction: Direction, input: &Batch) -> Result<BatchResult, PluginError> {
-        (**self).map(direction, input)
-    }
-    fn coerce(
+impl ChainCalls for (&LoadedPlugin, &CallSpec) {
+    fn chain(
         &self,
         direction: Direction,
-        schema: &ObjectSchema,
         input: &Batch,
-    ) -> Result<BatchResult, PluginError> {
-        (**self).coerce(direction, schema, input)
-    }
-    fn dedup(&self, direction: Direction, input: &Batch) -> Result<DedupResult, PluginError> {
-        (**self).dedup(direction, input)
+        schemas: &[ObjectSchema],
+        dedup: bool,
+    ) -> Result<ChainResult, PluginError> {
+        self.0.chain(self.1, direction, input, schemas, dedup)
     }
 }
 
-impl StageCalls for (&LoadedPlugin, &CallSpec) {
-    fn map(&self, direction: Direction, input: &Batch) -> Result<BatchResult, PluginError> {
-        match direction {
-            Direction::Inbound => self.0.map_inbound(self.1, input),
-            Direction::Outbound => self.0.map_outbound(self.1, input),
-        }
-    }
-    fn coerce(
+impl ChainCalls for (&InstalledPlugins, &str) {
+    fn chain(
         &self,
         direction: Direction,
-        schema: &ObjectSchema,
         input: &Batch,
-    ) -> Result<BatchResult, PluginError> {
-        self.0.coerce(self.1, direction, schema, input)
-    }
-    fn dedup(&self, direction: Direction, input: &Batch) -> Result<DedupResult, PluginError> {
-        self.0.dedup_keys(self.1, direction, input)
-    }
-    fn for_batch(&self) -> Result<impl StageCalls + '_, PluginError> {
-        self.0.batch_session(self.1)
+        schemas: &[ObjectSchema],
+        dedup: bool,
+    ) -> Result<ChainResult, PluginError> {
+        self.0.chain(self.1, direction, input, schemas, dedup)
     }
 }
 
-impl StageCalls for (&InstalledPlugins, &str) {
-    fn map(&self, direction: Direction, input: &Batch) -> Result<BatchResult, PluginError> {
-        match direction {
-            Direction::Inbound => self.0.map_inbound(self.1, input),
-            Direction::Outbound => self.0.map_outbound(self.1, input),
-        }
-    }
-    fn coerce(
-        &self,
-        direction: Direction,
-        schema: &ObjectSchema,
-        input: &Batch,
-    ) -> Result<BatchResult, PluginError> {
-        self.0.coerce(self.1, direction, schema, input)
-    }
-    fn dedup(&self, direction: Direction, input: &Batch) -> Result<DedupResult, PluginError> {
-        self.0.dedup_keys(self.1, direction, input)
-    }
-}
-
-/// Runs map → coerce → dedup over `input`. `schema_for` gives the schema each mapped
-/// object is coerced to; an object without one passes coercion unchanged.
+/// Runs map → coerce → dedup over `input`. Each mapped object is coerced to the schema of
+/// its name in `schemas`; an object without one passes coercion unchanged.
 pub fn run_chain(
-    calls: &impl StageCalls,
+    calls: &impl ChainCalls,
     direction: Direction,
     input: &Batch,
-    schema_for: impl Fn(&str) -> Option<ObjectSchema>,
+    schemas: &[ObjectSchema],
 ) -> Result<ChainOutput, ChainError> {
-    let at = |stage| move |error| ChainError { stage, error };
+    let result = calls
+        .chain(direction, input, schemas, true)
+        .map_err(|error| ChainError {
+            stage: Stage::Map,
+            error,
+        })?;
     let mut out = ChainOutput::default();
-    let calls = calls.for_batch().map_err(at(Stage::Map))?;
-
-    let mapped = calls.map(direction, input).map_err(at(Stage::Map))?;
-    fail_records(&mut out, Stage::Map, &mapped.errors, |r| Some(r));
-
-    for batch in &mapped.batches {
-        let schema = schema_for(&batch.object).unwrap_or_else(|| ObjectSchema {
-            name: batch.object.clone(),
-            fields: Vec::new(),
+    for error in &result.errors {
+        out.failures.push(Failure {
+            source: error.record,
+            stage: error.stage.into(),
+            reason: error.reason.clone(),
         });
-        let coerced = calls
-            .coerce(direction, &schema, batch)
-            .map_err(at(Stage::Coerce))?;
-        let to_input = |row: u32| batch.sources.get(row as usize).copied();
-        fail_records(&mut out, Stage::Coerce, &coerced.errors, to_input);
-
-        for result in &coerced.batches {
-            let keys = calls.dedup(direction, result).map_err(at(Stage::Dedup))?;
-            let through = |row: u32| result.sources.get(row as usize).copied().and_then(to_input);
-            fail_records(&mut out, Stage::Dedup, &keys.errors, through);
-            collect_records(&mut out, result, &keys, through);
-        }
+    }
+    for produced in &result.batches {
+        collect_records(
+            &mut out,
+            &produced.batch,
+            &produced.keys,
+            &produced.key_text,
+        );
     }
     // A record that failed anywhere fails whole: a mapping that emitted an Account and a
     // Contact must not half-land because only the Contact was invalid.
@@ -190,51 +168,20 @@ pub fn run_chain(
     Ok(out)
 }
 
-fn fail_records(
-    out: &mut ChainOutput,
-    stage: Stage,
-    errors: &[super::types::RecordError],
-    to_input: impl Fn(u32) -> Option<u32>,
-) {
-    for error in errors {
-        if let Some(source) = to_input(error.record) {
-            out.failures.push(Failure {
-                source,
-                stage,
-                reason: error.reason.clone(),
-            });
-        }
-    }
-}
-
-fn collect_records(
-    out: &mut ChainOutput,
-    batch: &Batch,
-    keys: &DedupResult,
-    to_input: impl Fn(u32) -> Option<u32>,
-) {
-    let failed: std::collections::HashSet<u32> = keys.errors.iter().map(|e| e.record).collect();
+fn collect_records(out: &mut ChainOutput, batch: &Batch, keys: &[DedupKey], key_text: &str) {
     let mut keys_by_row: Vec<Vec<(String, String)>> = vec![Vec::new(); batch.sources.len()];
-    for key in &keys.keys {
-        let name = span_text(&keys.text, key.name).unwrap_or_default();
-        let value = span_text(&keys.text, key.value).unwrap_or_default();
+    for key in keys {
+        let name = span_text(key_text, key.name).unwrap_or_default();
+        let value = span_text(key_text, key.value).unwrap_or_default();
         if let Some(row) = keys_by_row.get_mut(key.record as usize) {
             row.push((name.to_owned(), value.to_owned()));
         }
     }
-    for (row, row_keys) in keys_by_row.into_iter().enumerate() {
-        let row_u32 = row as u32;
-        let Some(source) = to_input(row_u32) else {
-            continue;
-        };
-        if failed.contains(&row_u32) {
-            continue;
-        }
-        let fields = record_to_json(batch, row);
+    for ((row, row_keys), &source) in keys_by_row.into_iter().enumerate().zip(&batch.sources) {
         out.records.push(Transformed {
             source,
             object: batch.object.clone(),
-            fields,
+            fields: record_to_json(batch, row),
             keys: row_keys,
         });
     }

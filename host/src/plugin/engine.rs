@@ -15,6 +15,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+use super::bindings::chain::ChainResult;
 use super::bindings::{Plugin, PluginPre};
 use super::cache::{CacheOutcome, CompileCache};
 use super::error::{LoadError, PluginError};
@@ -409,6 +410,24 @@ impl LoadedPlugin {
             p.weft_plugin_deduper().call_dedup_keys(store, &ctx, input)
         })?;
         output::check_dedup(&result, input.sources.len(), spec.limits.max_output_bytes)?;
+        Ok(result)
+    }
+
+    /// Map → coerce → dedup keys in one call; see the WIT `chain` and [`super::run_chain`].
+    pub fn chain(
+        &self,
+        spec: &CallSpec,
+        direction: Direction,
+        input: &Batch,
+        schemas: &[ObjectSchema],
+        dedup: bool,
+    ) -> Result<ChainResult, PluginError> {
+        let ctx = Self::context(spec, direction);
+        let result = self.with_instance(spec, |p, store| {
+            p.weft_plugin_chain()
+                .call_run(store, &ctx, input, schemas, dedup)
+        })?;
+        output::check_chain(&result, input.sources.len(), spec.limits.max_output_bytes)?;
         Ok(result)
     }
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::bindings::chain::ChainResult;
 use super::engine::{CallSpec, LoadedPlugin};
 use super::error::PluginError;
 use super::limits::CallLimits;
@@ -216,5 +217,19 @@ impl InstalledPlugins {
         input: &Batch,
     ) -> Result<DedupResult, PluginError> {
         self.call(installation, |p, spec| p.dedup_keys(spec, direction, input))
+    }
+
+    /// Map → coerce → dedup keys in one call; see [`LoadedPlugin::chain`].
+    pub fn chain(
+        &self,
+        installation: &str,
+        direction: Direction,
+        input: &Batch,
+        schemas: &[ObjectSchema],
+        dedup: bool,
+    ) -> Result<ChainResult, PluginError> {
+        self.call(installation, |p, spec| {
+            p.chain(spec, direction, input, schemas, dedup)
+        })
     }
 }

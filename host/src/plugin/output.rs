@@ -6,6 +6,7 @@
 //! It also enforces the contract that no record vanishes: each input record produces
 //! output or a per-record error.
 
+use super::bindings::chain::ChainResult;
 use super::column::tag;
 use super::error::PluginError;
 use super::types::{Batch, BatchResult, DedupKey, DedupResult, RecordError, Resolution, Span};
@@ -146,7 +147,7 @@ pub fn check_dedup(
     input_len: usize,
     max_bytes: usize,
 ) -> Result<(), PluginError> {
-    let bytes = result.text.len() + result.keys.len() * std::mem::size_of::<DedupKey>();
+    let bytes = keys_bytes(&result.keys, &result.text);
     if bytes > max_bytes {
         return Err(PluginError::OutputTooLarge {
             bytes,
@@ -154,18 +155,74 @@ pub fn check_dedup(
         });
     }
     check_errors(&result.errors, input_len)?;
-    for key in &result.keys {
-        if key.record as usize >= input_len {
+    check_keys(&result.keys, &result.text, input_len)
+}
+
+fn keys_bytes(keys: &[DedupKey], text: &str) -> usize {
+    text.len() + std::mem::size_of_val(keys)
+}
+
+/// Keys name rows of a `rows`-record batch and point inside `text`.
+fn check_keys(keys: &[DedupKey], text: &str, rows: usize) -> Result<(), PluginError> {
+    for key in keys {
+        if key.record as usize >= rows {
             return Err(malformed(format!(
-                "a dedup key names record {} of {input_len}",
+                "a dedup key names record {} of {rows}",
                 key.record
             )));
         }
-        if span_text(&result.text, key.name).is_none()
-            || span_text(&result.text, key.value).is_none()
-        {
+        if span_text(text, key.name).is_none() || span_text(text, key.value).is_none() {
             return Err(malformed("a dedup key points outside the text buffer"));
         }
     }
     Ok(())
+}
+
+/// A chain call's output: every batch well formed with sources in the input, every key on
+/// a row of its batch, every error on an input record, and no input record unaccounted for.
+pub fn check_chain(
+    result: &ChainResult,
+    input_len: usize,
+    max_bytes: usize,
+) -> Result<(), PluginError> {
+    let bytes: usize = result
+        .batches
+        .iter()
+        .map(|b| batch_bytes(&b.batch) + keys_bytes(&b.keys, &b.key_text))
+        .sum();
+    if bytes > max_bytes {
+        return Err(PluginError::OutputTooLarge {
+            bytes,
+            cap: max_bytes,
+        });
+    }
+    let mut covered = vec![false; input_len];
+    for error in &result.errors {
+        match covered.get_mut(error.record as usize) {
+            Some(slot) => *slot = true,
+            None => {
+                return Err(malformed(format!(
+                    "an error names record {} of a {input_len}-record batch",
+                    error.record
+                )));
+            }
+        }
+    }
+    for produced in &result.batches {
+        check_batch(&produced.batch, input_len)?;
+        check_keys(
+            &produced.keys,
+            &produced.key_text,
+            produced.batch.sources.len(),
+        )?;
+        for &source in &produced.batch.sources {
+            covered[source as usize] = true;
+        }
+    }
+    match covered.iter().position(|c| !c) {
+        Some(record) => Err(malformed(format!(
+            "record {record} produced neither output nor an error"
+        ))),
+        None => Ok(()),
+    }
 }

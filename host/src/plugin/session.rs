@@ -11,7 +11,8 @@
 use std::cell::RefCell;
 
 use super::bindings::Plugin;
-use super::chain::StageCalls;
+use super::bindings::chain::ChainResult;
+use super::chain::ChainCalls;
 use super::engine::{CallSpec, Instance, LoadedPlugin, classify};
 use super::error::PluginError;
 use super::output;
@@ -101,6 +102,24 @@ impl BatchSession<'_> {
         Ok(result)
     }
 
+    /// Map → coerce → dedup keys in one call into this sandbox; see the WIT `chain`.
+    pub fn chain(
+        &self,
+        direction: Direction,
+        input: &Batch,
+        schemas: &[ObjectSchema],
+        dedup: bool,
+    ) -> Result<ChainResult, PluginError> {
+        let ctx = LoadedPlugin::context(self.spec, direction);
+        let result = self.call(|p, store| {
+            p.weft_plugin_chain()
+                .call_run(store, &ctx, input, schemas, dedup)
+        })?;
+        let max = self.spec.limits.max_output_bytes;
+        output::check_chain(&result, input.sources.len(), max)?;
+        Ok(result)
+    }
+
     pub fn dedup_keys(
         &self,
         direction: Direction,
@@ -124,19 +143,14 @@ impl Drop for BatchSession<'_> {
     }
 }
 
-impl StageCalls for BatchSession<'_> {
-    fn map(&self, direction: Direction, input: &Batch) -> Result<BatchResult, PluginError> {
-        BatchSession::map(self, direction, input)
-    }
-    fn coerce(
+impl ChainCalls for BatchSession<'_> {
+    fn chain(
         &self,
         direction: Direction,
-        schema: &ObjectSchema,
         input: &Batch,
-    ) -> Result<BatchResult, PluginError> {
-        BatchSession::coerce(self, direction, schema, input)
-    }
-    fn dedup(&self, direction: Direction, input: &Batch) -> Result<DedupResult, PluginError> {
-        self.dedup_keys(direction, input)
+        schemas: &[ObjectSchema],
+        dedup: bool,
+    ) -> Result<ChainResult, PluginError> {
+        BatchSession::chain(self, direction, input, schemas, dedup)
     }
 }

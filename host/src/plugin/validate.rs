@@ -13,7 +13,7 @@ use super::error::LoadError;
 pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
 
 /// The exports every plugin carries (the guest SDK defaults what a plugin leaves out).
-const REQUIRED_EXPORTS: &[&str] = &["mapper", "coercer", "resolver", "deduper"];
+const REQUIRED_EXPORTS: &[&str] = &["mapper", "coercer", "resolver", "deduper", "chain"];
 
 /// WASI interfaces a plugin may import. Rust's std for `wasm32-wasip2` imports these even
 /// when the plugin never touches them; the sandbox satisfies each with an empty or frozen

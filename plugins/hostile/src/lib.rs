@@ -2,8 +2,9 @@
 //! contains each kind of failure to the batch that caused it. Never install it for a
 //! customer.
 //!
-//! Every export (`map-inbound`, `map-outbound`, `coerce`, `resolve`, `dedup-keys`) applies
-//! the configured mode, so a test can aim at any export. The misbehaviour lives in the
+//! Every export (`map-inbound`, `map-outbound`, `coerce`, `resolve`, `dedup-keys`, and
+//! `chain`, which runs the stages' overrides) applies the configured mode, so a test can
+//! aim at any export. The misbehaviour lives in the
 //! `*_batch` overrides because several modes break the batch layout itself, which the
 //! per-record API cannot express.
 //!
