@@ -12,6 +12,7 @@ use crate::bindings::weft::plugin::types::{FieldKind, FieldSchema};
 use crate::values;
 
 /// Coerces `value` to `field`'s kind.
+#[inline]
 pub fn coerce_value<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
     if value.is_null() {
         return Ok(value);
@@ -46,6 +47,7 @@ fn cannot(value: &Val<'_>, target: &str) -> String {
 }
 
 /// Text of a string-like field, within its length.
+#[inline]
 fn text_of<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
     let text: Cow<'a, str> = match value {
         Val::Text(s) => s,
@@ -73,14 +75,16 @@ fn text_of<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
 
 /// A picklist value, matched case-insensitively to the org's spelling. Restricted
 /// picklists reject anything else.
+#[inline]
 fn picklist<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
     let Val::Text(text) = text_of(field, value)? else {
         return Ok(Val::Null);
     };
+    let wanted = values::trim(&text);
     match field
         .picklist_values
         .iter()
-        .find(|allowed| allowed.eq_ignore_ascii_case(text.trim()))
+        .find(|allowed| allowed.eq_ignore_ascii_case(wanted))
     {
         Some(allowed) if allowed.as_str() == text.as_ref() => Ok(Val::Text(text)),
         Some(allowed) => Ok(Val::Text(Cow::Owned(allowed.clone()))),
@@ -117,7 +121,7 @@ fn boolean(value: Val<'_>) -> Result<Val<'_>, String> {
         Val::Bool(b) => Ok(Val::Bool(b)),
         Val::Int(0) => Ok(Val::Bool(false)),
         Val::Int(1) => Ok(Val::Bool(true)),
-        Val::Text(ref s) => match s.trim().to_ascii_lowercase().as_str() {
+        Val::Text(ref s) => match values::trim(s).to_ascii_lowercase().as_str() {
             "true" | "yes" | "y" | "1" => Ok(Val::Bool(true)),
             "false" | "no" | "n" | "0" => Ok(Val::Bool(false)),
             _ => Err(cannot(&value, "a boolean")),
@@ -131,7 +135,7 @@ fn integer(value: Val<'_>) -> Result<Val<'_>, String> {
     match value {
         Val::Int(i) => Ok(Val::Int(i)),
         Val::Num(n) if n.fract() == 0.0 && n.abs() <= EXACT => Ok(Val::Int(n as i64)),
-        Val::Text(ref s) => match s.trim().parse::<i64>() {
+        Val::Text(ref s) => match values::trim(s).parse::<i64>() {
             Ok(i) => Ok(Val::Int(i)),
             Err(_) => match values::parse_number(s) {
                 Some(n) if n.fract() == 0.0 && n.abs() <= EXACT => Ok(Val::Int(n as i64)),
@@ -157,9 +161,9 @@ fn date(value: Val<'_>) -> Result<Val<'_>, String> {
     match value {
         Val::Date(d) => Ok(Val::Date(d)),
         Val::DateTime(t) => Ok(Val::Date(t.div_euclid(86_400_000) as i32)),
-        Val::Text(ref s) => values::parse_iso_date(s.trim())
+        Val::Text(ref s) => values::parse_iso_date(values::trim(s))
             .or_else(|| {
-                values::parse_iso_datetime(s.trim()).map(|t| t.div_euclid(86_400_000) as i32)
+                values::parse_iso_datetime(values::trim(s)).map(|t| t.div_euclid(86_400_000) as i32)
             })
             .map(Val::Date)
             .ok_or_else(|| cannot(&value, "a date (YYYY-MM-DD)")),
@@ -171,8 +175,8 @@ fn datetime(value: Val<'_>) -> Result<Val<'_>, String> {
     match value {
         Val::DateTime(t) => Ok(Val::DateTime(t)),
         Val::Date(d) => Ok(Val::DateTime(i64::from(d) * 86_400_000)),
-        Val::Text(ref s) => values::parse_iso_datetime(s.trim())
-            .or_else(|| values::parse_iso_date(s.trim()).map(|d| i64::from(d) * 86_400_000))
+        Val::Text(ref s) => values::parse_iso_datetime(values::trim(s))
+            .or_else(|| values::parse_iso_date(values::trim(s)).map(|d| i64::from(d) * 86_400_000))
             .map(Val::DateTime)
             .ok_or_else(|| cannot(&value, "a datetime (ISO 8601)")),
         other => Err(cannot(&other, "a datetime")),
@@ -182,7 +186,7 @@ fn datetime(value: Val<'_>) -> Result<Val<'_>, String> {
 fn time(value: Val<'_>) -> Result<Val<'_>, String> {
     match value {
         Val::Time(t) => Ok(Val::Time(t)),
-        Val::Text(ref s) => values::parse_time(s.trim())
+        Val::Text(ref s) => values::parse_time(values::trim(s))
             .map(Val::Time)
             .ok_or_else(|| cannot(&value, "a time (HH:MM:SS)")),
         other => Err(cannot(&other, "a time")),

@@ -77,6 +77,7 @@ pub trait Plugin: Default {
 
     /// Coerces one value to its field's schema. Default: [`coerce::coerce_value`], which
     /// converts between kinds where the conversion is lossless and rejects the rest.
+    #[inline]
     fn coerce_value<'a>(
         &self,
         _cx: &Cx,

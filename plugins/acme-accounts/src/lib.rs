@@ -302,7 +302,7 @@ impl AcmeAccounts {
             },
             Kind::Instant => match value {
                 Val::DateTime(ms) => Ok(Val::DateTime(ms)),
-                Val::Text(ref s) => values::parse_iso_datetime(s.trim())
+                Val::Text(ref s) => values::parse_iso_datetime(values::trim(s))
                     .map(Val::DateTime)
                     .ok_or_else(|| format!("cannot read {s:?} as an ISO 8601 datetime")),
                 other => Err(format!("expected a datetime, got a {}", other.kind_name())),
@@ -490,16 +490,16 @@ fn to_product(kind: Kind, value: Val<'_>) -> Result<Val<'_>, String> {
 fn is_blank(value: &Val<'_>) -> bool {
     match value {
         Val::Null | Val::Absent => true,
-        Val::Text(s) => s.trim().is_empty(),
+        Val::Text(s) => values::trim(s).is_empty(),
         _ => false,
     }
 }
 
 fn trimmed(s: Cow<'_, str>) -> Val<'_> {
     match s {
-        Cow::Borrowed(b) => Val::from(b.trim()),
-        Cow::Owned(o) if o.trim().len() == o.len() => Val::from(o),
-        Cow::Owned(o) => Val::from(o.trim().to_owned()),
+        Cow::Borrowed(b) => Val::from(values::trim(b)),
+        Cow::Owned(o) if values::trim(&o).len() == o.len() => Val::from(o),
+        Cow::Owned(o) => Val::from(values::trim(&o).to_owned()),
     }
 }
 
@@ -553,7 +553,7 @@ fn round_cents(amount: f64) -> f64 {
 /// `YYYY-MM-DD`, `MM/DD/YYYY` or `DD.MM.YYYY`: the separator decides the order, so
 /// `03/04/2020` is always March 4th and `03.04.2020` always April 3rd.
 pub fn parse_people_date(s: &str) -> Option<i32> {
-    let s = s.trim();
+    let s = values::trim(s);
     values::parse_iso_date(s)
         .or_else(|| values::parse_us_date(s))
         .or_else(|| values::parse_eu_date(s))
