@@ -176,22 +176,39 @@ impl Default for FieldLookup {
     }
 }
 
-/// Whether two field names are equal. Compares eight bytes at a time: inside wasm, `==` on
-/// strings calls a byte-at-a-time `memcmp`, and field lookups are most of what a simple
-/// mapping does.
+/// Whether two field names are equal. Inside wasm, `==` on strings calls a
+/// byte-at-a-time `memcmp`, and every iteration of a loop there also pays the sandbox's
+/// execution-budget check; field lookups are most of what a simple mapping does. So names
+/// up to 16 bytes (nearly all of them) compare as two overlapping words or halves, with no
+/// loop at all; longer ones compare a word at a time.
 #[inline]
 pub(crate) fn same_name(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
     }
-    let (words_a, tail_a) = a.as_chunks::<8>();
-    let (words_b, tail_b) = b.as_chunks::<8>();
-    words_a
-        .iter()
-        .zip(words_b)
-        .all(|(x, y)| u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y))
-        && tail_a.iter().zip(tail_b).all(|(x, y)| x == y)
+    let first = |x: &[u8]| x.first_chunk::<8>().map(|w| u64::from_ne_bytes(*w));
+    let last = |x: &[u8]| x.last_chunk::<8>().map(|w| u64::from_ne_bytes(*w));
+    let halves = |x: &[u8]| {
+        let first = x.first_chunk::<4>().map(|w| u32::from_ne_bytes(*w));
+        let last = x.last_chunk::<4>().map(|w| u32::from_ne_bytes(*w));
+        (first, last)
+    };
+    match a.len() {
+        0 => true,
+        1..=3 => a.first() == b.first() && a.last() == b.last() && a.get(1) == b.get(1),
+        4..=7 => halves(a) == halves(b),
+        8..=16 => first(a) == first(b) && last(a) == last(b),
+        // The last word covers the bytes after the last whole chunk.
+        _ => {
+            last(a) == last(b)
+                && a.as_chunks::<8>()
+                    .0
+                    .iter()
+                    .zip(b.as_chunks::<8>().0)
+                    .all(|(x, y)| u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y))
+        }
+    }
 }
 
 /// Lookups per record that are predicted; a plugin reading more fields than this per
@@ -577,6 +594,18 @@ mod tests {
         assert!(!same_name("Acme_Company_Id__c", "Acme_Company_Id__d"));
         assert!(!same_name("Acme_Company_Xd__c", "Acme_Company_Id__c"));
         assert!(!same_name("Name", "Names"));
+        // Every length, differing at every position, against the byte-wise answer.
+        let base: String = (0..40u8).map(|i| char::from(b'a' + i % 26)).collect();
+        for len in 0..=base.len() {
+            let a = &base[..len];
+            assert!(same_name(a, a));
+            for at in 0..len {
+                let mut b = a.as_bytes().to_vec();
+                b[at] = b'#';
+                let b = String::from_utf8(b).unwrap();
+                assert!(!same_name(a, &b), "{a:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]

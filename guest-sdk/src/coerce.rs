@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use crate::batch::Val;
+use crate::batch::{Val, same_name};
 use crate::bindings::weft::plugin::types::{FieldKind, FieldSchema};
 use crate::values;
 
@@ -86,7 +86,7 @@ fn picklist<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> 
         .iter()
         .find(|allowed| allowed.eq_ignore_ascii_case(wanted))
     {
-        Some(allowed) if allowed.as_str() == text.as_ref() => Ok(Val::Text(text)),
+        Some(allowed) if same_name(allowed, &text) => Ok(Val::Text(text)),
         Some(allowed) => Ok(Val::Text(Cow::Owned(allowed.clone()))),
         None if field.restricted_picklist => {
             Err(format!("bad value for restricted picklist field: {text}"))

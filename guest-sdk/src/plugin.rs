@@ -2,7 +2,7 @@
 //! only what its customer needs; the per-record methods are what plugin authors write, the
 //! `*_batch` methods exist for the rare plugin that must see the whole batch.
 
-use crate::batch::{Emit, Record, Val};
+use crate::batch::{Emit, Record, Val, same_name};
 use crate::bindings::weft::plugin::types::{
     Batch, BatchResult, Decision, DedupKey, DedupResult, FieldSchema, ObjectSchema, RecordError,
     Resolution, Span,
@@ -32,7 +32,7 @@ impl KeySink {
             .names
             .iter()
             .copied()
-            .find(|span| layout::span_text(&self.text, *span) == name);
+            .find(|span| same_name(layout::span_text(&self.text, *span), name));
         let name = match known {
             Some(span) => span,
             None => {
