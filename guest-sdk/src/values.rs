@@ -56,6 +56,7 @@ pub fn date(year: i32, month: u32, day: u32) -> Option<i32> {
 /// `str::trim`, answered without decoding characters when the text starts and ends with
 /// a visible ASCII character, which is nearly always: inside the sandbox, per-character
 /// loops are several times slower than natively, and trimming runs for most values.
+#[inline]
 pub fn trim(s: &str) -> &str {
     let bytes = s.as_bytes();
     let visible = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_graphic());
@@ -94,20 +95,120 @@ fn year(s: &str) -> Option<i32> {
 
 /// `YYYY-MM-DD`.
 pub fn parse_iso_date(s: &str) -> Option<i32> {
-    let (y, m, d) = three_parts(s, b'-')?;
-    date(year(y)?, number(m, 2)?, number(d, 2)?)
+    fixed_date(s, b'-', [0, 5, 8]).or_else(|| {
+        let (y, m, d) = three_parts(s, b'-')?;
+        date(year(y)?, number(m, 2)?, number(d, 2)?)
+    })
 }
 
 /// `MM/DD/YYYY` (US style; one-digit month and day allowed).
 pub fn parse_us_date(s: &str) -> Option<i32> {
-    let (m, d, y) = three_parts(s, b'/')?;
-    date(year(y)?, short_number(m)?, short_number(d)?)
+    fixed_date(s, b'/', [6, 0, 3]).or_else(|| {
+        let (m, d, y) = three_parts(s, b'/')?;
+        date(year(y)?, short_number(m)?, short_number(d)?)
+    })
 }
 
 /// `DD.MM.YYYY` (European style; one-digit day and month allowed).
 pub fn parse_eu_date(s: &str) -> Option<i32> {
-    let (d, m, y) = three_parts(s, b'.')?;
-    date(year(y)?, short_number(m)?, short_number(d)?)
+    fixed_date(s, b'.', [6, 3, 0]).or_else(|| {
+        let (d, m, y) = three_parts(s, b'.')?;
+        date(year(y)?, short_number(m)?, short_number(d)?)
+    })
+}
+
+// Fast paths for the fixed-width forms nearly every value takes: fields read at known
+// positions, with no scanning. Each returns `None` for anything else, and the general
+// parser then decides, so they can only ever agree with it.
+
+fn digit(b: u8) -> Option<u32> {
+    b.is_ascii_digit().then(|| u32::from(b - b'0'))
+}
+
+/// The number in `b[at..at + width]`, all digits.
+fn digits_at(b: &[u8], at: usize, width: usize) -> Option<u32> {
+    let field = b.get(at..at + width)?;
+    match *field {
+        [a, b] => Some(digit(a)? * 10 + digit(b)?),
+        [a, b, c] => Some(digit(a)? * 100 + digit(b)? * 10 + digit(c)?),
+        [a, b, c, d] => Some(digit(a)? * 1000 + digit(b)? * 100 + digit(c)? * 10 + digit(d)?),
+        _ => None,
+    }
+}
+
+/// A 10-byte date of two-digit day and month and a four-digit year separated by `sep`;
+/// `at` gives where the year, month and day start.
+fn fixed_date(s: &str, sep: u8, [y, m, d]: [usize; 3]) -> Option<i32> {
+    let b = s.as_bytes();
+    let separators_at =
+        |first: usize, second: usize| b.get(first) == Some(&sep) && b.get(second) == Some(&sep);
+    let placed = if y == 0 {
+        separators_at(4, 7)
+    } else {
+        separators_at(2, 5)
+    };
+    if b.len() != 10 || !placed {
+        return None;
+    }
+    let year = i32::try_from(digits_at(b, y, 4)?).ok()?;
+    date(year, digits_at(b, m, 2)?, digits_at(b, d, 2)?)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` followed by `Z`, `.sssZ` or `.sss±hhmm` (Salesforce's own form).
+fn fixed_datetime(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let (head, rest) = b.split_first_chunk::<19>()?;
+    let [
+        _,
+        _,
+        _,
+        _,
+        b'-',
+        _,
+        _,
+        b'-',
+        _,
+        _,
+        b'T',
+        _,
+        _,
+        b':',
+        _,
+        _,
+        b':',
+        _,
+        _,
+    ] = *head
+    else {
+        return None;
+    };
+    let (millis, offset_ms) = match *rest {
+        [b'Z'] => (0, 0),
+        [b'.', _, _, _, b'Z'] => (digits_at(rest, 1, 3)?, 0),
+        [b'.', _, _, _, sign @ (b'+' | b'-'), _, _, _, _] => {
+            let (hours, minutes) = (digits_at(rest, 5, 2)?, digits_at(rest, 7, 2)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let offset = i64::from(hours * 60 + minutes) * 60_000;
+            (
+                digits_at(rest, 1, 3)?,
+                if sign == b'-' { -offset } else { offset },
+            )
+        }
+        _ => return None,
+    };
+    let days = fixed_date(s.get(..10)?, b'-', [0, 5, 8])?;
+    let (h, m, sec) = (
+        digits_at(b, 11, 2)?,
+        digits_at(b, 14, 2)?,
+        digits_at(b, 17, 2)?,
+    );
+    if h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    let ms = ((h * 60 + m) * 60 + sec) * 1000 + millis;
+    Some(i64::from(days) * 86_400_000 + i64::from(ms) - offset_ms)
 }
 
 fn short_number(s: &str) -> Option<u32> {
@@ -123,6 +224,10 @@ pub fn format_date(days: i32) -> String {
 /// An ISO 8601 / Salesforce datetime: `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM|±HHMM)`.
 /// Without an offset the text is taken as UTC, as Salesforce does.
 pub fn parse_iso_datetime(s: &str) -> Option<i64> {
+    fixed_datetime(s).or_else(|| general_datetime(s))
+}
+
+fn general_datetime(s: &str) -> Option<i64> {
     let (date_part, rest) = s.split_once(['T', ' '])?;
     let days = parse_iso_date(date_part)?;
     let (clock, offset_ms) = split_offset(rest)?;
@@ -348,6 +453,66 @@ mod tests {
         );
         assert_eq!(parse_iso_datetime("2013-05-20T25:00:00Z"), None);
         assert_eq!(parse_time("03:04:05.000Z"), Some(11_045_000));
+    }
+
+    #[test]
+    fn fixed_width_dates_and_datetimes_agree_with_the_general_parsers() {
+        let general_date = |s: &str, sep: u8, order: [usize; 3]| {
+            let (a, b, c) = three_parts(s, sep)?;
+            let parts = [a, b, c];
+            let (y, m, d) = (parts[order[0]], parts[order[1]], parts[order[2]]);
+            let short = |p: &str| number::<u32>(p, 1).or_else(|| number(p, 2));
+            let (m, d) = if sep == b'-' {
+                (number(m, 2)?, number(d, 2)?)
+            } else {
+                (short(m)?, short(d)?)
+            };
+            date(year(y)?, m, d)
+        };
+        for s in [
+            "2024-02-29",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "0000-01-01",
+            "2024-1-01",
+            "2024/02/29",
+            "20240229",
+            "2024-02-2x",
+            "9999-12-31",
+        ] {
+            assert_eq!(parse_iso_date(s), general_date(s, b'-', [0, 1, 2]), "{s:?}");
+        }
+        for s in [
+            "02/29/2024",
+            "2/29/2024",
+            "13/01/2024",
+            "02/30/2024",
+            "0x/01/2024",
+        ] {
+            assert_eq!(parse_us_date(s), general_date(s, b'/', [2, 0, 1]), "{s:?}");
+        }
+        for s in ["29.02.2024", "1.2.2024", "32.01.2024", "01.13.2024"] {
+            assert_eq!(parse_eu_date(s), general_date(s, b'.', [2, 1, 0]), "{s:?}");
+        }
+        for s in [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05.678Z",
+            "2013-05-20T20:49:32.000+0000",
+            "2013-05-20T22:49:32.000+0200",
+            "2013-05-20T15:49:32.123-0500",
+            "2013-05-20T24:00:00Z",
+            "2013-05-20T23:60:00Z",
+            "2013-05-20T23:59:60Z",
+            "2013-02-30T00:00:00Z",
+            "2013-05-20T20:49:32.000+2400",
+            "2013-05-20T20:49:32.0a0Z",
+            "2013-05-20 20:49:32Z",
+            "2013-05-20T20:49:32+02:00",
+            "2013-05-20T20:49:32.5Z",
+        ] {
+            assert_eq!(parse_iso_datetime(s), general_datetime(s), "{s:?}");
+        }
     }
 
     #[test]
