@@ -80,7 +80,9 @@ pub(crate) fn read<'a>(text: &'a str, tag: u8, payload: u64) -> Val<'a> {
     }
 }
 
-/// Appends `s` to `text` and returns its span.
+/// Appends `s` to `text` and returns its span. Forced inline, like the field write that
+/// calls it (see `BatchBuilder::set`).
+#[inline(always)]
 pub(crate) fn append_span(text: &mut String, s: &str) -> Span {
     // Offsets are u32 by contract; a batch cannot reach 4 GiB inside a sandbox whose
     // memory is capped far lower, and the host rejects any span that does not fit.
