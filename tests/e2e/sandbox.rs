@@ -290,3 +290,62 @@ fn a_batch_session_keeps_the_sandbox_guarantees_of_single_calls() {
     assert_eq!(error.stage, weft::plugin::Stage::Map);
     assert_eq!(error.error.kind(), "panic");
 }
+
+/// A multi-tenant host reuses pooled memory between calls: whatever one installation's
+/// batch leaves in its sandbox must be gone before the next call, anyone's, starts.
+#[test]
+fn no_call_sees_what_an_earlier_call_left_in_its_memory() {
+    // One slot, so every call reuses the memory of the one before it.
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        max_concurrent_calls: 1,
+        ..RuntimeConfig::default()
+    })
+    .expect("engine");
+    let hostile = runtime.load(&plugin_bytes("hostile")).expect("load");
+    let plugins = InstalledPlugins::new(QuarantinePolicy { strikes: 1000 });
+    let with = |mode: &str, extra: &[(&str, &str)]| {
+        let mut config = hostile_config(mode);
+        config
+            .values
+            .insert("marker".into(), "tenant-a:4f1c9e2b7d".into());
+        for (key, value) in extra {
+            config.values.insert((*key).into(), (*value).into());
+        }
+        config
+    };
+    let input = accounts(20);
+
+    // The scan works: planted in the same call, it is found.
+    plugins.install(
+        "self-test",
+        hostile.clone(),
+        with("probe", &[("probe.self-test", "true")]),
+    );
+    match plugins.map_inbound("self-test", &input) {
+        Err(PluginError::Panic { message }) => {
+            assert!(message.contains("found planted data"), "{message}")
+        }
+        other => panic!("the self-test must find its own marker, got {other:?}"),
+    }
+
+    // Within the initial memory, past it, and past the pages kept resident between calls.
+    plugins.install("tenant-b", hostile.clone(), with("probe", &[]));
+    for mib in ["1", "6", "12"] {
+        let tenant_a = format!("tenant-a-{mib}");
+        plugins.install(
+            &tenant_a,
+            hostile.clone(),
+            with("plant", &[("plant.mib", mib)]),
+        );
+        for _ in 0..3 {
+            plugins
+                .map_inbound(&tenant_a, &input)
+                .expect("planting succeeds");
+            let probed = plugins.map_inbound("tenant-b", &input);
+            assert!(
+                probed.is_ok(),
+                "after {mib} MiB planted, the next call saw it: {probed:?}"
+            );
+        }
+    }
+}

@@ -13,7 +13,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+};
 
 use super::bindings::chain::ChainResult;
 use super::bindings::{Plugin, PluginPre};
@@ -222,7 +224,13 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         // being handed back to the kernel: a batch then writes to warm pages rather than
         // taking a page fault for every fresh 4 KiB of its input and output.
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(KEEP_RESIDENT_BYTES / 16);
+        .table_keep_resident(KEEP_RESIDENT_BYTES / 16)
+        // Where the kernel can say which pages a call wrote (Linux 6.7+), only those are
+        // reset. Plugins built with a generous initial memory (our `.cargo/config.toml`
+        // starts at 4 MiB, so a batch never calls `memory.grow`) leave most of it
+        // untouched, and without this every accessible byte up to the resident limit
+        // would be zeroed after each batch. Elsewhere it falls back to the memset.
+        .pagemap_scan(Enabled::Auto);
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     c
 }

@@ -15,6 +15,9 @@
 //! | `mode` | `ok` | the behaviour, below |
 //! | `millis` | `100` | for `slow`: roughly how long to spin |
 //! | `oversized.mib` | `48` | for `oversized`: size of the text returned, in MiB |
+//! | `marker` | `weft-tenant-secret` | for `plant` and `probe`: the data one tenant leaves behind |
+//! | `plant.mib` | `12` | for `plant`: heap written with the marker, in MiB |
+//! | `probe.self-test` | `false` | for `probe`: plant the marker first, so the scan must find it |
 //!
 //! Modes:
 //!
@@ -29,6 +32,8 @@
 //! | `wrong-count` | returns output whose lengths disagree: map/coerce add a column with one value more than the batch has records; resolve adds a decision column with one decision too many; dedup returns a key whose span runs past the end of the text | malformed output |
 //! | `bad-source` | returns output that points at input records that do not exist (each source shifted past the input; an error or key for record `len`) | malformed output |
 //! | `slow` | spins `millis` × [`ITERATIONS_PER_MS`] iterations, then behaves like `ok` | success, late |
+//! | `plant` | fills `plant.mib` of heap and 64 KiB of stack with the encoded `marker` (see [`plant`]), then behaves like `ok` | success |
+//! | `probe` | grows its linear memory to at least [`PROBE_MIB`], scans all of it for the encoded `marker` and panics naming the offset if it is there, else behaves like `ok` | success: a fresh sandbox holds nothing of an earlier call |
 //!
 //! `slow` is approximate: plugins have no clock, so it counts iterations calibrated
 //! natively; under the sandbox's fuel or epoch checks each iteration costs more.
@@ -47,6 +52,16 @@ use weft_guest::{RawColumn, Value};
 pub const ITERATIONS_PER_MS: u64 = 1_000_000;
 pub const DEFAULT_MILLIS: u64 = 100;
 pub const DEFAULT_OVERSIZED_MIB: usize = 48;
+pub const DEFAULT_MARKER: &str = "weft-tenant-secret";
+/// Past the 4 MiB initial memory and the host's 8 MiB of pages kept resident between
+/// calls, so both the reset and the release of pool memory are exercised.
+pub const DEFAULT_PLANT_MIB: usize = 12;
+/// Planted bytes are the marker's XOR-ed with this, so neither the planting nor the
+/// probing call holds the planted form merely by having the marker in its configuration.
+const MARKER_KEY: u8 = 0xA5;
+/// How much linear memory `probe` scans at least: more than the default plant, so pages an
+/// earlier call grew into are looked at too.
+pub const PROBE_MIB: usize = 16;
 const MIB: usize = 1 << 20;
 
 /// How the plugin misbehaves.
@@ -62,10 +77,12 @@ pub enum Mode {
     WrongCount,
     BadSource,
     Slow,
+    Plant,
+    Probe,
 }
 
 impl Mode {
-    pub const ALL: [(&'static str, Mode); 9] = [
+    pub const ALL: [(&'static str, Mode); 11] = [
         ("ok", Mode::Ok),
         ("loop", Mode::Loop),
         ("memory", Mode::Memory),
@@ -75,6 +92,8 @@ impl Mode {
         ("wrong-count", Mode::WrongCount),
         ("bad-source", Mode::BadSource),
         ("slow", Mode::Slow),
+        ("plant", Mode::Plant),
+        ("probe", Mode::Probe),
     ];
 
     fn parse(text: &str) -> Option<Self> {
@@ -92,6 +111,9 @@ pub struct Hostile {
     pub mode: Mode,
     millis: Option<u64>,
     oversized_mib: Option<usize>,
+    marker: Option<String>,
+    plant_mib: Option<usize>,
+    probe_self_test: bool,
 }
 
 impl Hostile {
@@ -110,8 +132,23 @@ impl Hostile {
                 let millis = self.millis.unwrap_or(DEFAULT_MILLIS);
                 spin(millis.saturating_mul(ITERATIONS_PER_MS));
             }
+            Mode::Plant => {
+                plant(self.marker(), self.plant_mib.unwrap_or(DEFAULT_PLANT_MIB));
+            }
+            Mode::Probe => {
+                // The self-test's planted heap stays alive through the scan.
+                let planted = self.probe_self_test.then(|| plant(self.marker(), 1));
+                if let Some(offset) = find_planted(self.marker()) {
+                    panic!("hostile plugin: found planted data at offset {offset}");
+                }
+                black_box(planted);
+            }
             Mode::Ok | Mode::Oversized | Mode::WrongCount | Mode::BadSource => {}
         }
+    }
+
+    fn marker(&self) -> &[u8] {
+        self.marker.as_deref().unwrap_or(DEFAULT_MARKER).as_bytes()
     }
 
     fn oversized_text(&self) -> String {
@@ -201,6 +238,28 @@ impl Plugin for Hostile {
                 .parse()
                 .map_err(|_| format!("oversized.mib: {mib:?} is not a whole number of MiB"))?;
             self.oversized_mib = Some(parsed);
+        }
+        if let Some(marker) = cx.config("marker") {
+            if marker.len() < 8 {
+                return Err(format!(
+                    "marker: {marker:?} is too short to be found by chance; use 8 bytes or more"
+                ));
+            }
+            self.marker = Some(marker);
+        }
+        if let Some(mib) = cx.config("plant.mib") {
+            let parsed = mib
+                .trim()
+                .parse()
+                .map_err(|_| format!("plant.mib: {mib:?} is not a whole number of MiB"))?;
+            self.plant_mib = Some(parsed);
+        }
+        if let Some(flag) = cx.config("probe.self-test") {
+            self.probe_self_test = match flag.trim() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(format!("probe.self-test: {flag:?} is not true or false")),
+            };
         }
         Ok(())
     }
@@ -366,6 +425,60 @@ pub fn hog_memory(limit_mib: usize) -> usize {
         held.push(black_box(block));
     }
     black_box(&held).len()
+}
+
+/// Writes `marker`, encoded, over `mib` MiB of heap and 64 KiB of stack, and returns the
+/// heap so a caller can keep it alive. The stack copy is gone when this returns, but its
+/// bytes stay in linear memory for the rest of the call.
+pub fn plant(marker: &[u8], mib: usize) -> Vec<u8> {
+    let encoded: Vec<u8> = marker.iter().map(|b| b ^ MARKER_KEY).collect();
+    let mut heap = vec![0u8; mib.saturating_mul(MIB)];
+    for (byte, source) in heap.iter_mut().zip(encoded.iter().cycle()) {
+        *byte = *source;
+    }
+    let mut stack = [0u8; 64 << 10];
+    for (byte, source) in stack.iter_mut().zip(encoded.iter().cycle()) {
+        *byte = *source;
+    }
+    black_box(&stack);
+    black_box(heap)
+}
+
+/// The lowest offset of this instance's linear memory that holds `marker` encoded, if any.
+/// It compares byte by byte against the configured marker, never building the encoded form,
+/// so the scan cannot find a copy of its own making.
+#[cfg(target_arch = "wasm32")]
+pub fn find_planted(marker: &[u8]) -> Option<usize> {
+    const PAGE: usize = 65_536;
+    let current = core::arch::wasm32::memory_size(0);
+    let wanted = PROBE_MIB * MIB / PAGE;
+    if current < wanted {
+        // The pages are this scan's alone: the allocator never sees memory it did not grow.
+        core::arch::wasm32::memory_grow(0, wanted - current);
+    }
+    let size = core::arch::wasm32::memory_size(0) * PAGE;
+    let Some(&first) = marker.first() else {
+        return None;
+    };
+    // Offset 0 is wasm's null; nothing is ever stored there.
+    (1..size.saturating_sub(marker.len())).find(|&offset| {
+        // SAFETY: every offset below `memory_size` is mapped, readable linear memory; a
+        // volatile read keeps the compiler from reasoning about what is there.
+        let at = |i: usize| unsafe {
+            core::ptr::with_exposed_provenance::<u8>(offset + i).read_volatile()
+        };
+        at(0) == first ^ MARKER_KEY
+            && marker
+                .iter()
+                .enumerate()
+                .all(|(i, b)| at(i) == b ^ MARKER_KEY)
+    })
+}
+
+/// Natively there is no sandbox memory of its own to scan; see the e2e sandbox tests.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn find_planted(_marker: &[u8]) -> Option<usize> {
+    None
 }
 
 /// Recurses until `depth == limit`, which the sandbox never lets it reach.
@@ -552,6 +665,9 @@ mod tests {
             ),
             ("millis", "soon", "millis: "),
             ("oversized.mib", "-1", "oversized.mib: "),
+            ("marker", "short", "marker: \"short\" is too short"),
+            ("plant.mib", "lots", "plant.mib: "),
+            ("probe.self-test", "yes", "probe.self-test: "),
         ] {
             let out = Harness::new()
                 .config(key, value)
@@ -566,6 +682,22 @@ mod tests {
                 out.errors[0].reason
             );
         }
+    }
+
+    #[test]
+    fn plant_writes_the_encoded_marker_and_probe_finds_nothing_natively() {
+        let heap = plant(b"marker-1234", 1);
+        assert_eq!(heap.len(), MIB);
+        let encoded: Vec<u8> = b"marker-1234".iter().map(|b| b ^ MARKER_KEY).collect();
+        assert!(heap.starts_with(&encoded));
+        assert_eq!(heap[encoded.len()..2 * encoded.len()], encoded[..]);
+        let h = mode("plant")
+            .config("plant.mib", "1")
+            .config("marker", "marker-1234");
+        assert_eq!(h.map_inbound::<Hostile>(&input()).batches, vec![input()]);
+        // The scan itself only means something inside a sandbox (see the e2e tests).
+        let h = mode("probe").config("probe.self-test", "true");
+        assert_eq!(h.map_inbound::<Hostile>(&input()).batches, vec![input()]);
     }
 
     // `loop`, `memory` and `recursion` never return by design; their building blocks are
