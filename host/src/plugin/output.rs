@@ -9,7 +9,9 @@
 use super::bindings::chain::ChainResult;
 use super::column::tag;
 use super::error::PluginError;
-use super::types::{Batch, BatchResult, DedupKey, DedupResult, RecordError, Resolution, Span};
+use super::types::{
+    Batch, BatchResult, Column, DedupKey, DedupResult, RecordError, Resolution, Span,
+};
 
 /// The text of `span` in `text`, if the span is in bounds and on character boundaries.
 pub fn span_text(text: &str, span: Span) -> Option<&str> {
@@ -59,6 +61,7 @@ fn check_batch(batch: &Batch, input_len: usize) -> Result<(), PluginError> {
             "output names source record {source} of a {input_len}-record batch"
         )));
     }
+    let text_is_ascii = batch.text.is_ascii();
     let mut seen = std::collections::HashSet::with_capacity(batch.fields.len());
     for (field, column) in batch.fields.iter().zip(&batch.columns) {
         if field.is_empty() || !seen.insert(field.as_str()) {
@@ -71,30 +74,56 @@ fn check_batch(batch: &Batch, input_len: usize) -> Result<(), PluginError> {
                 column.payloads.len()
             )));
         }
-        let text_len = batch.text.len() as u64;
-        for (&t, &payload) in column.tags.iter().zip(&column.payloads) {
-            match t {
-                tag::TEXT | tag::JSON => {
-                    // Cheap bounds first; the character-boundary check only for text values
-                    // whose bounds are fine.
-                    let (offset, len) = (payload & 0xffff_ffff, payload >> 32);
-                    if offset + len > text_len
-                        || !batch.text.is_char_boundary(offset as usize)
-                        || !batch.text.is_char_boundary((offset + len) as usize)
-                    {
-                        return Err(malformed(format!(
-                            "a value of {field} points outside the text buffer"
-                        )));
-                    }
-                }
-                t if t > tag::JSON => {
-                    return Err(malformed(format!("a value of {field} has unknown tag {t}")));
-                }
-                _ => {}
-            }
+        if !values_in_bounds(&column.tags, &column.payloads, &batch.text, text_is_ascii) {
+            return Err(malformed(bad_value(field, column, &batch.text)));
         }
     }
     Ok(())
+}
+
+/// Whether every tag is known and every text or JSON span lies in `text` on character
+/// boundaries. Branch-free per value (the checks are or-ed, not short-circuited), because
+/// it runs over every value of every batch; [`bad_value`] finds the culprit afterwards.
+///
+/// `text_is_ascii` (of the whole buffer, checked once per batch) skips the boundary checks:
+/// every offset of ASCII text is a boundary, and those checks are the costly part, a read
+/// at a random place in a buffer of some hundred KiB for each end of each span.
+fn values_in_bounds(tags: &[u8], payloads: &[u64], text: &str, text_is_ascii: bool) -> bool {
+    let bytes = text.as_bytes();
+    let text_len = bytes.len() as u64;
+    // A UTF-8 continuation byte is 0b10xx_xxxx: below -0x40 as a signed byte. The end of
+    // the text is a boundary; past it, the bounds check fails anyway.
+    let boundary = |at: u64| bytes.get(at as usize).is_none_or(|&b| (b as i8) >= -0x40);
+    let mut bad = false;
+    for (&t, &payload) in tags.iter().zip(payloads) {
+        let spans_text = (t == tag::TEXT) | (t == tag::JSON);
+        // Non-text payloads are numbers: look at offset 0 for them, not at random bytes.
+        let span = if spans_text { payload } else { 0 };
+        let (offset, len) = (span & 0xffff_ffff, span >> 32);
+        let end = offset + len;
+        bad |= (t > tag::JSON) | (end > text_len);
+        if !text_is_ascii {
+            bad |= !boundary(offset) | !boundary(end);
+        }
+    }
+    !bad
+}
+
+/// Why [`values_in_bounds`] refused `column`.
+fn bad_value(field: &str, column: &Column, text: &str) -> String {
+    for (&t, &payload) in column.tags.iter().zip(&column.payloads) {
+        if t > tag::JSON {
+            return format!("a value of {field} has unknown tag {t}");
+        }
+        let span = Span {
+            offset: payload as u32,
+            len: (payload >> 32) as u32,
+        };
+        if (t == tag::TEXT || t == tag::JSON) && span_text(text, span).is_none() {
+            return format!("a value of {field} points outside the text buffer");
+        }
+    }
+    format!("a value of {field} is malformed")
 }
 
 pub fn check_batch_result(
@@ -224,5 +253,77 @@ pub fn check_chain(
             "record {record} produced neither output nor an error"
         ))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_span(offset: u32, len: u32) -> (u8, u64) {
+        (tag::TEXT, u64::from(offset) | (u64::from(len) << 32))
+    }
+
+    /// A one-field batch of `values` over `text`.
+    fn batch(text: &str, values: &[(u8, u64)]) -> Batch {
+        Batch {
+            object: "Account".into(),
+            fields: vec!["Name".into()],
+            columns: vec![Column {
+                tags: values.iter().map(|v| v.0).collect(),
+                payloads: values.iter().map(|v| v.1).collect(),
+            }],
+            sources: (0..values.len() as u32).collect(),
+            text: text.into(),
+        }
+    }
+
+    fn reason(text: &str, values: &[(u8, u64)]) -> Option<String> {
+        match check_batch(&batch(text, values), values.len()) {
+            Ok(()) => None,
+            Err(PluginError::MalformedOutput { reason }) => Some(reason),
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn spans_inside_the_text_on_character_boundaries_pass() {
+        let text = "Zoë Acme";
+        let values = [
+            text_span(0, 4),          // "Zoë", ë is two bytes
+            text_span(4, 5),          // " Acme", ending at the text's end
+            text_span(9, 0),          // empty, at the end
+            (tag::JSON, 0),           // empty JSON at the start
+            (tag::INTEGER, u64::MAX), // numbers are not spans, however large
+            (tag::NUMBER, f64::MAX.to_bits()),
+            (tag::ABSENT, 0),
+        ];
+        assert_eq!(reason(text, &values), None);
+    }
+
+    #[test]
+    fn a_bad_span_or_tag_anywhere_fails_the_batch_naming_it() {
+        let text = "Zoë Acme";
+        let outside = "a value of Name points outside the text buffer";
+        for (bad, expected) in [
+            (text_span(5, 5), outside),        // one past the end
+            (text_span(u32::MAX, 2), outside), // offset near the top
+            (text_span(3, 1), outside),        // starts inside ë
+            (text_span(0, 3), outside),        // ends inside ë
+            ((tag::JSON, 1 << 40), outside),   // JSON is checked too
+            ((tag::JSON + 1, 0), "a value of Name has unknown tag 10"),
+            ((u8::MAX, 0), "a value of Name has unknown tag 255"),
+        ] {
+            // Wherever the bad value sits among good ones.
+            for at in 0..3 {
+                let mut values = vec![text_span(0, 4); 3];
+                values[at] = bad;
+                assert_eq!(
+                    reason(text, &values).as_deref(),
+                    Some(expected),
+                    "{bad:?} at {at}"
+                );
+            }
+        }
     }
 }
