@@ -325,5 +325,11 @@ mod tests {
                 );
             }
         }
+        // All-ASCII text skips the boundary reads; bounds and tags are still checked.
+        let ascii = "Acme Corp";
+        assert_eq!(reason(ascii, &[text_span(5, 4), text_span(9, 0)]), None);
+        for bad in [text_span(5, 5), text_span(10, 0), (tag::JSON + 1, 0)] {
+            assert!(reason(ascii, &[text_span(0, 4), bad]).is_some(), "{bad:?}");
+        }
     }
 }
