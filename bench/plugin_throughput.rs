@@ -9,6 +9,12 @@
 //!
 //! For profiling one part alone, name it after `--`: `compile`, `instantiate`, `abi`,
 //! `wasm` or `native` (e.g. `cargo bench -p weft --bench plugin_throughput -- wasm`).
+//!
+//! To compare another build of acme-accounts with this one (other compiler flags, an SDK
+//! change), both through the same sandbox and interleaved like wasm and native:
+//! `WEFT_COMPARE_WASM=path/to/acme_accounts.wasm cargo bench -p weft --bench
+//! plugin_throughput -- compare`, which prints `…other_over_baseline=…` three times.
+//! Two runtimes alternate, so even a build compared with itself reads about 0.99.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -371,6 +377,31 @@ mod naive {
     }
 }
 
+/// This acme-accounts build against another (`WEFT_COMPARE_WASM`), each in its own runtime
+/// (with its own instance pool), interleaved; three rounds.
+fn compare(
+    baseline: &LoadedPlugin,
+    other: &std::ffi::OsStr,
+    spec: &CallSpec,
+    schema: &ObjectSchema,
+    input: &weft::plugin::Batch,
+) {
+    let other_runtime = PluginRuntime::new(RuntimeConfig::default()).expect("engine");
+    let other = other_runtime
+        .load_file(std::path::Path::new(other))
+        .expect("load the component to compare");
+    for _ in 0..3 {
+        let (a, b) = measure_pair(
+            Some(|| wasm_chain(baseline, spec, schema, input)),
+            Some(|| wasm_chain(&other, spec, schema, input)),
+        );
+        println!(
+            "baseline_records_per_sec={a:.0} other_records_per_sec={b:.0} other_over_baseline={:.3}",
+            b / a
+        );
+    }
+}
+
 /// Which parts to run: all of them, or only those named on the command line.
 struct Parts(Vec<String>);
 
@@ -494,6 +525,10 @@ fn main() {
         .now(spec.now_ms);
     let guest_batch = native::to_guest_batch(&records);
     let guest_schema = native::to_guest_schema(&schema);
+    if let Some(other) = std::env::var_os("WEFT_COMPARE_WASM").filter(|_| parts.run("compare")) {
+        compare(&acme, &other, &spec, &schema, &host_batch);
+        return;
+    }
     if !parts.run("wasm") && !parts.run("native") {
         return;
     }
