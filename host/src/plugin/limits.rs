@@ -8,7 +8,9 @@ use std::time::Duration;
 pub struct CallLimits {
     /// Linear memory a plugin may grow to. Default 64 MiB: a 1,000-record × 30-field batch
     /// with its output needs well under 8 MiB, so this leaves ample room for plugin
-    /// tables while keeping a thousand concurrent sandboxes within a few GiB.
+    /// tables while keeping a thousand concurrent sandboxes within a few GiB. A plugin's
+    /// initial memory counts too: one linked with this repository's `.cargo/config.toml`
+    /// starts at 4 MiB, so a cap below that fails its instantiation as `memory`.
     pub memory_bytes: usize,
     /// Wall-clock execution budget of one call, enforced by epoch interruption. Default
     /// 500 ms: a 1,000-record batch takes a few ms, so only a looping or pathological
