@@ -47,8 +47,22 @@ fn cannot(value: &Val<'_>, target: &str) -> String {
 }
 
 /// Text of a string-like field, within its length.
+///
+/// Split hot and cold: text that is already text and plainly fits (the common case, one
+/// comparison) is decided inline, so the value never makes a round trip through a call's
+/// return slot; conversions and the character count of long text run out of line.
 #[inline]
 fn text_of<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
+    match value {
+        // A character takes at least one byte, so text no longer in bytes than the limit
+        // fits without counting characters.
+        Val::Text(s) if field.length == 0 || s.len() <= field.length as usize => Ok(Val::Text(s)),
+        other => text_of_slow(field, other),
+    }
+}
+
+#[inline(never)]
+fn text_of_slow<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
     let text: Cow<'a, str> = match value {
         Val::Text(s) => s,
         Val::Bool(b) => Cow::Owned(b.to_string()),
@@ -59,8 +73,6 @@ fn text_of<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
         Val::Time(t) => Cow::Owned(values::format_time(t)),
         other => return Err(cannot(&other, "text")),
     };
-    // A character takes at least one byte, so text no longer in bytes than the limit fits
-    // without counting characters.
     if field.length > 0 && text.len() > field.length as usize {
         let chars = text.chars().count();
         if chars > field.length as usize {

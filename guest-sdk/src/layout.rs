@@ -8,7 +8,15 @@
 use std::borrow::Cow;
 
 use crate::batch::Val;
-use crate::bindings::weft::plugin::types::{Column, Span};
+use crate::bindings::weft::plugin::types::Column;
+
+/// A slice of a batch's shared text buffer: bytes `[offset, offset + len)`, as the WIT
+/// `span` describes it. On the wire a span is packed into one 64-bit payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub offset: u32,
+    pub len: u32,
+}
 
 /// One raw field value, as the WIT `value` variant describes it: what one (tag, payload)
 /// pair of a [`Column`] holds. Plugin code reads [`Val`]s instead; this is for the rare

@@ -59,12 +59,12 @@ pub use bindings::weft::plugin::host::LogLevel;
 /// batches by hand need it. Not to be confused with [`Column`], a field's position.
 pub use bindings::weft::plugin::types::Column as RawColumn;
 pub use bindings::weft::plugin::types::{
-    Batch, BatchResult, CallContext, Decision, DedupKey, DedupResult, Direction, FieldKind,
-    FieldSchema, ObjectSchema, RecordError, Resolution, Span,
+    Batch, BatchResult, CallContext, Decision, DedupKeys, DedupResult, Direction, FieldKind,
+    FieldSchema, ObjectSchema, RecordError, Resolution,
 };
 pub use coerce::coerce_value;
 pub use context::Cx;
-pub use layout::Value;
+pub use layout::{Span, Value};
 pub use plugin::{KeySink, Plugin};
 
 /// The WIT package version this SDK implements.

@@ -4,8 +4,8 @@
 
 use crate::batch::{Emit, Record, Val, same_name};
 use crate::bindings::weft::plugin::types::{
-    Batch, BatchResult, Decision, DedupKey, DedupResult, FieldSchema, ObjectSchema, RecordError,
-    Resolution, Span,
+    Batch, BatchResult, Decision, DedupKeys, DedupResult, FieldSchema, ObjectSchema, RecordError,
+    Resolution,
 };
 use crate::context::Cx;
 use crate::{coerce, layout, run};
@@ -13,12 +13,33 @@ use crate::{coerce, layout, run};
 /// Collects the dedup keys of one record.
 #[derive(Debug, Default)]
 pub struct KeySink {
-    pub(crate) keys: Vec<DedupKey>,
-    pub(crate) text: String,
+    pub(crate) keys: DedupKeys,
     pub(crate) record: u32,
-    /// Key names already in `text`: every record repeats the same few, so each is stored
-    /// once.
-    names: Vec<Span>,
+    /// Packed spans of the key names already in `keys.text`: every record repeats the same
+    /// few, so each is stored once.
+    names: Vec<u64>,
+}
+
+impl Default for DedupKeys {
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            names: Vec::new(),
+            values: Vec::new(),
+            text: String::new(),
+        }
+    }
+}
+
+impl DedupKeys {
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
 }
 
 impl KeySink {
@@ -28,25 +49,41 @@ impl KeySink {
         if value.is_empty() {
             return;
         }
-        let known = self
-            .names
-            .iter()
-            .copied()
-            .find(|span| same_name(layout::span_text(&self.text, *span), name));
+        let keys = &mut self.keys;
+        let known = self.names.iter().copied().find(|&packed| {
+            same_name(
+                layout::span_text(&keys.text, layout::payload_span(packed)),
+                name,
+            )
+        });
         let name = match known {
-            Some(span) => span,
+            Some(packed) => packed,
             None => {
-                let span = layout::append_span(&mut self.text, name);
-                self.names.push(span);
-                span
+                let packed = layout::span_payload(layout::append_span(&mut keys.text, name));
+                self.names.push(packed);
+                packed
             }
         };
-        let value = layout::append_span(&mut self.text, value);
-        self.keys.push(DedupKey {
-            record: self.record,
-            name,
-            value,
-        });
+        let value = layout::span_payload(layout::append_span(&mut keys.text, value));
+        keys.records.push(self.record);
+        keys.names.push(name);
+        keys.values.push(value);
+    }
+
+    /// How many keys and bytes of text the sink holds, to roll a record back to.
+    pub(crate) fn mark(&self) -> (usize, usize) {
+        (self.keys.records.len(), self.keys.text.len())
+    }
+
+    /// Drops every key pushed since `mark`. A key name first stored after the mark goes
+    /// with its text.
+    pub(crate) fn rollback(&mut self, (keys, text): (usize, usize)) {
+        self.keys.records.truncate(keys);
+        self.keys.names.truncate(keys);
+        self.keys.values.truncate(keys);
+        self.keys.text.truncate(text);
+        self.names
+            .retain(|&packed| layout::payload_span(packed).offset < text as u32);
     }
 }
 
@@ -168,4 +205,43 @@ pub(crate) fn fail_all(len: usize, reason: &str) -> Vec<RecordError> {
             reason: reason.to_owned(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::key_list;
+
+    fn key(record: u32, name: &str, value: &str) -> (u32, String, String) {
+        (record, name.into(), value.into())
+    }
+
+    #[test]
+    fn key_names_are_stored_once_and_a_rollback_forgets_only_later_keys() {
+        let mut sink = KeySink::default();
+        sink.push("golden-id", "GA-1");
+        sink.push("golden-id", "GA-2");
+        sink.push("domain", ""); // empty values are no keys
+        assert_eq!(sink.keys.text, "golden-idGA-1GA-2");
+
+        sink.record = 1;
+        let mark = sink.mark();
+        sink.push("domain", "acme.com");
+        sink.push("golden-id", "GA-3");
+        sink.rollback(mark);
+        assert_eq!(sink.keys.len(), 2);
+        assert_eq!(sink.keys.text, "golden-idGA-1GA-2");
+
+        // "domain" went with the rollback, so it is stored afresh.
+        sink.push("domain", "acme.org");
+        assert_eq!(
+            key_list(&sink.keys),
+            vec![
+                key(0, "golden-id", "GA-1"),
+                key(0, "golden-id", "GA-2"),
+                key(1, "domain", "acme.org"),
+            ]
+        );
+        assert_eq!(sink.keys.text, "golden-idGA-1GA-2domainacme.org");
+    }
 }

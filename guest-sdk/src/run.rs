@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use crate::batch::{BatchView, Emit, Record, Val};
 use crate::bindings::exports::weft::plugin::chain::{ChainBatch, ChainResult, Stage, StageError};
 use crate::bindings::weft::plugin::types::{
-    Batch, BatchResult, CallContext, Column as RawColumn, Decision, DedupResult, Direction,
-    FieldSchema, ObjectSchema, RecordError, Resolution,
+    Batch, BatchResult, CallContext, Column as RawColumn, Decision, DedupKeys, DedupResult,
+    Direction, FieldSchema, ObjectSchema, RecordError, Resolution,
 };
 use crate::context::Cx;
 use crate::layout::{self, TextSink, tag};
@@ -75,8 +75,7 @@ pub fn dedup_keys_with<P: Plugin>(cx: &Cx, input: &Batch) -> DedupResult {
     match configured::<P>(cx) {
         Ok(plugin) => plugin.dedup_batch(cx, input),
         Err(reason) => DedupResult {
-            keys: Vec::new(),
-            text: String::new(),
+            keys: DedupKeys::default(),
             errors: fail_all(input.sources.len(), &reason),
         },
     }
@@ -160,8 +159,7 @@ pub fn chain_with<P: Plugin>(
                 plugin.dedup_batch(cx, &result)
             } else {
                 DedupResult {
-                    keys: Vec::new(),
-                    text: String::new(),
+                    keys: DedupKeys::default(),
                     errors: Vec::new(),
                 }
             };
@@ -178,7 +176,6 @@ pub fn chain_with<P: Plugin>(
             batches.push(ChainBatch {
                 batch: result,
                 keys: keys.keys,
-                key_text: keys.text,
             });
         }
     }
@@ -392,10 +389,9 @@ pub fn dedup_each(
     for rec in view.records() {
         let row = rec.index() as u32;
         sink.record = row;
-        let (keys_before, text_before) = (sink.keys.len(), sink.text.len());
+        let mark = sink.mark();
         if let Err(reason) = keys_of(cx, rec, &mut sink) {
-            sink.keys.truncate(keys_before);
-            sink.text.truncate(text_before);
+            sink.rollback(mark);
             errors.push(RecordError {
                 record: row,
                 reason,
@@ -404,7 +400,6 @@ pub fn dedup_each(
     }
     DedupResult {
         keys: sink.keys,
-        text: sink.text,
         errors,
     }
 }

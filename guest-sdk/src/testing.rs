@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use crate::batch::{BatchBuilder, BatchView, Val};
 use crate::bindings::exports::weft::plugin::chain::ChainResult;
 use crate::bindings::weft::plugin::types::{
-    Batch, BatchResult, DedupResult, Direction, FieldKind, FieldSchema, ObjectSchema, Resolution,
+    Batch, BatchResult, DedupKeys, DedupResult, Direction, FieldKind, FieldSchema, ObjectSchema,
+    Resolution,
 };
 use crate::context::Cx;
 use crate::plugin::Plugin;
@@ -129,16 +130,19 @@ pub fn rows(batch: &Batch) -> Vec<BTreeMap<String, Val<'static>>> {
 
 /// The keys of a dedup result as `(record, name, value)`.
 pub fn keys(result: &DedupResult) -> Vec<(u32, String, String)> {
-    result
-        .keys
+    key_list(&result.keys)
+}
+
+/// Dedup keys (of a dedup or chain result) as `(record, name, value)`.
+pub fn key_list(keys: &DedupKeys) -> Vec<(u32, String, String)> {
+    let text = |packed: u64| {
+        crate::layout::span_text(&keys.text, crate::layout::payload_span(packed)).to_owned()
+    };
+    keys.records
         .iter()
-        .map(|k| {
-            (
-                k.record,
-                crate::layout::span_text(&result.text, k.name).to_owned(),
-                crate::layout::span_text(&result.text, k.value).to_owned(),
-            )
-        })
+        .zip(&keys.names)
+        .zip(&keys.values)
+        .map(|((&record, &name), &value)| (record, text(name), text(value)))
         .collect()
 }
 
@@ -318,12 +322,11 @@ mod tests {
         // Coercion dropped Bob's row; the rest name their input records.
         assert_eq!(leads.batch.sources, vec![1, 3, 4]);
         assert_eq!(rows(&leads.batch)[0]["Rating"], Val::from("Hot"));
-        let lead_keys: Vec<(u32, &str)> = leads
-            .keys
-            .iter()
-            .map(|k| (k.record, crate::layout::span_text(&leads.key_text, k.value)))
+        let lead_keys: Vec<(u32, String)> = key_list(&leads.keys)
+            .into_iter()
+            .map(|(record, _, value)| (record, value))
             .collect();
-        assert_eq!(lead_keys, vec![(0, "Ada"), (2, "Cy")]);
+        assert_eq!(lead_keys, vec![(0, "Ada".into()), (2, "Cy".into())]);
         // The Contact has no schema: it passes coercion unchanged.
         let contacts = out
             .batches

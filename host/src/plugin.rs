@@ -26,11 +26,11 @@ use bindings::types;
 pub use batch::{BatchBuilder, batch_from_json, batch_to_json, record_to_json, value_to_json};
 pub use bindings::chain::{ChainBatch, ChainResult, StageError};
 pub use bindings::types::{
-    Batch, BatchResult, CallContext, Column, Decision, DedupKey, DedupResult, Direction, FieldKind,
-    FieldSchema, ObjectSchema, RecordError, Resolution, Span,
+    Batch, BatchResult, CallContext, Column, Decision, DedupKeys, DedupResult, Direction,
+    FieldKind, FieldSchema, ObjectSchema, RecordError, Resolution,
 };
 pub use chain::{ChainCalls, ChainError, ChainOutput, Failure, Stage, Transformed, run_chain};
-pub use column::Value;
+pub use column::{Span, Value};
 pub use engine::{CallSpec, LoadedPlugin, PluginRuntime, RuntimeConfig};
 pub use error::{LoadError, PluginError};
 pub use installed::{InstalledPlugins, PluginConfig, PluginStatus, QuarantinePolicy};

@@ -9,9 +9,10 @@
 
 use serde_json::{Map, Number, Value as Json};
 
+use super::column::Span;
 use super::column::Value;
 use super::output::span_text;
-use super::types::{Batch, Column, Span};
+use super::types::{Batch, Column};
 
 /// Builds a batch record by record; fields are added as they first appear and earlier
 /// records read absent for them.

@@ -10,11 +10,12 @@ use serde_json::{Map, Value as Json};
 
 use super::batch::record_to_json;
 use super::bindings::chain::{ChainResult, Stage as WireStage};
+use super::column::payload_span;
 use super::engine::{CallSpec, LoadedPlugin};
 use super::error::PluginError;
 use super::installed::InstalledPlugins;
 use super::output::span_text;
-use super::types::{Batch, DedupKey, Direction, ObjectSchema};
+use super::types::{Batch, DedupKeys, Direction, ObjectSchema};
 
 /// A plugin stage, for failure reports and DLQ filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -153,12 +154,7 @@ pub fn run_chain(
         });
     }
     for produced in &result.batches {
-        collect_records(
-            &mut out,
-            &produced.batch,
-            &produced.keys,
-            &produced.key_text,
-        );
+        collect_records(&mut out, &produced.batch, &produced.keys);
     }
     // A record that failed anywhere fails whole: a mapping that emitted an Account and a
     // Contact must not half-land because only the Contact was invalid.
@@ -168,13 +164,13 @@ pub fn run_chain(
     Ok(out)
 }
 
-fn collect_records(out: &mut ChainOutput, batch: &Batch, keys: &[DedupKey], key_text: &str) {
+fn collect_records(out: &mut ChainOutput, batch: &Batch, keys: &DedupKeys) {
     let mut keys_by_row: Vec<Vec<(String, String)>> = vec![Vec::new(); batch.sources.len()];
-    for key in keys {
-        let name = span_text(key_text, key.name).unwrap_or_default();
-        let value = span_text(key_text, key.value).unwrap_or_default();
-        if let Some(row) = keys_by_row.get_mut(key.record as usize) {
-            row.push((name.to_owned(), value.to_owned()));
+    let text = |packed: u64| span_text(&keys.text, payload_span(packed)).unwrap_or_default();
+    let all = keys.records.iter().zip(&keys.names).zip(&keys.values);
+    for ((&record, &name), &value) in all {
+        if let Some(row) = keys_by_row.get_mut(record as usize) {
+            row.push((text(name).to_owned(), text(value).to_owned()));
         }
     }
     for ((row, row_keys), &source) in keys_by_row.into_iter().enumerate().zip(&batch.sources) {

@@ -3,7 +3,15 @@
 //! block copies. Host code reads and writes columns through typed [`Value`]s; only this
 //! module knows the tag numbers and payload packing.
 
-use super::types::{Column, Span};
+use super::types::Column;
+
+/// A slice of a batch's shared text buffer: bytes `[offset, offset + len)`, as the WIT
+/// `span` describes it. On the wire a span is packed into one 64-bit payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub offset: u32,
+    pub len: u32,
+}
 
 /// One field value of one record, as the WIT `value` variant describes it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,11 +48,11 @@ pub(crate) mod tag {
     pub const JSON: u8 = 9;
 }
 
-fn span_payload(span: Span) -> u64 {
+pub(crate) fn span_payload(span: Span) -> u64 {
     u64::from(span.offset) | (u64::from(span.len) << 32)
 }
 
-fn payload_span(payload: u64) -> Span {
+pub(crate) fn payload_span(payload: u64) -> Span {
     Span {
         offset: payload as u32,
         len: (payload >> 32) as u32,

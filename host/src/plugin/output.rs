@@ -7,11 +7,9 @@
 //! output or a per-record error.
 
 use super::bindings::chain::ChainResult;
-use super::column::tag;
+use super::column::{Span, payload_span, tag};
 use super::error::PluginError;
-use super::types::{
-    Batch, BatchResult, Column, DedupKey, DedupResult, RecordError, Resolution, Span,
-};
+use super::types::{Batch, BatchResult, Column, DedupKeys, DedupResult, RecordError, Resolution};
 
 /// The text of `span` in `text`, if the span is in bounds and on character boundaries.
 pub fn span_text(text: &str, span: Span) -> Option<&str> {
@@ -115,11 +113,7 @@ fn bad_value(field: &str, column: &Column, text: &str) -> String {
         if t > tag::JSON {
             return format!("a value of {field} has unknown tag {t}");
         }
-        let span = Span {
-            offset: payload as u32,
-            len: (payload >> 32) as u32,
-        };
-        if (t == tag::TEXT || t == tag::JSON) && span_text(text, span).is_none() {
+        if (t == tag::TEXT || t == tag::JSON) && span_text(text, payload_span(payload)).is_none() {
             return format!("a value of {field} points outside the text buffer");
         }
     }
@@ -176,7 +170,7 @@ pub fn check_dedup(
     input_len: usize,
     max_bytes: usize,
 ) -> Result<(), PluginError> {
-    let bytes = keys_bytes(&result.keys, &result.text);
+    let bytes = keys_bytes(&result.keys);
     if bytes > max_bytes {
         return Err(PluginError::OutputTooLarge {
             bytes,
@@ -184,25 +178,32 @@ pub fn check_dedup(
         });
     }
     check_errors(&result.errors, input_len)?;
-    check_keys(&result.keys, &result.text, input_len)
+    check_keys(&result.keys, input_len)
 }
 
-fn keys_bytes(keys: &[DedupKey], text: &str) -> usize {
-    text.len() + std::mem::size_of_val(keys)
+fn keys_bytes(keys: &DedupKeys) -> usize {
+    keys.text.len() + keys.records.len() * 4 + (keys.names.len() + keys.values.len()) * 8
 }
 
-/// Keys name rows of a `rows`-record batch and point inside `text`.
-fn check_keys(keys: &[DedupKey], text: &str, rows: usize) -> Result<(), PluginError> {
-    for key in keys {
-        if key.record as usize >= rows {
-            return Err(malformed(format!(
-                "a dedup key names record {} of {rows}",
-                key.record
-            )));
-        }
-        if span_text(text, key.name).is_none() || span_text(text, key.value).is_none() {
-            return Err(malformed("a dedup key points outside the text buffer"));
-        }
+/// Keys come in whole (one record, name and value each), name rows of a `rows`-record
+/// batch, and point inside their text on character boundaries.
+fn check_keys(keys: &DedupKeys, rows: usize) -> Result<(), PluginError> {
+    let count = keys.records.len();
+    if keys.names.len() != count || keys.values.len() != count {
+        return Err(malformed(format!(
+            "dedup keys have {count} records, {} names and {} values",
+            keys.names.len(),
+            keys.values.len()
+        )));
+    }
+    if let Some(record) = keys.records.iter().find(|&&r| r as usize >= rows) {
+        return Err(malformed(format!(
+            "a dedup key names record {record} of {rows}"
+        )));
+    }
+    let in_text = |&packed: &u64| span_text(&keys.text, payload_span(packed)).is_some();
+    if !keys.names.iter().all(in_text) || !keys.values.iter().all(in_text) {
+        return Err(malformed("a dedup key points outside the text buffer"));
     }
     Ok(())
 }
@@ -217,7 +218,7 @@ pub fn check_chain(
     let bytes: usize = result
         .batches
         .iter()
-        .map(|b| batch_bytes(&b.batch) + keys_bytes(&b.keys, &b.key_text))
+        .map(|b| batch_bytes(&b.batch) + keys_bytes(&b.keys))
         .sum();
     if bytes > max_bytes {
         return Err(PluginError::OutputTooLarge {
@@ -239,11 +240,7 @@ pub fn check_chain(
     }
     for produced in &result.batches {
         check_batch(&produced.batch, input_len)?;
-        check_keys(
-            &produced.keys,
-            &produced.key_text,
-            produced.batch.sources.len(),
-        )?;
+        check_keys(&produced.keys, produced.batch.sources.len())?;
         for &source in &produced.batch.sources {
             covered[source as usize] = true;
         }
@@ -331,5 +328,62 @@ mod tests {
         for bad in [text_span(5, 5), text_span(10, 0), (tag::JSON + 1, 0)] {
             assert!(reason(ascii, &[text_span(0, 4), bad]).is_some(), "{bad:?}");
         }
+    }
+
+    fn keys(text: &str, keys: &[(u32, (u32, u32), (u32, u32))]) -> DedupKeys {
+        let pack = |(offset, len): (u32, u32)| u64::from(offset) | (u64::from(len) << 32);
+        DedupKeys {
+            records: keys.iter().map(|k| k.0).collect(),
+            names: keys.iter().map(|k| pack(k.1)).collect(),
+            values: keys.iter().map(|k| pack(k.2)).collect(),
+            text: text.into(),
+        }
+    }
+
+    fn key_reason(keys: &DedupKeys, rows: usize) -> Option<String> {
+        match check_keys(keys, rows) {
+            Ok(()) => None,
+            Err(PluginError::MalformedOutput { reason }) => Some(reason),
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn dedup_keys_must_be_whole_on_real_rows_and_inside_their_text() {
+        // "golden-id" once, then two values: "GA-1" and "Zoë".
+        let text = "golden-idGA-1Zoë";
+        let good = [(0, (0, 9), (9, 4)), (1, (0, 9), (13, 4))];
+        assert_eq!(key_reason(&keys(text, &good), 2), None);
+        assert_eq!(key_reason(&keys("", &[]), 0), None);
+
+        assert_eq!(
+            key_reason(&keys(text, &good), 1).as_deref(),
+            Some("a dedup key names record 1 of 1")
+        );
+        let outside = Some("a dedup key points outside the text buffer");
+        for bad in [
+            (1, (0, 9), (13, 5)),       // one past the end
+            (1, (0, 9), (16, 1)),       // starts inside ë
+            (1, (17, 1), (9, 4)),       // a name past the end
+            (1, (u32::MAX, 2), (9, 4)), // an offset near the top
+        ] {
+            let mut all = good.to_vec();
+            all[1] = bad;
+            assert_eq!(
+                key_reason(&keys(text, &all), 2).as_deref(),
+                outside,
+                "{bad:?}"
+            );
+        }
+
+        let mut ragged = keys(text, &good);
+        ragged.values.pop();
+        assert_eq!(
+            key_reason(&ragged, 2).as_deref(),
+            Some("dedup keys have 2 records, 2 names and 1 values")
+        );
+        let mut ragged = keys(text, &good);
+        ragged.names.push(0);
+        assert!(key_reason(&ragged, 2).is_some());
     }
 }

@@ -29,7 +29,7 @@
 //! | `recursion` | recurses without bound, holding values live across each call (see [`recurse`]) | a wasm stack overflow |
 //! | `panic` | panics (a trap: Rust panics abort inside the sandbox) | a panic / trap |
 //! | `oversized` | returns 48 MiB of text: under the host's default 64 MiB memory cap, so the guest can build it, but far over any sane output limit (the host's default is 16 MiB). Lower `oversized.mib` if the cap is lower | output too large |
-//! | `wrong-count` | returns output whose lengths disagree: map/coerce add a column with one value more than the batch has records; resolve adds a decision column with one decision too many; dedup returns a key whose span runs past the end of the text | malformed output |
+//! | `wrong-count` | returns output whose lengths disagree: map/coerce add a column with one value more than the batch has records; resolve adds a decision column with one decision too many; dedup adds a key with a record and a name but no value, the name running past the end of the text | malformed output |
 //! | `bad-source` | returns output that points at input records that do not exist (each source shifted past the input; an error or key for record `len`) | malformed output |
 //! | `slow` | spins `millis` × [`ITERATIONS_PER_MS`] iterations, then behaves like `ok` | success, late |
 //! | `plant` | fills `plant.mib` of heap and 64 KiB of stack with the encoded `marker` (see [`plant`]), then behaves like `ok` | success |
@@ -42,9 +42,9 @@
 
 use std::hint::black_box;
 
-use weft_guest::bindings::weft::plugin::types::{DedupKey, Span};
+use weft_guest::Span;
 use weft_guest::prelude::*;
-use weft_guest::{BatchResult, DedupResult, RecordError, Resolution, run};
+use weft_guest::{BatchResult, DedupKeys, DedupResult, RecordError, Resolution, run};
 use weft_guest::{RawColumn, Value};
 
 /// Busy-loop iterations per millisecond for `slow` (about right natively on a 2020s x86
@@ -329,48 +329,39 @@ impl Plugin for Hostile {
     fn dedup_batch(&self, cx: &Cx, input: &Batch) -> DedupResult {
         self.misbehave();
         let mut out = run::dedup_each(cx, input, |cx, rec, keys| self.dedup_keys(cx, rec, keys));
-        let span_at_end = |text: &str, len: u32| Span {
-            offset: u32::try_from(text.len()).unwrap_or(u32::MAX),
-            len,
-        };
+        // A key's spans, packed as on the wire: `len` bytes from the end of the key text.
+        let at_end =
+            |text: &str, len: u64| u64::try_from(text.len()).unwrap_or(u64::MAX) | len << 32;
+        let keys = &mut out.keys;
         match self.mode {
             Mode::Oversized => {
                 let text = self.oversized_text();
-                let value = Span {
-                    offset: 0,
-                    len: u32::try_from(text.len()).unwrap_or(u32::MAX),
-                };
-                let name = Span { offset: 0, len: 1 };
+                let whole = u64::try_from(text.len()).unwrap_or(u64::MAX) << 32;
                 DedupResult {
-                    keys: vec![DedupKey {
-                        record: 0,
-                        name,
-                        value,
-                    }],
-                    text,
+                    keys: DedupKeys {
+                        records: vec![0],
+                        names: vec![1 << 32],
+                        values: vec![whole],
+                        text,
+                    },
                     errors: Vec::new(),
                 }
             }
             Mode::WrongCount => {
-                // Dedup output has no counts to get wrong; the nearest breach is a span that
-                // does not fit its text.
-                let span = span_at_end(&out.text, 8);
-                out.keys.push(DedupKey {
-                    record: 0,
-                    name: span,
-                    value: span,
-                });
+                // The nearest breach of a count in dedup output: a key with a record but no
+                // value, and spans that do not fit the text.
+                let span = at_end(&keys.text, 8);
+                keys.records.push(0);
+                keys.names.push(span);
                 out
             }
             Mode::BadSource => {
                 let record = u32::try_from(input.sources.len()).unwrap_or(u32::MAX);
-                let span = span_at_end(&out.text, 7);
-                out.text.push_str("hostile");
-                out.keys.push(DedupKey {
-                    record,
-                    name: span,
-                    value: span,
-                });
+                let span = at_end(&keys.text, 7);
+                keys.text.push_str("hostile");
+                keys.records.push(record);
+                keys.names.push(span);
+                keys.values.push(span);
                 out
             }
             _ => out,
@@ -607,6 +598,7 @@ mod tests {
         assert_eq!(resolved.errors[0].reason.len(), 2 * MIB);
         assert_eq!(
             h.dedup_keys::<Hostile>(Direction::Inbound, &input)
+                .keys
                 .text
                 .len(),
             2 * MIB
@@ -630,8 +622,16 @@ mod tests {
         assert_eq!(resolved.decisions.len(), input.fields.len() + 1);
         assert_eq!(resolved.decisions.last().map(Vec::len), Some(3));
         let dedup = h.dedup_keys::<Hostile>(Direction::Inbound, &input);
-        let last = dedup.keys.last().expect("a key");
-        assert!(last.value.offset as usize + last.value.len as usize > dedup.text.len());
+        let keys = &dedup.keys;
+        assert_eq!(keys.records.len(), keys.names.len());
+        assert_eq!(
+            keys.values.len() + 1,
+            keys.records.len(),
+            "one key lacks a value"
+        );
+        let last_name = keys.names.last().copied().expect("a key");
+        let end = (last_name & 0xffff_ffff) + (last_name >> 32);
+        assert!(end as usize > keys.text.len());
     }
 
     #[test]
