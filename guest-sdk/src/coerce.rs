@@ -49,8 +49,9 @@ fn cannot(value: &Val<'_>, target: &str) -> String {
 /// Text of a string-like field, within its length.
 ///
 /// Split hot and cold: text that is already text and plainly fits (the common case, one
-/// comparison) is decided inline, so the value never makes a round trip through a call's
-/// return slot; conversions and the character count of long text run out of line.
+/// comparison) is decided inline without a call, which in the sandbox also costs a
+/// prologue and an epoch check; conversions and the character count of long text run out
+/// of line.
 #[inline]
 fn text_of<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
     match value {

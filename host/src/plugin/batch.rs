@@ -9,8 +9,7 @@
 
 use serde_json::{Map, Number, Value as Json};
 
-use super::column::Span;
-use super::column::Value;
+use super::column::{Span, Value};
 use super::output::span_text;
 use super::types::{Batch, Column};
 
