@@ -11,6 +11,51 @@ use crate::batch::{Val, same_name};
 use crate::bindings::weft::plugin::types::{FieldKind, FieldSchema};
 use crate::values;
 
+/// What coercion made of one value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Coerced<'a> {
+    /// The value is already right for its field: it is written as it came. The common case
+    /// (text that fits a text field, a null), and the cheap one: the value is neither
+    /// rebuilt nor encoded again.
+    Keep,
+    /// The value becomes this.
+    To(Val<'a>),
+}
+
+/// The default coercion of one value, as [`Plugin::coerce_value`](crate::Plugin) reports
+/// it: [`Coerced::Keep`] where nothing changes, otherwise [`coerce_value`]'s result.
+#[inline]
+pub fn coerce<'a>(field: &FieldSchema, value: &Val<'a>) -> Result<Coerced<'a>, String> {
+    let keep = match value {
+        Val::Null | Val::Absent => true,
+        Val::Text(s) => {
+            is_text_kind(field.kind) && (field.length == 0 || s.len() <= field.length as usize)
+        }
+        _ => false,
+    };
+    if keep {
+        return Ok(Coerced::Keep);
+    }
+    coerce_value(field, value.clone()).map(Coerced::To)
+}
+
+/// Kinds whose values are plain text, checked only for length (as in [`coerce_value`]).
+#[inline]
+fn is_text_kind(kind: FieldKind) -> bool {
+    matches!(
+        kind,
+        FieldKind::Id
+            | FieldKind::String
+            | FieldKind::Textarea
+            | FieldKind::Email
+            | FieldKind::Phone
+            | FieldKind::Url
+            | FieldKind::Combobox
+            | FieldKind::Reference
+            | FieldKind::Base64
+    )
+}
+
 /// Coerces `value` to `field`'s kind.
 #[inline]
 pub fn coerce_value<'a>(field: &FieldSchema, value: Val<'a>) -> Result<Val<'a>, String> {
@@ -224,6 +269,29 @@ mod tests {
             restricted_picklist: true,
             reference_to: vec![],
         }
+    }
+
+    #[test]
+    fn what_needs_no_change_is_kept_and_the_rest_coerced() {
+        let phone = field(FieldKind::Phone);
+        assert_eq!(coerce(&phone, &Val::from("01234")), Ok(Coerced::Keep));
+        assert_eq!(coerce(&phone, &Val::Null), Ok(Coerced::Keep));
+        assert_eq!(coerce(&phone, &Val::Absent), Ok(Coerced::Keep));
+        assert_eq!(
+            coerce(&phone, &Val::Int(42)),
+            Ok(Coerced::To(Val::from("42")))
+        );
+        assert!(coerce(&phone, &Val::from("0123456")).is_err());
+        // Text of a non-text kind is converted, not kept.
+        let picklist = field(FieldKind::Picklist);
+        assert_eq!(
+            coerce(&picklist, &Val::from("hot")),
+            Ok(Coerced::To(Val::from("Hot")))
+        );
+        assert_eq!(
+            coerce(&field(FieldKind::Int), &Val::from("7")),
+            Ok(Coerced::To(Val::Int(7)))
+        );
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub use bindings::weft::plugin::types::{
     Batch, BatchResult, CallContext, Decision, DedupKeys, DedupResult, Direction, FieldKind,
     FieldSchema, ObjectSchema, RecordError, Resolution,
 };
-pub use coerce::coerce_value;
+pub use coerce::{Coerced, coerce, coerce_value};
 pub use context::Cx;
 pub use layout::{Span, Value};
 pub use plugin::{KeySink, Plugin};

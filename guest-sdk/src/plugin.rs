@@ -7,6 +7,7 @@ use crate::bindings::weft::plugin::types::{
     Batch, BatchResult, Decision, DedupKeys, DedupResult, FieldSchema, ObjectSchema, RecordError,
     Resolution,
 };
+use crate::coerce::Coerced;
 use crate::context::Cx;
 use crate::{coerce, layout, run};
 
@@ -112,16 +113,21 @@ pub trait Plugin: Default {
         Ok(())
     }
 
-    /// Coerces one value to its field's schema. Default: [`coerce::coerce_value`], which
-    /// converts between kinds where the conversion is lossless and rejects the rest.
+    /// Coerces one value to its field's schema: [`Coerced::Keep`] when it is right as it
+    /// is, or [`Coerced::To`] its coerced form. Default: [`coerce::coerce`], which converts
+    /// between kinds where the conversion is lossless and rejects the rest.
+    ///
+    /// Answer `Keep` for a value that does not change rather than returning it again:
+    /// the value is then written as it came, without being rebuilt and encoded anew, which
+    /// is most of the cost of coercing a batch.
     #[inline]
     fn coerce_value<'a>(
         &self,
         _cx: &Cx,
         field: &FieldSchema,
-        value: Val<'a>,
-    ) -> Result<Val<'a>, String> {
-        coerce::coerce_value(field, value)
+        value: &Val<'a>,
+    ) -> Result<Coerced<'a>, String> {
+        coerce::coerce(field, value)
     }
 
     /// Decides whether one incoming field value overwrites Salesforce's. Default: skip when

@@ -14,6 +14,7 @@ use crate::bindings::weft::plugin::types::{
     Batch, BatchResult, CallContext, Column as RawColumn, Decision, DedupKeys, DedupResult,
     Direction, FieldSchema, ObjectSchema, RecordError, Resolution,
 };
+use crate::coerce::Coerced;
 use crate::context::Cx;
 use crate::layout::{self, TextSink, tag};
 use crate::plugin::{KeySink, Plugin, fail_all};
@@ -238,12 +239,13 @@ pub fn map_each(
 /// record at a time would jump between every column for each record. A record fails with
 /// the first of its fields (in batch order) that does not coerce; its later fields are not
 /// offered to `coerce`. The output's text starts as a copy of the input's, so a value
-/// that comes back borrowed from the input keeps its span instead of being copied again.
+/// `coerce` keeps, or one that comes back borrowed from the input, keeps its span instead
+/// of being copied again.
 pub fn coerce_each(
     cx: &Cx,
     schema: &ObjectSchema,
     input: &Batch,
-    mut coerce: impl for<'a> FnMut(&Cx, &FieldSchema, Val<'a>) -> Result<Val<'a>, String>,
+    mut coerce: impl for<'a> FnMut(&Cx, &FieldSchema, &Val<'a>) -> Result<Coerced<'a>, String>,
 ) -> BatchResult {
     let by_name: HashMap<&str, &FieldSchema> =
         schema.fields.iter().map(|f| (f.name.as_str(), f)).collect();
@@ -271,12 +273,21 @@ pub fn coerce_each(
                 out.put(row, tag::ABSENT, 0);
                 continue;
             }
-            let value = match (column.tags.get(row), column.payloads.get(row)) {
-                (Some(&t), Some(&p)) => layout::read(&input.text, t, p),
-                _ => Val::Absent,
+            let (t, p) = match (column.tags.get(row), column.payloads.get(row)) {
+                (Some(&t), Some(&p)) => (t, p),
+                _ => (tag::ABSENT, 0),
             };
-            match coerce(cx, field, value) {
-                Ok(value) => {
+            let value = layout::read(&input.text, t, p);
+            match coerce(cx, field, &value) {
+                // Text keeps its span into the output's copy of the input text; anything
+                // else is encoded again, which also turns a tag this SDK does not know
+                // into the null it read as.
+                Ok(Coerced::Keep) if t == tag::TEXT || t == tag::JSON => out.put(row, t, p),
+                Ok(Coerced::Keep) => {
+                    let (t, p) = sink.write(&value);
+                    out.put(row, t, p);
+                }
+                Ok(Coerced::To(value)) => {
                     let (t, p) = sink.write(&value);
                     out.put(row, t, p);
                 }
