@@ -21,6 +21,9 @@ pub struct KeySink {
     names: Vec<u64>,
 }
 
+// Written out, not derived: the type is generated from the WIT, and the generator's derives
+// apply to every type, enums included.
+#[allow(clippy::derivable_impls)]
 impl Default for DedupKeys {
     fn default() -> Self {
         Self {
