@@ -7,9 +7,10 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::fmt::{self, Write as _};
 
 use crate::bindings::weft::plugin::types::{Batch, Column as RawColumn};
-use crate::layout::{self, TextSink};
+use crate::layout::{self, Span, TextSink};
 
 /// One typed field value, borrowing its text from the batch where it can.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -92,6 +93,15 @@ impl<'a> Val<'a> {
             Val::DateTime(_) => "datetime",
             Val::Time(_) => "time",
             Val::Json(_) => "json",
+        }
+    }
+
+    /// The same value, its text borrowed from `self` rather than copied.
+    pub fn borrowed(&self) -> Val<'_> {
+        match self {
+            Val::Text(s) => Val::Text(Cow::Borrowed(s)),
+            Val::Json(s) => Val::Json(Cow::Borrowed(s)),
+            other => other.clone(),
         }
     }
 
@@ -463,7 +473,38 @@ impl BatchBuilder {
     // `append_span`).
     #[inline(always)]
     fn set(&mut self, row: usize, field: &str, value: Val<'_>) {
-        let column = match self.lookup.find(&self.batch.fields, field, row) {
+        let column = self.column(field, row);
+        let (tag, payload) = TextSink {
+            text: &mut self.batch.text,
+            shared: "",
+        }
+        .write(&value);
+        if let Some(column) = self.batch.columns.get_mut(column) {
+            column.put(row, tag, payload);
+        }
+    }
+
+    /// Sets `field` to the text of `value`, formatted straight into the batch's text.
+    fn set_display(&mut self, row: usize, field: &str, value: &dyn fmt::Display) {
+        let column = self.column(field, row);
+        let start = self.batch.text.len();
+        // Writing to a `String` fails only if `value`'s own `Display` reports an error;
+        // what it wrote until then stands, as `to_string` would have kept it too.
+        let _ = write!(self.batch.text, "{value}");
+        let text = self.batch.text.get(start..).unwrap_or_default();
+        let span = Span {
+            offset: u32::try_from(start).unwrap_or(u32::MAX),
+            len: u32::try_from(text.len()).unwrap_or(u32::MAX),
+        };
+        if let Some(column) = self.batch.columns.get_mut(column) {
+            column.put(row, layout::tag::TEXT, layout::span_payload(span));
+        }
+    }
+
+    /// The column of `field`, added (all absent so far) if the batch has none yet.
+    #[inline(always)]
+    fn column(&mut self, field: &str, row: usize) -> usize {
+        match self.lookup.find(&self.batch.fields, field, row) {
             Some(c) => c,
             None => {
                 self.batch.fields.push(field.to_owned());
@@ -472,14 +513,6 @@ impl BatchBuilder {
                     .push(RawColumn::with_capacity(self.rows_hint));
                 self.batch.columns.len() - 1
             }
-        };
-        let (tag, payload) = TextSink {
-            text: &mut self.batch.text,
-            shared: "",
-        }
-        .write(&value);
-        if let Some(column) = self.batch.columns.get_mut(column) {
-            column.put(row, tag, payload);
         }
     }
 
@@ -520,6 +553,14 @@ impl RecordWriter<'_> {
     #[inline]
     pub fn set<'v>(&mut self, field: &str, value: impl Into<Val<'v>>) -> &mut Self {
         self.builder.set(self.row, field, value.into());
+        self
+    }
+
+    /// Sets `field` to the text of `value` (a number, a formatted date, anything
+    /// `Display`), written straight into the batch: no `String` is allocated for it, which
+    /// inside the sandbox costs far more than natively.
+    pub fn set_display(&mut self, field: &str, value: impl fmt::Display) -> &mut Self {
+        self.builder.set_display(self.row, field, &value);
         self
     }
 }
@@ -610,6 +651,29 @@ mod tests {
                 assert!(!same_name(a, &b), "{a:?} vs {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn displayed_values_are_text_between_other_values() {
+        let mut builder = BatchBuilder::new("Account");
+        for (row, year) in [1998, -44].into_iter().enumerate() {
+            builder
+                .push(row as u32)
+                .set("Name", "Acme")
+                .set_display("YearStarted", year)
+                .set_display("Code", format_args!("{:>05}", row))
+                .set("Site", "HQ");
+        }
+        let batch = builder.finish();
+        let view = BatchView::new(&batch);
+        let first = view.record(0);
+        assert_eq!(first.get("YearStarted"), Val::from("1998"));
+        assert_eq!(first.get("Code"), Val::from("00000"));
+        assert_eq!(first.get("Site"), Val::from("HQ"));
+        let second = view.record(1);
+        assert_eq!(second.get("Name"), Val::from("Acme"));
+        assert_eq!(second.get("YearStarted"), Val::from("-44"));
+        assert_eq!(second.get("Code"), Val::from("00001"));
     }
 
     #[test]

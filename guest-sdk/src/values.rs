@@ -384,8 +384,14 @@ impl Synonyms {
 
     /// The canonical value for `value`, or `value` itself when it has no synonym.
     pub fn canonical<'a>(&'a self, value: &'a str) -> &'a str {
+        self.get(value).unwrap_or(value)
+    }
+
+    /// The canonical value `value` is a synonym of, if it is one. Borrows only from the
+    /// synonyms, so the answer outlives `value`.
+    pub fn get(&self, value: &str) -> Option<&str> {
         if self.map.is_empty() {
-            return value;
+            return None;
         }
         let key = trim(value);
         // Short ASCII keys are lowercased on the stack: this runs for every value of a
@@ -401,7 +407,7 @@ impl Synonyms {
             }
             _ => self.map.get(&key.to_lowercase()),
         };
-        found.map_or(value, String::as_str)
+        found.map(String::as_str)
     }
 }
 
