@@ -9,6 +9,8 @@
 //! round with the median ratio: `wasm_records_per_sec=… native_records_per_sec=…
 //! wasm_over_native=…`.
 //!
+//! The ABI line also runs the same trivial copy natively (`columnar_wasm_over_native`).
+//!
 //! For profiling one part alone, name it after `--`: `compile`, `instantiate`, `abi`,
 //! `wasm` or `native` (e.g. `cargo bench -p weft --bench plugin_throughput -- wasm`).
 //!
@@ -508,16 +510,33 @@ fn main() {
             })
             .collect();
         let text_batch = batch_from_json("company", &text_records);
-        let columnar = measure(|| {
-            let out = identity.map_inbound(&spec, &text_batch).expect("map");
-            out.batches.iter().map(|b| b.sources.len()).sum()
-        });
+        let guest_text_batch = native::to_guest_batch(&text_records);
+        let identity_harness = config
+            .iter()
+            .fold(weft_guest::testing::Harness::new(), |h, (k, v)| {
+                h.config(k, v)
+            });
+        // The same copy natively (golden-dedup keeps the SDK's default mapping), interleaved
+        // with the sandboxed one: what the sandbox costs a plugin that does next to nothing.
+        let (columnar, columnar_native) = measure_pair(
+            Some(|| {
+                let out = identity.map_inbound(&spec, &text_batch).expect("map");
+                out.batches.iter().map(|b| b.sources.len()).sum()
+            }),
+            Some(|| {
+                let out =
+                    identity_harness.map_inbound::<golden_dedup::GoldenDedup>(&guest_text_batch);
+                out.batches.iter().map(|b| b.sources.len()).sum()
+            }),
+            MEASURE_FOR,
+        );
         let naive_runner = naive::Runner::new(runtime.engine(), &naive_wasm);
         let naive_input = naive::to_fields(&text_records);
         let naive = measure(|| naive_runner.map(&naive_input));
         println!(
-            "abi_trivial_copy_30_text_fields: columnar_records_per_sec={columnar:.0} naive_records_per_sec={naive:.0} columnar_over_naive={:.2}",
-            columnar / naive
+            "abi_trivial_copy_30_text_fields: columnar_records_per_sec={columnar:.0} naive_records_per_sec={naive:.0} columnar_over_naive={:.2} native_records_per_sec={columnar_native:.0} columnar_wasm_over_native={:.2}",
+            columnar / naive,
+            columnar_native / columnar
         );
     }
 
