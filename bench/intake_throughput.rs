@@ -11,7 +11,7 @@
 //! Knobs (env): `INTAKE_BENCH_SECS` (measured seconds per variant, default 10),
 //! `INTAKE_BENCH_CLIENTS_SINGLE` (default 64), `INTAKE_BENCH_CLIENTS_BATCHED` (default 16).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use weft::api::{IntakeLimits, ServeConfig, Server};
+use weft::api::{IntakeLimits, ServeConfig, Server, TokenHash};
 use weft::store::GroupCommitConfig;
 
 const EVENT_BYTES: usize = 1024;
@@ -76,7 +76,7 @@ async fn client(
         request.clear();
         request.extend_from_slice(
             format!(
-                "POST /v1/installations/acme/events HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                "POST /v1/installations/acme/events HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {BENCH_TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
                 body.len()
             )
             .as_bytes(),
@@ -200,6 +200,9 @@ async fn variant(addr: SocketAddr, tag: &'static str, batch: usize, clients: usi
     );
 }
 
+/// The installation's intake token: the bench authenticates like a real sender.
+const BENCH_TOKEN: &str = "weft_intake_bench_token";
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` would run us too: do nothing then.
     if std::env::args().any(|a| a == "--test" || a == "--list") {
@@ -220,7 +223,10 @@ fn main() {
             ServeConfig {
                 db: db.clone(),
                 listen: "127.0.0.1:0".parse().expect("literal"),
-                installations: BTreeSet::from(["acme".to_owned()]),
+                installations: BTreeMap::from([(
+                    "acme".to_owned(),
+                    Some(TokenHash::of(BENCH_TOKEN)),
+                )]),
                 group_commit: GroupCommitConfig::default(),
                 limits: IntakeLimits::default(),
                 admin_token: None,

@@ -6,8 +6,9 @@
 //!   `202` (see [`intake`] for the body shape and every status it returns);
 //! - `GET /v1/installations/{id}/events/{event_id}` — where an event is: `accepted`,
 //!   `processed` or `dlq`;
-//! - `GET /metrics` — Prometheus text: intake counters, plus the transport telemetry when
-//!   the host passes a renderer in ([`ExtraMetrics`]);
+//! - `GET /metrics` — Prometheus text (operator token): intake counters, plus the
+//!   transport telemetry when the host passes a renderer in ([`ExtraMetrics`]);
+//! - `GET /healthz` — `ok`, the one route open without a token;
 //! - `/v1/admin/dlq…` — the DLQ of the running host (list, show, replay, discard), behind a
 //!   bearer token; see [`admin`]. Do not expose these routes publicly.
 //!
@@ -16,20 +17,23 @@
 //! each), and never answers `2xx` for an event that is not durable.
 
 pub mod admin;
+pub mod auth;
 pub mod intake;
 mod metrics;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::middleware;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::store::{GroupCommitConfig, IntakeWriter, RedbStore, Store, StoreError, WriterHandle};
 
+pub use crate::token::{TokenHash, TokenHashError, new_token};
 pub use admin::{AdminToken, AdminTokenError};
 pub use intake::{IntakeLimits, MAX_BODY_BYTES};
 pub use metrics::IntakeCounters;
@@ -44,19 +48,25 @@ pub struct ApiState {
     store: Arc<dyn Store>,
     writer: IntakeWriter,
     limits: IntakeLimits,
-    /// The installations this host serves, each with its counters. Fixed at start-up, so
-    /// lookups take no lock.
-    installations: BTreeMap<String, Arc<IntakeCounters>>,
+    /// The installations this host serves. Fixed at start-up, so lookups take no lock.
+    installations: BTreeMap<String, ServedInstallation>,
     extra_metrics: Option<ExtraMetrics>,
     /// Unlocks the admin routes; `None` turns them off.
     admin_token: Option<AdminToken>,
+}
+
+/// What the API knows of one installation.
+struct ServedInstallation {
+    counters: Arc<IntakeCounters>,
+    /// The hash of the installation's own token; `None`: only the operator reaches it.
+    token: Option<TokenHash>,
 }
 
 impl ApiState {
     pub fn new(
         store: Arc<dyn Store>,
         writer: IntakeWriter,
-        installations: BTreeSet<String>,
+        installations: BTreeMap<String, Option<TokenHash>>,
         limits: IntakeLimits,
         extra_metrics: Option<ExtraMetrics>,
         admin_token: Option<AdminToken>,
@@ -67,7 +77,10 @@ impl ApiState {
             limits,
             installations: installations
                 .into_iter()
-                .map(|id| (id, Arc::new(IntakeCounters::default())))
+                .map(|(id, token)| {
+                    let counters = Arc::new(IntakeCounters::default());
+                    (id, ServedInstallation { counters, token })
+                })
                 .collect(),
             extra_metrics,
             admin_token,
@@ -75,17 +88,37 @@ impl ApiState {
     }
 }
 
-/// The API's routes over `state`.
+/// The API's routes over `state`, each behind its access layer (see [`auth`]); only
+/// `/healthz` answers without a token.
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
+    let installation_routes = Router::new()
         .route("/v1/installations/{id}/events", post(intake::post_events))
         .route(
             "/v1/installations/{id}/events/{event_id}",
             get(intake::event_status),
         )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::installation_access,
+        ));
+    let operator_routes = Router::new()
         .route("/metrics", get(metrics::render))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::operator_access,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(installation_routes)
+        .merge(operator_routes)
         .merge(admin::routes(state.clone()))
         .with_state(state)
+}
+
+/// Liveness for load balancers and orchestrators: the process serves HTTP. Says nothing
+/// else, so it needs no token.
+async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 /// Everything `weft serve` needs, already validated.
@@ -93,7 +126,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
 pub struct ServeConfig {
     pub db: std::path::PathBuf,
     pub listen: SocketAddr,
-    pub installations: BTreeSet<String>,
+    /// The installations served, each with the hash of its own token (`None`: only the
+    /// operator token reaches it).
+    pub installations: BTreeMap<String, Option<TokenHash>>,
     pub group_commit: GroupCommitConfig,
     pub limits: IntakeLimits,
     /// The admin API's bearer token; `None` leaves the admin routes off (`403`).

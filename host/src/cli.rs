@@ -63,7 +63,8 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// An installation this host accepts events for without syncing them (intake only);
-        /// repeatable. Posts for an id neither here nor in a --config get 404.
+        /// repeatable. Only the admin token reaches it. Posts for an id neither here nor in
+        /// a --config get 404.
         #[arg(
             long = "installation",
             value_name = "ID",
@@ -127,6 +128,17 @@ pub enum Command {
     /// no `weft serve` holds that file.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Installation API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a new random installation token. Prints `{"token", "token_sha256"}`: give the
+    /// token to the product's sender (it is shown only now) and put the hash in the
+    /// installation's file as `[intake] token_sha256 = "…"`.
+    New,
 }
 
 /// Which DLQ entries a command applies to.
@@ -349,5 +361,14 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             ids,
             filters,
         }) => dlq::discard(&target.into_target(), &ids, &filters.into_filters()),
+        Command::Token(TokenCommand::New) => {
+            let (token, hash) = crate::token::new_token()
+                .map_err(|_| anyhow::anyhow!("the system's random number generator failed"))?;
+            println!(
+                "{}",
+                serde_json::json!({"token": token, "token_sha256": hash.to_hex()})
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! Owns the file's shape and its validation, in two stages: [`InstallationConfig::load`]
 //! parses the TOML (unknown keys and wrong types are refused with the key and line) and then
 //! checks what a file alone can tell — names, ranges, that secrets come from the environment
-//! or a file rather than the config, that the plugin component exists. What only the org can
+//! or a file rather than the config, that the plugin component exists, every section
+//! including `[outbound]`. ([`crate::runtime::Installation::load`] also compiles the
+//! component, which is what `weft serve` and `weft config check` both run.) What only the org can
 //! tell (does this object or field exist?) is checked against describe when a sync starts.
 //! Every refusal names the file, the key and the reason. It never opens a connection.
 
@@ -17,8 +19,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::outbound::OutboundConfig;
 use crate::plugin::CallLimits;
 use crate::throttle::{GovernorConfig, GovernorSettings};
+use crate::token::TokenHash;
 
 pub use inbound::{Api, InboundConfig, ObjectConfig, SinkConfig, SoqlSource};
 pub use salesforce::SalesforceConfig;
@@ -61,10 +65,19 @@ struct RawInstallation {
     plugin: RawPlugin,
     #[serde(default)]
     inbound: inbound::RawInbound,
-    /// The outbound pipeline's settings, kept as TOML until the outbound section has a
-    /// typed form of its own.
     #[serde(default)]
-    outbound: Option<toml::Table>,
+    outbound: OutboundConfig,
+    #[serde(default)]
+    intake: RawIntake,
+}
+
+/// How the product's sender authenticates to this installation's intake.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntake {
+    /// The SHA-256 (hex) of the installation's bearer token; `weft token new` makes a token
+    /// and prints this line. Without it only the operator token reaches the installation.
+    token_sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,7 +116,9 @@ pub struct InstallationConfig {
     pub governor: GovernorSettings,
     pub plugin: PluginSection,
     pub inbound: InboundConfig,
-    pub outbound: Option<toml::Table>,
+    pub outbound: OutboundConfig,
+    /// The hash of the installation's own API token, if it has one.
+    pub intake_token: Option<TokenHash>,
 }
 
 impl InstallationConfig {
@@ -135,6 +150,16 @@ impl InstallationConfig {
             .map_err(|e| at(Invalid::new("throttle", e)))?;
         let plugin = raw.plugin.check(base).map_err(at)?;
         let inbound = raw.inbound.check(base).map_err(at)?;
+        raw.outbound
+            .validate()
+            .map_err(|e| at(Invalid::new(e.key, e.reason)))?;
+        let intake_token = raw
+            .intake
+            .token_sha256
+            .as_deref()
+            .map(TokenHash::from_hex)
+            .transpose()
+            .map_err(|e| at(Invalid::new("intake.token_sha256", e)))?;
         Ok(InstallationConfig {
             path: path.to_owned(),
             id: raw.id,
@@ -144,6 +169,7 @@ impl InstallationConfig {
             plugin,
             inbound,
             outbound: raw.outbound,
+            intake_token,
         })
     }
 }

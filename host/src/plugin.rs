@@ -23,7 +23,10 @@ mod validate;
 
 use bindings::types;
 
-pub use batch::{BatchBuilder, batch_from_json, batch_to_json, record_to_json, value_to_json};
+pub use batch::{
+    BatchBuilder, MAX_BATCH_CELLS, batch_from_json, batch_to_json, batches_from_json,
+    record_to_json, value_to_json,
+};
 pub use bindings::chain::{ChainBatch, ChainResult, StageError};
 pub use bindings::types::{
     Batch, BatchResult, CallContext, Column, Decision, DedupKeys, DedupResult, Direction,

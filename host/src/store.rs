@@ -40,8 +40,9 @@ pub use group_commit::{Committed, GroupCommitConfig, IntakeWriter, WriterHandle,
 use model::GOVERNOR_OBJECT;
 pub use model::{
     AcceptedEvent, Admission, Admitted, AppliedMark, AuditAction, AuditEntry, DlqEntry, DlqFilter,
-    DlqOriginal, DlqStatus, EncodedEvent, EventState, EventStatus, FieldChange, NewDlqEntry,
-    Operation, OutboundEvent, RetryState, Seq, SkippedField, Stage, StateKind, UnknownStage,
+    DlqListing, DlqOriginal, DlqStatus, EncodedEvent, EventState, EventStatus, FieldChange,
+    NewDlqEntry, Operation, OutboundEvent, RetryState, Seq, SkippedField, Stage, StateKind,
+    UnknownStage, UnreadableDlqEntry,
 };
 pub use redb_store::RedbStore;
 
@@ -82,10 +83,15 @@ pub trait Store: Send + Sync {
         event_id: &str,
     ) -> Result<Option<EventStatus>, StoreError>;
 
-    /// DLQ entries matching `filter`, oldest first.
-    fn dlq_list(&self, filter: &DlqFilter) -> Result<Vec<DlqEntry>, StoreError>;
+    /// DLQ entries matching `filter`, oldest first, and those that may match but cannot be
+    /// decoded: one bad entry never hides the others.
+    fn dlq_list(&self, filter: &DlqFilter) -> Result<DlqListing, StoreError>;
 
+    /// One entry; [`StoreError::DlqUnreadable`] for one that cannot be decoded.
     fn dlq_get(&self, id: u64) -> Result<Option<DlqEntry>, StoreError>;
+
+    /// One entry's stored bytes, for showing an entry that cannot be decoded.
+    fn dlq_raw(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Audit entries of `installation`, oldest first, with their ids, after `after`.
     fn audit(
@@ -175,7 +181,12 @@ pub trait StoreTxn {
     /// Returns the entry's id.
     fn put_dlq(&mut self, entry: &NewDlqEntry) -> Result<u64, StoreError>;
 
+    /// Changes an entry's status without decoding its original, so an entry that cannot
+    /// be decoded can still be discarded.
     fn set_dlq_status(&mut self, id: u64, status: DlqStatus) -> Result<(), StoreError>;
+
+    /// An entry's status, read without decoding its original.
+    fn dlq_status(&mut self, id: u64) -> Result<Option<DlqStatus>, StoreError>;
 
     /// A DLQ entry as this transaction sees it (for checks that must not race a concurrent
     /// change of the same entry).
@@ -374,7 +385,11 @@ pub trait StoreExt: Store {
     /// [`StoreError::DlqNotOpen`] when the entry is no longer open.
     fn discard_dlq(&self, id: u64) -> Result<(), StoreError> {
         self.transact(|txn| {
-            open_dlq_entry(txn, id)?;
+            match txn.dlq_status(id)? {
+                None => return Err(StoreError::DlqNotFound(id)),
+                Some(DlqStatus::Open) => {}
+                Some(status) => return Err(StoreError::DlqNotOpen { id, status }),
+            }
             txn.set_dlq_status(id, DlqStatus::Discarded)
         })
     }

@@ -12,9 +12,11 @@
 //! Routes (JSON in and out; errors are `{"error": code, "message": text}`):
 //!
 //! - `GET /v1/admin/dlq?installation=&stage=&error_code=&status=` — entries oldest first, as
-//!   `{"entries": [entry, …]}`; `status` is `open` (the default), `replayed`, `discarded` or
-//!   `all`;
-//! - `GET /v1/admin/dlq/{id}` — one entry in full, original event included;
+//!   `{"entries": [entry, …], "unreadable": [{"id", "installation", "status", "error"}, …]}`;
+//!   `status` is `open` (the default), `replayed`, `discarded` or `all`. `unreadable` lists
+//!   entries the store cannot decode, so one bad entry never hides the rest;
+//! - `GET /v1/admin/dlq/{id}` — one entry in full, original event included; for an
+//!   unreadable entry `{"id", "unreadable": reason, "raw": the stored text}`;
 //! - `POST /v1/admin/dlq/{id}/replay` — re-enqueues the original event (the running
 //!   outbound worker picks it up) and marks the entry replayed:
 //!   `{"id", "installation", "event_id", "replayed_as_seq"}` (`replayed_as_seq` is null for
@@ -22,16 +24,17 @@
 //! - `POST /v1/admin/dlq/{id}/discard` — marks the entry discarded: `{"id", "status"}`.
 //!
 //! `404` `unknown_dlq_entry` for an id the store does not have, `409` `dlq_entry_not_open`
-//! when the entry was already replayed or discarded, `400` `invalid_filter` for a bad
+//! when the entry was already replayed or discarded, `409` `dlq_entry_unreadable` when
+//! replaying an entry that cannot be decoded (discard it instead), `400` `invalid_filter` for a bad
 //! query, `503` `store_unavailable` when the store fails.
 
 use std::fmt;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jiff::Timestamp;
@@ -39,6 +42,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ApiState;
+use super::auth::operator_access;
 use super::intake::{error, error_chain};
 use crate::store::{DlqFilter, DlqStatus, Stage, Store, StoreError, StoreExt};
 
@@ -82,7 +86,7 @@ impl AdminToken {
 
     /// Compares in constant time (BLAKE3 digests, whose equality is constant-time), so the
     /// answer's timing does not reveal how much of a guess was right.
-    fn matches(&self, presented: &[u8]) -> bool {
+    pub(super) fn matches(&self, presented: &[u8]) -> bool {
         blake3::hash(self.0.as_bytes()) == blake3::hash(presented)
     }
 }
@@ -100,40 +104,7 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/admin/dlq/{id}", get(show))
         .route("/v1/admin/dlq/{id}/replay", post(replay))
         .route("/v1/admin/dlq/{id}/discard", post(discard))
-        .route_layer(middleware::from_fn_with_state(state, require_token))
-}
-
-async fn require_token(
-    State(state): State<Arc<ApiState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(token) = &state.admin_token else {
-        return error(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "the admin API is off: start weft serve with --admin-token or WEFT_ADMIN_TOKEN".into(),
-        );
-    };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    match presented {
-        Some(presented) if token.matches(presented) => next.run(request).await,
-        _ => {
-            tracing::warn!(path = %request.uri().path(), "admin request refused: missing or wrong bearer token");
-            let mut response = error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send Authorization: Bearer <the host's admin token>".into(),
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        }
-    }
+        .route_layer(middleware::from_fn_with_state(state, operator_access))
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,15 +140,30 @@ async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>
         status,
     };
     match blocking(&state, move |store| store.dlq_list(&filter)).await {
-        Ok(entries) => (StatusCode::OK, axum::Json(json!({"entries": entries}))).into_response(),
+        Ok(listing) => (StatusCode::OK, axum::Json(listing)).into_response(),
         Err(response) => response,
     }
 }
 
 async fn show(State(state): State<Arc<ApiState>>, Path(id): Path<u64>) -> Response {
-    match blocking(&state, move |store| store.dlq_get(id)).await {
-        Ok(Some(entry)) => (StatusCode::OK, axum::Json(entry)).into_response(),
-        Ok(None) => store_error(&StoreError::DlqNotFound(id)),
+    let found = blocking(&state, move |store| match store.dlq_get(id) {
+        Ok(entry) => Ok(Ok(entry)),
+        // Shown as stored, so an operator can see what it is before discarding it.
+        Err(StoreError::DlqUnreadable { reason, .. }) => {
+            let raw = store.dlq_raw(id)?.unwrap_or_default();
+            Ok(Err((reason, String::from_utf8_lossy(&raw).into_owned())))
+        }
+        Err(other) => Err(other),
+    })
+    .await;
+    match found {
+        Ok(Ok(Some(entry))) => (StatusCode::OK, axum::Json(entry)).into_response(),
+        Ok(Ok(None)) => store_error(&StoreError::DlqNotFound(id)),
+        Ok(Err((reason, raw))) => (
+            StatusCode::OK,
+            axum::Json(json!({"id": id, "unreadable": reason, "raw": raw})),
+        )
+            .into_response(),
         Err(response) => response,
     }
 }
@@ -263,6 +249,9 @@ fn store_error(e: &StoreError) -> Response {
         }
         StoreError::DlqNotOpen { .. } => {
             error(StatusCode::CONFLICT, "dlq_entry_not_open", e.to_string())
+        }
+        StoreError::DlqUnreadable { .. } => {
+            error(StatusCode::CONFLICT, "dlq_entry_unreadable", e.to_string())
         }
         other => {
             let message = error_chain(other);

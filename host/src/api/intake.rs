@@ -14,12 +14,15 @@
 //! - `object`: the product object kind (non-empty); the plugin maps it to Salesforce;
 //! - `operation`: `"upsert"` or `"delete"`;
 //! - `occurred_at`: RFC 3339 with an offset, e.g. `2026-01-01T00:00:00Z`;
-//! - `record`: a JSON object (for a delete, at least the record's key fields).
+//! - `record`: a JSON object (for a delete, at least the record's key fields) of at most
+//!   [`MAX_EVENT_FIELDS`] fields and [`MAX_RECORD_DEPTH`] levels of nesting.
 //!
 //! Other members are ignored, so senders can add fields before the host reads them.
 //!
 //! Answers, in the order they are checked:
-//! - `404` `unknown_installation` — the id is not one this host serves;
+//! - `401` `unauthorized` — no bearer token, or one that is nobody's (see [`super::auth`]);
+//! - `404` `unknown_installation` — the id is not one this host serves, or the token is
+//!   another installation's;
 //! - `413` `payload_too_large` — the raw body exceeds [`MAX_BODY_BYTES`] (checked before
 //!   parsing, from `Content-Length` and again while reading);
 //! - `400` `malformed_json` (with line and column) or `invalid_event` (with `index` and
@@ -53,16 +56,40 @@ pub const MAX_BODY_BYTES: usize = 300 * 1024;
 /// bounding them keeps one sender from bloating it. 256 fits UUIDs, ULIDs and composite ids.
 pub const MAX_EVENT_ID_BYTES: usize = 256;
 
+/// The most fields (top-level keys of `record`) one event may carry: 1,000. An sObject has
+/// at most 800 custom fields plus its standard ones, so a record with more cannot map
+/// onto one; and the outbound batch is as wide as its events' fields together, so this
+/// bounds what one event can cost the host. Nested objects count as one field (they reach
+/// the plugin as one JSON value).
+pub const MAX_EVENT_FIELDS: usize = 1_000;
+
+/// The deepest nesting of objects and arrays accepted inside `record`: 32 levels. Product
+/// records nest a few levels; the store wraps a record in a few more (outbox, DLQ entry)
+/// and must read every one of them back, and its decoder stops at 128 levels, so intake
+/// stays far below that.
+pub const MAX_RECORD_DEPTH: usize = 32;
+
+/// The highest `max_record_depth` allowed: what the store's decoder reads (128 levels)
+/// less room for the envelopes it wraps around a record.
+pub const MAX_RECORD_DEPTH_LIMIT: usize = 100;
+
 /// Intake limits; see the constants for the reasoning behind each default.
 #[derive(Debug, Clone)]
 pub struct IntakeLimits {
     pub max_body_bytes: usize,
+    /// Fields one event's record may carry ([`MAX_EVENT_FIELDS`]).
+    pub max_event_fields: usize,
+    /// Nesting levels one event's record may have ([`MAX_RECORD_DEPTH`]); at most
+    /// [`MAX_RECORD_DEPTH_LIMIT`].
+    pub max_record_depth: usize,
 }
 
 impl Default for IntakeLimits {
     fn default() -> Self {
         IntakeLimits {
             max_body_bytes: MAX_BODY_BYTES,
+            max_event_fields: MAX_EVENT_FIELDS,
+            max_record_depth: MAX_RECORD_DEPTH,
         }
     }
 }
@@ -72,7 +99,11 @@ pub(super) async fn post_events(
     Path(installation): Path<String>,
     request: Request,
 ) -> Response {
-    let Some(counters) = state.installations.get(&installation).cloned() else {
+    let Some(counters) = state
+        .installations
+        .get(&installation)
+        .map(|i| i.counters.clone())
+    else {
         return unknown_installation(&installation);
     };
     let limit = state.limits.max_body_bytes;
@@ -100,7 +131,7 @@ pub(super) async fn post_events(
             );
         }
     };
-    let events = match parse_batch(&body) {
+    let events = match parse_batch(&body, &state.limits) {
         Ok(events) => events,
         Err(problem) => {
             counters.invalid.fetch_add(1, Ordering::Relaxed);
@@ -255,7 +286,7 @@ impl IntoResponse for BatchProblem {
 }
 
 /// Parses and validates a request body into events; see the module docs for the shape.
-pub fn parse_batch(body: &[u8]) -> Result<Vec<OutboundEvent>, BatchProblem> {
+pub fn parse_batch(body: &[u8], limits: &IntakeLimits) -> Result<Vec<OutboundEvent>, BatchProblem> {
     let value: Value = serde_json::from_slice(body).map_err(|e| BatchProblem {
         code: "malformed_json",
         index: None,
@@ -298,7 +329,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<OutboundEvent>, BatchProblem> {
     items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| parse_event(index, item))
+        .map(|(index, item)| parse_event(index, item, limits))
         .collect()
 }
 
@@ -311,7 +342,11 @@ fn batch_problem(field: &'static str, message: String) -> BatchProblem {
     }
 }
 
-fn parse_event(index: usize, item: Value) -> Result<OutboundEvent, BatchProblem> {
+fn parse_event(
+    index: usize,
+    item: Value,
+    limits: &IntakeLimits,
+) -> Result<OutboundEvent, BatchProblem> {
     let invalid = |field: Option<&'static str>, problem: String| BatchProblem {
         code: "invalid_event",
         index: Some(index),
@@ -401,6 +436,26 @@ fn parse_event(index: usize, item: Value) -> Result<OutboundEvent, BatchProblem>
             ));
         }
     };
+    if record.len() > limits.max_event_fields {
+        return Err(invalid(
+            Some("record"),
+            format!(
+                "has {} fields; the limit is {} (an sObject has at most 800 custom fields)",
+                record.len(),
+                limits.max_event_fields
+            ),
+        ));
+    }
+    let depth = nesting_depth(&record);
+    if depth > limits.max_record_depth {
+        return Err(invalid(
+            Some("record"),
+            format!(
+                "nests {depth} levels deep; the limit is {}",
+                limits.max_record_depth
+            ),
+        ));
+    }
     Ok(OutboundEvent {
         id,
         object,
@@ -408,6 +463,27 @@ fn parse_event(index: usize, item: Value) -> Result<OutboundEvent, BatchProblem>
         occurred_at,
         record,
     })
+}
+
+/// Levels of objects and arrays in `record`, itself counting as one. Iterative, so no input
+/// can exhaust the stack.
+fn nesting_depth(record: &Map<String, Value>) -> usize {
+    let mut deepest = 1;
+    let mut pending: Vec<(&Value, usize)> = record.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = pending.pop() {
+        match value {
+            Value::Object(map) => {
+                deepest = deepest.max(depth);
+                pending.extend(map.values().map(|v| (v, depth + 1)));
+            }
+            Value::Array(items) => {
+                deepest = deepest.max(depth);
+                pending.extend(items.iter().map(|v| (v, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -421,7 +497,7 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn unknown_installation(installation: &str) -> Response {
+pub(super) fn unknown_installation(installation: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
         "unknown_installation",

@@ -64,8 +64,8 @@ pub(super) async fn render(State(state): State<Arc<ApiState>>) -> Response {
     ];
     for (name, help, field) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (installation, counters) in &state.installations {
-            let value = field(counters).load(Ordering::Relaxed);
+        for (installation, served) in &state.installations {
+            let value = field(&served.counters).load(Ordering::Relaxed);
             let _ = writeln!(out, "{name}{{installation=\"{installation}\"}} {value}");
         }
     }

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use crate::api::AdminToken;
 use crate::store::{
-    DlqEntry, DlqFilter, DlqStatus, RedbStore, Seq, Stage, Store, StoreError, StoreExt,
+    DlqEntry, DlqFilter, DlqListing, DlqStatus, RedbStore, Seq, Stage, Store, StoreError, StoreExt,
+    UnreadableDlqEntry,
 };
 
 pub struct Filters {
@@ -58,6 +59,28 @@ struct Replayed {
     seq: Option<Seq>,
 }
 
+/// One entry as `show` finds it.
+enum Found {
+    Entry(Box<DlqEntry>),
+    /// An entry the store cannot decode: why, and its stored text.
+    Unreadable {
+        reason: String,
+        raw: String,
+    },
+}
+
+impl Found {
+    fn into_entry(self, id: u64) -> anyhow::Result<DlqEntry> {
+        match self {
+            Found::Entry(entry) => Ok(*entry),
+            Found::Unreadable { reason, .. } => bail!(
+                "DLQ entry {id} cannot be decoded ({reason}): `weft dlq show {id}` prints it \
+                 raw, `weft dlq discard {id}` closes it"
+            ),
+        }
+    }
+}
+
 enum Dlq {
     Local(RedbStore),
     Remote(Remote),
@@ -71,16 +94,26 @@ impl Dlq {
         }
     }
 
-    fn list(&self, filter: &DlqFilter) -> anyhow::Result<Vec<DlqEntry>> {
+    fn list(&self, filter: &DlqFilter) -> anyhow::Result<DlqListing> {
         match self {
             Dlq::Local(store) => Ok(store.dlq_list(filter).context("listing the DLQ")?),
             Dlq::Remote(remote) => remote.list(filter),
         }
     }
 
-    fn get(&self, id: u64) -> anyhow::Result<Option<DlqEntry>> {
+    fn get(&self, id: u64) -> anyhow::Result<Option<Found>> {
         match self {
-            Dlq::Local(store) => Ok(store.dlq_get(id).context("reading the DLQ")?),
+            Dlq::Local(store) => match store.dlq_get(id) {
+                Ok(entry) => Ok(entry.map(|e| Found::Entry(Box::new(e)))),
+                Err(StoreError::DlqUnreadable { reason, .. }) => {
+                    let raw = store.dlq_raw(id).context("reading the DLQ")?;
+                    Ok(raw.map(|raw| Found::Unreadable {
+                        reason,
+                        raw: String::from_utf8_lossy(&raw).into_owned(),
+                    }))
+                }
+                Err(other) => Err(other).context("reading the DLQ"),
+            },
             Dlq::Remote(remote) => remote.get(id),
         }
     }
@@ -199,7 +232,7 @@ impl Remote {
         })
     }
 
-    fn list(&self, filter: &DlqFilter) -> anyhow::Result<Vec<DlqEntry>> {
+    fn list(&self, filter: &DlqFilter) -> anyhow::Result<DlqListing> {
         let mut query = vec![(
             "status",
             filter.status.map_or("all", |status| status.as_str()),
@@ -217,15 +250,19 @@ impl Remote {
         if status != StatusCode::OK {
             bail!("listing the DLQ: {}", message(&body));
         }
-        serde_json::from_value(body["entries"].clone()).context("reading the DLQ entries")
+        serde_json::from_value(body).context("reading the DLQ entries")
     }
 
-    fn get(&self, id: u64) -> anyhow::Result<Option<DlqEntry>> {
+    fn get(&self, id: u64) -> anyhow::Result<Option<Found>> {
         let (status, body) = self.call(Method::GET, &format!("/v1/admin/dlq/{id}"), &[])?;
         match status {
-            StatusCode::OK => Ok(Some(
+            StatusCode::OK if body.get("unreadable").is_some() => Ok(Some(Found::Unreadable {
+                reason: message_of(&body, "unreadable"),
+                raw: message_of(&body, "raw"),
+            })),
+            StatusCode::OK => Ok(Some(Found::Entry(
                 serde_json::from_value(body).context("reading the DLQ entry")?,
-            )),
+            ))),
             StatusCode::NOT_FOUND => Ok(None),
             _ => bail!("reading DLQ entry {id}: {}", message(&body)),
         }
@@ -252,9 +289,22 @@ impl Remote {
 }
 
 fn message(body: &Value) -> String {
-    body["message"]
+    message_of(body, "message")
+}
+
+fn message_of(body: &Value, key: &str) -> String {
+    body[key]
         .as_str()
         .map_or_else(|| body.to_string(), str::to_owned)
+}
+
+fn unreadable_summary(entry: &UnreadableDlqEntry) -> serde_json::Value {
+    json!({
+        "id": entry.id,
+        "installation": entry.installation,
+        "status": entry.status,
+        "unreadable": entry.error,
+    })
 }
 
 fn summary(entry: &DlqEntry) -> serde_json::Value {
@@ -278,25 +328,39 @@ fn summary(entry: &DlqEntry) -> serde_json::Value {
 pub fn list(target: &Target, filters: &Filters, all: bool) -> anyhow::Result<ExitCode> {
     let filter = filters.to_filter((!all).then_some(DlqStatus::Open))?;
     let dlq = Dlq::open(target)?;
-    let entries = dlq.list(&filter)?;
-    for entry in &entries {
+    let listing = dlq.list(&filter)?;
+    for entry in &listing.entries {
         println!("{}", summary(entry));
     }
-    eprintln!(
-        "{} entr{}",
-        entries.len(),
-        if entries.len() == 1 { "y" } else { "ies" }
-    );
+    for entry in &listing.unreadable {
+        println!("{}", unreadable_summary(entry));
+    }
+    let count = listing.entries.len() + listing.unreadable.len();
+    eprintln!("{count} entr{}", if count == 1 { "y" } else { "ies" });
+    if let Some(first) = listing.unreadable.first() {
+        eprintln!(
+            "{} cannot be decoded: `weft dlq show {}` prints one raw, `weft dlq discard {}` \
+             closes it",
+            listing.unreadable.len(),
+            first.id,
+            first.id
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints one entry in full, original event included, as pretty JSON.
+/// Prints one entry in full, original event included, as pretty JSON; an entry that
+/// cannot be decoded as `{"id", "unreadable", "raw"}`.
 pub fn show(target: &Target, id: u64) -> anyhow::Result<ExitCode> {
     let dlq = Dlq::open(target)?;
-    let Some(entry) = dlq.get(id)? else {
-        bail!("no DLQ entry {id} (see `weft dlq list --all`)");
-    };
-    println!("{}", serde_json::to_string_pretty(&entry)?);
+    match dlq.get(id)? {
+        None => bail!("no DLQ entry {id} (see `weft dlq list --all`)"),
+        Some(Found::Entry(entry)) => println!("{}", serde_json::to_string_pretty(&entry)?),
+        Some(Found::Unreadable { reason, raw }) => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"id": id, "unreadable": reason, "raw": raw}))?
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -308,14 +372,17 @@ fn select(dlq: &Dlq, ids: &[u64], filters: &Filters, verb: &str) -> anyhow::Resu
                 "name the entries to {verb}: give their ids, or narrow with --installation, --stage or --error-code"
             );
         }
-        return dlq.list(&filters.to_filter(Some(DlqStatus::Open))?);
+        return Ok(dlq
+            .list(&filters.to_filter(Some(DlqStatus::Open))?)?
+            .entries);
     }
     let filter = filters.to_filter(None)?;
     let mut out = Vec::new();
     for &id in ids {
-        let Some(entry) = dlq.get(id)? else {
+        let Some(found) = dlq.get(id)? else {
             bail!("no DLQ entry {id}");
         };
+        let entry = found.into_entry(id)?;
         if !filter.matches(&entry) {
             bail!("DLQ entry {id} does not match the given filters");
         }
@@ -350,17 +417,47 @@ pub fn replay(target: &Target, ids: &[u64], filters: &Filters) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// Discards the named entries, or the open ones matching the filters. Entries that cannot be
+/// decoded are discarded too when named by id (the store checks they are open) — that is
+/// how an operator clears one.
 pub fn discard(target: &Target, ids: &[u64], filters: &Filters) -> anyhow::Result<ExitCode> {
     let dlq = Dlq::open(target)?;
-    let entries = select(&dlq, ids, filters, "discard")?;
-    for entry in &entries {
-        dlq.discard(entry.id)?;
-        println!("{}", json!({"id": entry.id, "status": "discarded"}));
+    let (readable, unreadable): (Vec<u64>, Vec<u64>) = if ids.is_empty() {
+        let ids = select(&dlq, ids, filters, "discard")?
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        (ids, Vec::new())
+    } else {
+        let mut unreadable = Vec::new();
+        for &id in ids {
+            if let Some(Found::Unreadable { .. }) = dlq.get(id)? {
+                unreadable.push(id);
+            }
+        }
+        let rest: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !unreadable.contains(id))
+            .collect();
+        let readable = if rest.is_empty() {
+            Vec::new()
+        } else {
+            select(&dlq, &rest, filters, "discard")?
+                .iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        (readable, unreadable)
+    };
+    for &id in readable.iter().chain(&unreadable) {
+        dlq.discard(id)?;
+        println!("{}", json!({"id": id, "status": "discarded"}));
     }
+    let count = readable.len() + unreadable.len();
     eprintln!(
-        "{} entr{} discarded",
-        entries.len(),
-        if entries.len() == 1 { "y" } else { "ies" }
+        "{count} entr{} discarded",
+        if count == 1 { "y" } else { "ies" }
     );
     Ok(ExitCode::SUCCESS)
 }

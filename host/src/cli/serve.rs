@@ -1,11 +1,13 @@
 //! `weft serve`: the intake/admin HTTP API over the host's store file, and one outbound
 //! worker per configured installation draining its queue into its org.
 //!
-//! Start-up builds everything from the validated configuration in one place (plugin
-//! runtime, governors, clients, pipelines) and refuses to start on any error, naming the
-//! file and key: a host that half-starts would accept events it can never sync.
+//! Start-up builds each installation through [`Installation::load`] (what `weft config
+//! check` runs too). A file that does not load is reported with its file, key and reason
+//! and that installation alone is not started — its events get `404` until it is fixed —
+//! while every other installation starts: one tenant's bad file must not take the host
+//! down for all of them.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,16 +18,14 @@ use anyhow::{Context, bail};
 use tokio::sync::watch;
 
 use super::governor_state;
-use crate::api::{AdminToken, ExtraMetrics, IntakeLimits, ServeConfig, Server};
-use crate::config::InstallationConfig;
+use crate::api::{AdminToken, ExtraMetrics, IntakeLimits, ServeConfig, Server, TokenHash};
 use crate::outbound::{OutboundConfig, Pipeline};
-use crate::plugin::{
-    InstalledPlugins, PluginConfig, PluginRuntime, QuarantinePolicy, RuntimeConfig,
-};
+use crate::plugin::{InstalledPlugins, PluginRuntime, QuarantinePolicy, RuntimeConfig};
+use crate::runtime::Installation;
 use crate::salesforce::SalesforceClient;
 use crate::store::{GroupCommitConfig, Store};
 use crate::telemetry::{Telemetry, spawn_status_writer};
-use crate::throttle::{Governor, SystemClock};
+use crate::throttle::Governor;
 
 pub struct ServeArgs {
     pub db: PathBuf,
@@ -42,6 +42,7 @@ pub struct ServeArgs {
 /// An installation ready to sync, built from its configuration file.
 struct Configured {
     id: String,
+    intake_token: Option<TokenHash>,
     outbound: OutboundConfig,
     client: SalesforceClient,
     governor: Arc<Governor>,
@@ -69,9 +70,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let telemetry = Telemetry::new();
     let plugins = Arc::new(InstalledPlugins::new(QuarantinePolicy::default()));
-    let configured = configure(&args.configs, &telemetry, &plugins)?;
-    let mut installations: BTreeSet<String> = args.installations.iter().cloned().collect();
-    installations.extend(configured.iter().map(|c| c.id.clone()));
+    let (configured, refused) = configure(&args.configs, &telemetry, &plugins)?;
+    let mut installations: BTreeMap<String, Option<TokenHash>> = args
+        .installations
+        .iter()
+        .map(|id| (id.clone(), None))
+        .collect();
+    for c in &configured {
+        if c.intake_token.is_none() {
+            tracing::warn!(installation = %c.id, "no intake.token_sha256: only the admin token can post this installation's events");
+        }
+        installations.insert(c.id.clone(), c.intake_token);
+    }
     let config = ServeConfig {
         db: args.db.clone(),
         listen: args.listen,
@@ -116,7 +126,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // asked for port 0.
     println!("{}", serde_json::json!({"listening": addr.to_string()}));
     eprintln!(
-        "weft: serving {count} installation(s) ({} syncing) on http://{addr} with store {}; \
+        "weft: serving {count} installation(s) ({} syncing, {refused} refused) on http://{addr} with store {}; \
          status in {}; admin API {}; Ctrl-C to stop",
         workers.len(),
         db.display(),
@@ -144,62 +154,65 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads every configuration file and builds its live objects; the first error stops
-/// start-up.
+/// Loads every configuration file and builds its live objects. A file that does not load
+/// (or repeats an id) is reported and skipped, so one installation's bad file never keeps
+/// the others from starting; the returned count says how many were skipped.
 fn configure(
     paths: &[PathBuf],
     telemetry: &Arc<Telemetry>,
     plugins: &Arc<InstalledPlugins>,
-) -> anyhow::Result<Vec<Configured>> {
+) -> anyhow::Result<(Vec<Configured>, usize)> {
     if paths.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     }
     let runtime =
         PluginRuntime::new(RuntimeConfig::default()).context("starting the plugin runtime")?;
     let mut out: Vec<Configured> = Vec::with_capacity(paths.len());
+    let mut skipped = 0;
     for path in paths {
-        let config = InstallationConfig::load(path)?;
-        if out.iter().any(|c| c.id == config.id) {
-            bail!(
-                "{}: id: {:?} is configured twice",
-                path.display(),
-                config.id
-            );
-        }
-        let outbound = match config.outbound.clone() {
-            Some(table) => OutboundConfig::from_toml(table)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-            None => OutboundConfig::default(),
+        let installation = match Installation::load(path, &runtime, telemetry) {
+            Ok(installation) if out.iter().any(|c| c.id == installation.id()) => {
+                Err(anyhow::anyhow!(
+                    "{}: id: {:?} is configured twice",
+                    path.display(),
+                    installation.id()
+                ))
+            }
+            Ok(installation) => Ok(installation),
+            Err(e) => Err(anyhow::Error::new(e)),
         };
-        let plugin = runtime
-            .load_file(&config.plugin.component)
-            .with_context(|| format!("{}: plugin.component", path.display()))?;
-        plugins.install(
-            &config.id,
+        let installation = match installation {
+            Ok(installation) => installation,
+            Err(e) => {
+                skipped += 1;
+                tracing::error!(file = %path.display(), error = %format!("{e:#}"), "installation not started");
+                eprintln!("weft: not starting {}: {e:#}", path.display());
+                continue;
+            }
+        };
+        let plugin_config = installation.plugin_config();
+        let Installation {
+            config,
+            governor,
+            client,
             plugin,
-            PluginConfig {
-                values: config.plugin.config.clone(),
-                limits: config.plugin.limits.clone(),
-            },
-        );
-        let governor = Governor::new(
-            config.governor.clone(),
-            Arc::new(SystemClock),
-            telemetry.installation(&config.id),
-        );
-        let client = SalesforceClient::new(
-            config.salesforce.client_config(&config.id),
-            governor.clone(),
-        )
-        .with_context(|| format!("{}: salesforce", path.display()))?;
+        } = installation;
+        plugins.install(&config.id, plugin, plugin_config);
         out.push(Configured {
+            intake_token: config.intake_token,
             id: config.id,
-            outbound,
+            outbound: config.outbound,
             client,
             governor,
         });
     }
-    Ok(out)
+    if out.is_empty() {
+        bail!(
+            "none of the {} installation file(s) could be started",
+            paths.len()
+        );
+    }
+    Ok((out, skipped))
 }
 
 fn start_workers(

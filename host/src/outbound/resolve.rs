@@ -46,31 +46,40 @@ pub async fn resolve(
     if contests.is_empty() {
         return Vec::new();
     }
-    let mut incoming = BatchBuilder::new("incoming");
-    let mut current = BatchBuilder::new("current");
-    let mut incoming_at = Vec::with_capacity(contests.len());
-    let mut current_at = Vec::with_capacity(contests.len());
-    for contest in contests {
-        let row = incoming.push_record();
-        for (field, value) in contest.incoming {
-            incoming.set_json(row, field, value);
-        }
-        let row = current.push_record();
-        for (field, value) in contest.current.into_iter().flatten() {
-            current.set_json(row, field, value);
-        }
-        incoming_at.push(contest.incoming_at.as_millisecond());
-        current_at.push(contest.changed_at.map(Timestamp::as_millisecond));
-    }
-    let incoming = incoming.finish();
-    let current = current.finish();
-    let fields = incoming.fields.clone();
+    // Owned copies, so the batches are built on the blocking pool with the call: building
+    // is CPU work that grows with the round, and async workers must stay free for I/O.
+    let owned: Vec<(Map<String, Json>, Option<Map<String, Json>>)> = contests
+        .iter()
+        .map(|c| (c.incoming.clone(), c.current.cloned()))
+        .collect();
+    let incoming_at: Vec<i64> = contests
+        .iter()
+        .map(|c| c.incoming_at.as_millisecond())
+        .collect();
+    let current_at: Vec<Option<i64>> = contests
+        .iter()
+        .map(|c| c.changed_at.map(Timestamp::as_millisecond))
+        .collect();
     let resolution = call_plugin(installation, plugins, move |p, id| {
-        p.resolve(id, &incoming, &incoming_at, &current, &current_at)
+        let mut incoming = BatchBuilder::new("incoming");
+        let mut current = BatchBuilder::new("current");
+        for (incoming_record, current_record) in &owned {
+            incoming.push_json(incoming_record);
+            match current_record {
+                Some(record) => current.push_json(record),
+                None => {
+                    current.push_record();
+                }
+            }
+        }
+        let incoming = incoming.finish();
+        let current = current.finish();
+        let resolution = p.resolve(id, &incoming, &incoming_at, &current, &current_at)?;
+        Ok((incoming.fields, resolution))
     })
     .await;
-    let resolution = match resolution {
-        Ok(resolution) => resolution,
+    let (fields, resolution) = match resolution {
+        Ok(answer) => answer,
         Err(error) => {
             let problem = Problem::permanent(
                 Stage::Conflict,

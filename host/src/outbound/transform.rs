@@ -15,8 +15,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value as Json};
 
 use crate::plugin::{
-    Batch, Direction, InstalledPlugins, PluginError, batch_from_json, record_to_json,
-    schema_from_describe,
+    Batch, BatchResult, Direction, InstalledPlugins, MAX_BATCH_CELLS, PluginError,
+    batches_from_json, record_to_json, schema_from_describe,
 };
 use crate::salesforce::SalesforceClient;
 use crate::store::{OutboundEvent, Stage};
@@ -54,56 +54,72 @@ pub async fn transform(
     let mut out = Vec::new();
     for (object, group) in by_object {
         let records: Vec<Map<String, Json>> = group.iter().map(|(_, e)| e.record.clone()).collect();
-        let input = batch_from_json(object, &records);
-        let event_of = |row: u32| group.get(row as usize).map(|(index, _)| *index);
-        let mapped = match call_plugin(installation, plugins, move |p, id| {
-            p.map_outbound(id, &input)
+        let object_name = object.to_owned();
+        // Building the batches is CPU work proportional to the events' size, so it runs
+        // with the plugin calls on the blocking pool, never on an async worker. Wide
+        // events are cut into several bounded batches rather than one quadratic one.
+        let chunks = call_plugin(installation, plugins, move |p, id| {
+            Ok(batches_from_json(&object_name, &records, MAX_BATCH_CELLS)
+                .into_iter()
+                .map(|(first, input)| {
+                    let events = first..first + input.sources.len();
+                    (events, p.map_outbound(id, &input))
+                })
+                .collect::<Vec<_>>())
         })
         .await
-        {
-            Ok(result) => result,
-            Err(error) => {
-                for (index, _) in &group {
-                    tally.fail(*index, plugin_failure(Stage::Map, &error));
+        .unwrap_or_else(|error| vec![(0..group.len(), Err(error))]);
+        for (chunk, mapped) in chunks {
+            let first = chunk.start;
+            // Row `r` of this chunk's input is record `first + r` of the group.
+            let event_of = |row: u32| group.get(first + row as usize).map(|(index, _)| *index);
+            let mapped = match mapped {
+                Ok(result) => result,
+                Err(error) => {
+                    let problem = plugin_failure(Stage::Map, &error);
+                    for (index, _) in group.get(chunk).unwrap_or_default() {
+                        tally.fail(*index, problem.clone());
+                    }
+                    continue;
                 }
-                continue;
+            };
+            for error in &mapped.errors {
+                if let Some(index) = event_of(error.record) {
+                    tally.fail(
+                        index,
+                        Problem::permanent(Stage::Map, "MAPPING_REJECTED", error.reason.clone()),
+                    );
+                }
             }
-        };
-        for error in &mapped.errors {
-            if let Some(index) = event_of(error.record) {
-                tally.fail(
-                    index,
-                    Problem::permanent(Stage::Map, "MAPPING_REJECTED", error.reason.clone()),
-                );
+            for batch in mapped.batches {
+                let events: Vec<Option<usize>> =
+                    batch.sources.iter().map(|&s| event_of(s)).collect();
+                coerce_batch(
+                    installation,
+                    plugins,
+                    client,
+                    batch,
+                    events,
+                    tally,
+                    &mut out,
+                )
+                .await;
             }
-        }
-        for batch in mapped.batches {
-            coerce_batch(
-                installation,
-                plugins,
-                client,
-                batch,
-                &event_of,
-                tally,
-                &mut out,
-            )
-            .await;
         }
     }
     out
 }
 
+/// Coerces one mapped batch whose row `r` came from round event `events[r]`.
 async fn coerce_batch(
     installation: &str,
     plugins: &Arc<InstalledPlugins>,
     client: &SalesforceClient,
     batch: Batch,
-    event_of: &impl Fn(u32) -> Option<usize>,
+    events: Vec<Option<usize>>,
     tally: &mut Tally,
     out: &mut Vec<MappedRecord>,
 ) {
-    // Row `r` of the mapped batch came from input record `sources[r]`.
-    let events: Vec<Option<usize>> = batch.sources.iter().map(|&s| event_of(s)).collect();
     let fail_all = |tally: &mut Tally, problem: &Problem| {
         for index in events.iter().flatten() {
             tally.fail(*index, problem.clone());
@@ -127,38 +143,54 @@ async fn coerce_batch(
         }
     };
     let rules = ObjectRules::from_describe(&describe.raw);
-    let mapped = Arc::new(batch);
-    let input = mapped.clone();
-    let coerced = match call_plugin(installation, plugins, move |p, id| {
-        p.coerce(id, Direction::Outbound, &schema, &input)
+    let row_events = events.clone();
+    // The call and the conversion of its output to JSON are CPU work: both on the
+    // blocking pool.
+    let coerced = call_plugin(installation, plugins, move |p, id| {
+        let coerced = p.coerce(id, Direction::Outbound, &schema, &batch)?;
+        Ok(coerced_records(&rules, &batch, &coerced, &row_events))
     })
-    .await
-    {
-        Ok(result) => result,
-        Err(error) => {
-            fail_all(tally, &plugin_failure(Stage::Coerce, &error));
-            return;
+    .await;
+    match coerced {
+        Ok((records, failures)) => {
+            for (index, problem) in failures {
+                tally.fail(index, problem);
+            }
+            out.extend(records);
         }
-    };
+        Err(error) => fail_all(tally, &plugin_failure(Stage::Coerce, &error)),
+    }
+}
+
+/// The records a coerce call produced, and the events whose values it refused.
+fn coerced_records(
+    rules: &ObjectRules,
+    mapped: &Batch,
+    coerced: &BatchResult,
+    events: &[Option<usize>],
+) -> (Vec<MappedRecord>, Vec<(usize, Problem)>) {
+    let mut failures = Vec::new();
     for error in &coerced.errors {
         let Some(Some(index)) = events.get(error.record as usize) else {
             continue;
         };
         let row = error.record as usize;
-        tally.fail(*index, coerce_problem(&rules, &mapped, row, &error.reason));
+        failures.push((*index, coerce_problem(rules, mapped, row, &error.reason)));
     }
+    let mut records = Vec::new();
     for result in &coerced.batches {
         for (row, &source) in result.sources.iter().enumerate() {
             let Some(Some(index)) = events.get(source as usize) else {
                 continue;
             };
-            out.push(MappedRecord {
+            records.push(MappedRecord {
                 event: *index,
                 object: result.object.clone(),
                 fields: record_to_json(result, row),
             });
         }
     }
+    (records, failures)
 }
 
 /// The DLQ reason for a value the coercer refused. The guest SDK reports `"{field}:

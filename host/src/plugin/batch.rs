@@ -7,17 +7,28 @@
 //! `absent` (leave the target untouched), never `null` (clear it), and absent values are
 //! left out of the JSON again on the way back.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Number, Value as Json};
 
 use super::column::{Span, Value};
 use super::output::span_text;
 use super::types::{Batch, Column};
 
+/// The most values (fields × records) one batch built by [`batches_from_json`] holds:
+/// 1,048,576, about 9 MiB of tags and payloads. A batch is as wide as the union of its
+/// records' fields, so records with disjoint field names make it grow with the square of
+/// the record count; cutting the batch there keeps host memory and plugin time linear in
+/// the input. Ordinary batches (200 records × 30 fields is 6,000 values) never reach it.
+pub const MAX_BATCH_CELLS: usize = 1 << 20;
+
 /// Builds a batch record by record; fields are added as they first appear and earlier
-/// records read absent for them.
+/// records read absent for them. Fields are found through an index, so building is linear
+/// in the values set however many distinct fields the records carry.
 #[derive(Debug)]
 pub struct BatchBuilder {
     batch: Batch,
+    columns_by_field: HashMap<String, usize>,
 }
 
 impl BatchBuilder {
@@ -30,17 +41,17 @@ impl BatchBuilder {
                 sources: Vec::new(),
                 text: String::new(),
             },
+            columns_by_field: HashMap::new(),
         }
     }
 
     /// Starts with a known field list, reserving room for `rows` records.
     pub fn with_fields(object: &str, fields: &[&str], rows: usize) -> Self {
         let mut builder = Self::new(object);
-        for field in fields {
-            builder.batch.fields.push((*field).to_owned());
-            builder.batch.columns.push(Column::with_capacity(rows));
-        }
         builder.batch.sources.reserve(rows);
+        for field in fields {
+            builder.column(field);
+        }
         builder
     }
 
@@ -59,15 +70,27 @@ impl BatchBuilder {
         row
     }
 
+    /// Fields the batch has so far.
+    pub fn field_count(&self) -> usize {
+        self.batch.fields.len()
+    }
+
+    /// Whether the batch already has a column for `field`.
+    pub fn has_field(&self, field: &str) -> bool {
+        self.columns_by_field.contains_key(field)
+    }
+
     fn column(&mut self, field: &str) -> usize {
-        if let Some(i) = self.batch.fields.iter().position(|f| f == field) {
+        if let Some(&i) = self.columns_by_field.get(field) {
             return i;
         }
+        let i = self.batch.columns.len();
         self.batch.fields.push(field.to_owned());
         self.batch
             .columns
             .push(Column::with_capacity(self.batch.sources.capacity()));
-        self.batch.columns.len() - 1
+        self.columns_by_field.insert(field.to_owned(), i);
+        i
     }
 
     /// Columns grow lazily to the last record that set them; [`BatchBuilder::finish`]
@@ -112,6 +135,14 @@ impl BatchBuilder {
         self.put(row, field, value);
     }
 
+    /// Appends a record with every key of `record` as a field.
+    pub fn push_json(&mut self, record: &Map<String, Json>) {
+        let row = self.push_record();
+        for (field, value) in record {
+            self.set_json(row, field, value);
+        }
+    }
+
     pub fn finish(mut self) -> Batch {
         let rows = self.batch.sources.len();
         for column in &mut self.batch.columns {
@@ -128,12 +159,36 @@ pub fn batch_from_json(object: &str, records: &[Map<String, Json>]) -> Batch {
     let mut builder = BatchBuilder::new(object);
     builder.batch.sources.reserve(records.len());
     for record in records {
-        let row = builder.push_record();
-        for (field, value) in record {
-            builder.set_json(row, field, value);
-        }
+        builder.push_json(record);
     }
     builder.finish()
+}
+
+/// Batches of `object` from JSON objects, in order, none holding more than `max_cells`
+/// values (fields × records; see [`MAX_BATCH_CELLS`]), each with the index in `records`
+/// of its first record. A record wider than `max_cells` still gets a batch of its own.
+pub fn batches_from_json(
+    object: &str,
+    records: &[Map<String, Json>],
+    max_cells: usize,
+) -> Vec<(usize, Batch)> {
+    let mut out = Vec::new();
+    let mut first = 0;
+    let mut builder = BatchBuilder::new(object);
+    for (index, record) in records.iter().enumerate() {
+        let new_fields = record.keys().filter(|f| !builder.has_field(f)).count();
+        let cells = (builder.field_count() + new_fields).saturating_mul(builder.len() + 1);
+        if !builder.is_empty() && cells > max_cells {
+            let full = std::mem::replace(&mut builder, BatchBuilder::new(object));
+            out.push((first, full.finish()));
+            first = index;
+        }
+        builder.push_json(record);
+    }
+    if !builder.is_empty() {
+        out.push((first, builder.finish()));
+    }
+    out
 }
 
 /// One value as JSON. Out-of-range spans (which checked output never has) read as null.
@@ -194,4 +249,83 @@ pub fn batch_to_json(batch: &Batch) -> Vec<Map<String, Json>> {
     (0..batch.sources.len())
         .map(|row| record_to_json(batch, row))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fields: &[(&str, Json)]) -> Map<String, Json> {
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn records_with_the_same_fields_share_one_batch() {
+        let records: Vec<_> = (0..200)
+            .map(|i| record(&[("name", Json::from(format!("n{i}"))), ("n", Json::from(i))]))
+            .collect();
+        let batches = batches_from_json("company", &records, MAX_BATCH_CELLS);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].0, 0);
+        assert_eq!(batches[0].1.fields, ["name", "n"]);
+        assert_eq!(batches[0].1.sources.len(), 200);
+        assert_eq!(batch_to_json(&batches[0].1), records);
+    }
+
+    #[test]
+    fn disjoint_wide_records_are_cut_into_bounded_batches() {
+        // Each record brings 1,000 fields no other record has: one batch of all 50 would
+        // hold 50,000 fields × 50 records = 2.5 million values.
+        let records: Vec<Map<String, Json>> = (0..50)
+            .map(|r| {
+                (0..1_000)
+                    .map(|f| (format!("r{r}f{f}"), Json::from(f)))
+                    .collect()
+            })
+            .collect();
+        let max_cells = 100_000;
+        let batches = batches_from_json("company", &records, max_cells);
+        let mut next = 0;
+        for (first, batch) in &batches {
+            assert_eq!(*first, next, "batches follow each other in order");
+            let cells = batch.fields.len() * batch.sources.len();
+            assert!(cells <= max_cells, "{cells} values in one batch");
+            assert_eq!(
+                batch_to_json(batch),
+                records[*first..*first + batch.sources.len()]
+            );
+            next += batch.sources.len();
+        }
+        assert_eq!(next, records.len(), "every record is in a batch");
+    }
+
+    #[test]
+    fn a_record_wider_than_the_bound_still_gets_its_own_batch() {
+        let wide: Map<String, Json> = (0..30).map(|f| (format!("f{f}"), Json::Null)).collect();
+        let batches = batches_from_json("company", &[wide.clone(), wide], 10);
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[1].0, 1);
+        assert_eq!(batches[1].1.fields.len(), 30);
+    }
+
+    #[test]
+    fn a_field_set_again_in_a_later_record_keeps_its_column() {
+        let mut builder = BatchBuilder::with_fields("company", &["a", "b"], 2);
+        let row = builder.push_record();
+        builder.set_text(row, "b", "x");
+        let row = builder.push_record();
+        builder.set_text(row, "c", "y");
+        builder.set_text(row, "a", "z");
+        let batch = builder.finish();
+        assert_eq!(batch.fields, ["a", "b", "c"]);
+        let rows = batch_to_json(&batch);
+        assert_eq!(rows[0], record(&[("b", Json::from("x"))]));
+        assert_eq!(
+            rows[1],
+            record(&[("a", Json::from("z")), ("c", Json::from("y"))])
+        );
+    }
 }

@@ -60,12 +60,26 @@ pub enum StoreError {
     /// so a replay sent twice (two operators, a retried request) re-enqueues once.
     #[error("DLQ entry {id} is already {}", status.as_str())]
     DlqNotOpen { id: u64, status: super::DlqStatus },
+    /// A DLQ entry the store holds but cannot decode (see
+    /// [`UnreadableDlqEntry`](super::UnreadableDlqEntry)): it can be shown raw and
+    /// discarded, not replayed.
+    #[error("DLQ entry {id} cannot be decoded ({reason}); show it raw or discard it")]
+    DlqUnreadable { id: u64, reason: String },
     /// An accepted event that does not exist.
     #[error("installation {installation:?} has no accepted event with sequence number {seq}")]
     EventNotFound { installation: String, seq: u64 },
     /// The intake writer thread is gone (the host is shutting down, or it could not start).
     #[error("the intake writer has stopped")]
     WriterStopped,
+}
+
+impl From<super::UnreadableDlqEntry> for StoreError {
+    fn from(entry: super::UnreadableDlqEntry) -> Self {
+        StoreError::DlqUnreadable {
+            id: entry.id,
+            reason: entry.error,
+        }
+    }
 }
 
 /// Attaches "what was being done" to a backend error.

@@ -266,12 +266,15 @@ impl DlqStatus {
     }
 }
 
-/// A DLQ entry as stored.
+/// A DLQ entry as stored. `O` is how the original is held: decoded ([`DlqOriginal`]), or
+/// as its raw JSON (`Box<RawValue>`) where only the entry's own fields matter — the store
+/// reads those whatever the original holds, so listing or discarding an entry never fails
+/// on its original.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DlqEntry {
+pub struct DlqEntry<O = DlqOriginal> {
     pub id: u64,
     pub installation: String,
-    pub original: DlqOriginal,
+    pub original: O,
     pub stage: Stage,
     pub error_code: String,
     pub message: String,
@@ -295,8 +298,41 @@ pub struct DlqFilter {
     pub status: Option<DlqStatus>,
 }
 
+/// A DLQ entry the store holds but cannot decode: its original nests deeper than the
+/// decoder reads (written before intake limited nesting), or the value was written by an
+/// incompatible version. Lists show it instead of failing; it can be shown raw and
+/// discarded, not replayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnreadableDlqEntry {
+    pub id: u64,
+    /// `None` when not even the entry's own fields could be read.
+    pub installation: Option<String>,
+    pub status: Option<DlqStatus>,
+    /// Why it could not be decoded.
+    pub error: String,
+}
+
+/// What a DLQ listing found: the entries, and those that could not be decoded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DlqListing {
+    pub entries: Vec<DlqEntry>,
+    #[serde(default)]
+    pub unreadable: Vec<UnreadableDlqEntry>,
+}
+
 impl DlqFilter {
-    pub fn matches(&self, entry: &DlqEntry) -> bool {
+    /// Whether an unreadable entry may be one the filter asks for: what is known of it
+    /// must match; what is not known is not held against it, so it stays visible.
+    pub fn may_match(&self, entry: &UnreadableDlqEntry) -> bool {
+        self.installation
+            .as_deref()
+            .is_none_or(|i| entry.installation.as_deref() == Some(i))
+            && self
+                .status
+                .is_none_or(|s| entry.status.is_none_or(|known| known == s))
+    }
+
+    pub fn matches<O>(&self, entry: &DlqEntry<O>) -> bool {
         self.installation
             .as_deref()
             .is_none_or(|i| i == entry.installation)

@@ -22,12 +22,14 @@ use std::path::Path;
 
 use jiff::Timestamp;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::error::Doing;
 use super::{
-    AcceptedEvent, Admission, Admitted, AppliedMark, AuditEntry, DlqEntry, DlqFilter, DlqOriginal,
-    DlqStatus, EncodedEvent, EventState, EventStatus, NewDlqEntry, OutboundEvent, RetryState, Seq,
-    StateKind, Store, StoreError, StoreTxn, decode, encode,
+    AcceptedEvent, Admission, Admitted, AppliedMark, AuditEntry, DlqEntry, DlqFilter, DlqListing,
+    DlqOriginal, DlqStatus, EncodedEvent, EventState, EventStatus, NewDlqEntry, OutboundEvent,
+    RetryState, Seq, StateKind, Store, StoreError, StoreTxn, UnreadableDlqEntry, decode, encode,
 };
 
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbound_events");
@@ -47,6 +49,50 @@ const APPLIED: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("outbound_applied");
 /// Retry state of pending events that failed transiently; a row leaves with its event.
 const RETRY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbound_retry");
+
+/// Just the event id of a DLQ original (`{"kind": "event", "event": {"id": …}}`); every
+/// other member is skipped without being decoded, however deep it nests.
+#[derive(Deserialize)]
+struct OriginalEventId {
+    event: Option<EventId>,
+}
+
+#[derive(Deserialize)]
+struct EventId {
+    id: String,
+}
+
+/// Decodes a stored DLQ entry, or says what is known of one that cannot be decoded.
+fn read_dlq_entry(id: u64, bytes: &[u8]) -> Result<DlqEntry, UnreadableDlqEntry> {
+    let envelope: DlqEntry<Box<RawValue>> =
+        serde_json::from_slice(bytes).map_err(|e| UnreadableDlqEntry {
+            id,
+            installation: None,
+            status: None,
+            error: format!("the entry cannot be decoded: {e}"),
+        })?;
+    match serde_json::from_str::<DlqOriginal>(envelope.original.get()) {
+        Ok(original) => Ok(DlqEntry {
+            id: envelope.id,
+            installation: envelope.installation,
+            original,
+            stage: envelope.stage,
+            error_code: envelope.error_code,
+            message: envelope.message,
+            fields: envelope.fields,
+            attempts: envelope.attempts,
+            first_seen: envelope.first_seen,
+            last_seen: envelope.last_seen,
+            status: envelope.status,
+        }),
+        Err(e) => Err(UnreadableDlqEntry {
+            id,
+            installation: Some(envelope.installation),
+            status: Some(envelope.status),
+            error: format!("its original cannot be decoded: {e}"),
+        }),
+    }
+}
 
 const NEXT_SEQ: &str = "next_seq";
 const NEXT_DLQ_ID: &str = "next_dlq_id";
@@ -174,18 +220,22 @@ impl Store for RedbStore {
         }))
     }
 
-    fn dlq_list(&self, filter: &DlqFilter) -> Result<Vec<DlqEntry>, StoreError> {
+    fn dlq_list(&self, filter: &DlqFilter) -> Result<DlqListing, StoreError> {
         const DOING: &str = "listing DLQ entries";
         let txn = self.read(DOING)?;
         let dlq = txn.open_table(DLQ).doing(DOING)?;
-        let mut out = Vec::new();
+        let mut out = DlqListing::default();
         // A scan: the DLQ is meant to stay small (operators drain it); an index by
         // installation is the first thing to add if it does not.
         for row in dlq.iter().doing(DOING)? {
-            let (_, value) = row.doing(DOING)?;
-            let entry: DlqEntry = decode(value.value(), DOING)?;
-            if filter.matches(&entry) {
-                out.push(entry);
+            let (key, value) = row.doing(DOING)?;
+            match read_dlq_entry(key.value(), value.value()) {
+                Ok(entry) if filter.matches(&entry) => out.entries.push(entry),
+                Ok(_) => {}
+                Err(unreadable) if filter.may_match(&unreadable) => {
+                    out.unreadable.push(unreadable);
+                }
+                Err(_) => {}
             }
         }
         Ok(out)
@@ -196,7 +246,17 @@ impl Store for RedbStore {
         let txn = self.read(DOING)?;
         let dlq = txn.open_table(DLQ).doing(DOING)?;
         let found = dlq.get(id).doing(DOING)?;
-        found.map(|guard| decode(guard.value(), DOING)).transpose()
+        found
+            .map(|guard| read_dlq_entry(id, guard.value()).map_err(StoreError::from))
+            .transpose()
+    }
+
+    fn dlq_raw(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        const DOING: &str = "reading a DLQ entry";
+        let txn = self.read(DOING)?;
+        let dlq = txn.open_table(DLQ).doing(DOING)?;
+        let found = dlq.get(id).doing(DOING)?;
+        Ok(found.map(|guard| guard.value().to_vec()))
     }
 
     fn audit(
@@ -363,7 +423,27 @@ impl RedbTxn<'_> {
         let dlq = self.txn.open_table(DLQ).doing(doing)?;
         let found = dlq.get(id).doing(doing)?;
         match found {
-            Some(guard) => decode(guard.value(), doing),
+            Some(guard) => read_dlq_entry(id, guard.value()).map_err(StoreError::from),
+            None => Err(StoreError::DlqNotFound(id)),
+        }
+    }
+
+    /// The entry's own fields, its original left as raw JSON: readable however the
+    /// original nests.
+    fn load_dlq_envelope(
+        &self,
+        id: u64,
+        doing: &'static str,
+    ) -> Result<DlqEntry<Box<RawValue>>, StoreError> {
+        let dlq = self.txn.open_table(DLQ).doing(doing)?;
+        let found = dlq.get(id).doing(doing)?;
+        match found {
+            Some(guard) => {
+                serde_json::from_slice(guard.value()).map_err(|e| StoreError::DlqUnreadable {
+                    id,
+                    reason: e.to_string(),
+                })
+            }
             None => Err(StoreError::DlqNotFound(id)),
         }
     }
@@ -547,15 +627,22 @@ impl StoreTxn for RedbTxn<'_> {
         };
         let entry = match open_id {
             Some(id) => {
-                let mut entry = self.load_dlq_entry(id, DOING)?;
-                entry.attempts = entry.attempts.saturating_add(1);
-                entry.last_seen = new.at;
-                entry.stage = new.stage;
-                entry.error_code.clone_from(&new.error_code);
-                entry.message.clone_from(&new.message);
-                entry.fields.clone_from(&new.fields);
-                entry.original = new.original.clone();
-                entry
+                // The new failure's original replaces the stored one, so only the entry's
+                // own fields are read: an entry whose original cannot be decoded is healed.
+                let known = self.load_dlq_envelope(id, DOING)?;
+                DlqEntry {
+                    id,
+                    installation: known.installation,
+                    original: new.original.clone(),
+                    stage: new.stage,
+                    error_code: new.error_code.clone(),
+                    message: new.message.clone(),
+                    fields: new.fields.clone(),
+                    attempts: known.attempts.saturating_add(1),
+                    first_seen: known.first_seen,
+                    last_seen: new.at,
+                    status: known.status,
+                }
             }
             None => DlqEntry {
                 id: self.next(NEXT_DLQ_ID, DOING)?,
@@ -601,11 +688,21 @@ impl StoreTxn for RedbTxn<'_> {
 
     fn set_dlq_status(&mut self, id: u64, status: DlqStatus) -> Result<(), StoreError> {
         const DOING: &str = "changing a DLQ entry's status";
-        let mut entry = self.load_dlq_entry(id, DOING)?;
+        // Through the envelope, so the original is written back byte for byte and an
+        // entry whose original cannot be decoded can still be discarded.
+        let mut entry = self.load_dlq_envelope(id, DOING)?;
         entry.status = status;
-        self.put_dlq_entry(&entry, DOING)?;
+        let bytes = encode(&entry, DOING)?;
+        self.txn
+            .open_table(DLQ)
+            .doing(DOING)?
+            .insert(id, bytes.as_slice())
+            .doing(DOING)?;
+        let event_id = serde_json::from_str::<OriginalEventId>(entry.original.get())
+            .ok()
+            .and_then(|original| original.event.map(|event| event.id));
         if status != DlqStatus::Open
-            && let Some(event_id) = entry.original.event_id()
+            && let Some(event_id) = event_id.as_deref()
         {
             // The entry is closed: a later failure of the same event opens a fresh one,
             // so the history of what was tried stays readable.
@@ -620,6 +717,15 @@ impl StoreTxn for RedbTxn<'_> {
             }
         }
         Ok(())
+    }
+
+    fn dlq_status(&mut self, id: u64) -> Result<Option<DlqStatus>, StoreError> {
+        const DOING: &str = "reading a DLQ entry's status";
+        match self.load_dlq_envelope(id, DOING) {
+            Ok(entry) => Ok(Some(entry.status)),
+            Err(StoreError::DlqNotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 
     fn get_dlq(&mut self, id: u64) -> Result<Option<DlqEntry>, StoreError> {

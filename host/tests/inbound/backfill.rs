@@ -167,7 +167,7 @@ async fn a_failing_plugin_dead_letters_its_rows_and_the_sync_goes_on() {
     assert_eq!(report.objects[0].failed as usize, live);
     drop(sync);
     let store = RedbStore::open(&db).expect("store");
-    let dead = store.dlq_list(&Default::default()).expect("dlq");
+    let dead = store.dlq_list(&Default::default()).expect("dlq").entries;
     assert_eq!(dead.len(), live, "every row is in the DLQ");
     assert!(
         dead.iter()

@@ -1,26 +1,63 @@
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use weft::api::{IntakeLimits, ServeConfig, Server};
+use weft::api::{AdminToken, IntakeLimits, ServeConfig, Server, TokenHash};
 use weft::store::{AcceptedEvent, GroupCommitConfig, RedbStore, Store};
 
 pub const INSTALLATION: &str = "acme";
+
+/// Each installation's own intake token, and the operator's.
+pub const ACME_TOKEN: &str = "weft_acme_intake_token_for_tests";
+pub const GLOBEX_TOKEN: &str = "weft_globex_intake_token_for_tests";
+pub const ADMIN_TOKEN: &str = "operator-token-for-the-intake-tests";
+
+/// Default headers that send `token` as the bearer.
+pub fn client_headers(token: &str) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header value"),
+    );
+    headers
+}
+
+/// A client that sends `token` on every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .default_headers(client_headers(token))
+        .build()
+        .expect("client")
+}
+
+/// A client with the operator token, which reaches every installation.
+pub fn client() -> reqwest::Client {
+    client_with(ADMIN_TOKEN)
+}
 
 pub fn db_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("weft.redb")
 }
 
-/// Starts the API in-process on a free loopback port.
+/// Starts the API in-process on a free loopback port, with the operator token
+/// [`ADMIN_TOKEN`].
 pub async fn start(db: &Path) -> Server {
+    start_with_admin(db, Some(AdminToken::new(ADMIN_TOKEN).expect("token"))).await
+}
+
+/// Starts the API with `admin_token` (`None`: the admin routes are off).
+pub async fn start_with_admin(db: &Path, admin_token: Option<AdminToken>) -> Server {
     Server::start(
         ServeConfig {
             db: db.to_owned(),
             listen: "127.0.0.1:0".parse().expect("literal address"),
-            installations: BTreeSet::from([INSTALLATION.to_owned(), "globex".to_owned()]),
+            installations: BTreeMap::from([
+                (INSTALLATION.to_owned(), Some(TokenHash::of(ACME_TOKEN))),
+                ("globex".to_owned(), Some(TokenHash::of(GLOBEX_TOKEN))),
+            ]),
             group_commit: GroupCommitConfig::default(),
             limits: IntakeLimits::default(),
-            admin_token: None,
+            admin_token,
         },
         None,
     )

@@ -283,6 +283,7 @@ fn weft_dlq_works_through_a_running_weft_serve() {
         assert_eq!(bad_filter.status(), 400);
         let status: Value = client
             .get(format!("{url}/v1/installations/acme/events/e1"))
+            .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap()
@@ -310,7 +311,7 @@ fn weft_dlq_works_through_a_running_weft_serve() {
 #[tokio::test]
 async fn admin_routes_are_off_without_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = crate::common::start(&db_path(&dir)).await;
+    let server = crate::common::start_with_admin(&db_path(&dir), None).await;
     let response = reqwest::Client::new()
         .get(format!("http://{}/v1/admin/dlq", server.local_addr()))
         .bearer_auth(TOKEN)

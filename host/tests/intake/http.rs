@@ -10,7 +10,7 @@ async fn accepted_events_are_durable_and_ordered() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_path(&dir);
     let server = start(&db).await;
-    let client = reqwest::Client::new();
+    let client = crate::common::client();
     let url = events_url(&server, INSTALLATION);
 
     let response = client
@@ -59,7 +59,7 @@ async fn a_repeated_event_id_is_accepted_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_path(&dir);
     let server = start(&db).await;
-    let client = reqwest::Client::new();
+    let client = crate::common::client();
     let url = events_url(&server, INSTALLATION);
 
     let first: Value = client
@@ -107,7 +107,7 @@ async fn an_oversized_body_gets_413_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_path(&dir);
     let server = start(&db).await;
-    let client = reqwest::Client::new();
+    let client = crate::common::client();
     let url = events_url(&server, INSTALLATION);
     client
         .post(&url)
@@ -155,7 +155,7 @@ async fn bad_requests_get_400_naming_the_event_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_path(&dir);
     let server = start(&db).await;
-    let client = reqwest::Client::new();
+    let client = crate::common::client();
     let url = events_url(&server, INSTALLATION);
 
     let post = |body: String| {
@@ -230,7 +230,7 @@ async fn an_unknown_installation_gets_404() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_path(&dir);
     let server = start(&db).await;
-    let client = reqwest::Client::new();
+    let client = crate::common::client();
     let response = client
         .post(events_url(&server, "initech"))
         .json(&json!([event("e")]))
@@ -265,7 +265,7 @@ async fn concurrent_posters_all_land_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_path(&dir);
     let server = start(&db).await;
-    let client = reqwest::Client::new();
+    let client = crate::common::client();
     let url = events_url(&server, INSTALLATION);
 
     let posters = 16;

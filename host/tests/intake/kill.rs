@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{INSTALLATION, all_events, db_path, event};
+use crate::common::{ADMIN_TOKEN, INSTALLATION, all_events, db_path, event};
 
 struct Host {
     child: Child,
@@ -33,6 +33,7 @@ fn spawn_host(db: &Path) -> Host {
         .arg("--status-file")
         .arg(db.with_extension("status.json"))
         .args(["--worker-threads", "2"])
+        .env("WEFT_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -79,6 +80,7 @@ async fn sigkill_never_loses_an_acknowledged_event() {
         tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
+                .default_headers(crate::common::client_headers(ADMIN_TOKEN))
                 .build()
                 .unwrap();
             let mut batch_no = 0u64;

@@ -148,21 +148,24 @@ fn dlq_entries_record_failures_filter_and_replay() {
             error_code: Some("INVALID_PICKLIST_VALUE".into()),
             ..DlqFilter::default()
         })
-        .unwrap();
+        .unwrap()
+        .entries;
     assert_eq!(by_code.iter().map(|e| e.id).collect::<Vec<_>>(), [second]);
     let by_stage = store
         .dlq_list(&DlqFilter {
             stage: Some(Stage::Map),
             ..DlqFilter::default()
         })
-        .unwrap();
+        .unwrap()
+        .entries;
     assert_eq!(by_stage.iter().map(|e| e.id).collect::<Vec<_>>(), [inbound]);
     let acme = store
         .dlq_list(&DlqFilter {
             installation: Some("acme".into()),
             ..DlqFilter::default()
         })
-        .unwrap();
+        .unwrap()
+        .entries;
     assert_eq!(acme.len(), 2);
 
     // Replay re-enqueues the original event under a new seq and closes the entry.
@@ -210,7 +213,8 @@ fn dlq_entries_record_failures_filter_and_replay() {
             status: Some(DlqStatus::Open),
             ..DlqFilter::default()
         })
-        .unwrap();
+        .unwrap()
+        .entries;
     assert_eq!(
         open.iter().map(|e| e.id).collect::<Vec<_>>(),
         [inbound, third]

@@ -204,6 +204,7 @@ pub fn open_dlq(store: &RedbStore) -> Vec<DlqEntry> {
             ..DlqFilter::default()
         })
         .expect("dlq list")
+        .entries
 }
 
 pub fn audit(store: &RedbStore) -> Vec<AuditEntry> {
@@ -227,4 +228,19 @@ pub fn accounts(org: &EmulatorHandle) -> BTreeMap<String, Value> {
     .into_iter()
     .filter_map(|r| Some((r[KEY].as_str()?.to_owned(), r)))
     .collect()
+}
+
+/// The installation's intake token (its hash is in the file `kill::write_config` writes)
+/// and the operator token `weft serve` is started with.
+pub const INTAKE_TOKEN: &str = "weft_acme_outbound_test_token";
+pub const ADMIN_TOKEN: &str = "operator-token-for-the-outbound-tests";
+
+/// Default headers that send `token` as the bearer.
+pub fn bearer(token: &str) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header value"),
+    );
+    headers
 }

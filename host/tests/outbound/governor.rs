@@ -132,6 +132,7 @@ async fn weft_serve_restarted_carries_on_from_the_api_calls_it_spent() {
             "http://{}/v1/installations/{INSTALLATION}/events",
             host.addr
         ))
+        .bearer_auth(crate::common::INTAKE_TOKEN)
         .json(&body)
         .send()
         .await

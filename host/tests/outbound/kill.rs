@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use weft::store::{EventState, RedbStore, Store};
 
-use crate::common::{INSTALLATION, KEY, accounts, acme_org};
+use crate::common::{ADMIN_TOKEN, INSTALLATION, INTAKE_TOKEN, KEY, accounts, acme_org, bearer};
 
 pub(crate) struct Host {
     pub child: Child,
@@ -30,6 +30,7 @@ pub(crate) fn spawn_host(db: &Path, config: &Path, status: &Path) -> Host {
         .arg(config)
         .arg("--status-file")
         .arg(status)
+        .env("WEFT_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -67,6 +68,9 @@ gzip_requests = false
 [plugin]
 component = "{component}"
 
+[intake]
+token_sha256 = "{token_sha256}"
+
 [outbound]
 idle_poll_ms = 20
 
@@ -81,6 +85,7 @@ delete = {{ policy = "soft_delete", field = "Deleted__c", value = true }}
         url = org.base_url(),
         client_id = org.credentials().client_id,
         component = weft_tests::plugin_wasm("acme-accounts").display(),
+        token_sha256 = weft::api::TokenHash::of(INTAKE_TOKEN).to_hex(),
     );
     std::fs::write(&config, text).expect("config file");
     config
@@ -130,6 +135,7 @@ async fn sigkill_five_times_every_acknowledged_event_ends_in_salesforce_or_the_d
         tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
+                .default_headers(bearer(INTAKE_TOKEN))
                 .build()
                 .expect("http client");
             let mut batch_no = 0u64;
@@ -209,7 +215,10 @@ async fn sigkill_five_times_every_acknowledged_event_ends_in_salesforce_or_the_d
         "{}",
         String::from_utf8_lossy(&status_out.stderr)
     );
-    let metrics = reqwest::get(format!("http://{}/metrics", host.addr))
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{}/metrics", host.addr))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
         .await
         .expect("metrics")
         .text()

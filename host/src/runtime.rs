@@ -1,0 +1,95 @@
+//! An installation's live objects — its governor, Salesforce client and compiled plugin —
+//! built from its configuration file in one place.
+//!
+//! `weft serve` starts an installation from what [`Installation::load`] returns, and `weft
+//! config check` runs the very same function and drops the result, so a file that passes
+//! the check is one the host will start. Loading never opens a network connection; the
+//! org is asked only by `config check --online` and by the running pipelines.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{ConfigError, InstallationConfig};
+use crate::plugin::{LoadError, LoadedPlugin, PluginConfig, PluginRuntime};
+use crate::salesforce::{SalesforceClient, SalesforceError};
+use crate::telemetry::Telemetry;
+use crate::throttle::{Governor, SystemClock};
+
+/// Why an installation's file could not be turned into a running installation. Every
+/// variant names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallationError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{}: plugin.component: {source}", file.display())]
+    Plugin {
+        file: PathBuf,
+        #[source]
+        source: LoadError,
+    },
+    #[error("{}: salesforce: {source}", file.display())]
+    Client {
+        file: PathBuf,
+        #[source]
+        source: SalesforceError,
+    },
+}
+
+/// One installation, validated and assembled.
+pub struct Installation {
+    pub config: InstallationConfig,
+    pub governor: Arc<Governor>,
+    pub client: SalesforceClient,
+    /// The compiled component, ready to install into the host's plugin table.
+    pub plugin: LoadedPlugin,
+}
+
+impl Installation {
+    /// Reads and validates `path` (every section, outbound included), compiles its plugin
+    /// component (refusing anything `weft plugin check` refuses) and builds its governor
+    /// and client.
+    pub fn load(
+        path: &Path,
+        plugins: &PluginRuntime,
+        telemetry: &Telemetry,
+    ) -> Result<Installation, InstallationError> {
+        let config = InstallationConfig::load(path)?;
+        let plugin = plugins
+            .load_file(&config.plugin.component)
+            .map_err(|source| InstallationError::Plugin {
+                file: path.to_owned(),
+                source,
+            })?;
+        let governor = Governor::new(
+            config.governor.clone(),
+            Arc::new(SystemClock),
+            telemetry.installation(&config.id),
+        );
+        let client = SalesforceClient::new(
+            config.salesforce.client_config(&config.id),
+            governor.clone(),
+        )
+        .map_err(|source| InstallationError::Client {
+            file: path.to_owned(),
+            source,
+        })?;
+        Ok(Installation {
+            config,
+            governor,
+            client,
+            plugin,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// The plugin's configuration and limits, as the plugin table takes them.
+    pub fn plugin_config(&self) -> PluginConfig {
+        PluginConfig {
+            values: self.config.plugin.config.clone(),
+            limits: self.config.plugin.limits.clone(),
+        }
+    }
+}
