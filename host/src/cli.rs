@@ -91,6 +91,18 @@ pub enum Command {
         /// Tokio worker threads for HTTP (default: one per core).
         #[arg(long)]
         worker_threads: Option<usize>,
+        /// Largest intake request body, in bytes (default 307200, 300 KiB): bounds the
+        /// memory one request pins until its commit; senders split larger batches.
+        #[arg(long, default_value_t = crate::api::intake::MAX_BODY_BYTES)]
+        max_body_bytes: usize,
+        /// Most fields one event's record may carry (default 1000: an sObject has at most
+        /// 800 custom fields). Bounds what one event costs the outbound batch.
+        #[arg(long, default_value_t = crate::api::intake::MAX_EVENT_FIELDS)]
+        max_event_fields: usize,
+        /// Deepest nesting of objects and arrays in one event's record (default 32, at
+        /// most 100): the store must read back every envelope it wraps around a record.
+        #[arg(long, default_value_t = crate::api::intake::MAX_RECORD_DEPTH, value_parser = parse_record_depth)]
+        max_record_depth: usize,
         /// Bearer token that unlocks the admin API (`/v1/admin/…`, used by `weft dlq
         /// --url`); at least 16 characters, e.g. `openssl rand -hex 32`. Without it the
         /// admin API is off. Prefer the environment variable: arguments show in `ps`. The
@@ -178,6 +190,14 @@ impl DlqTargetArgs {
             url: self.url,
             token: self.token,
         }
+    }
+}
+
+fn parse_record_depth(text: &str) -> Result<usize, String> {
+    let limit = crate::api::intake::MAX_RECORD_DEPTH_LIMIT;
+    match text.parse::<usize>() {
+        Ok(depth) if (1..=limit).contains(&depth) => Ok(depth),
+        _ => Err(format!("expected a number of levels from 1 to {limit}")),
     }
 }
 
@@ -321,6 +341,9 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             max_batch_events,
             max_wait_us,
             worker_threads,
+            max_body_bytes,
+            max_event_fields,
+            max_record_depth,
             admin_token,
         } => serve::run(serve::ServeArgs {
             db,
@@ -331,6 +354,11 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             max_batch_events,
             max_wait_us,
             worker_threads,
+            limits: crate::api::IntakeLimits {
+                max_body_bytes,
+                max_event_fields,
+                max_record_depth,
+            },
             admin_token,
         }),
         Command::Config(ConfigCommand::Check { file, online }) => config_cmd::check(&file, online),

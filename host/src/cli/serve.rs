@@ -36,6 +36,7 @@ pub struct ServeArgs {
     pub max_batch_events: usize,
     pub max_wait_us: u64,
     pub worker_threads: Option<usize>,
+    pub limits: IntakeLimits,
     pub admin_token: Option<AdminToken>,
 }
 
@@ -91,7 +92,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_wait: Duration::from_micros(args.max_wait_us),
             ..GroupCommitConfig::default()
         },
-        limits: IntakeLimits::default(),
+        limits: args.limits.clone(),
         admin_token: args.admin_token.clone(),
     };
     let metrics: ExtraMetrics = {
