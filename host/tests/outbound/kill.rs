@@ -22,12 +22,19 @@ pub(crate) struct Host {
 }
 
 pub(crate) fn spawn_host(db: &Path, config: &Path, status: &Path) -> Host {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--worker-threads", "2"])
+    spawn_host_with(db, &[config], status)
+}
+
+/// `weft serve` on `db` with every installation file in `configs`.
+pub(crate) fn spawn_host_with(db: &Path, configs: &[&Path], status: &Path) -> Host {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.args(["serve", "--listen", "127.0.0.1:0", "--worker-threads", "2"]);
+    for config in configs {
+        command.arg("--config").arg(config);
+    }
+    let mut child = command
         .arg("--db")
         .arg(db)
-        .arg("--config")
-        .arg(config)
         .arg("--status-file")
         .arg(status)
         .env("WEFT_ADMIN_TOKEN", ADMIN_TOKEN)
