@@ -23,8 +23,12 @@
 //! - `401` `unauthorized` — no bearer token, or one that is nobody's (see [`super::auth`]);
 //! - `404` `unknown_installation` — the id is not one this host serves, or the token is
 //!   another installation's;
+//! - `415` `unsupported_media_type` — the `Content-Type` is missing or not JSON
+//!   (`application/json`, or an `application/…+json` type);
 //! - `413` `payload_too_large` — the raw body exceeds [`MAX_BODY_BYTES`] (checked before
 //!   parsing, from `Content-Length` and again while reading);
+//! - `408` `body_timeout` — the body did not arrive within the server's body timeout
+//!   (see [`super::conn`]); nothing of the batch was stored;
 //! - `400` `malformed_json` (with line and column) or `invalid_event` (with `index` and
 //!   `field`, e.g. `events[3].occurred_at: expected an RFC 3339 timestamp …`); nothing of
 //!   the batch is stored — a batch is accepted whole or not at all;
@@ -106,6 +110,14 @@ pub(super) async fn post_events(
     else {
         return unknown_installation(&installation);
     };
+    if !is_json(request.headers()) {
+        counters.invalid.fetch_add(1, Ordering::Relaxed);
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the batch as JSON with `Content-Type: application/json`".into(),
+        );
+    }
     let limit = state.limits.max_body_bytes;
     let declared = request
         .headers()
@@ -121,6 +133,14 @@ pub(super) async fn post_events(
         Err(BodyError::TooLarge) => {
             counters.too_large.fetch_add(1, Ordering::Relaxed);
             return too_large(limit);
+        }
+        Err(BodyError::TimedOut(message)) => {
+            counters.invalid.fetch_add(1, Ordering::Relaxed);
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("{message}; nothing of the batch was stored, send it again"),
+            );
         }
         Err(BodyError::Read(message)) => {
             counters.invalid.fetch_add(1, Ordering::Relaxed);
@@ -241,7 +261,30 @@ pub(super) async fn event_status(
 
 enum BodyError {
     TooLarge,
+    /// The body missed the connection's body deadline ([`super::conn::BodyTimedOut`]).
+    TimedOut(String),
     Read(String),
+}
+
+/// Whether the request says its body is JSON: `application/json` or a structured
+/// `application/…+json` type, any parameters (`charset`) aside. Anything else is refused
+/// before the body is read, so a form post or a text upload never reaches the parser.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some(subtype) = essence
+        .split_once('/')
+        .filter(|(kind, _)| kind.eq_ignore_ascii_case("application"))
+        .map(|(_, subtype)| subtype.to_ascii_lowercase())
+    else {
+        return false;
+    };
+    subtype == "json" || subtype.ends_with("+json")
 }
 
 /// Reads the body but never more than `limit` bytes: a sender that lies in (or omits)
@@ -250,7 +293,13 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        let chunk = chunk.map_err(|e| {
+            if super::conn::is_body_timeout(&e) {
+                BodyError::TimedOut(e.to_string())
+            } else {
+                BodyError::Read(e.to_string())
+            }
+        })?;
         if out.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge);
         }
