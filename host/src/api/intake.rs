@@ -10,7 +10,8 @@
 //! ```
 //!
 //! - `id`: the event's id, 1–256 characters; an id the installation already accepted is
-//!   reported as a duplicate and not stored again (posting the same batch twice is safe);
+//!   reported as a duplicate and not stored again (posting the same batch twice is safe),
+//!   unless the content differs from what was accepted under it (see `409`);
 //! - `object`: the product object kind (non-empty); the plugin maps it to Salesforce;
 //! - `operation`: `"upsert"` or `"delete"`;
 //! - `occurred_at`: RFC 3339 with an offset, e.g. `2026-01-01T00:00:00Z`;
@@ -34,6 +35,12 @@
 //!   the batch is stored — a batch is accepted whole or not at all;
 //! - `503` `store_unavailable` — the store could not commit; nothing new was acknowledged,
 //!   retry the same batch;
+//! - `409` `event_id_conflict` with `conflicts`, `accepted` and `duplicates` — some events
+//!   reuse an id the installation already accepted with different content (or repeat an
+//!   id of the same batch with different content). Those are not stored: the first content
+//!   stays, and a changed event needs a new id. The batch's other events are handled as
+//!   in a `202` and are durable (ids make that safe: sending the batch again after fixing
+//!   the ids reports them as duplicates);
 //! - `202` `{"accepted": [ids], "duplicates": [ids]}` — every listed event is durable.
 
 use std::sync::Arc;
@@ -180,9 +187,12 @@ pub(super) async fn post_events(
             let mut answer = Answer {
                 accepted: Vec::with_capacity(committed.events.len()),
                 duplicates: Vec::new(),
+                conflicts: Vec::new(),
             };
             for (event, admitted) in committed.events.iter().zip(&committed.admitted) {
-                if admitted.duplicate {
+                if admitted.conflict {
+                    answer.conflicts.push(event.id());
+                } else if admitted.duplicate {
                     answer.duplicates.push(event.id());
                 } else {
                     answer.accepted.push(event.id());
@@ -195,6 +205,10 @@ pub(super) async fn post_events(
             counters
                 .duplicates
                 .fetch_add(answer.duplicates.len() as u64, Ordering::Relaxed);
+            if !answer.conflicts.is_empty() {
+                counters.invalid.fetch_add(1, Ordering::Relaxed);
+                return conflict(&answer);
+            }
             (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
         }
         Err(store_error) => {
@@ -215,6 +229,29 @@ pub(super) async fn post_events(
 struct Answer<'a> {
     accepted: Vec<&'a str>,
     duplicates: Vec<&'a str>,
+    /// Only in a `409`; a `202` has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    conflicts: Vec<&'a str>,
+}
+
+/// The `409`: which ids were reused with different content, and what became of the rest.
+fn conflict(answer: &Answer<'_>) -> Response {
+    (
+        StatusCode::CONFLICT,
+        axum::Json(json!({
+            "error": "event_id_conflict",
+            "message": format!(
+                "{} event(s) reuse an id already accepted with different content; they were \
+                 not stored (the first content stays): send a changed event under a new id. \
+                 The batch's other events were handled as listed.",
+                answer.conflicts.len()
+            ),
+            "conflicts": answer.conflicts,
+            "accepted": answer.accepted,
+            "duplicates": answer.duplicates,
+        })),
+    )
+        .into_response()
 }
 
 pub(super) async fn event_status(

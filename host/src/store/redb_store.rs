@@ -94,6 +94,38 @@ fn read_dlq_entry(id: u64, bytes: &[u8]) -> Result<DlqEntry, UnreadableDlqEntry>
     }
 }
 
+/// Whether a stored [`AcceptedEvent`] holds the same event as `event`, for telling a
+/// repeated post (a duplicate) from a reused id (a conflict). Only duplicates get here, so
+/// the intake fast path pays nothing for it and stores nothing extra. The bytes are compared
+/// first: every event is encoded by [`EncodedEvent::new`] with sorted record keys, so the
+/// same event gives the same bytes. Only when they differ are both decoded and compared,
+/// so an event stored in another encoding of the same content (an older version) is still
+/// the same; a stored value that cannot be decoded cannot be compared, and the id alone
+/// decides, as it always did.
+fn same_event(stored: &[u8], event: &EncodedEvent) -> bool {
+    if stored_event_json(stored) == Some(event.json()) {
+        return true;
+    }
+    match (
+        serde_json::from_slice::<AcceptedEvent>(stored),
+        serde_json::from_slice::<OutboundEvent>(event.json()),
+    ) {
+        (Ok(stored), Ok(offered)) => stored.event == offered,
+        _ => true,
+    }
+}
+
+/// The event's own JSON inside a stored [`AcceptedEvent`], which ends `,"event":{…}}`.
+/// The first `,"event":` is the member's: a JSON string can never hold a bare `"`.
+fn stored_event_json(stored: &[u8]) -> Option<&[u8]> {
+    const MEMBER: &[u8] = br#","event":"#;
+    let start = stored
+        .windows(MEMBER.len())
+        .position(|window| window == MEMBER)?
+        + MEMBER.len();
+    stored.get(start..stored.len().checked_sub(1)?)
+}
+
 const NEXT_SEQ: &str = "next_seq";
 const NEXT_DLQ_ID: &str = "next_dlq_id";
 const NEXT_AUDIT_ID: &str = "next_audit_id";
@@ -468,6 +500,7 @@ impl StoreTxn for RedbTxn<'_> {
                 event_id: event.id().to_owned(),
                 seq: admitted.seq,
                 duplicate: admitted.duplicate,
+                conflict: admitted.conflict,
             })
             .collect())
     }
@@ -507,9 +540,15 @@ impl StoreTxn for RedbTxn<'_> {
                     .map(|g| g.value());
                 if let Some(original) = previous {
                     ids.insert(key, original).doing(DOING)?;
+                    let conflict = match stored.get((installation, original.0)).doing(DOING)? {
+                        Some(first) => !same_event(first.value(), event),
+                        // Nothing left to compare with: the id alone decides.
+                        None => false,
+                    };
                     out.push(Admitted {
                         seq: original.0,
                         duplicate: true,
+                        conflict,
                     });
                     continue;
                 }
@@ -528,6 +567,7 @@ impl StoreTxn for RedbTxn<'_> {
                 out.push(Admitted {
                     seq,
                     duplicate: false,
+                    conflict: false,
                 });
             }
         }
