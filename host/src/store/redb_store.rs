@@ -130,25 +130,26 @@ const NEXT_SEQ: &str = "next_seq";
 const NEXT_DLQ_ID: &str = "next_dlq_id";
 const NEXT_AUDIT_ID: &str = "next_audit_id";
 
-/// The redb-backed [`Store`]: one file, one writing process.
+/// The redb file as a [`Store`]: one file, one writing process. Reached only through
+/// [`RedbStore`](super::RedbStore), which contains the panics redb raises on a damaged file.
 ///
 /// Commits are durable (`Durability::Immediate`, redb's default: fsync before `commit`
 /// returns) and use quick repair: each commit also persists the allocator state, which
 /// costs a little per commit but means reopening after a crash or `kill -9` does not walk
 /// the whole file to rebuild it — on a large store that walk takes minutes, during which
 /// the host accepts nothing. With group commit the per-commit cost is shared by many events.
-pub struct RedbStore {
+pub(super) struct RedbFile {
     db: Database,
 }
 
-impl RedbStore {
+impl RedbFile {
     /// Opens the store at `path`, creating the file and its tables if needed.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source,
         })?;
-        let store = RedbStore { db };
+        let store = RedbFile { db };
         store.write(&mut |_txn| Ok(()))?;
         Ok(store)
     }
@@ -201,7 +202,7 @@ impl RedbStore {
     }
 }
 
-impl Store for RedbStore {
+impl Store for RedbFile {
     fn write(
         &self,
         work: &mut dyn FnMut(&mut dyn StoreTxn) -> Result<(), StoreError>,
