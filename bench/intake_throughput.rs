@@ -230,6 +230,7 @@ fn main() {
                 group_commit: GroupCommitConfig::default(),
                 limits: IntakeLimits::default(),
                 admin_token: None,
+                conn: weft::api::ConnLimits::default(),
             },
             None,
         )

@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod conn;
 pub mod intake;
 mod metrics;
 
@@ -35,6 +36,7 @@ use crate::store::{GroupCommitConfig, IntakeWriter, RedbStore, Store, StoreError
 
 pub use crate::token::{TokenHash, TokenHashError, new_token};
 pub use admin::{AdminToken, AdminTokenError};
+pub use conn::ConnLimits;
 pub use intake::{IntakeLimits, MAX_BODY_BYTES};
 pub use metrics::IntakeCounters;
 
@@ -133,6 +135,8 @@ pub struct ServeConfig {
     pub limits: IntakeLimits,
     /// The admin API's bearer token; `None` leaves the admin routes off (`403`).
     pub admin_token: Option<AdminToken>,
+    /// What one connection may cost: timeouts, the connection cap, the head size.
+    pub conn: ConnLimits,
 }
 
 /// Why the server could not start or stopped.
@@ -194,7 +198,7 @@ impl Server {
             config.admin_token,
         ));
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, state, async move {
+        let task = tokio::spawn(serve(listener, state, config.conn, async move {
             let _ = stop.await;
         }));
         Ok(Server {
@@ -249,16 +253,15 @@ impl RunningServer {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then waits for in-flight
-/// requests. Dropping the router here drops the state and with it the last
-/// [`IntakeWriter`], which lets the writer thread finish.
+/// Serves the API on `listener` within `limits` (see [`conn`]) until `shutdown` resolves,
+/// then waits for in-flight requests. Dropping the router here drops the state and with it
+/// the last [`IntakeWriter`], which lets the writer thread finish.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ApiState>,
+    limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Serve)
+    conn::serve(listener, router(state), limits, shutdown).await;
+    Ok(())
 }

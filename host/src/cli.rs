@@ -14,10 +14,12 @@ mod sync_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::api::{AdminToken, AdminTokenError};
+use crate::api::conn;
+use crate::api::{AdminToken, AdminTokenError, ConnLimits};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -109,6 +111,8 @@ pub enum Command {
         /// admin API shares the intake listener; never expose it publicly.
         #[arg(long, env = "WEFT_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
         admin_token: Option<AdminToken>,
+        #[command(flatten)]
+        conn: ConnArgs,
     },
     /// Pull an installation's org into the product: a resumable backfill, then incremental
     /// passes (changes, soft and hard deletes) every poll interval.
@@ -143,6 +147,44 @@ pub enum Command {
     /// Installation API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+/// What one HTTP connection to `weft serve` may cost; the defaults' reasoning is in
+/// `api::conn`.
+#[derive(Debug, clap::Args)]
+pub struct ConnArgs {
+    /// Seconds a request head may take from its first byte to its last; a client that
+    /// trickles its head is disconnected after this.
+    #[arg(long, default_value_t = conn::DEFAULT_HEADER_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_secs: u64,
+    /// Seconds a request body may take to arrive after its head; a slower body gets 408.
+    /// The default asks at least 10 KiB/s of a sender posting the largest body.
+    #[arg(long, default_value_t = conn::DEFAULT_BODY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request and nothing sent either way.
+    /// Keep it above the idle timeout of a load balancer in front (often 60 s).
+    #[arg(long, default_value_t = conn::DEFAULT_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_secs: u64,
+    /// Connections served at once; more are answered 503 and closed at once. Keep it below
+    /// the open-file limit (`ulimit -n`) less what the host needs besides (the store,
+    /// outbound connections): raise both together.
+    #[arg(long, default_value_t = conn::DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; larger heads get 431.
+    #[arg(long, default_value_t = conn::DEFAULT_MAX_HEADER_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
+    max_header_bytes: usize,
+}
+
+impl ConnArgs {
+    fn into_limits(self) -> ConnLimits {
+        ConnLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -345,6 +387,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             max_event_fields,
             max_record_depth,
             admin_token,
+            conn,
         } => serve::run(serve::ServeArgs {
             db,
             listen,
@@ -360,6 +403,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 max_record_depth,
             },
             admin_token,
+            conn: conn.into_limits(),
         }),
         Command::Config(ConfigCommand::Check { file, online }) => config_cmd::check(&file, online),
         Command::Sync {

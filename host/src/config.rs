@@ -140,7 +140,7 @@ impl InstallationConfig {
             key,
             reason,
         };
-        let raw: RawInstallation = toml::from_str(text).map_err(|e| at(toml_problem(&e)))?;
+        let raw: RawInstallation = toml::from_str(text).map_err(|e| at(toml_problem(&e, text)))?;
         let base = path.parent().unwrap_or(Path::new("."));
         check_id(&raw.id).map_err(at)?;
         let salesforce = raw.salesforce.check(base).map_err(at)?;
@@ -174,16 +174,72 @@ impl InstallationConfig {
     }
 }
 
-/// Turns a TOML error into the key it is about and a one-line reason with the position.
-fn toml_problem(e: &toml::de::Error) -> Invalid {
+/// Turns a TOML error into the dotted key it is about and a one-line reason ending in the
+/// line and column. `toml` reports unknown fields, type errors and missing fields with the
+/// byte span of the key, the value or the table, but does not say whose; the key is found
+/// by locating that span in the parsed document. A file that does not parse at all (a
+/// syntax error) has no keys to name: it keeps `-`, with the position.
+fn toml_problem(e: &toml::de::Error, text: &str) -> Invalid {
     let message = e.message().trim().to_owned();
-    // `toml` reports unknown fields and type errors with the byte span of the key; the
-    // message itself names the field, so the position is what helps most.
-    let reason = match e.span() {
-        Some(span) => format!("{message} (at byte {})", span.start),
-        None => message,
+    let Some(span) = e.span() else {
+        return Invalid::new("-", message);
     };
-    Invalid::new("-", reason)
+    let (line, column) = line_column(text, span.start);
+    let key = toml::de::DeTable::parse(text)
+        .ok()
+        .and_then(|document| {
+            let mut path = Vec::new();
+            key_at(document.get_ref(), span.start, &mut path).then(|| path.join("."))
+        })
+        .unwrap_or_else(|| "-".into());
+    Invalid::new(key, format!("{message} (line {line}, column {column})"))
+}
+
+/// 1-based line and column (in characters) of byte `at` of `text`.
+fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Pushes onto `path` the keys leading to the innermost key or value of `table` whose span
+/// holds byte `at`; whether one does. Children are searched before their parent's own span,
+/// since a `[table]`'s span need not cover the keys written under its header.
+fn key_at(table: &toml::de::DeTable<'_>, at: usize, path: &mut Vec<String>) -> bool {
+    for (key, value) in table.iter() {
+        path.push(key.get_ref().to_string());
+        if key.span().contains(&at) || value_at(value, at, path) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+fn value_at(
+    value: &toml::Spanned<toml::de::DeValue<'_>>,
+    at: usize,
+    path: &mut Vec<String>,
+) -> bool {
+    match value.get_ref() {
+        toml::de::DeValue::Table(table) if key_at(table, at, path) => return true,
+        toml::de::DeValue::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let Some(last) = path.last_mut() else { break };
+                let bare = last.len();
+                last.push_str(&format!("[{index}]"));
+                if value_at(item, at, path) {
+                    return true;
+                }
+                if let Some(last) = path.last_mut() {
+                    last.truncate(bare);
+                }
+            }
+        }
+        _ => {}
+    }
+    value.span().contains(&at)
 }
 
 /// Installation ids appear in paths, metric labels and URLs: keep them plain.

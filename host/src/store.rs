@@ -27,6 +27,7 @@
 //! `weft dlq show` and forensic reads of the file need no schema, and `#[serde(default)]`
 //! lets a newer host read an older file.
 
+mod contain;
 mod error;
 mod group_commit;
 mod model;
@@ -35,6 +36,7 @@ mod redb_store;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use contain::RedbStore;
 pub use error::StoreError;
 pub use group_commit::{Committed, GroupCommitConfig, IntakeWriter, WriterHandle, WriterStats};
 use model::GOVERNOR_OBJECT;
@@ -44,7 +46,6 @@ pub use model::{
     NewDlqEntry, Operation, OutboundEvent, RetryState, Seq, SkippedField, Stage, StateKind,
     UnknownStage, UnreadableDlqEntry,
 };
-pub use redb_store::RedbStore;
 
 use jiff::Timestamp;
 

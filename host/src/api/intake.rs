@@ -10,7 +10,8 @@
 //! ```
 //!
 //! - `id`: the event's id, 1–256 characters; an id the installation already accepted is
-//!   reported as a duplicate and not stored again (posting the same batch twice is safe);
+//!   reported as a duplicate and not stored again (posting the same batch twice is safe),
+//!   unless the content differs from what was accepted under it (see `409`);
 //! - `object`: the product object kind (non-empty); the plugin maps it to Salesforce;
 //! - `operation`: `"upsert"` or `"delete"`;
 //! - `occurred_at`: RFC 3339 with an offset, e.g. `2026-01-01T00:00:00Z`;
@@ -23,13 +24,23 @@
 //! - `401` `unauthorized` — no bearer token, or one that is nobody's (see [`super::auth`]);
 //! - `404` `unknown_installation` — the id is not one this host serves, or the token is
 //!   another installation's;
+//! - `415` `unsupported_media_type` — the `Content-Type` is missing or not JSON
+//!   (`application/json`, or an `application/…+json` type);
 //! - `413` `payload_too_large` — the raw body exceeds [`MAX_BODY_BYTES`] (checked before
 //!   parsing, from `Content-Length` and again while reading);
+//! - `408` `body_timeout` — the body did not arrive within the server's body timeout
+//!   (see [`super::conn`]); nothing of the batch was stored;
 //! - `400` `malformed_json` (with line and column) or `invalid_event` (with `index` and
 //!   `field`, e.g. `events[3].occurred_at: expected an RFC 3339 timestamp …`); nothing of
 //!   the batch is stored — a batch is accepted whole or not at all;
 //! - `503` `store_unavailable` — the store could not commit; nothing new was acknowledged,
 //!   retry the same batch;
+//! - `409` `event_id_conflict` with `conflicts`, `accepted` and `duplicates` — some events
+//!   reuse an id the installation already accepted with different content (or repeat an
+//!   id of the same batch with different content). Those are not stored: the first content
+//!   stays, and a changed event needs a new id. The batch's other events are handled as
+//!   in a `202` and are durable (ids make that safe: sending the batch again after fixing
+//!   the ids reports them as duplicates);
 //! - `202` `{"accepted": [ids], "duplicates": [ids]}` — every listed event is durable.
 
 use std::sync::Arc;
@@ -106,6 +117,14 @@ pub(super) async fn post_events(
     else {
         return unknown_installation(&installation);
     };
+    if !is_json(request.headers()) {
+        counters.invalid.fetch_add(1, Ordering::Relaxed);
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the batch as JSON with `Content-Type: application/json`".into(),
+        );
+    }
     let limit = state.limits.max_body_bytes;
     let declared = request
         .headers()
@@ -121,6 +140,14 @@ pub(super) async fn post_events(
         Err(BodyError::TooLarge) => {
             counters.too_large.fetch_add(1, Ordering::Relaxed);
             return too_large(limit);
+        }
+        Err(BodyError::TimedOut(message)) => {
+            counters.invalid.fetch_add(1, Ordering::Relaxed);
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("{message}; nothing of the batch was stored, send it again"),
+            );
         }
         Err(BodyError::Read(message)) => {
             counters.invalid.fetch_add(1, Ordering::Relaxed);
@@ -160,9 +187,12 @@ pub(super) async fn post_events(
             let mut answer = Answer {
                 accepted: Vec::with_capacity(committed.events.len()),
                 duplicates: Vec::new(),
+                conflicts: Vec::new(),
             };
             for (event, admitted) in committed.events.iter().zip(&committed.admitted) {
-                if admitted.duplicate {
+                if admitted.conflict {
+                    answer.conflicts.push(event.id());
+                } else if admitted.duplicate {
                     answer.duplicates.push(event.id());
                 } else {
                     answer.accepted.push(event.id());
@@ -175,6 +205,10 @@ pub(super) async fn post_events(
             counters
                 .duplicates
                 .fetch_add(answer.duplicates.len() as u64, Ordering::Relaxed);
+            if !answer.conflicts.is_empty() {
+                counters.invalid.fetch_add(1, Ordering::Relaxed);
+                return conflict(&answer);
+            }
             (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
         }
         Err(store_error) => {
@@ -195,6 +229,29 @@ pub(super) async fn post_events(
 struct Answer<'a> {
     accepted: Vec<&'a str>,
     duplicates: Vec<&'a str>,
+    /// Only in a `409`; a `202` has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    conflicts: Vec<&'a str>,
+}
+
+/// The `409`: which ids were reused with different content, and what became of the rest.
+fn conflict(answer: &Answer<'_>) -> Response {
+    (
+        StatusCode::CONFLICT,
+        axum::Json(json!({
+            "error": "event_id_conflict",
+            "message": format!(
+                "{} event(s) reuse an id already accepted with different content; they were \
+                 not stored (the first content stays): send a changed event under a new id. \
+                 The batch's other events were handled as listed.",
+                answer.conflicts.len()
+            ),
+            "conflicts": answer.conflicts,
+            "accepted": answer.accepted,
+            "duplicates": answer.duplicates,
+        })),
+    )
+        .into_response()
 }
 
 pub(super) async fn event_status(
@@ -241,7 +298,30 @@ pub(super) async fn event_status(
 
 enum BodyError {
     TooLarge,
+    /// The body missed the connection's body deadline ([`super::conn::BodyTimedOut`]).
+    TimedOut(String),
     Read(String),
+}
+
+/// Whether the request says its body is JSON: `application/json` or a structured
+/// `application/…+json` type, any parameters (`charset`) aside. Anything else is refused
+/// before the body is read, so a form post or a text upload never reaches the parser.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some(subtype) = essence
+        .split_once('/')
+        .filter(|(kind, _)| kind.eq_ignore_ascii_case("application"))
+        .map(|(_, subtype)| subtype.to_ascii_lowercase())
+    else {
+        return false;
+    };
+    subtype == "json" || subtype.ends_with("+json")
 }
 
 /// Reads the body but never more than `limit` bytes: a sender that lies in (or omits)
@@ -250,7 +330,13 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        let chunk = chunk.map_err(|e| {
+            if super::conn::is_body_timeout(&e) {
+                BodyError::TimedOut(e.to_string())
+            } else {
+                BodyError::Read(e.to_string())
+            }
+        })?;
         if out.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge);
         }

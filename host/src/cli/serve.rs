@@ -18,7 +18,9 @@ use anyhow::{Context, bail};
 use tokio::sync::watch;
 
 use super::governor_state;
-use crate::api::{AdminToken, ExtraMetrics, IntakeLimits, ServeConfig, Server, TokenHash};
+use crate::api::{
+    AdminToken, ConnLimits, ExtraMetrics, IntakeLimits, ServeConfig, Server, TokenHash,
+};
 use crate::outbound::{OutboundConfig, Pipeline};
 use crate::plugin::{InstalledPlugins, PluginRuntime, QuarantinePolicy, RuntimeConfig};
 use crate::runtime::Installation;
@@ -38,6 +40,7 @@ pub struct ServeArgs {
     pub worker_threads: Option<usize>,
     pub limits: IntakeLimits,
     pub admin_token: Option<AdminToken>,
+    pub conn: ConnLimits,
 }
 
 /// An installation ready to sync, built from its configuration file.
@@ -94,6 +97,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         limits: args.limits.clone(),
         admin_token: args.admin_token.clone(),
+        conn: args.conn.clone(),
     };
     let metrics: ExtraMetrics = {
         let telemetry = telemetry.clone();

@@ -188,3 +188,37 @@ fn the_example_in_the_repository_is_valid_in_shape() {
     );
     f.parse(&text).expect("example config");
 }
+
+/// Regression: TOML errors named the key `-` and gave a byte offset.
+#[test]
+fn toml_errors_name_the_dotted_key_and_the_line_and_column() {
+    let f = Fixture::new();
+    // An unknown key inside a nested table.
+    let e = refused(f.parse(&VALID.replace("api = \"bulk\"", "api = \"bulk\"\npage = 3")));
+    assert_eq!(e.key, "inbound.objects.Account.page", "{e}");
+    let line = VALID.lines().position(|l| l == "api = \"bulk\"").unwrap() + 2;
+    assert!(
+        e.reason.ends_with(&format!("(line {line}, column 1)")),
+        "{e}"
+    );
+    // A value of the wrong type.
+    let e = refused(f.parse(&VALID.replace(
+        "fields = [\"FirstName\", \"LastName\", \"Account.Name\"]",
+        "fields = \"FirstName\"",
+    )));
+    assert_eq!(e.key, "inbound.objects.Contact.fields", "{e}");
+    assert!(
+        e.reason.contains("line ") && e.reason.contains(", column 10)"),
+        "{e}"
+    );
+    // A wrong type inside an array names the element.
+    let e = refused(f.parse(&VALID.replace("\"LastName\"", "7")));
+    assert_eq!(e.key, "inbound.objects.Contact.fields[1]", "{e}");
+    // A missing field names its table.
+    let e = refused(f.parse(&VALID.replace("client_id = \"3MVG9\"\n", "")));
+    assert_eq!(e.key, "salesforce", "{e}");
+    // A file that does not parse has no keys to name; it still says where.
+    let e = refused(f.parse("id = \"acme\"\n[salesforce\n"));
+    assert_eq!(e.key, "-", "{e}");
+    assert!(e.reason.contains("(line 2, column"), "{e}");
+}

@@ -17,6 +17,24 @@ pub enum StoreError {
         #[source]
         source: redb::DatabaseError,
     },
+    /// The file holds no database at all (0 bytes): truncated by a failed copy or a full
+    /// disk, or created by hand. It is refused rather than started as a new, empty store,
+    /// which would silently lose every accepted event, checkpoint and DLQ entry it held.
+    #[error(
+        "store file {} is empty (0 bytes), not a weft store: if it held one, it was truncated \
+         and should be restored from a backup; to start a new store, delete the file",
+        path.display()
+    )]
+    Empty { path: PathBuf },
+    /// The database library failed on damage inside the file (it panicked rather than
+    /// returning an error). Every later call on the same open store is refused too: the
+    /// library's state after such a failure cannot be trusted.
+    #[error(
+        "store file {} is corrupt ({detail}); restore it from a backup, or move it aside to \
+         start a new store",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, detail: String },
     /// A transaction could not begin.
     #[error("{doing}: starting a transaction")]
     Transaction {

@@ -89,6 +89,9 @@ pub struct Admitted {
     /// New for an accepted event, the original one for a duplicate.
     pub seq: Seq,
     pub duplicate: bool,
+    /// A duplicate whose content differs from the event first accepted under its id: the
+    /// sender reused an id, and the first content stays.
+    pub conflict: bool,
 }
 
 /// The outcome of offering one event to the store.
@@ -100,6 +103,8 @@ pub struct Admission {
     pub seq: Seq,
     /// The installation already had an event with this id; nothing was written for it.
     pub duplicate: bool,
+    /// A duplicate whose content differs from the event first accepted under its id.
+    pub conflict: bool,
 }
 
 /// Where an accepted event is in the outbound pipeline.

@@ -94,29 +94,62 @@ fn read_dlq_entry(id: u64, bytes: &[u8]) -> Result<DlqEntry, UnreadableDlqEntry>
     }
 }
 
+/// Whether a stored [`AcceptedEvent`] holds the same event as `event`, for telling a
+/// repeated post (a duplicate) from a reused id (a conflict). Only duplicates get here, so
+/// the intake fast path pays nothing for it and stores nothing extra. The bytes are compared
+/// first: every event is encoded by [`EncodedEvent::new`] with sorted record keys, so the
+/// same event gives the same bytes. Only when they differ are both decoded and compared,
+/// so an event stored in another encoding of the same content (an older version) is still
+/// the same; a stored value that cannot be decoded cannot be compared, and the id alone
+/// decides, as it always did.
+fn same_event(stored: &[u8], event: &EncodedEvent) -> bool {
+    if stored_event_json(stored) == Some(event.json()) {
+        return true;
+    }
+    match (
+        serde_json::from_slice::<AcceptedEvent>(stored),
+        serde_json::from_slice::<OutboundEvent>(event.json()),
+    ) {
+        (Ok(stored), Ok(offered)) => stored.event == offered,
+        _ => true,
+    }
+}
+
+/// The event's own JSON inside a stored [`AcceptedEvent`], which ends `,"event":{…}}`.
+/// The first `,"event":` is the member's: a JSON string can never hold a bare `"`.
+fn stored_event_json(stored: &[u8]) -> Option<&[u8]> {
+    const MEMBER: &[u8] = br#","event":"#;
+    let start = stored
+        .windows(MEMBER.len())
+        .position(|window| window == MEMBER)?
+        + MEMBER.len();
+    stored.get(start..stored.len().checked_sub(1)?)
+}
+
 const NEXT_SEQ: &str = "next_seq";
 const NEXT_DLQ_ID: &str = "next_dlq_id";
 const NEXT_AUDIT_ID: &str = "next_audit_id";
 
-/// The redb-backed [`Store`]: one file, one writing process.
+/// The redb file as a [`Store`]: one file, one writing process. Reached only through
+/// [`RedbStore`](super::RedbStore), which contains the panics redb raises on a damaged file.
 ///
 /// Commits are durable (`Durability::Immediate`, redb's default: fsync before `commit`
 /// returns) and use quick repair: each commit also persists the allocator state, which
 /// costs a little per commit but means reopening after a crash or `kill -9` does not walk
 /// the whole file to rebuild it — on a large store that walk takes minutes, during which
 /// the host accepts nothing. With group commit the per-commit cost is shared by many events.
-pub struct RedbStore {
+pub(super) struct RedbFile {
     db: Database,
 }
 
-impl RedbStore {
+impl RedbFile {
     /// Opens the store at `path`, creating the file and its tables if needed.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source,
         })?;
-        let store = RedbStore { db };
+        let store = RedbFile { db };
         store.write(&mut |_txn| Ok(()))?;
         Ok(store)
     }
@@ -169,7 +202,7 @@ impl RedbStore {
     }
 }
 
-impl Store for RedbStore {
+impl Store for RedbFile {
     fn write(
         &self,
         work: &mut dyn FnMut(&mut dyn StoreTxn) -> Result<(), StoreError>,
@@ -468,6 +501,7 @@ impl StoreTxn for RedbTxn<'_> {
                 event_id: event.id().to_owned(),
                 seq: admitted.seq,
                 duplicate: admitted.duplicate,
+                conflict: admitted.conflict,
             })
             .collect())
     }
@@ -507,9 +541,15 @@ impl StoreTxn for RedbTxn<'_> {
                     .map(|g| g.value());
                 if let Some(original) = previous {
                     ids.insert(key, original).doing(DOING)?;
+                    let conflict = match stored.get((installation, original.0)).doing(DOING)? {
+                        Some(first) => !same_event(first.value(), event),
+                        // Nothing left to compare with: the id alone decides.
+                        None => false,
+                    };
                     out.push(Admitted {
                         seq: original.0,
                         duplicate: true,
+                        conflict,
                     });
                     continue;
                 }
@@ -528,6 +568,7 @@ impl StoreTxn for RedbTxn<'_> {
                 out.push(Admitted {
                     seq,
                     duplicate: false,
+                    conflict: false,
                 });
             }
         }

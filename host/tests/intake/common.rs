@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use weft::api::{AdminToken, IntakeLimits, ServeConfig, Server, TokenHash};
+use weft::api::{AdminToken, ConnLimits, IntakeLimits, ServeConfig, Server, TokenHash};
 use weft::store::{AcceptedEvent, GroupCommitConfig, RedbStore, Store};
 
 pub const INSTALLATION: &str = "acme";
@@ -47,6 +47,15 @@ pub async fn start(db: &Path) -> Server {
 
 /// Starts the API with `admin_token` (`None`: the admin routes are off).
 pub async fn start_with_admin(db: &Path, admin_token: Option<AdminToken>) -> Server {
+    start_with_conn(db, admin_token, ConnLimits::default()).await
+}
+
+/// Starts the API with the operator token and these connection limits.
+pub async fn start_with_limits(db: &Path, conn: ConnLimits) -> Server {
+    start_with_conn(db, Some(AdminToken::new(ADMIN_TOKEN).expect("token")), conn).await
+}
+
+async fn start_with_conn(db: &Path, admin_token: Option<AdminToken>, conn: ConnLimits) -> Server {
     Server::start(
         ServeConfig {
             db: db.to_owned(),
@@ -58,6 +67,7 @@ pub async fn start_with_admin(db: &Path, admin_token: Option<AdminToken>) -> Ser
             group_commit: GroupCommitConfig::default(),
             limits: IntakeLimits::default(),
             admin_token,
+            conn,
         },
         None,
     )

@@ -128,6 +128,7 @@ async fn an_oversized_body_gets_413_and_loses_nothing() {
         (0..40).map(|_| Ok(vec![b' '; 10 * 1024])).collect();
     let response = client
         .post(&url)
+        .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             chunks,
         )))
@@ -296,4 +297,110 @@ async fn concurrent_posters_all_land_exactly_once() {
     let ids: HashSet<&str> = events.iter().map(|e| e.event.id.as_str()).collect();
     assert_eq!(events.len(), posters * per_poster);
     assert_eq!(ids.len(), posters * per_poster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_json_gets_415() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_path(&dir);
+    let server = start(&db).await;
+    let client = crate::common::client();
+    let url = events_url(&server, INSTALLATION);
+    let body = json!([event("typed")]).to_string();
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = client.post(&url).body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], "unsupported_media_type");
+    }
+    // JSON with a charset, and a structured +json type, are JSON.
+    for content_type in [
+        "application/json; charset=utf-8",
+        "application/vnd.weft+json",
+    ] {
+        let response = client
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{content_type}");
+    }
+    server.stop().await.unwrap();
+    assert_eq!(all_events(&db, INSTALLATION).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_event_id_with_different_content_gets_409() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_path(&dir);
+    let server = start(&db).await;
+    let client = crate::common::client();
+    let url = events_url(&server, INSTALLATION);
+    let post = |body: Value| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let response = client.post(&url).json(&body).send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, _) = post(json!([event("a")])).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let mut changed = event("a");
+    changed["record"]["name"] = json!("Not Acme");
+    let (status, body) = post(json!([changed, event("d")])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "event_id_conflict");
+    assert_eq!(body["conflicts"], json!(["a"]));
+    assert_eq!(body["accepted"], json!(["d"]));
+
+    // The same content again is still a plain duplicate; key order does not matter.
+    let reordered: Value = serde_json::from_str(
+        r#"[{"record": {"employees": 42, "name": "Acme Corp", "id": "c-a"},
+             "occurred_at": "2026-01-01T00:00:00Z", "operation": "upsert",
+             "object": "company", "id": "a"}]"#,
+    )
+    .unwrap();
+    let (status, body) = post(reordered).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"accepted": [], "duplicates": ["a"]}));
+
+    // Within one batch, the first content wins and the second is the conflict.
+    let mut second = event("x");
+    second["operation"] = json!("delete");
+    let (status, body) = post(json!([event("x"), second])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["accepted"], json!(["x"]));
+    assert_eq!(body["conflicts"], json!(["x"]));
+
+    server.stop().await.unwrap();
+    let events = all_events(&db, INSTALLATION);
+    let stored: Vec<(&str, &Value)> = events
+        .iter()
+        .map(|e| (e.event.id.as_str(), &e.event.record["name"]))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("a", &json!("Acme Corp")),
+            ("d", &json!("Acme Corp")),
+            ("x", &json!("Acme Corp"))
+        ]
+    );
+    assert_eq!(events[2].event.operation, weft::store::Operation::Upsert);
 }

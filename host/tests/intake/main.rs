@@ -3,6 +3,7 @@
 
 mod common;
 mod dlq;
+mod edge;
 mod hardening;
 mod http;
 mod kill;

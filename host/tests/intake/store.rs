@@ -370,3 +370,101 @@ fn encoded_events_read_back_exactly() {
         outbound("e2")
     );
 }
+
+/// Regression: an existing zero-length store file opened as a new, empty store without a
+/// word, silently dropping whatever the file was meant to hold.
+#[test]
+fn a_zero_length_store_file_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_path(&dir);
+    std::fs::write(&db, b"").unwrap();
+    let refused = RedbStore::open(&db)
+        .err()
+        .expect("an empty file is refused");
+    assert!(
+        matches!(&refused, StoreError::Empty { path } if path == &db),
+        "{refused}"
+    );
+    let message = refused.to_string();
+    assert!(message.contains(&db.display().to_string()), "{message}");
+    assert!(message.contains("empty"), "{message}");
+    // Nothing was written into it.
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
+}
+
+/// Regression: random damage inside a store file made redb panic (a backtrace from `weft
+/// dlq`, a dead intake writer in `weft serve`); it must be reported as corruption, naming
+/// the file, with a non-zero exit.
+#[test]
+fn a_damaged_store_file_is_reported_as_corrupt_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_path(&dir);
+    // Fixed times, so the file (and so each trial's damage) is the same on every run.
+    let at: Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+    {
+        let store = RedbStore::open(&db).unwrap();
+        for batch in 0..20 {
+            let events: Vec<OutboundEvent> = (0..50)
+                .map(|i| outbound(&format!("e{batch}-{i}")))
+                .collect();
+            store
+                .transact(|txn| txn.accept_events("acme", &events, at))
+                .unwrap();
+        }
+        let mut entry = failure("acme", outbound("e1-1"), Stage::Write, "X");
+        entry.at = at;
+        store.put_dlq(&entry).unwrap();
+    }
+    let original = std::fs::read(&db).unwrap();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut for_the_binary = None;
+    let mut corrupt = 0;
+    for trial in 0..60 {
+        let mut bytes = original.clone();
+        for _ in 0..32 {
+            let at = (random() as usize) % bytes.len();
+            bytes[at] = random() as u8;
+        }
+        let path = dir.path().join(format!("damaged-{trial}.redb"));
+        std::fs::write(&path, &bytes).unwrap();
+        let outcome = std::panic::catch_unwind(|| {
+            let store = RedbStore::open(&path)?;
+            let listed = store.dlq_list(&DlqFilter::default());
+            let events = store.events("acme", None, usize::MAX);
+            let pending = store.pending_events("acme", None, usize::MAX);
+            listed.map(|_| ())?;
+            events.map(|_| ())?;
+            pending.map(|_| ())
+        });
+        let result = outcome.unwrap_or_else(|_| panic!("trial {trial}: the store panicked"));
+        if let Err(StoreError::Corrupt { path: named, .. }) = &result {
+            assert_eq!(named, &path);
+            corrupt += 1;
+            let dlq_alone = RedbStore::open(&path).and_then(|s| s.dlq_list(&DlqFilter::default()));
+            if matches!(dlq_alone, Err(StoreError::Corrupt { .. })) {
+                for_the_binary.get_or_insert(path.clone());
+            }
+        }
+    }
+    assert!(corrupt > 0, "no trial reached redb's panicking paths");
+    let damaged = for_the_binary.expect("a trial whose DLQ listing fails on damage");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["dlq", "list", "--all", "--db"])
+        .arg(&damaged)
+        .env_remove("WEFT_URL")
+        .output()
+        .expect("weft runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("store file {} is corrupt", damaged.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
