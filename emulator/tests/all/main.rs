@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod bulk;
 mod conformance;
+mod header_case;
 mod limits_faults;
 mod query;
 mod writes;
