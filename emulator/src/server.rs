@@ -297,6 +297,7 @@ async fn api(
         }
     };
     org.stats.call(kind, &client);
+    org.age_recycle_bin();
     let origin = format!("com/salesforce/api/rest/{version};client={client}");
     let accepts_gzip = req
         .header("accept-encoding")
