@@ -4,6 +4,7 @@
 
 mod backfill;
 mod common;
+mod compound;
 mod evolution;
 mod http_sink;
 mod incremental;
