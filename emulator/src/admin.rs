@@ -105,6 +105,11 @@ fn build_field(spec: &FieldSpec) -> Result<FieldDef, AdminError> {
     {
         return Err(AdminError::NotCustom(spec.name.clone()));
     }
+    if spec.field_type.is_compound() {
+        return Err(AdminError::Invalid(
+            "compound fields come with their components; they cannot be added alone".into(),
+        ));
+    }
     if matches!(spec.field_type, FieldType::Id) {
         return Err(AdminError::Invalid(
             "a custom field cannot be of type id".into(),

@@ -94,6 +94,9 @@ pub struct EmulatorConfig {
     pub contacts: usize,
     pub leads: usize,
     pub opportunities: usize,
+    /// Seeded `Site__c` rows: the custom object with a geolocation field (`Location__c`).
+    /// Few by default — it exists to exercise compound fields, not volume.
+    pub sites: usize,
     /// Address to bind. Default `127.0.0.1:0` (a free loopback port; never a public interface).
     pub bind: SocketAddr,
     /// Serve HTTPS with a CA and server certificate generated at start-up.
@@ -150,6 +153,7 @@ impl Default for EmulatorConfig {
             contacts: 2_000,
             leads: 500,
             opportunities: 500,
+            sites: 50,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: false,
             tls_dir: None,

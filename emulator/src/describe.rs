@@ -86,13 +86,18 @@ fn field_json(f: &FieldDef) -> Value {
         FieldType::Double | FieldType::Currency | FieldType::Percent => (0, f.precision, f.scale),
         _ => (0, 0, 0),
     };
-    let length = if is_text || matches!(f.ftype, FieldType::Id | FieldType::Reference) {
+    let compound = f.ftype.is_compound();
+    // Compound values are read-only structures: never filtered, sorted, grouped or summed.
+    let plain = !compound && (f.ftype != FieldType::Textarea || f.length <= 255);
+    let length = if compound {
+        0
+    } else if is_text || matches!(f.ftype, FieldType::Id | FieldType::Reference) {
         f.length
     } else {
         0
     };
     json!({
-        "aggregatable": f.ftype != FieldType::Textarea || f.length <= 255,
+        "aggregatable": plain,
         "aiPredictionField": false,
         "autoNumber": false,
         "byteLength": length * 3,
@@ -100,7 +105,7 @@ fn field_json(f: &FieldDef) -> Value {
         "calculatedFormula": null,
         "cascadeDelete": false,
         "caseSensitive": false,
-        "compoundFieldName": null,
+        "compoundFieldName": f.compound.as_ref().map(|(c, _)| c.as_str()),
         "controllerName": null,
         "createable": f.createable,
         "custom": f.custom,
@@ -114,9 +119,9 @@ fn field_json(f: &FieldDef) -> Value {
         "encrypted": false,
         "externalId": f.external_id,
         "extraTypeInfo": null,
-        "filterable": f.ftype != FieldType::Textarea || f.length <= 255,
+        "filterable": plain,
         "filteredLookupInfo": null,
-        "groupable": !matches!(f.ftype, FieldType::Double | FieldType::Currency | FieldType::Percent | FieldType::Datetime),
+        "groupable": !compound && !matches!(f.ftype, FieldType::Double | FieldType::Currency | FieldType::Percent | FieldType::Datetime),
         "highScaleNumber": false,
         "htmlFormatted": false,
         "idLookup": f.name == "Id" || f.external_id || f.unique,
@@ -143,7 +148,7 @@ fn field_json(f: &FieldDef) -> Value {
         "scale": scale,
         "searchPrefilterable": false,
         "soapType": f.ftype.soap(),
-        "sortable": f.ftype != FieldType::Textarea || f.length <= 255,
+        "sortable": plain,
         "type": f.ftype.wire(),
         "unique": f.unique,
         "updateable": f.updateable,

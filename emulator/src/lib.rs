@@ -32,7 +32,7 @@
 //! `collections`, `composite`, `describe`, `bulk` (+ `bulk/query`, `bulk/ingest`, `csv_in`)
 //! → `writes` (validation, transactions) / `query` + `soql` (SOQL) / `render` (wire bytes)
 //! → `store` (columnar tables) with `schema`, `ids`, `clock`. Cross-cutting: `auth`,
-//! `limits`, `faults`, `stats`, `cdc`, `admin`, `seed`, `tls`, `http`, `org`.
+//! `limits`, `faults`, `stats`, `cdc`, `admin`, `seed`, `tls`, `http`, `header_case`, `org`.
 
 #![recursion_limit = "256"]
 
@@ -49,6 +49,7 @@ mod csv_in;
 mod describe;
 mod error;
 mod faults;
+mod header_case;
 mod http;
 mod ids;
 mod limits;

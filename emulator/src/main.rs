@@ -28,6 +28,9 @@ struct Args {
     /// Seeded Opportunities.
     #[arg(long, default_value_t = 500)]
     opportunities: usize,
+    /// Seeded Site__c rows (a custom object with a geolocation field).
+    #[arg(long, default_value_t = 50)]
+    sites: usize,
     /// Seeded Users (User 0 is the API user).
     #[arg(long, default_value_t = 20)]
     users: usize,
@@ -99,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         contacts: a.contacts,
         leads: a.leads,
         opportunities: a.opportunities,
+        sites: a.sites,
         users: a.users,
         bind: SocketAddr::new(a.host, a.port),
         tls: a.tls,

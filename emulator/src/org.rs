@@ -98,6 +98,7 @@ impl Org {
                 contacts: cfg.contacts,
                 leads: cfg.leads,
                 opportunities: cfg.opportunities,
+                sites: cfg.sites,
             },
             &cfg.credentials.username,
         );
@@ -161,8 +162,24 @@ impl Org {
         self.stats.events(n, 0, 0);
     }
 
+    /// Purges recycle-bin rows past their retention. Cheap when nothing is due (one read
+    /// lock and a look at each table's oldest entry), so every API request calls it: what
+    /// `queryAll` sees then follows simulated time, including a clock moved forward.
+    pub fn age_recycle_bin(&self) {
+        let now = self.clock.now_ms();
+        let due = self
+            .store
+            .read()
+            .map(|s| s.recycle_due_ms() <= now)
+            .unwrap_or(false);
+        if due && let Ok(mut store) = self.store.write() {
+            store.age_recycle_bin(now);
+        }
+    }
+
     /// Applies `n` generated changes (the "busy org" generator).
     pub fn generate_changes(&self, n: usize) -> usize {
+        self.age_recycle_bin();
         let ctx = self.write_ctx(0);
         let Ok(mut store) = self.store.write() else {
             return 0;
@@ -187,6 +204,7 @@ impl Org {
         include_deleted: bool,
     ) -> Result<Vec<serde_json::Value>, crate::error::ApiError> {
         let parsed = crate::soql::parse(soql)?;
+        self.age_recycle_bin();
         let store = self.store.read().map_err(|_| {
             crate::error::ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned")
         })?;

@@ -49,6 +49,32 @@ impl Accessor {
 pub struct Column {
     pub header: String,
     pub acc: Accessor,
+    /// For a compound field (`BillingAddress`): its components, rendered as one nested
+    /// object in REST results. Empty for every other field.
+    pub parts: Vec<(&'static str, FieldDef)>,
+}
+
+impl Column {
+    fn new(store: &Store, header: String, acc: Accessor) -> Column {
+        let parts = store.tables[acc.table].def.compound_parts(&acc.field.name);
+        Column { header, acc, parts }
+    }
+
+    pub fn is_compound(&self) -> bool {
+        self.acc.field.storage == Storage::Compound
+    }
+}
+
+/// Compound fields can be selected, never filtered, sorted, grouped or aggregated (as in a
+/// real org, which answers `INVALID_FIELD`).
+fn scalar(acc: Accessor, what: &str) -> Result<Accessor, ApiError> {
+    if acc.field.storage == Storage::Compound {
+        return Err(ApiError::invalid_field(format!(
+            "field '{}' can not be {what} in a query call",
+            acc.field.name
+        )));
+    }
+    Ok(acc)
 }
 
 /// The nested output shape of a REST record.
@@ -352,7 +378,7 @@ fn compile(store: &Store, base: usize, e: &Expr, today: i64) -> Result<Pred, Api
         ),
         Expr::Not(x) => Pred::Not(Box::new(compile(store, base, x, today)?)),
         Expr::Cmp { path, op, value } => {
-            let (acc, _) = resolve_path(store, base, path)?;
+            let acc = scalar(resolve_path(store, base, path)?.0, "filtered")?;
             let v = convert(&acc.field, value, today)?;
             if matches!(v, CVal::Bool(_) | CVal::Null) && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
                 return Err(ApiError::new(
@@ -368,7 +394,7 @@ fn compile(store: &Store, base: usize, e: &Expr, today: i64) -> Result<Pred, Api
             values,
             negated,
         } => {
-            let (acc, _) = resolve_path(store, base, path)?;
+            let acc = scalar(resolve_path(store, base, path)?.0, "filtered")?;
             let vals = values
                 .iter()
                 .map(|v| convert(&acc.field, v, today))
@@ -412,7 +438,7 @@ fn compile(store: &Store, base: usize, e: &Expr, today: i64) -> Result<Pred, Api
             if *negated { Pred::Not(Box::new(p)) } else { p }
         }
         Expr::Like { path, pattern } => {
-            let (acc, _) = resolve_path(store, base, path)?;
+            let acc = scalar(resolve_path(store, base, path)?.0, "filtered")?;
             if !acc.field.ftype.is_text() || acc.field.ftype == FieldType::Id {
                 return Err(ApiError::new(
                     400,
@@ -537,15 +563,12 @@ pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Resu
                     };
                     if take && !columns.iter().any(|c: &Column| c.header == f.name) {
                         let (acc, _) = resolve_path(store, table, std::slice::from_ref(&f.name))?;
-                        columns.push(Column {
-                            header: f.name.clone(),
-                            acc,
-                        });
+                        columns.push(Column::new(store, f.name.clone(), acc));
                     }
                 }
             }
             SelectItem::Aggregate { func, path, alias } => {
-                let (acc, _) = resolve_path(store, table, path)?;
+                let acc = scalar(resolve_path(store, table, path)?.0, "aggregated")?;
                 let numeric = matches!(
                     acc.field.ftype,
                     FieldType::Int | FieldType::Double | FieldType::Currency | FieldType::Percent
@@ -579,7 +602,7 @@ pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Resu
                     .iter()
                     .any(|c: &Column| c.header.eq_ignore_ascii_case(&header))
                 {
-                    columns.push(Column { header, acc });
+                    columns.push(Column::new(store, header, acc));
                 }
             }
         }
@@ -593,7 +616,8 @@ pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Resu
         .order
         .iter()
         .map(|o| {
-            resolve_path(store, table, &o.path).map(|(acc, _)| OrderKey {
+            let acc = scalar(resolve_path(store, table, &o.path)?.0, "sorted")?;
+            Ok::<_, ApiError>(OrderKey {
                 acc,
                 desc: o.desc,
                 nulls_first: o.nulls_first,
@@ -604,6 +628,7 @@ pub fn plan(store: &Store, q: &Query, include_deleted: bool, today: i64) -> Resu
     let mut group_headers = Vec::new();
     for path in &q.group_by {
         let (acc, canon) = resolve_path(store, table, path)?;
+        let acc = scalar(acc, "grouped")?;
         group_headers.push(canon.join("."));
         group_by.push(acc);
     }

@@ -157,8 +157,12 @@ fn write_node_object(
                 write_json_str(out, key);
                 out.push(b':');
                 let c = &plan.columns[*col];
-                let cell = t.cell(&store.tables, &c.acc.field, row);
-                write_json_cell(out, &cell, c.acc.field.ftype);
+                if c.is_compound() {
+                    write_compound(out, store, t, &c.parts, row);
+                } else {
+                    let cell = t.cell(&store.tables, &c.acc.field, row);
+                    write_json_cell(out, &cell, c.acc.field.ftype);
+                }
             }
             OutNode::Parent {
                 key,
@@ -177,6 +181,35 @@ fn write_node_object(
                 }
             }
         }
+    }
+    out.push(b'}');
+}
+
+/// Appends a compound value (`{"city":…,"country":…,…}`) from its components, or `null`
+/// when every component is null, as a real org writes an empty address.
+pub fn write_compound(
+    out: &mut Vec<u8>,
+    store: &Store,
+    t: &crate::store::Table,
+    parts: &[(&'static str, crate::schema::FieldDef)],
+    row: u32,
+) {
+    let cells: Vec<Cell<'_>> = parts
+        .iter()
+        .map(|(_, f)| t.cell(&store.tables, f, row))
+        .collect();
+    if cells.iter().all(|c| *c == Cell::Null) {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    out.push(b'{');
+    for (i, ((key, f), cell)) in parts.iter().zip(&cells).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(out, key);
+        out.push(b':');
+        write_json_cell(out, cell, f.ftype);
     }
     out.push(b'}');
 }

@@ -29,6 +29,10 @@ pub enum FieldType {
     Phone,
     Url,
     Textarea,
+    /// Compound address (`BillingAddress`): read-only, made of its component fields.
+    Address,
+    /// Compound geolocation (`Location__c`): read-only, a latitude and a longitude.
+    Location,
 }
 
 /// How a type is stored in a column.
@@ -62,7 +66,14 @@ impl FieldType {
             FieldType::Phone => "phone",
             FieldType::Url => "url",
             FieldType::Textarea => "textarea",
+            FieldType::Address => "address",
+            FieldType::Location => "location",
         }
+    }
+
+    /// Compound types have no column of their own: they are read from their components.
+    pub fn is_compound(self) -> bool {
+        matches!(self, FieldType::Address | FieldType::Location)
     }
 
     pub fn soap(self) -> &'static str {
@@ -73,6 +84,8 @@ impl FieldType {
             FieldType::Double | FieldType::Currency | FieldType::Percent => "xsd:double",
             FieldType::Date => "xsd:date",
             FieldType::Datetime => "xsd:dateTime",
+            FieldType::Address => "urn:address",
+            FieldType::Location => "urn:location",
             _ => "xsd:string",
         }
     }
@@ -105,6 +118,26 @@ pub enum Storage {
     Column(usize),
     /// `FirstName LastName`, computed on read (Contact, Lead, User `Name`).
     FullName { first: usize, last: usize },
+    /// A compound field: the object's fields whose `compound_field_name` names it.
+    Compound,
+}
+
+/// The keys of a compound value in REST results, in the order a real org writes them.
+pub fn compound_keys(t: FieldType) -> &'static [&'static str] {
+    match t {
+        FieldType::Address => &[
+            "city",
+            "country",
+            "geocodeAccuracy",
+            "latitude",
+            "longitude",
+            "postalCode",
+            "state",
+            "street",
+        ],
+        FieldType::Location => &["latitude", "longitude"],
+        _ => &[],
+    }
 }
 
 /// One field of an object.
@@ -129,6 +162,9 @@ pub struct FieldDef {
     pub restricted: bool,
     pub reference_to: Option<String>,
     pub relationship_name: Option<String>,
+    /// For a component of a compound field (`BillingCity`): the compound (`BillingAddress`)
+    /// and this component's key in its REST value (`city`).
+    pub compound: Option<(String, &'static str)>,
     pub storage: Storage,
 }
 
@@ -147,6 +183,7 @@ impl FieldDef {
             FieldType::Percent => (3, 0),
             _ => (0, 0),
         };
+        let compound = ftype.is_compound();
         FieldDef {
             name: name.to_string(),
             label: label_of(name),
@@ -155,8 +192,8 @@ impl FieldDef {
             precision,
             scale,
             nillable: ftype != FieldType::Boolean,
-            createable: true,
-            updateable: true,
+            createable: !compound,
+            updateable: !compound,
             defaulted_on_create: ftype == FieldType::Boolean,
             custom: name.ends_with("__c"),
             external_id: false,
@@ -166,8 +203,28 @@ impl FieldDef {
             restricted: false,
             reference_to: None,
             relationship_name: None,
-            storage: Storage::Column(usize::MAX),
+            compound: None,
+            storage: if compound {
+                Storage::Compound
+            } else {
+                Storage::Column(usize::MAX)
+            },
         }
+    }
+
+    /// Marks a component of the compound field `compound`, under `key` in its value.
+    pub fn part_of(mut self, compound: &str, key: &'static str) -> Self {
+        self.compound = Some((compound.to_string(), key));
+        self
+    }
+    pub fn labelled(mut self, label: &str) -> Self {
+        self.label = label.to_string();
+        self
+    }
+    pub fn digits(mut self, precision: u32, scale: u32) -> Self {
+        self.precision = precision;
+        self.scale = scale;
+        self
     }
 
     pub fn len(mut self, n: u32) -> Self {
@@ -287,6 +344,7 @@ impl ObjectDef {
                 "Id" => Storage::Id,
                 "IsDeleted" => Storage::IsDeleted,
                 "Name" if f.storage == Storage::FullName { first: 0, last: 0 } => f.storage,
+                _ if f.storage == Storage::Compound => f.storage,
                 _ => {
                     slot += 1;
                     Storage::Column(slot - 1)
@@ -334,6 +392,27 @@ impl ObjectDef {
                 .as_deref()
                 .is_some_and(|r| r.eq_ignore_ascii_case(name))
         })
+    }
+
+    /// The components of compound field `name`, as (key in its REST value, field), in the
+    /// order a real org writes the keys. Empty for a field that is not compound.
+    pub fn compound_parts(&self, name: &str) -> Vec<(&'static str, FieldDef)> {
+        let Some(f) = self.field(name).filter(|f| f.storage == Storage::Compound) else {
+            return Vec::new();
+        };
+        compound_keys(f.ftype)
+            .iter()
+            .filter_map(|key| {
+                self.fields
+                    .iter()
+                    .find(|p| {
+                        p.compound
+                            .as_ref()
+                            .is_some_and(|(c, k)| c == &f.name && k == key)
+                    })
+                    .map(|p| (*key, p.clone()))
+            })
+            .collect()
     }
 
     pub fn key_prefix_str(&self) -> &str {
@@ -425,6 +504,92 @@ pub const STAGES: &[&str] = &[
     "Closed Lost",
 ];
 
+/// Values of an address's `GeocodeAccuracy` (a restricted picklist in a real org).
+const GEOCODE_ACCURACY: &[&str] = &[
+    "Address",
+    "NearAddress",
+    "Block",
+    "Street",
+    "ExtendedZip",
+    "Zip",
+    "Neighborhood",
+    "City",
+    "County",
+    "State",
+    "Unknown",
+];
+
+/// A standard address: its components and the compound field (`prefix` `Billing` gives
+/// `BillingStreet` … `BillingAddress`; the empty prefix gives Lead's `Street` … `Address`).
+fn address(prefix: &str) -> Vec<FieldDef> {
+    let name = |s: &str| format!("{prefix}{s}");
+    let compound = name("Address");
+    let label = |s: &str| {
+        if prefix.is_empty() {
+            s.to_string()
+        } else {
+            format!("{prefix} {s}")
+        }
+    };
+    let part = |f: FieldDef, key| f.part_of(&compound, key);
+    vec![
+        part(
+            FieldDef::new(&name("Street"), FieldType::Textarea),
+            "street",
+        ),
+        part(
+            FieldDef::new(&name("City"), FieldType::String).len(40),
+            "city",
+        ),
+        part(
+            FieldDef::new(&name("State"), FieldType::String).len(80),
+            "state",
+        ),
+        part(
+            FieldDef::new(&name("PostalCode"), FieldType::String).len(20),
+            "postalCode",
+        ),
+        part(
+            FieldDef::new(&name("Country"), FieldType::String).len(80),
+            "country",
+        ),
+        part(
+            FieldDef::new(&name("Latitude"), FieldType::Double).digits(18, 15),
+            "latitude",
+        ),
+        part(
+            FieldDef::new(&name("Longitude"), FieldType::Double).digits(18, 15),
+            "longitude",
+        ),
+        part(
+            FieldDef::new(&name("GeocodeAccuracy"), FieldType::Picklist)
+                .picklist(GEOCODE_ACCURACY, true)
+                .labelled(&label("Geocode Accuracy")),
+            "geocodeAccuracy",
+        ),
+        FieldDef::new(&compound, FieldType::Address).labelled(&label("Address")),
+    ]
+}
+
+/// A custom geolocation field `name` (`Location__c`): `Location__Latitude__s`,
+/// `Location__Longitude__s` and the compound itself.
+pub fn geolocation(name: &str, label: &str) -> Vec<FieldDef> {
+    let stem = name.trim_end_matches("__c");
+    let part = |suffix: &str, key| {
+        let mut f = FieldDef::new(&format!("{stem}__{suffix}__s"), FieldType::Double)
+            .digits(18, 15)
+            .labelled(&format!("{label} ({suffix})"))
+            .part_of(name, key);
+        f.custom = true;
+        f
+    };
+    vec![
+        part("Latitude", "latitude"),
+        part("Longitude", "longitude"),
+        FieldDef::new(name, FieldType::Location).labelled(label),
+    ]
+}
+
 fn owner() -> FieldDef {
     FieldDef::new("OwnerId", FieldType::Reference)
         .required()
@@ -471,11 +636,11 @@ pub fn standard_objects() -> Vec<ObjectDef> {
                 .name_field(),
             FieldDef::new("Type", FieldType::Picklist).picklist(ACCOUNT_TYPES, false),
             FieldDef::new("ParentId", FieldType::Reference).refers("Account", "Parent"),
-            FieldDef::new("BillingStreet", FieldType::Textarea),
-            FieldDef::new("BillingCity", FieldType::String).len(40),
-            FieldDef::new("BillingState", FieldType::String).len(80),
-            FieldDef::new("BillingPostalCode", FieldType::String).len(20),
-            FieldDef::new("BillingCountry", FieldType::String).len(80),
+        ]
+        .into_iter()
+        .chain(address("Billing"))
+        .chain(address("Shipping"))
+        .chain([
             FieldDef::new("Phone", FieldType::Phone),
             FieldDef::new("Website", FieldType::Url),
             FieldDef::new("Industry", FieldType::Picklist).picklist(INDUSTRIES, false),
@@ -489,7 +654,8 @@ pub fn standard_objects() -> Vec<ObjectDef> {
                 .len(64)
                 .ext_id(),
             FieldDef::new("Tier__c", FieldType::Picklist).picklist(TIERS, true),
-        ],
+        ])
+        .collect(),
     );
     let contact = ObjectDef::new(
         "Contact",
@@ -506,15 +672,19 @@ pub fn standard_objects() -> Vec<ObjectDef> {
             FieldDef::new("Email", FieldType::Email).len(80),
             FieldDef::new("Phone", FieldType::Phone),
             FieldDef::new("Title", FieldType::String).len(128),
-            FieldDef::new("MailingCity", FieldType::String).len(40),
-            FieldDef::new("MailingCountry", FieldType::String).len(80),
+        ]
+        .into_iter()
+        .chain(address("Other"))
+        .chain(address("Mailing"))
+        .chain([
             FieldDef::new("Birthdate", FieldType::Date),
             FieldDef::new("LeadSource", FieldType::Picklist).picklist(LEAD_SOURCES, false),
             owner(),
             FieldDef::new("External_Id__c", FieldType::String)
                 .len(64)
                 .ext_id(),
-        ],
+        ])
+        .collect(),
     );
     let lead = ObjectDef::new(
         "Lead",
@@ -530,6 +700,10 @@ pub fn standard_objects() -> Vec<ObjectDef> {
             FieldDef::new("Company", FieldType::String)
                 .len(255)
                 .required(),
+        ]
+        .into_iter()
+        .chain(address(""))
+        .chain([
             FieldDef::new("Email", FieldType::Email).len(80),
             FieldDef::new("Phone", FieldType::Phone),
             FieldDef::new("Status", FieldType::Picklist)
@@ -543,7 +717,8 @@ pub fn standard_objects() -> Vec<ObjectDef> {
             FieldDef::new("External_Id__c", FieldType::String)
                 .len(64)
                 .ext_id(),
-        ],
+        ])
+        .collect(),
     );
     let opportunity = ObjectDef::new(
         "Opportunity",
@@ -568,7 +743,27 @@ pub fn standard_objects() -> Vec<ObjectDef> {
                 .ext_id(),
         ],
     );
-    vec![user, account, contact, lead, opportunity]
+    // A custom object with a geolocation field, as field-service orgs have: sites of an
+    // Account. Its key prefix is fixed; objects added at run time take the next free one.
+    let mut site = ObjectDef::new(
+        "Site__c",
+        *b"a0S",
+        true,
+        [
+            FieldDef::new("Name", FieldType::String)
+                .len(80)
+                .required()
+                .name_field(),
+            owner(),
+            FieldDef::new("Account__c", FieldType::Reference).refers("Account", "Account__r"),
+        ]
+        .into_iter()
+        .chain(geolocation("Location__c", "Location"))
+        .collect(),
+    );
+    site.label = "Site".into();
+    site.label_plural = "Sites".into();
+    vec![user, account, contact, lead, opportunity, site]
 }
 
 impl FieldDef {

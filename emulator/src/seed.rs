@@ -217,6 +217,7 @@ pub struct Sizes {
     pub contacts: usize,
     pub leads: usize,
     pub opportunities: usize,
+    pub sites: usize,
 }
 
 /// Builds a dense row for `table` from (field name, value) pairs.
@@ -722,10 +723,165 @@ pub fn seed(store: &mut Store, seed: u64, sizes: Sizes, username: &str) {
         audit(&b, &mut row, &st, 0);
         store.tables[opp_t].push_dense(row);
     }
+    seed_compounds(store, seed, sizes.sites);
+}
+
+/// Where the seeded cities are, for geocoded addresses.
+const CITY_COORDS: &[(&str, f64, f64)] = &[
+    ("San Francisco", 37.7749, -122.4194),
+    ("New York", 40.7128, -74.006),
+    ("Austin", 30.2672, -97.7431),
+    ("Chicago", 41.8781, -87.6298),
+    ("Seattle", 47.6062, -122.3321),
+    ("London", 51.5074, -0.1278),
+    ("Paris", 48.8566, 2.3522),
+    ("Berlin", 52.52, 13.405),
+    ("Tokyo", 35.6762, 139.6503),
+    ("Sydney", -33.8688, 151.2093),
+    ("Toronto", 43.6532, -79.3832),
+    ("São Paulo", -23.5505, -46.6333),
+];
+
+/// Fills the parts of the compound fields (geocodes, shipping and other addresses, Lead
+/// addresses, the `Site__c` rows) from a random stream of its own, after everything else is
+/// seeded: the rows and values an org seeded before compound fields existed stay the same.
+fn seed_compounds(store: &mut Store, seed: u64, sites: usize) {
+    let mut rng = Rng::new(seed ^ 0xC0DE_AD05_5E5F_1E1D);
+    let coords = |city: Option<&str>| {
+        city.and_then(|c| CITY_COORDS.iter().find(|(n, _, _)| *n == c))
+            .map(|(_, la, lo)| (*la, *lo))
+    };
+    let jitter = |rng: &mut Rng, v: f64| v + (rng.below(20_000) as f64 - 10_000.0) / 100_000.0;
+    let text = |s: &str| Value::Text(s.to_string());
+    if let Some(t) = store.table_index("Account") {
+        let b = RowBuilder::new(store, t);
+        let s = |n: &str| b.slot(n);
+        for row in 0..store.tables[t].len() as u32 {
+            let table = &store.tables[t];
+            let street = table.text(s("BillingStreet"), row).map(str::to_string);
+            let city = table.text(s("BillingCity"), row).map(str::to_string);
+            let state = table.text(s("BillingState"), row).map(str::to_string);
+            let postal = table.text(s("BillingPostalCode"), row).map(str::to_string);
+            let country = table.text(s("BillingCountry"), row).map(str::to_string);
+            let mut cells = Vec::new();
+            if let Some((la, lo)) = coords(city.as_deref()).filter(|_| rng.chance(0.6)) {
+                cells.push((s("BillingLatitude"), Value::Num(jitter(&mut rng, la))));
+                cells.push((s("BillingLongitude"), Value::Num(jitter(&mut rng, lo))));
+                cells.push((s("BillingGeocodeAccuracy"), text("Address")));
+            }
+            if rng.chance(0.4) {
+                for (n, v) in [
+                    ("ShippingStreet", street),
+                    ("ShippingCity", city),
+                    ("ShippingState", state),
+                    ("ShippingPostalCode", postal),
+                    ("ShippingCountry", country),
+                ] {
+                    if let Some(v) = v {
+                        cells.push((s(n), Value::Text(v)));
+                    }
+                }
+            }
+            if !cells.is_empty() {
+                store.tables[t].set_cells(row, &cells);
+            }
+        }
+    }
+    if let Some(t) = store.table_index("Contact") {
+        let b = RowBuilder::new(store, t);
+        let s = |n: &str| b.slot(n);
+        for row in 0..store.tables[t].len() as u32 {
+            let mut cells = Vec::new();
+            if rng.chance(0.8) {
+                cells.push((
+                    s("MailingStreet"),
+                    Value::Text(format!("{} {}", 1 + rng.below(9999), rng.pick(STREETS))),
+                ));
+                cells.push((
+                    s("MailingPostalCode"),
+                    Value::Text(format!("{:05}", rng.below(99999))),
+                ));
+            }
+            if rng.chance(0.1) {
+                let (city, state, country) = CITIES[rng.below(CITIES.len() as u64) as usize];
+                cells.push((s("OtherCity"), text(city)));
+                if !state.is_empty() {
+                    cells.push((s("OtherState"), text(state)));
+                }
+                cells.push((s("OtherCountry"), text(country)));
+            }
+            if !cells.is_empty() {
+                store.tables[t].set_cells(row, &cells);
+            }
+        }
+    }
+    if let Some(t) = store.table_index("Lead") {
+        let b = RowBuilder::new(store, t);
+        let s = |n: &str| b.slot(n);
+        for row in 0..store.tables[t].len() as u32 {
+            if !rng.chance(0.7) {
+                continue;
+            }
+            let (city, state, country) = CITIES[rng.below(CITIES.len() as u64) as usize];
+            let mut cells = vec![
+                (
+                    s("Street"),
+                    Value::Text(format!("{} {}", 1 + rng.below(9999), rng.pick(STREETS))),
+                ),
+                (s("City"), text(city)),
+                (s("Country"), text(country)),
+                (
+                    s("PostalCode"),
+                    Value::Text(format!("{:05}", rng.below(99999))),
+                ),
+            ];
+            if !state.is_empty() {
+                cells.push((s("State"), text(state)));
+            }
+            store.tables[t].set_cells(row, &cells);
+        }
+    }
+    let (Some(t), Some(acc_t)) = (store.table_index("Site__c"), store.table_index("Account"))
+    else {
+        return;
+    };
+    let accounts = store.tables[acc_t].len() as u64;
+    let b = RowBuilder::new(store, t);
+    for i in 0..sites {
+        let mut row = vec![Value::Null; b.width];
+        let mut set = |n: &str, v: Value| {
+            if let Some(x) = row.get_mut(b.slot(n)) {
+                *x = v;
+            }
+        };
+        set("Name", Value::Text(format!("Site {i:04}")));
+        set("OwnerId", Value::Ref(0));
+        if accounts > 0 {
+            set("Account__c", Value::Ref(rng.below(accounts) as u32));
+        }
+        if rng.chance(0.9) {
+            let (_, la, lo) = CITY_COORDS[rng.below(CITY_COORDS.len() as u64) as usize];
+            set("Location__Latitude__s", Value::Num(jitter(&mut rng, la)));
+            set("Location__Longitude__s", Value::Num(jitter(&mut rng, lo)));
+        }
+        let st = stamps(&mut rng);
+        for (n, v) in [
+            ("CreatedDate", Value::DateTime(st.created)),
+            ("CreatedById", Value::Ref(0)),
+            ("LastModifiedDate", Value::DateTime(st.modified)),
+            ("LastModifiedById", Value::Ref(0)),
+            ("SystemModstamp", Value::DateTime(st.modstamp)),
+        ] {
+            set(n, v);
+        }
+        store.tables[t].push_dense(row);
+    }
 }
 
 /// Applies `n` random edits the way a busy org changes: mostly field updates on Accounts and
-/// Contacts, some inserts, a few deletes. Returns the committed changes (for change events).
+/// Contacts, some inserts, a few deletes — three in five to the recycle bin, the rest for good
+/// (a hard delete, or the recycle bin emptied), so they vanish from `queryAll` and only the
+/// `deleted` resource still lists them. Returns the committed changes (for change events).
 pub fn generate_changes(store: &mut Store, rng: &mut Rng, n: usize, ctx: WriteCtx) -> Vec<Change> {
     let mut out = Vec::with_capacity(n);
     let Some(acc_t) = store.table_index("Account") else {
@@ -781,12 +937,22 @@ pub fn generate_changes(store: &mut Store, rng: &mut Rng, n: usize, ctx: WriteCt
                 }
             }
             writes::create(store, table, fields, ctx).map(|(_, c)| c)
-        } else if len > 0 {
+        } else if len > 0 && roll < 98 {
             writes::delete(store, table, rng.below(len) as u32, ctx)
+        } else if len > 0 {
+            // Deleted for good: a hard delete of a live record, or the recycle bin emptied of
+            // one already there (no new change: its delete was the change).
+            let row = rng.below(len) as u32;
+            let in_bin = store.tables[table].state.get(row as usize) == Some(&DELETED);
+            let purged = writes::purge(store, table, row, ctx);
+            if in_bin {
+                continue;
+            }
+            purged
         } else {
             continue;
         };
-        // Picking a row already in the recycle bin is an expected miss, not an error.
+        // Picking a row already deleted is an expected miss, not an error.
         if let Ok(c) = result {
             out.push(c);
         }

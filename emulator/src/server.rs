@@ -6,10 +6,13 @@
 //! and the unauthenticated edges (`/services/data/` version list, OAuth, identity, admin).
 //! Any Host header is accepted; trailing slashes do not matter. A reset fault closes the TCP
 //! connection with RST before any response byte; a body-reset fault (Bulk result downloads)
-//! does the same once part of the body is out. It never holds the store lock itself.
+//! does the same once part of the body is out. Every connection's response heads go out
+//! with Salesforce's header-name spelling (`header_case`). It never holds the store lock
+//! itself.
 
 use crate::error::ApiError;
 use crate::faults::BodyReset;
+use crate::header_case::{HeaderCase, PendingRequests};
 use crate::http::{self, Req, Resp, is};
 use crate::org::Org;
 use crate::rest;
@@ -79,7 +82,10 @@ async fn connection(
     };
     let kill = Arc::new(Notify::new());
     let k2 = kill.clone();
+    let pending = Arc::new(PendingRequests::default());
+    let p2 = pending.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        p2.push(req.method());
         let org = org.clone();
         let kill = k2.clone();
         async move { Ok::<_, Infallible>(handle(org, kill, req).await) }
@@ -90,7 +96,8 @@ async fn connection(
     };
     match tls {
         None => {
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let conn =
+                builder.serve_connection(TokioIo::new(HeaderCase::new(stream, pending)), svc);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -102,7 +109,8 @@ async fn connection(
             let Ok(tls_stream) = acceptor.accept(stream).await else {
                 return;
             };
-            let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
+            let conn =
+                builder.serve_connection(TokioIo::new(HeaderCase::new(tls_stream, pending)), svc);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -289,6 +297,7 @@ async fn api(
         }
     };
     org.stats.call(kind, &client);
+    org.age_recycle_bin();
     let origin = format!("com/salesforce/api/rest/{version};client={client}");
     let accepts_gzip = req
         .header("accept-encoding")

@@ -15,7 +15,7 @@ use crate::ids;
 use crate::org::Org;
 use crate::render::cell_to_json;
 use crate::schema::Storage;
-use crate::store::{DELETED, Store};
+use crate::store::{DELETED, LIVE, PURGED, Store};
 use crate::writes::{self, Change, Op};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -226,24 +226,27 @@ pub fn record_json(
         "attributes".into(),
         json!({"type": table.def.name, "url": format!("/services/data/v{version}/sobjects/{}/{}", table.def.name, ids::make_id(&table.def.key_prefix, row))}),
     );
+    let value = |f: &crate::schema::FieldDef| {
+        if f.storage != Storage::Compound {
+            return cell_to_json(&table.cell(&store.tables, f, row), f.ftype);
+        }
+        let mut buf = Vec::new();
+        let parts = table.def.compound_parts(&f.name);
+        crate::render::write_compound(&mut buf, store, table, &parts, row);
+        serde_json::from_slice(&buf).unwrap_or(Value::Null)
+    };
     match fields {
         Some(names) => {
             for n in names {
                 let f = table.def.field(n).ok_or_else(|| {
                     ApiError::invalid_field(format!("No such column '{n}' on entity '{}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.", table.def.name))
                 })?;
-                m.insert(
-                    f.name.clone(),
-                    cell_to_json(&table.cell(&store.tables, f, row), f.ftype),
-                );
+                m.insert(f.name.clone(), value(f));
             }
         }
         None => {
             for f in &table.def.fields {
-                m.insert(
-                    f.name.clone(),
-                    cell_to_json(&table.cell(&store.tables, f, row), f.ftype),
-                );
+                m.insert(f.name.clone(), value(f));
             }
         }
     }
@@ -485,10 +488,10 @@ fn updated_deleted(org: &Arc<Org>, req: &Req, obj: &str, kind: &str) -> Result<R
         if ms < start || ms >= end {
             continue;
         }
-        let deleted = table.state[r as usize] == DELETED;
-        if kind == "updated" && !deleted {
+        let state = table.state[r as usize];
+        if kind == "updated" && state == LIVE {
             out.push(json!(ids::make_id(&table.def.key_prefix, r)));
-        } else if kind == "deleted" && deleted {
+        } else if kind == "deleted" && (state == DELETED || state == PURGED) {
             out.push(json!({"id": ids::make_id(&table.def.key_prefix, r), "deletedDate": crate::clock::format_datetime(ms)}));
         }
     }

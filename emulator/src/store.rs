@@ -10,7 +10,7 @@
 use crate::ids;
 use crate::schema::{ColumnKind, FieldDef, ObjectDef, Storage};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 const NULL_SPAN: u64 = u64::MAX;
 pub const NULL_I64: i64 = i64::MIN;
@@ -223,8 +223,18 @@ impl Column {
 
 /// Row lifecycle.
 pub const LIVE: u8 = 0;
+/// In the recycle bin: `IsDeleted = true`, seen by `queryAll`.
 pub const DELETED: u8 = 1;
+/// Deleted for good (hard delete, emptied recycle bin, retention): invisible to every
+/// query, still listed by the replication `deleted` resource.
 pub const PURGED: u8 = 2;
+/// An insert rolled back with its transaction: it never existed, and nothing lists it.
+pub const VOID: u8 = 3;
+
+/// How long a deleted record stays in the recycle bin before it is purged: Salesforce's
+/// 15 days. Shorter would make `queryAll` miss soft deletes a slow sync still has to see;
+/// longer would hide the purges a sync must pick up from the `deleted` resource.
+pub const RECYCLE_BIN_RETENTION_MS: i64 = 15 * 86_400_000;
 
 /// One sObject's records.
 #[derive(Debug)]
@@ -237,6 +247,10 @@ pub struct Table {
     pub unique: HashMap<usize, HashMap<Box<str>, u32>>,
     /// False once a custom object has been removed; its slot stays so table numbers hold.
     pub active: bool,
+    /// Rows moved to the recycle bin through a write, oldest first, with the instant they
+    /// were deleted: what ages out of the bin after `RECYCLE_BIN_RETENTION_MS`. Seeded
+    /// recycle-bin rows (merged duplicates) are not here, so seeded data stays as seeded.
+    pub recycle: VecDeque<(i64, u32)>,
 }
 
 impl Table {
@@ -348,6 +362,9 @@ impl Table {
                 }
             }
             Storage::Column(slot) => self.slot_cell(tables, slot, row),
+            // A compound has no single cell; readers that render it use its components
+            // (`ObjectDef::compound_parts`).
+            Storage::Compound => Cell::Null,
         }
     }
 
@@ -419,6 +436,7 @@ impl Store {
             state: Vec::new(),
             unique: HashMap::new(),
             active: true,
+            recycle: VecDeque::new(),
         });
         // Columns are created after registration so self-references resolve.
         let fields = self.tables[idx].def.fields.clone();
@@ -510,10 +528,56 @@ impl Store {
         self.by_name.remove(&name);
     }
 
+    /// When the oldest recycle-bin row falls due for purging (`i64::MAX` = none).
+    pub fn recycle_due_ms(&self) -> i64 {
+        self.tables
+            .iter()
+            .filter_map(|t| t.recycle.front())
+            .map(|(ms, _)| ms.saturating_add(RECYCLE_BIN_RETENTION_MS))
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Purges the rows that have been in the recycle bin for the whole retention by
+    /// `now_ms`. A row undeleted since, or deleted again later, is left alone: its deletion
+    /// stamp no longer matches. Returns how many were purged.
+    pub fn age_recycle_bin(&mut self, now_ms: i64) -> usize {
+        let mut purged = 0;
+        for t in &mut self.tables {
+            let stamp = match t.def.field("SystemModstamp").map(|f| f.storage) {
+                Some(Storage::Column(s)) => Some(s),
+                _ => None,
+            };
+            while let Some(&(ms, row)) = t.recycle.front() {
+                if ms.saturating_add(RECYCLE_BIN_RETENTION_MS) > now_ms {
+                    break;
+                }
+                t.recycle.pop_front();
+                let still = stamp
+                    .and_then(|s| t.datetime(s, row))
+                    .is_none_or(|d| d <= ms);
+                if t.state.get(row as usize) == Some(&DELETED)
+                    && still
+                    && let Some(s) = t.state.get_mut(row as usize)
+                {
+                    *s = PURGED;
+                    purged += 1;
+                }
+            }
+        }
+        purged
+    }
+
     pub fn next_custom_prefix(&mut self) -> [u8; 3] {
         const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        let n = self.next_custom_prefix as usize;
-        self.next_custom_prefix += 1;
-        [b'a', B62[(n / 62) % 62], B62[n % 62]]
+        loop {
+            let n = self.next_custom_prefix as usize;
+            self.next_custom_prefix += 1;
+            let p = [b'a', B62[(n / 62) % 62], B62[n % 62]];
+            // Seeded custom objects hold fixed prefixes; never hand one out twice.
+            if !self.tables.iter().any(|t| t.def.key_prefix == p) || n >= 62 * 62 {
+                return p;
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@
 use crate::error::RecordError;
 use crate::ids;
 use crate::schema::{FieldDef, FieldType, Storage};
-use crate::store::{Cell, DELETED, LIVE, PURGED, Store, Value};
+use crate::store::{Cell, DELETED, LIVE, PURGED, Store, VOID, Value};
 
 /// Who writes, and when (simulated epoch ms, second precision).
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +106,10 @@ fn coerce_ref(store: &Store, f: &FieldDef, s: &str) -> Result<Value, RecordError
     let target = f.reference_to.as_deref().and_then(|n| store.table_index(n));
     match (store.resolve_id(s), target) {
         (Some((t, row)), Some(want)) if t == want => {
-            if store.tables[t].state.get(row as usize) == Some(&PURGED) {
+            if !matches!(
+                store.tables[t].state.get(row as usize),
+                Some(&LIVE | &DELETED)
+            ) {
                 return Err(RecordError::new(
                     "INVALID_CROSS_REFERENCE_KEY",
                     "invalid cross reference id",
@@ -509,6 +512,7 @@ pub fn delete(
     let t = &mut store.tables[table];
     t.set_cells(row, &values);
     t.state[row as usize] = DELETED;
+    t.recycle.push_back((ctx.now_ms, row));
     Ok(Change {
         table,
         row,
@@ -517,15 +521,18 @@ pub fn delete(
     })
 }
 
-/// Removes a record for good (Bulk `hardDelete`): invisible even to `queryAll`.
+/// Removes a record for good (Bulk `hardDelete`, an emptied recycle bin): invisible even
+/// to `queryAll`, listed by the `deleted` resource. A live record is stamped as deleted now;
+/// one already in the recycle bin keeps the stamp of its deletion, which is when the
+/// `deleted` resource says it went.
 pub fn purge(
     store: &mut Store,
     table: usize,
     row: u32,
     ctx: WriteCtx,
 ) -> Result<Change, RecordError> {
-    match store.tables[table].state.get(row as usize) {
-        Some(&LIVE) | Some(&DELETED) => {}
+    let was = match store.tables[table].state.get(row as usize) {
+        Some(&s @ (LIVE | DELETED)) => s,
         _ => {
             return Err(RecordError::new(
                 "NOT_FOUND",
@@ -533,8 +540,12 @@ pub fn purge(
                 vec![],
             ));
         }
-    }
-    let values = audit(store, table, ctx, false);
+    };
+    let values = if was == LIVE {
+        audit(store, table, ctx, false)
+    } else {
+        Vec::new()
+    };
     journal(|| snapshot(store, table, row));
     let t = &mut store.tables[table];
     t.set_cells(row, &values);
@@ -570,7 +581,7 @@ pub fn find_by_external_id(
 /// Undo information for one applied write, so an all-or-none batch can roll back.
 #[derive(Debug, Clone)]
 pub enum Undo {
-    /// A row was inserted: purge it and drop its unique-index entries.
+    /// A row was inserted: void it and drop its unique-index entries.
     Created { table: usize, row: u32 },
     /// Cells were overwritten (and maybe the lifecycle changed): put them back.
     Changed {
@@ -619,7 +630,7 @@ pub fn rollback(store: &mut Store, undo: Vec<Undo>) {
                     t.unique.keys().map(|s| (*s, Value::Null)).collect();
                 t.set_cells(row, &nulls);
                 if let Some(s) = t.state.get_mut(row as usize) {
-                    *s = PURGED;
+                    *s = VOID;
                 }
             }
             Undo::Changed {

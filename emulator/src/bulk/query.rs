@@ -99,6 +99,15 @@ fn create_query(
             .map_err(|_| ApiError::new(500, "UNKNOWN_EXCEPTION", "store lock poisoned"))?;
         query::plan(&store, &parsed, operation == "queryAll", org.today())?
     };
+    // Bulk cannot select compound fields; a real org refuses the job at creation with this
+    // exact text, which clients (Airbyte) match to fall back to REST.
+    if plan.columns.iter().any(|c| c.is_compound()) {
+        return Err(ApiError::new(
+            400,
+            "API_ERROR",
+            "Selecting compound data not supported in Bulk Query",
+        ));
+    }
     if plan.count_only || !plan.children.is_empty() || plan.is_aggregate() {
         return Err(ApiError::new(
             400,

@@ -73,6 +73,41 @@ async fn simple_salesforce_drives_the_emulator() {
     );
 }
 
+/// A Bulk query larger than one results page (100,000 rows by default), read by a client
+/// that looks header names up case-sensitively: it must page on to the last row.
+#[tokio::test]
+async fn a_case_sensitive_client_reads_every_row_of_a_large_bulk_query() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import requests"])
+        .output();
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "requests is not installed. Install it with:\n    pip install -r emulator/conformance/requirements.txt"
+    );
+    let org = Emulator::start(EmulatorConfig {
+        accounts: 120_000,
+        ..small()
+    })
+    .await
+    .expect("start");
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(dir().join("case_sensitive_bulk_check.py"))
+        .env("WEFT_URL", org.base_url())
+        .env("WEFT_TOKEN", org.access_token())
+        .env("WEFT_EXPECT_ROWS", "120000");
+    run(cmd, "case-sensitive Bulk check").await;
+    assert!(
+        org.stats()
+            .by_kind
+            .get("bulk.query.results")
+            .copied()
+            .unwrap_or(0)
+            >= 2,
+        "{:?}",
+        org.stats().by_kind
+    );
+}
+
 #[tokio::test]
 async fn jsforce_drives_the_emulator() {
     assert!(

@@ -17,6 +17,83 @@ pub const ALWAYS: [&str; 3] = ["Id", "SystemModstamp", "IsDeleted"];
 /// fields selected on their own (`BillingAddress` = `BillingStreet`, …).
 const UNSELECTABLE: [&str; 4] = ["address", "location", "base64", "complexvalue"];
 
+/// Compound types: read as their component fields, never as themselves.
+const COMPOUND: [&str; 2] = ["address", "location"];
+
+/// The components every standard address has (`Billing` + `City` = `BillingCity`), for
+/// compounds reached through a relationship path, whose describe is not at hand here.
+const ADDRESS_PARTS: [&str; 8] = [
+    "Street",
+    "City",
+    "State",
+    "PostalCode",
+    "Country",
+    "Latitude",
+    "Longitude",
+    "GeocodeAccuracy",
+];
+
+/// The standard compound addresses of the objects a sync usually reads (Account, Contact,
+/// Lead and their parents' lookups).
+const STANDARD_ADDRESSES: [&str; 5] = [
+    "BillingAddress",
+    "ShippingAddress",
+    "MailingAddress",
+    "OtherAddress",
+    "Address",
+];
+
+/// What a configured name stands for in the query: itself, or — for a compound field
+/// (`BillingAddress`, a geolocation `Location__c`) — its component fields, in describe
+/// order. Bulk API 2.0 refuses any query that selects a compound, and REST would nest it,
+/// so Weft asks for the components on both APIs and rows carry them as flat fields.
+fn expand(name: &str, describe: &SObjectDescribe) -> Vec<String> {
+    if let Some((path, last)) = name.rsplit_once('.') {
+        return if STANDARD_ADDRESSES
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(last))
+        {
+            let stem = &last[..last.len() - "Address".len()];
+            ADDRESS_PARTS
+                .iter()
+                .map(|p| format!("{path}.{stem}{p}"))
+                .collect()
+        } else {
+            vec![name.to_owned()]
+        };
+    }
+    match describe.field(name) {
+        Some(f) if COMPOUND.contains(&f.field_type.as_str()) => {
+            let parts = components(describe, &f.name);
+            // Without components the compound stays as named, and `resolve` reports it.
+            if parts.is_empty() {
+                vec![name.to_owned()]
+            } else {
+                parts
+            }
+        }
+        _ => vec![name.to_owned()],
+    }
+}
+
+/// The fields describe names as parts of `compound` (their `compoundFieldName`).
+fn components(describe: &SObjectDescribe, compound: &str) -> Vec<String> {
+    describe
+        .raw
+        .get("fields")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|f| {
+            f.get("compoundFieldName")
+                .and_then(serde_json::Value::as_str)
+                == Some(compound)
+        })
+        .filter_map(|f| f.get("name").and_then(serde_json::Value::as_str))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The fields an object is read with, after matching the configuration with describe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
@@ -28,7 +105,9 @@ pub struct Selection {
 
 impl Selection {
     /// Matches `source` against the object's describe. A conservative default selection
-    /// takes every scalar field; a configured one keeps its order.
+    /// takes every scalar field; a configured one keeps its order, with each compound field
+    /// replaced by its components (see `expand`). A compound describe lists without any
+    /// component is reported missing rather than requested.
     pub fn resolve(source: &SoqlSource, describe: &SObjectDescribe) -> Selection {
         let wanted: Vec<String> = match source {
             SoqlSource::Described => describe
@@ -37,8 +116,10 @@ impl Selection {
                 .filter(|f| !UNSELECTABLE.contains(&f.field_type.as_str()))
                 .map(|f| f.name.clone())
                 .collect(),
-            SoqlSource::Fields(fields) => fields.clone(),
-            SoqlSource::Query { select, .. } => select.clone(),
+            SoqlSource::Fields(fields) => fields.iter().flat_map(|f| expand(f, describe)).collect(),
+            SoqlSource::Query { select, .. } => {
+                select.iter().flat_map(|f| expand(f, describe)).collect()
+            }
         };
         let mut fields: Vec<String> = ALWAYS
             .iter()
@@ -58,7 +139,9 @@ impl Selection {
                         && relationship_name(&f.name).eq_ignore_ascii_case(head)
                 })
             } else {
-                describe.field(&name).is_some()
+                describe
+                    .field(&name)
+                    .is_some_and(|f| !COMPOUND.contains(&f.field_type.as_str()))
             };
             if known {
                 fields.push(name);
@@ -216,6 +299,65 @@ mod tests {
         );
         let first = changed_since("Lead", &fields(&["Id"]), None, since, "", 500);
         assert!(first.contains("WHERE SystemModstamp >= 2023-11-14T22:13:20.123Z ORDER"));
+    }
+
+    fn account() -> SObjectDescribe {
+        let raw = serde_json::json!({"name": "Account", "fields": [
+            {"name": "Id", "type": "id", "compoundFieldName": null},
+            {"name": "SystemModstamp", "type": "datetime", "compoundFieldName": null},
+            {"name": "Name", "type": "string", "compoundFieldName": null},
+            {"name": "BillingCity", "type": "string", "compoundFieldName": "BillingAddress"},
+            {"name": "BillingLatitude", "type": "double", "compoundFieldName": "BillingAddress"},
+            {"name": "BillingAddress", "type": "address", "compoundFieldName": null},
+            {"name": "Lonely__c", "type": "location", "compoundFieldName": null},
+            {"name": "OwnerId", "type": "reference", "compoundFieldName": null},
+        ]});
+        SObjectDescribe {
+            name: "Account".into(),
+            fields: serde_json::from_value(raw["fields"].clone()).expect("fields"),
+            raw,
+        }
+    }
+
+    #[test]
+    fn compound_fields_are_selected_as_their_components() {
+        let sel = Selection::resolve(
+            &SoqlSource::Fields(fields(&[
+                "Name",
+                "BillingAddress",
+                "BillingCity",
+                "Owner.MailingAddress",
+                "Lonely__c",
+            ])),
+            &account(),
+        );
+        assert_eq!(
+            sel.fields,
+            fields(&[
+                "Id",
+                "SystemModstamp",
+                "Name",
+                "BillingCity",
+                "BillingLatitude",
+                "Owner.MailingStreet",
+                "Owner.MailingCity",
+                "Owner.MailingState",
+                "Owner.MailingPostalCode",
+                "Owner.MailingCountry",
+                "Owner.MailingLatitude",
+                "Owner.MailingLongitude",
+                "Owner.MailingGeocodeAccuracy",
+            ])
+        );
+        assert_eq!(sel.missing, fields(&["Lonely__c"]));
+        let default = Selection::resolve(&SoqlSource::Described, &account());
+        assert!(
+            !default
+                .fields
+                .iter()
+                .any(|f| f == "BillingAddress" || f == "Lonely__c")
+        );
+        assert!(default.fields.iter().any(|f| f == "BillingLatitude"));
     }
 
     #[test]

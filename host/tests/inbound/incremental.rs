@@ -230,3 +230,52 @@ async fn rows_deleted_for_good_from_an_object_without_replication_are_found_by_r
     let third = sync.pass().await.expect("pass");
     assert_eq!(third.objects[0].deleted, 0, "{third:?}");
 }
+
+/// The org's own churn deletes some rows for good (hard deletes, emptied recycle bin): gone
+/// from `queryAll`, so only the replication `deleted` resource can tell Weft.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_hard_deletes_arrive_as_deletes_through_the_deleted_resource() {
+    let org = org(1_500, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[inbound]\nbulk_threshold = 100000\npage_size = 500\n\n[inbound.objects.Account]\nfields = [\"Name\"]\n{SINK}"
+    );
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let mut sync = inbound(&config, &dir.path().join("weft.redb"));
+    sync.pass().await.expect("backfill pass");
+    sync.pass().await.expect("quiet pass");
+
+    let live_before = org_rows(&org, "Account", false);
+    assert!(org.generate_changes(2_000) > 0);
+    let all_after = org_rows(&org, "Account", true);
+    let purged: Vec<&String> = live_before
+        .keys()
+        .filter(|id| !all_after.contains_key(*id))
+        .collect();
+    assert!(!purged.is_empty(), "the churn deleted some rows for good");
+
+    org.reset_stats();
+    let busy = sync.pass().await.expect("pass with changes");
+    assert_eq!(busy.objects[0].error, None, "{busy:?}");
+    assert!(
+        org.stats()
+            .by_kind
+            .get("getUpdatedDeleted")
+            .copied()
+            .unwrap_or(0)
+            >= 1,
+        "the deleted resource was asked"
+    );
+    let lines = sink_lines(dir.path(), "Account");
+    let mut deletes: HashMap<&str, usize> = HashMap::new();
+    for l in lines.iter().filter(|l| l["op"] == "delete") {
+        *deletes.entry(l["id"].as_str().expect("id")).or_default() += 1;
+    }
+    for id in &purged {
+        assert_eq!(
+            deletes.get(id.as_str()),
+            Some(&1),
+            "{id}: deleted for good, delivered as one delete"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 
 mod backfill;
 mod common;
+mod compound;
 mod config_check;
 mod evolution;
 mod http_sink;
