@@ -12,9 +12,11 @@ pub struct CallLimits {
     /// initial memory counts too: one linked with this repository's `.cargo/config.toml`
     /// starts at 4 MiB, so a cap below that fails its instantiation as `memory`.
     pub memory_bytes: usize,
-    /// Wall-clock execution budget of one call, enforced by epoch interruption. Default
-    /// 500 ms: a 1,000-record batch takes a few ms, so only a looping or pathological
-    /// plugin gets near it, and a stuck one holds a worker for at most half a second.
+    /// Wall-clock execution budget of one call, enforced by epoch interruption for time in
+    /// wasm; the plugin's sleeps never block and are charged to it (see `clock`), so no
+    /// call holds a worker past it whatever the plugin does. Default 500 ms: a 1,000-record
+    /// batch takes a few ms, so only a looping or pathological plugin gets near it, and a
+    /// stuck one holds a worker for at most half a second.
     pub time_budget: Duration,
     /// Largest output a call may return, counted as the host holds it once decoded: the
     /// wire form (text buffer, tags, values, names) plus every text value's own copy,
