@@ -449,7 +449,8 @@ fn output_is_capped_as_it_decodes_and_by_the_installation_fanout() {
     };
     let one = accounts(1);
     // (settings, max fan-out, expected kind, what the error names)
-    let cases: [(&[(&str, &str)], usize, &str, &str); 5] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], usize, &'a str, &'a str);
+    let cases: [Case; 5] = [
         // 10⁶ rows of one integer: 13 MB on the wire.
         (&[], 100_000, "output-too-large", "rows"),
         // 1,000 rows × 3,000 fields: 27 MB on the wire, 3 × 10⁶ values.
