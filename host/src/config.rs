@@ -94,6 +94,9 @@ struct RawPlugin {
     /// Memory cap per batch call, in MiB.
     #[serde(default)]
     memory_mib: Option<usize>,
+    /// Output records one input record may become; see [`CallLimits::max_fanout`].
+    #[serde(default)]
+    max_fanout: Option<usize>,
 }
 
 /// The installation's plugin: which component, its configuration and limits.
@@ -282,6 +285,19 @@ impl RawPlugin {
                 ));
             }
             limits.memory_bytes = mib << 20;
+        }
+        if let Some(fanout) = self.max_fanout {
+            // Past the per-call row cap a fan-out limit could never bind.
+            if !(1..=limits.max_output_rows).contains(&fanout) {
+                return Err(Invalid::new(
+                    "plugin.max_fanout",
+                    format!(
+                        "{fanout} is outside 1–{} (the output rows one call may return)",
+                        limits.max_output_rows
+                    ),
+                ));
+            }
+            limits.max_fanout = fanout;
         }
         Ok(PluginSection {
             component,

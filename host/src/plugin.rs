@@ -10,6 +10,7 @@ mod batch;
 mod bindings;
 mod cache;
 mod chain;
+mod clock;
 mod column;
 mod engine;
 mod error;
@@ -35,7 +36,7 @@ pub use bindings::types::{
 pub use chain::{ChainCalls, ChainError, ChainOutput, Failure, Stage, Transformed, run_chain};
 pub use column::{Span, Value};
 pub use engine::{CallSpec, LoadedPlugin, PluginRuntime, RuntimeConfig};
-pub use error::{LoadError, PluginError};
+pub use error::{LoadError, OutputMeasure, PluginError};
 pub use installed::{InstalledPlugins, PluginConfig, PluginStatus, QuarantinePolicy};
 pub use limits::CallLimits;
 pub use output::span_text;

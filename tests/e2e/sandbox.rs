@@ -349,3 +349,165 @@ fn no_call_sees_what_an_earlier_call_left_in_its_memory() {
         }
     }
 }
+
+/// Regression: `std::thread::sleep` in a plugin blocked the host thread in WASI's `poll`
+/// for as long as it asked (20 s measured) while holding its pool slot, and came back as
+/// an ordinary 500 ms timeout. Now a sleep past the budget is a timeout at once, the slot
+/// is free for the next tenant straight away, and the strikes quarantine the plugin.
+#[test]
+fn a_sleeping_plugin_times_out_at_once_and_frees_its_slot() {
+    // One slot: a sleeping call that held it would hold up the neighbour behind it.
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        max_concurrent_calls: 1,
+        ..RuntimeConfig::default()
+    })
+    .expect("engine");
+    let hostile = runtime.load(&plugin_bytes("hostile")).expect("load");
+    let healthy = runtime.load(&plugin_bytes("golden-dedup")).expect("load");
+    let plugins = InstalledPlugins::new(QuarantinePolicy { strikes: 3 });
+    let sleeping = |millis: &str, budget: Duration| PluginConfig {
+        values: BTreeMap::from([
+            ("mode".to_owned(), "sleep".to_owned()),
+            ("millis".to_owned(), millis.to_owned()),
+        ]),
+        limits: CallLimits {
+            time_budget: budget,
+            ..CallLimits::default()
+        },
+    };
+    plugins.install(
+        "sleeper",
+        hostile.clone(),
+        sleeping("20000", Duration::from_millis(500)),
+    );
+    plugins.install("neighbour", healthy, PluginConfig::default());
+    let input = accounts(3);
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        assert_kind(plugins.map_inbound("sleeper", &input), "timeout");
+        plugins
+            .map_inbound("neighbour", &input)
+            .expect("the neighbour gets the slot");
+    }
+    assert_kind(
+        plugins.chain(
+            "sleeper",
+            weft::plugin::Direction::Inbound,
+            &input,
+            &[],
+            true,
+        ),
+        "quarantined",
+    );
+    // Generous for a loaded machine; the sleeps asked for a minute in all.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "three 20 s sleeps took {:?}",
+        started.elapsed()
+    );
+
+    // A sleep within the budget is charged, not waited for: the call succeeds at once.
+    plugins.install(
+        "napper",
+        hostile,
+        sleeping("20000", Duration::from_secs(30)),
+    );
+    let started = std::time::Instant::now();
+    let out = plugins
+        .map_inbound("napper", &input)
+        .expect("within its budget");
+    assert_eq!(out.batches[0], input);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Regression: one input record could become 10⁶ output rows within the 16 MiB wire cap,
+/// and text values sharing one span decode to a copy each, so what the host decoded was
+/// unbounded. Rows, values and decoded bytes are now capped before anything is decoded,
+/// and an installation caps how many records one record may become.
+#[test]
+fn output_is_capped_as_it_decodes_and_by_the_installation_fanout() {
+    let runtime = runtime();
+    let hostile = runtime.load(&plugin_bytes("hostile")).expect("load");
+    let plugins = InstalledPlugins::new(QuarantinePolicy { strikes: 1000 });
+    let fanout = |settings: &[(&str, &str)], max_fanout: usize| {
+        let mut values = BTreeMap::from([("mode".to_owned(), "fanout".to_owned())]);
+        for (k, v) in settings {
+            values.insert((*k).to_owned(), (*v).to_owned());
+        }
+        PluginConfig {
+            values,
+            limits: CallLimits {
+                max_fanout,
+                time_budget: Duration::from_secs(30),
+                ..CallLimits::default()
+            },
+        }
+    };
+    let one = accounts(1);
+    // (settings, max fan-out, expected kind, what the error names)
+    type Case<'a> = (&'a [(&'a str, &'a str)], usize, &'a str, &'a str);
+    let cases: [Case; 5] = [
+        // 10⁶ rows of one integer: 13 MB on the wire.
+        (&[], 100_000, "output-too-large", "rows"),
+        // 1,000 rows × 3,000 fields: 27 MB on the wire, 3 × 10⁶ values.
+        (
+            &[("fanout.rows", "1000"), ("fanout.fields", "3000")],
+            100_000,
+            "output-too-large",
+            "values",
+        ),
+        // 1,000 values each spanning the same 64 KiB: 64 KiB on the wire, 64 MiB decoded.
+        (
+            &[("fanout.rows", "1000"), ("fanout.text-kib", "64")],
+            100_000,
+            "output-too-large",
+            "bytes",
+        ),
+        (
+            &[("fanout.rows", "101")],
+            100,
+            "fanout-exceeded",
+            "plugin.max_fanout",
+        ),
+        (&[("fanout.rows", "3")], 2, "fanout-exceeded", "allows 2"),
+    ];
+    for (settings, max_fanout, kind, names) in cases {
+        plugins.install("fan", hostile.clone(), fanout(settings, max_fanout));
+        for result in [
+            plugins.map_inbound("fan", &one).map(drop),
+            plugins
+                .chain("fan", weft::plugin::Direction::Inbound, &one, &[], true)
+                .map(drop),
+        ] {
+            match result {
+                Err(error) => {
+                    assert_eq!(error.kind(), kind, "{settings:?}: {error}");
+                    assert!(error.to_string().contains(names), "{settings:?}: {error}");
+                }
+                Ok(()) => panic!("{settings:?}: expected {kind}"),
+            }
+        }
+    }
+    // Within the caps the same plugin works, and both codes are distinct DLQ codes.
+    plugins.install("fan", hostile, fanout(&[("fanout.rows", "2")], 2));
+    let out = plugins
+        .map_inbound("fan", &accounts(3))
+        .expect("within the cap");
+    assert_eq!(out.batches[0].sources, vec![0, 0, 1, 1, 2, 2]);
+    let exceeded = PluginError::FanoutExceeded {
+        record: 0,
+        rows: 3,
+        cap: 2,
+    };
+    assert_eq!(exceeded.dlq_code(), "PLUGIN_FANOUT_EXCEEDED");
+    let too_large = PluginError::OutputTooLarge {
+        measure: weft::plugin::OutputMeasure::Rows,
+        count: 2,
+        cap: 1,
+    };
+    assert_eq!(too_large.dlq_code(), "PLUGIN_OUTPUT_TOO_LARGE");
+}

@@ -222,3 +222,25 @@ fn toml_errors_name_the_dotted_key_and_the_line_and_column() {
     assert_eq!(e.key, "-", "{e}");
     assert!(e.reason.contains("(line 2, column"), "{e}");
 }
+
+#[test]
+fn plugin_max_fanout_defaults_and_is_bounded_by_the_row_cap() {
+    let f = Fixture::new();
+    let config = f.parse(VALID).expect("valid");
+    assert_eq!(
+        config.plugin.limits.max_fanout,
+        CallLimits::default().max_fanout
+    );
+    let with = |value: &str| {
+        VALID.replace(
+            "config = { \"currency.org\" = \"USD\" }",
+            &format!("config = {{ \"currency.org\" = \"USD\" }}\nmax_fanout = {value}"),
+        )
+    };
+    let config = f.parse(&with("3")).expect("a fan-out cap of 3");
+    assert_eq!(config.plugin.limits.max_fanout, 3);
+    for bad in ["0", "100001"] {
+        let e = refused(f.parse(&with(bad)));
+        assert_eq!(e.key, "plugin.max_fanout", "{bad}: {e}");
+    }
+}

@@ -86,7 +86,7 @@ impl PluginPath {
         let chain = match chain {
             Ok(Ok(chain)) => chain,
             Ok(Err(e)) => {
-                let code = format!("PLUGIN_{}", e.error.kind().replace('-', "_").to_uppercase());
+                let code = e.error.dlq_code();
                 let stage = store_stage(e.stage);
                 let message = e.to_string();
                 for row in live {

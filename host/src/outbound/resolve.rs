@@ -81,11 +81,7 @@ pub async fn resolve(
     let (fields, resolution) = match resolution {
         Ok(answer) => answer,
         Err(error) => {
-            let problem = Problem::permanent(
-                Stage::Conflict,
-                format!("PLUGIN_{}", error.kind().to_ascii_uppercase()),
-                error.to_string(),
-            );
+            let problem = Problem::permanent(Stage::Conflict, error.dlq_code(), error.to_string());
             return contests.iter().map(|_| Err(problem.clone())).collect();
         }
     };

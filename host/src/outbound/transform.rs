@@ -213,11 +213,7 @@ fn coerce_problem(rules: &ObjectRules, mapped: &Batch, row: usize, reason: &str)
 /// `PLUGIN_QUARANTINED`, …). Not retried: a plugin is deterministic, so the same batch would
 /// fail the same way; the fix is a new plugin version, then a replay.
 fn plugin_failure(stage: Stage, error: &PluginError) -> Problem {
-    Problem::permanent(
-        stage,
-        format!("PLUGIN_{}", error.kind().to_ascii_uppercase()),
-        error.to_string(),
-    )
+    Problem::permanent(stage, error.dlq_code(), error.to_string())
 }
 
 /// Runs one plugin call on the blocking pool.

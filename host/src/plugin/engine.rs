@@ -16,10 +16,12 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
 };
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 
 use super::bindings::chain::ChainResult;
 use super::bindings::{Plugin, PluginPre};
 use super::cache::{CacheOutcome, CompileCache};
+use super::clock::SandboxClocks;
 use super::error::{LoadError, PluginError};
 use super::limits::CallLimits;
 use super::output;
@@ -141,6 +143,14 @@ impl PluginRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        // WASI's monotonic clock hands out real timers a plugin could block a host thread
+        // on; ours never blocks and charges sleeps to the budget (see `clock`).
+        linker.allow_shadowing(true);
+        monotonic_clock::add_to_linker::<Sandbox, SandboxClocks>(&mut linker, |s| {
+            s.monotonic_clock()
+        })
+        .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        linker.allow_shadowing(false);
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let cache = CompileCache::new(&engine, config.cache_dir.clone())?;
@@ -321,8 +331,10 @@ impl LoadedPlugin {
         }
     }
 
-    /// Gives the next call the full time budget, counted from now.
+    /// Gives the next call the full time budget, counted from now: the epoch deadline
+    /// bounds the time spent in wasm, the call clock the time the plugin sleeps.
     pub(super) fn arm_deadline(&self, store: &mut Store<Sandbox>, limits: &CallLimits) {
+        store.data_mut().clock.start_call(limits.time_budget);
         let tick = self.runtime.shared.config.epoch_tick.as_nanos().max(1);
         let ticks = limits.time_budget.as_nanos().div_ceil(tick).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
@@ -355,7 +367,7 @@ impl LoadedPlugin {
         let result = self.with_instance(spec, |p, store| {
             p.weft_plugin_mapper().call_map_inbound(store, &ctx, input)
         })?;
-        output::check_batch_result(&result, input.sources.len(), spec.limits.max_output_bytes)?;
+        output::check_batch_result(&result, input.sources.len(), &spec.limits)?;
         Ok(result)
     }
 
@@ -364,7 +376,7 @@ impl LoadedPlugin {
         let result = self.with_instance(spec, |p, store| {
             p.weft_plugin_mapper().call_map_outbound(store, &ctx, input)
         })?;
-        output::check_batch_result(&result, input.sources.len(), spec.limits.max_output_bytes)?;
+        output::check_batch_result(&result, input.sources.len(), &spec.limits)?;
         Ok(result)
     }
 
@@ -380,7 +392,7 @@ impl LoadedPlugin {
             p.weft_plugin_coercer()
                 .call_coerce(store, &ctx, schema, input)
         })?;
-        output::check_batch_result(&result, input.sources.len(), spec.limits.max_output_bytes)?;
+        output::check_batch_result(&result, input.sources.len(), &spec.limits)?;
         Ok(result)
     }
 
@@ -417,7 +429,7 @@ impl LoadedPlugin {
         let result = self.with_instance(spec, |p, store| {
             p.weft_plugin_deduper().call_dedup_keys(store, &ctx, input)
         })?;
-        output::check_dedup(&result, input.sources.len(), spec.limits.max_output_bytes)?;
+        output::check_dedup(&result, input.sources.len(), &spec.limits)?;
         Ok(result)
     }
 
@@ -435,7 +447,7 @@ impl LoadedPlugin {
             p.weft_plugin_chain()
                 .call_run(store, &ctx, input, schemas, dedup)
         })?;
-        output::check_chain(&result, input.sources.len(), spec.limits.max_output_bytes)?;
+        output::check_chain(&result, input.sources.len(), &spec.limits)?;
         Ok(result)
     }
 }
@@ -451,6 +463,11 @@ pub(super) fn classify(
     if sandbox.memory_exceeded {
         return PluginError::MemoryExceeded {
             cap: limits.memory_bytes,
+        };
+    }
+    if sandbox.clock.overran {
+        return PluginError::Timeout {
+            budget: limits.time_budget,
         };
     }
     match error.downcast_ref::<Trap>() {

@@ -50,8 +50,21 @@ pub enum PluginError {
     Trap { message: String },
     #[error("plugin returned malformed output: {reason}")]
     MalformedOutput { reason: String },
-    #[error("plugin output of {bytes} bytes exceeds the {cap}-byte cap")]
-    OutputTooLarge { bytes: usize, cap: usize },
+    #[error("plugin output of {count} {measure} exceeds the cap of {cap} {measure}")]
+    OutputTooLarge {
+        measure: OutputMeasure,
+        count: usize,
+        cap: usize,
+    },
+    #[error(
+        "input record {record} became {rows} output records; this installation allows \
+         {cap} (plugin.max_fanout)"
+    )]
+    FanoutExceeded {
+        record: u32,
+        rows: usize,
+        cap: usize,
+    },
     #[error(
         "plugin {hash} is quarantined after {strikes} consecutive failed batches (last: \
          {last}); install a fixed version to resume"
@@ -65,6 +78,27 @@ pub enum PluginError {
     NotInstalled(String),
     #[error("cannot instantiate plugin: {0}")]
     Instantiate(String),
+}
+
+/// What an output cap counts; see [`super::CallLimits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMeasure {
+    /// Bytes as the host holds the output decoded.
+    Bytes,
+    /// Output records.
+    Rows,
+    /// Values (rows × fields) and dedup keys.
+    Values,
+}
+
+impl std::fmt::Display for OutputMeasure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputMeasure::Bytes => "bytes",
+            OutputMeasure::Rows => "rows",
+            OutputMeasure::Values => "values",
+        })
+    }
 }
 
 impl PluginError {
@@ -87,9 +121,19 @@ impl PluginError {
             PluginError::Trap { .. } => "trap",
             PluginError::MalformedOutput { .. } => "malformed-output",
             PluginError::OutputTooLarge { .. } => "output-too-large",
+            PluginError::FanoutExceeded { .. } => "fanout-exceeded",
             PluginError::Quarantined { .. } => "quarantined",
             PluginError::NotInstalled(_) => "not-installed",
             PluginError::Instantiate(_) => "instantiate",
         }
+    }
+
+    /// The DLQ code of a batch that failed this way, the same in every direction and
+    /// stage: `PLUGIN_` and the kind in upper snake case (`PLUGIN_OUTPUT_TOO_LARGE`).
+    pub fn dlq_code(&self) -> String {
+        format!(
+            "PLUGIN_{}",
+            self.kind().replace('-', "_").to_ascii_uppercase()
+        )
     }
 }

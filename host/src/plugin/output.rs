@@ -8,7 +8,8 @@
 
 use super::bindings::chain::ChainResult;
 use super::column::{Span, payload_span, tag};
-use super::error::PluginError;
+use super::error::{OutputMeasure, PluginError};
+use super::limits::CallLimits;
 use super::types::{Batch, BatchResult, Column, DedupKeys, DedupResult, RecordError, Resolution};
 
 /// The text of `span` in `text`, if the span is in bounds and on character boundaries.
@@ -23,15 +24,79 @@ fn malformed(reason: impl Into<String>) -> PluginError {
     }
 }
 
-/// Approximate bytes a batch occupies once lifted into the host.
+/// What a call's output will cost the host once decoded, counted from its shape before any
+/// of it is decoded: every caller turns rows into records and text spans into strings, and
+/// those copies, not the wire form, are what a hostile plugin amplifies. Counting is per
+/// batch, field, key and error; the one per-value part (the text each value decodes to) is
+/// summed in the bounds check that already reads every value.
+#[derive(Debug, Default)]
+struct Size {
+    bytes: usize,
+    rows: usize,
+    values: usize,
+}
+
+impl Size {
+    fn batch(&mut self, batch: &Batch) {
+        let rows = batch.sources.len();
+        self.rows = self.rows.saturating_add(rows);
+        self.values = self
+            .values
+            .saturating_add(rows.saturating_mul(batch.fields.len()));
+        self.bytes = self.bytes.saturating_add(batch_bytes(batch));
+    }
+
+    fn keys(&mut self, keys: &DedupKeys) {
+        self.values = self.values.saturating_add(keys.records.len());
+        self.bytes = self.bytes.saturating_add(keys_bytes(keys));
+    }
+
+    fn errors(&mut self, errors: &[RecordError]) {
+        let reasons: usize = errors.iter().map(|e| e.reason.len()).sum();
+        let each = std::mem::size_of::<RecordError>();
+        self.bytes = self
+            .bytes
+            .saturating_add(reasons)
+            .saturating_add(errors.len().saturating_mul(each));
+    }
+
+    /// Text values' own copies, once [`check_batch`] or [`check_keys`] has summed them.
+    fn decoded(&mut self, text_bytes: usize) {
+        self.bytes = self.bytes.saturating_add(text_bytes);
+    }
+
+    fn check(&self, limits: &CallLimits) -> Result<(), PluginError> {
+        for (measure, count, cap) in [
+            (OutputMeasure::Rows, self.rows, limits.max_output_rows),
+            (OutputMeasure::Values, self.values, limits.max_output_values),
+            (OutputMeasure::Bytes, self.bytes, limits.max_output_bytes),
+        ] {
+            if count > cap {
+                return Err(PluginError::OutputTooLarge {
+                    measure,
+                    count,
+                    cap,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bytes a batch occupies once lifted into the host: its buffers and the fixed cost of
+/// each string, column and the batch itself.
 fn batch_bytes(batch: &Batch) -> usize {
     let values: usize = batch
         .columns
         .iter()
-        .map(|c| c.tags.len() + c.payloads.len() * 8)
+        .map(|c| c.tags.len() + c.payloads.len() * 8 + std::mem::size_of::<Column>())
         .sum();
-    let names: usize = batch.fields.iter().map(String::len).sum();
-    batch.text.len() + names + values + batch.sources.len() * 4
+    let names: usize = batch
+        .fields
+        .iter()
+        .map(|f| f.len() + std::mem::size_of::<String>())
+        .sum();
+    batch.text.len() + names + values + batch.sources.len() * 4 + std::mem::size_of::<Batch>()
 }
 
 fn check_errors(errors: &[RecordError], input_len: usize) -> Result<(), PluginError> {
@@ -44,7 +109,8 @@ fn check_errors(errors: &[RecordError], input_len: usize) -> Result<(), PluginEr
     }
 }
 
-fn check_batch(batch: &Batch, input_len: usize) -> Result<(), PluginError> {
+/// Checks `batch`'s layout; returns the bytes its text values decode to.
+fn check_batch(batch: &Batch, input_len: usize) -> Result<usize, PluginError> {
     let rows = batch.sources.len();
     if batch.columns.len() != batch.fields.len() {
         return Err(malformed(format!(
@@ -61,6 +127,7 @@ fn check_batch(batch: &Batch, input_len: usize) -> Result<(), PluginError> {
     }
     let text_is_ascii = batch.text.is_ascii();
     let mut seen = std::collections::HashSet::with_capacity(batch.fields.len());
+    let mut decoded = 0usize;
     for (field, column) in batch.fields.iter().zip(&batch.columns) {
         if field.is_empty() || !seen.insert(field.as_str()) {
             return Err(malformed(format!("empty or repeated field name {field:?}")));
@@ -72,27 +139,37 @@ fn check_batch(batch: &Batch, input_len: usize) -> Result<(), PluginError> {
                 column.payloads.len()
             )));
         }
-        if !values_in_bounds(&column.tags, &column.payloads, &batch.text, text_is_ascii) {
-            return Err(malformed(bad_value(field, column, &batch.text)));
+        match values_in_bounds(&column.tags, &column.payloads, &batch.text, text_is_ascii) {
+            Some(text_bytes) => decoded = decoded.saturating_add(text_bytes),
+            None => return Err(malformed(bad_value(field, column, &batch.text))),
         }
     }
-    Ok(())
+    Ok(decoded)
 }
 
 /// Whether every tag is known and every text or JSON span lies in `text` on character
-/// boundaries. Branch-free per value (the checks are or-ed, not short-circuited), because
-/// it runs over every value of every batch; [`bad_value`] finds the culprit afterwards.
+/// boundaries, and if so the bytes those spans cover, each counted as often as it is used
+/// (the copies the host makes decoding them). Branch-free per value (the checks are or-ed,
+/// not short-circuited), because it runs over every value of every batch; [`bad_value`]
+/// finds the culprit afterwards.
 ///
 /// `text_is_ascii` (of the whole buffer, checked once per batch) skips the boundary checks:
 /// every offset of ASCII text is a boundary, and those checks are the costly part, a read
 /// at a random place in a buffer of some hundred KiB for each end of each span.
-fn values_in_bounds(tags: &[u8], payloads: &[u64], text: &str, text_is_ascii: bool) -> bool {
+fn values_in_bounds(
+    tags: &[u8],
+    payloads: &[u64],
+    text: &str,
+    text_is_ascii: bool,
+) -> Option<usize> {
     let bytes = text.as_bytes();
     let text_len = bytes.len() as u64;
     // A UTF-8 continuation byte is 0b10xx_xxxx: below -0x40 as a signed byte. The end of
     // the text is a boundary; past it, the bounds check fails anyway.
     let boundary = |at: u64| bytes.get(at as usize).is_none_or(|&b| (b as i8) >= -0x40);
     let mut bad = false;
+    // At most 2^32 values of at most 2^32 bytes each: a u64 sum cannot overflow.
+    let mut decoded = 0u64;
     for (&t, &payload) in tags.iter().zip(payloads) {
         let spans_text = (t == tag::TEXT) | (t == tag::JSON);
         // Non-text payloads are numbers: look at offset 0 for them, not at random bytes.
@@ -103,8 +180,9 @@ fn values_in_bounds(tags: &[u8], payloads: &[u64], text: &str, text_is_ascii: bo
         if !text_is_ascii {
             bad |= !boundary(offset) | !boundary(end);
         }
+        decoded += len;
     }
-    !bad
+    (!bad).then(|| usize::try_from(decoded).unwrap_or(usize::MAX))
 }
 
 /// Why [`values_in_bounds`] refused `column`.
@@ -120,35 +198,77 @@ fn bad_value(field: &str, column: &Column, text: &str) -> String {
     format!("a value of {field} is malformed")
 }
 
+/// Which input records the output accounts for, and how many output records each became.
+struct Coverage {
+    rows: Vec<u32>,
+    failed: Vec<bool>,
+}
+
+impl Coverage {
+    fn new(input_len: usize) -> Self {
+        Self {
+            rows: vec![0; input_len],
+            failed: vec![false; input_len],
+        }
+    }
+
+    /// Counts `batch`'s rows; its sources must already be checked to be in range.
+    fn rows(&mut self, batch: &Batch) {
+        for &source in &batch.sources {
+            if let Some(n) = self.rows.get_mut(source as usize) {
+                *n = n.saturating_add(1);
+            }
+        }
+    }
+
+    /// Marks the records `errors` name; they must already be checked to be in range.
+    fn errors(&mut self, errors: &[RecordError]) {
+        for error in errors {
+            if let Some(failed) = self.failed.get_mut(error.record as usize) {
+                *failed = true;
+            }
+        }
+    }
+
+    /// No record vanished, and none fanned out past `max_fanout`.
+    fn check(&self, max_fanout: usize) -> Result<(), PluginError> {
+        let all = self.rows.iter().zip(&self.failed).enumerate();
+        for (record, (&rows, &failed)) in all {
+            if rows == 0 && !failed {
+                return Err(malformed(format!(
+                    "record {record} produced neither output nor an error"
+                )));
+            }
+            if rows as usize > max_fanout {
+                return Err(PluginError::FanoutExceeded {
+                    record: u32::try_from(record).unwrap_or(u32::MAX),
+                    rows: rows as usize,
+                    cap: max_fanout,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn check_batch_result(
     result: &BatchResult,
     input_len: usize,
-    max_bytes: usize,
+    limits: &CallLimits,
 ) -> Result<(), PluginError> {
-    let bytes: usize = result.batches.iter().map(batch_bytes).sum();
-    if bytes > max_bytes {
-        return Err(PluginError::OutputTooLarge {
-            bytes,
-            cap: max_bytes,
-        });
-    }
+    let mut size = Size::default();
+    result.batches.iter().for_each(|b| size.batch(b));
+    size.errors(&result.errors);
+    size.check(limits)?;
     check_errors(&result.errors, input_len)?;
-    let mut covered = vec![false; input_len];
+    let mut coverage = Coverage::new(input_len);
     for batch in &result.batches {
-        check_batch(batch, input_len)?;
-        for &source in &batch.sources {
-            covered[source as usize] = true;
-        }
+        size.decoded(check_batch(batch, input_len)?);
+        coverage.rows(batch);
     }
-    for error in &result.errors {
-        covered[error.record as usize] = true;
-    }
-    match covered.iter().position(|c| !c) {
-        Some(record) => Err(malformed(format!(
-            "record {record} produced neither output nor an error"
-        ))),
-        None => Ok(()),
-    }
+    size.check(limits)?;
+    coverage.errors(&result.errors);
+    coverage.check(limits.max_fanout)
 }
 
 pub fn check_resolution(result: &Resolution, incoming: &Batch) -> Result<(), PluginError> {
@@ -168,26 +288,26 @@ pub fn check_resolution(result: &Resolution, incoming: &Batch) -> Result<(), Plu
 pub fn check_dedup(
     result: &DedupResult,
     input_len: usize,
-    max_bytes: usize,
+    limits: &CallLimits,
 ) -> Result<(), PluginError> {
-    let bytes = keys_bytes(&result.keys);
-    if bytes > max_bytes {
-        return Err(PluginError::OutputTooLarge {
-            bytes,
-            cap: max_bytes,
-        });
-    }
+    let mut size = Size::default();
+    size.keys(&result.keys);
+    size.errors(&result.errors);
+    size.check(limits)?;
     check_errors(&result.errors, input_len)?;
-    check_keys(&result.keys, input_len)
+    size.decoded(check_keys(&result.keys, input_len)?);
+    size.check(limits)
 }
 
+/// Bytes dedup keys occupy once lifted, before their text is copied out per key.
 fn keys_bytes(keys: &DedupKeys) -> usize {
     keys.text.len() + keys.records.len() * 4 + (keys.names.len() + keys.values.len()) * 8
 }
 
 /// Keys come in whole (one record, name and value each), name rows of a `rows`-record
-/// batch, and point inside their text on character boundaries.
-fn check_keys(keys: &DedupKeys, rows: usize) -> Result<(), PluginError> {
+/// batch, and point inside their text on character boundaries. Returns the bytes the keys
+/// decode to: a name and a value string each.
+fn check_keys(keys: &DedupKeys, rows: usize) -> Result<usize, PluginError> {
     let count = keys.records.len();
     if keys.names.len() != count || keys.values.len() != count {
         return Err(malformed(format!(
@@ -201,56 +321,55 @@ fn check_keys(keys: &DedupKeys, rows: usize) -> Result<(), PluginError> {
             "a dedup key names record {record} of {rows}"
         )));
     }
-    let in_text = |&packed: &u64| span_text(&keys.text, payload_span(packed)).is_some();
-    if !keys.names.iter().all(in_text) || !keys.values.iter().all(in_text) {
-        return Err(malformed("a dedup key points outside the text buffer"));
+    let mut decoded = count.saturating_mul(2 * std::mem::size_of::<String>());
+    for &packed in keys.names.iter().chain(&keys.values) {
+        match span_text(&keys.text, payload_span(packed)) {
+            Some(text) => decoded = decoded.saturating_add(text.len()),
+            None => return Err(malformed("a dedup key points outside the text buffer")),
+        }
     }
-    Ok(())
+    Ok(decoded)
 }
 
 /// A chain call's output: every batch well formed with sources in the input, every key on
-/// a row of its batch, every error on an input record, and no input record unaccounted for.
+/// a row of its batch, every error on an input record, no input record unaccounted for or
+/// fanned out past the cap, and the whole within the output caps.
 pub fn check_chain(
     result: &ChainResult,
     input_len: usize,
-    max_bytes: usize,
+    limits: &CallLimits,
 ) -> Result<(), PluginError> {
-    let bytes: usize = result
-        .batches
-        .iter()
-        .map(|b| batch_bytes(&b.batch) + keys_bytes(&b.keys))
-        .sum();
-    if bytes > max_bytes {
-        return Err(PluginError::OutputTooLarge {
-            bytes,
-            cap: max_bytes,
-        });
+    let mut size = Size::default();
+    for produced in &result.batches {
+        size.batch(&produced.batch);
+        size.keys(&produced.keys);
     }
-    let mut covered = vec![false; input_len];
+    let reasons: usize = result.errors.iter().map(|e| e.reason.len()).sum();
+    size.bytes = size.bytes.saturating_add(reasons);
+    size.check(limits)?;
+    let mut coverage = Coverage::new(input_len);
+    if let Some(error) = result
+        .errors
+        .iter()
+        .find(|e| e.record as usize >= input_len)
+    {
+        return Err(malformed(format!(
+            "an error names record {} of a {input_len}-record batch",
+            error.record
+        )));
+    }
     for error in &result.errors {
-        match covered.get_mut(error.record as usize) {
-            Some(slot) => *slot = true,
-            None => {
-                return Err(malformed(format!(
-                    "an error names record {} of a {input_len}-record batch",
-                    error.record
-                )));
-            }
+        if let Some(failed) = coverage.failed.get_mut(error.record as usize) {
+            *failed = true;
         }
     }
     for produced in &result.batches {
-        check_batch(&produced.batch, input_len)?;
-        check_keys(&produced.keys, produced.batch.sources.len())?;
-        for &source in &produced.batch.sources {
-            covered[source as usize] = true;
-        }
+        size.decoded(check_batch(&produced.batch, input_len)?);
+        size.decoded(check_keys(&produced.keys, produced.batch.sources.len())?);
+        coverage.rows(&produced.batch);
     }
-    match covered.iter().position(|c| !c) {
-        Some(record) => Err(malformed(format!(
-            "record {record} produced neither output nor an error"
-        ))),
-        None => Ok(()),
-    }
+    size.check(limits)?;
+    coverage.check(limits.max_fanout)
 }
 
 #[cfg(test)]
@@ -277,7 +396,7 @@ mod tests {
 
     fn reason(text: &str, values: &[(u8, u64)]) -> Option<String> {
         match check_batch(&batch(text, values), values.len()) {
-            Ok(()) => None,
+            Ok(_) => None,
             Err(PluginError::MalformedOutput { reason }) => Some(reason),
             Err(other) => panic!("unexpected {other}"),
         }
@@ -342,7 +461,7 @@ mod tests {
 
     fn key_reason(keys: &DedupKeys, rows: usize) -> Option<String> {
         match check_keys(keys, rows) {
-            Ok(()) => None,
+            Ok(_) => None,
             Err(PluginError::MalformedOutput { reason }) => Some(reason),
             Err(other) => panic!("unexpected {other}"),
         }

@@ -13,35 +13,12 @@ use rand::rngs::StdRng;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::host_imports::{self, LogLevel};
+use super::clock::{CallClock, FrozenClock, SandboxClock};
 use super::limits::CallLimits;
 use super::types;
-
-/// A wall clock frozen at the batch's `now`, and a monotonic clock that never moves:
-/// plugins must be deterministic, and the host already passes them the time they need.
-struct FrozenClock {
-    since_epoch: Duration,
-}
-
-impl HostWallClock for FrozenClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        self.since_epoch
-    }
-}
-
-impl HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
 
 pub struct Sandbox {
     wasi: WasiCtx,
@@ -55,6 +32,8 @@ pub struct Sandbox {
     pub memory_exceeded: bool,
     max_log_lines: usize,
     log_lines: usize,
+    /// The call's execution budget as the plugin's sleeps see it; see [`super::clock`].
+    pub clock: CallClock,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
 }
@@ -94,15 +73,24 @@ impl Sandbox {
             memory_exceeded: false,
             max_log_lines: limits.max_log_lines,
             log_lines: 0,
+            clock: CallClock::new(limits.time_budget),
             stdout,
             stderr,
         }
     }
 
     /// Starts a call: the log-line limit is per call, also when one sandbox serves several
-    /// calls of a batch.
+    /// calls of a batch. (The execution budget is armed with the epoch deadline.)
     pub fn begin_call(&mut self) {
         self.log_lines = 0;
+    }
+
+    /// The `monotonic-clock` interface this sandbox's plugin imports.
+    pub fn monotonic_clock(&mut self) -> SandboxClock<'_> {
+        SandboxClock {
+            table: &mut self.table,
+            clock: &mut self.clock,
+        }
     }
 
     /// Forwards what the plugin wrote to stdout/stderr to the log, tagged with the
@@ -115,6 +103,7 @@ impl Sandbox {
             }
             let text = String::from_utf8_lossy(&bytes);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let line = escape_controls(line);
                 tracing::info!(
                     target: "weft::plugin::guest",
                     installation = %self.installation,
@@ -132,7 +121,8 @@ impl Sandbox {
         let text = String::from_utf8_lossy(&bytes);
         let start = text.find("panicked at")?;
         let message: String = text[start..].lines().take(2).collect::<Vec<_>>().join(" ");
-        Some(message)
+        // It reaches the DLQ and the host's log lines ("plugin batch failed: …").
+        Some(escape_controls(&message).into_owned())
     }
 }
 
@@ -177,6 +167,29 @@ impl types::Host for Sandbox {}
 /// Longest single log line forwarded; plugin logs are for humans, not for payloads.
 const MAX_LOG_LINE: usize = 4096;
 
+/// `text` with every control character (and the Unicode line and paragraph separators)
+/// written as an escape, so nothing a plugin writes can end the host's log line and start
+/// a forged one (`\n`), rewrite it on a terminal (`\r`, ANSI escapes) or cut it short for
+/// a C reader (NUL). Borrowed unchanged in the usual case of nothing to escape.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c if unsafe_char(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl host_imports::Host for Sandbox {
     fn log(&mut self, level: LogLevel, message: String) {
         self.log_lines += 1;
@@ -200,6 +213,7 @@ impl host_imports::Host for Sandbox {
             message.truncate(cut);
             message.push('…');
         }
+        let message = escape_controls(&message);
         let (installation, plugin) = (&*self.installation, &*self.plugin);
         match level {
             LogLevel::Trace => {
@@ -226,5 +240,27 @@ impl host_imports::Host for Sandbox {
 
     fn config_keys(&mut self) -> Vec<String> {
         self.config.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_is_borrowed() {
+        let forged =
+            "ok\n2026-01-01T00:00:00Z ERROR weft::api::admin: FORGED\r\0\x1b[2K\u{2028}end";
+        let escaped = escape_controls(forged);
+        assert_eq!(
+            escaped,
+            "ok\\n2026-01-01T00:00:00Z ERROR weft::api::admin: FORGED\\r\\0\\u{1b}[2K\\u{2028}end"
+        );
+        assert!(!escaped.chars().any(char::is_control));
+        let plain = "Zoë's plain line with a \\n already escaped";
+        assert!(matches!(
+            escape_controls(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

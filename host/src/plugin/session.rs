@@ -81,8 +81,7 @@ impl BatchSession<'_> {
             Direction::Inbound => p.weft_plugin_mapper().call_map_inbound(store, &ctx, input),
             Direction::Outbound => p.weft_plugin_mapper().call_map_outbound(store, &ctx, input),
         })?;
-        let max = self.spec.limits.max_output_bytes;
-        output::check_batch_result(&result, input.sources.len(), max)?;
+        output::check_batch_result(&result, input.sources.len(), &self.spec.limits)?;
         Ok(result)
     }
 
@@ -97,8 +96,7 @@ impl BatchSession<'_> {
             p.weft_plugin_coercer()
                 .call_coerce(store, &ctx, schema, input)
         })?;
-        let max = self.spec.limits.max_output_bytes;
-        output::check_batch_result(&result, input.sources.len(), max)?;
+        output::check_batch_result(&result, input.sources.len(), &self.spec.limits)?;
         Ok(result)
     }
 
@@ -115,8 +113,7 @@ impl BatchSession<'_> {
             p.weft_plugin_chain()
                 .call_run(store, &ctx, input, schemas, dedup)
         })?;
-        let max = self.spec.limits.max_output_bytes;
-        output::check_chain(&result, input.sources.len(), max)?;
+        output::check_chain(&result, input.sources.len(), &self.spec.limits)?;
         Ok(result)
     }
 
@@ -128,11 +125,7 @@ impl BatchSession<'_> {
         let ctx = LoadedPlugin::context(self.spec, direction);
         let result =
             self.call(|p, store| p.weft_plugin_deduper().call_dedup_keys(store, &ctx, input))?;
-        output::check_dedup(
-            &result,
-            input.sources.len(),
-            self.spec.limits.max_output_bytes,
-        )?;
+        output::check_dedup(&result, input.sources.len(), &self.spec.limits)?;
         Ok(result)
     }
 }

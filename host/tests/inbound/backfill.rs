@@ -185,6 +185,36 @@ async fn a_failing_plugin_dead_letters_its_rows_and_the_sync_goes_on() {
     );
 }
 
+/// A record that fans out past the installation's `plugin.max_fanout` dead-letters its page
+/// with the same code the outbound pipeline gives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_fanning_out_past_max_fanout_dead_letters_with_its_code() {
+    let org = org(300, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    // `max_fanout` lands in the `[plugin]` table `write_config` ends with.
+    let body = format!(
+        "max_fanout = 2\n\n[inbound]\nbulk_threshold = 100000\n\n[inbound.objects.Account]\nfields = [\"Name\"]\n{SINK}"
+    );
+    let plugin = r#"mode = "fanout", "fanout.rows" = "3""#;
+    let config = write_config(dir.path(), &org, "hostile", plugin, &body);
+    let db = dir.path().join("weft.redb");
+    let mut sync = inbound(&config, &db);
+    sync.pass()
+        .await
+        .expect("a failing plugin does not stop the sync");
+    drop(sync);
+    let store = RedbStore::open(&db).expect("store");
+    let dead = store.dlq_list(&Default::default()).expect("dlq").entries;
+    assert_eq!(dead.len(), org_rows(&org, "Account", false).len());
+    assert!(
+        dead.iter()
+            .all(|d| d.error_code == "PLUGIN_FANOUT_EXCEEDED"),
+        "{:?}",
+        dead[0]
+    );
+    assert!(sink_lines(dir.path(), "Account").is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_that_fails_does_not_hold_up_the_others() {
     let org = org(300, 0).await;

@@ -7,6 +7,7 @@ mod common;
 mod conflict;
 mod deletes;
 mod governor;
+mod hostile;
 mod isolation;
 mod kill;
 mod lock_row;

@@ -13,7 +13,10 @@
 //! | key | default | meaning |
 //! | --- | --- | --- |
 //! | `mode` | `ok` | the behaviour, below |
-//! | `millis` | `100` | for `slow`: roughly how long to spin |
+//! | `millis` | `100` | for `slow`: roughly how long to spin; for `sleep`: how long to sleep |
+//! | `fanout.rows` | `1000000` | for `fanout`: output rows per input record |
+//! | `fanout.fields` | `1` | for `fanout`: fields per output row |
+//! | `fanout.text-kib` | `0` | for `fanout`: each value is text spanning this many KiB of one shared buffer (0: an integer) |
 //! | `oversized.mib` | `48` | for `oversized`: size of the text returned, in MiB |
 //! | `marker` | `weft-tenant-secret` | for `plant` and `probe`: the data one tenant leaves behind |
 //! | `plant.mib` | `12` | for `plant`: heap written with the marker, in MiB |
@@ -34,6 +37,9 @@
 //! | `slow` | spins `millis` × [`ITERATIONS_PER_MS`] iterations, then behaves like `ok` | success, late |
 //! | `plant` | fills `plant.mib` of heap and 64 KiB of stack with the encoded `marker` (see [`plant`]), then behaves like `ok` | success |
 //! | `probe` | grows its linear memory to at least [`PROBE_MIB`], scans all of it for the encoded `marker` and panics naming the offset if it is there, else behaves like `ok` | success: a fresh sandbox holds nothing of an earlier call |
+//! | `sleep` | calls `std::thread::sleep` for `millis`, then behaves like `ok` | a timeout at once when `millis` is past the budget, never a blocked host thread |
+//! | `fanout` | maps each input record to `fanout.rows` rows of `fanout.fields` fields (coerce and the other exports behave like `ok`), small on the wire however large it decodes | output too large, or fan-out exceeded |
+//! | `forge-log` | logs (and writes to stderr) lines holding `\n`, `\r`, NUL and an ANSI escape, each followed by a well-formed host log line, then behaves like `ok` | success, every forged line escaped |
 //!
 //! `slow` is approximate: plugins have no clock, so it counts iterations calibrated
 //! natively; under the sandbox's fuel or epoch checks each iteration costs more.
@@ -51,6 +57,11 @@ use weft_guest::{RawColumn, Value};
 /// core; a sandboxed iteration is slower).
 pub const ITERATIONS_PER_MS: u64 = 1_000_000;
 pub const DEFAULT_MILLIS: u64 = 100;
+pub const DEFAULT_FANOUT_ROWS: usize = 1_000_000;
+/// What `forge-log` writes after each control character: a host log line as the text
+/// formatter prints one.
+pub const FORGED_LINE: &str =
+    "2026-01-01T00:00:00.000000Z ERROR weft::api::admin: FORGED admin token accepted";
 pub const DEFAULT_OVERSIZED_MIB: usize = 48;
 pub const DEFAULT_MARKER: &str = "weft-tenant-secret";
 /// Past the 4 MiB initial memory and the host's 8 MiB of pages kept resident between
@@ -79,10 +90,13 @@ pub enum Mode {
     Slow,
     Plant,
     Probe,
+    Sleep,
+    Fanout,
+    ForgeLog,
 }
 
 impl Mode {
-    pub const ALL: [(&'static str, Mode); 11] = [
+    pub const ALL: [(&'static str, Mode); 14] = [
         ("ok", Mode::Ok),
         ("loop", Mode::Loop),
         ("memory", Mode::Memory),
@@ -94,6 +108,9 @@ impl Mode {
         ("slow", Mode::Slow),
         ("plant", Mode::Plant),
         ("probe", Mode::Probe),
+        ("sleep", Mode::Sleep),
+        ("fanout", Mode::Fanout),
+        ("forge-log", Mode::ForgeLog),
     ];
 
     fn parse(text: &str) -> Option<Self> {
@@ -114,11 +131,14 @@ pub struct Hostile {
     marker: Option<String>,
     plant_mib: Option<usize>,
     probe_self_test: bool,
+    fanout_rows: Option<usize>,
+    fanout_fields: Option<usize>,
+    fanout_text_kib: Option<usize>,
 }
 
 impl Hostile {
     /// Runs the modes that never return (or return late), before any output is built.
-    fn misbehave(&self) {
+    fn misbehave(&self, cx: &Cx) {
         match self.mode {
             Mode::Loop => spin_forever(),
             Mode::Memory => {
@@ -143,7 +163,60 @@ impl Hostile {
                 }
                 black_box(planted);
             }
-            Mode::Ok | Mode::Oversized | Mode::WrongCount | Mode::BadSource => {}
+            Mode::Sleep => {
+                let millis = self.millis.unwrap_or(DEFAULT_MILLIS);
+                std::thread::sleep(std::time::Duration::from_millis(millis));
+            }
+            Mode::ForgeLog => {
+                for control in ["\n", "\r", "\0", "\x1b[2K\r"] {
+                    let message = format!("innocent{control}{FORGED_LINE}");
+                    cx.log(LogLevel::Error, &message);
+                    eprintln!("{message}");
+                }
+            }
+            Mode::Ok | Mode::Oversized | Mode::WrongCount | Mode::BadSource | Mode::Fanout => {}
+        }
+    }
+
+    /// `fanout`: every input record becomes `fanout.rows` rows, every value the same one,
+    /// so the output is 13 bytes a row on the wire whatever it decodes to.
+    fn fan_out(&self, input: &Batch) -> BatchResult {
+        let per_record = self.fanout_rows.unwrap_or(DEFAULT_FANOUT_ROWS);
+        let fields = self.fanout_fields.unwrap_or(1);
+        let text = "x".repeat(self.fanout_text_kib.unwrap_or(0).saturating_mul(1024));
+        let value = if text.is_empty() {
+            Value::Integer(7)
+        } else {
+            Value::Text(Span {
+                offset: 0,
+                len: u32::try_from(text.len()).unwrap_or(u32::MAX),
+            })
+        };
+        let sources: Vec<u32> = input
+            .sources
+            .iter()
+            .enumerate()
+            .flat_map(|(record, _)| {
+                std::iter::repeat_n(u32::try_from(record).unwrap_or(u32::MAX), per_record)
+            })
+            .collect();
+        let columns = (0..fields)
+            .map(|_| {
+                let mut column = RawColumn::with_capacity(sources.len());
+                sources.iter().for_each(|_| column.push(value));
+                column
+            })
+            .collect();
+        let batch = Batch {
+            object: input.object.clone(),
+            fields: (0..fields).map(|i| format!("Field{i}__c")).collect(),
+            columns,
+            sources,
+            text,
+        };
+        BatchResult {
+            batches: vec![batch],
+            errors: Vec::new(),
         }
     }
 
@@ -254,6 +327,19 @@ impl Plugin for Hostile {
                 .map_err(|_| format!("plant.mib: {mib:?} is not a whole number of MiB"))?;
             self.plant_mib = Some(parsed);
         }
+        for (key, slot) in [
+            ("fanout.rows", &mut self.fanout_rows),
+            ("fanout.fields", &mut self.fanout_fields),
+            ("fanout.text-kib", &mut self.fanout_text_kib),
+        ] {
+            if let Some(value) = cx.config(key) {
+                let parsed = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{key}: {value:?} is not a whole number"))?;
+                *slot = Some(parsed);
+            }
+        }
         if let Some(flag) = cx.config("probe.self-test") {
             self.probe_self_test = match flag.trim() {
                 "true" => true,
@@ -265,19 +351,25 @@ impl Plugin for Hostile {
     }
 
     fn map_inbound_batch(&self, cx: &Cx, input: &Batch) -> BatchResult {
-        self.misbehave();
+        self.misbehave(cx);
+        if self.mode == Mode::Fanout {
+            return self.fan_out(input);
+        }
         let out = run::map_each(cx, input, |cx, rec, out| self.map_inbound(cx, rec, out));
         self.shape(out, input)
     }
 
     fn map_outbound_batch(&self, cx: &Cx, input: &Batch) -> BatchResult {
-        self.misbehave();
+        self.misbehave(cx);
+        if self.mode == Mode::Fanout {
+            return self.fan_out(input);
+        }
         let out = run::map_each(cx, input, |cx, rec, out| self.map_outbound(cx, rec, out));
         self.shape(out, input)
     }
 
     fn coerce_batch(&self, cx: &Cx, schema: &ObjectSchema, input: &Batch) -> BatchResult {
-        self.misbehave();
+        self.misbehave(cx);
         let out = run::coerce_each(cx, schema, input, |cx, field, value| {
             self.coerce_value(cx, field, value)
         });
@@ -292,7 +384,7 @@ impl Plugin for Hostile {
         current: &Batch,
         current_modified_at: &[Option<i64>],
     ) -> Resolution {
-        self.misbehave();
+        self.misbehave(cx);
         let mut out = run::resolve_each(
             cx,
             incoming,
@@ -327,7 +419,7 @@ impl Plugin for Hostile {
     }
 
     fn dedup_batch(&self, cx: &Cx, input: &Batch) -> DedupResult {
-        self.misbehave();
+        self.misbehave(cx);
         let mut out = run::dedup_each(cx, input, |cx, rec, keys| self.dedup_keys(cx, rec, keys));
         // A key's spans, packed as on the wire: `len` bytes from the end of the key text.
         let at_end =
@@ -698,6 +790,41 @@ mod tests {
         // The scan itself only means something inside a sandbox (see the e2e tests).
         let h = mode("probe").config("probe.self-test", "true");
         assert_eq!(h.map_inbound::<Hostile>(&input()).batches, vec![input()]);
+    }
+
+    #[test]
+    fn fanout_multiplies_each_record_in_the_mapping_only() {
+        let h = mode("fanout")
+            .config("fanout.rows", "3")
+            .config("fanout.fields", "2");
+        let out = h.map_inbound::<Hostile>(&input());
+        let batch = &out.batches[0];
+        assert_eq!(batch.sources, vec![0, 0, 0, 1, 1, 1]);
+        assert_eq!(batch.fields, vec!["Field0__c", "Field1__c"]);
+        assert!(columns_agree(batch));
+        assert!(batch.text.is_empty(), "integers by default");
+        let text = mode("fanout")
+            .config("fanout.rows", "2")
+            .config("fanout.text-kib", "1")
+            .map_outbound::<Hostile>(&input());
+        assert_eq!(text.batches[0].text.len(), 1024);
+        assert_eq!(text.batches[0].sources.len(), 4);
+        let coerced = h.coerce::<Hostile>(Direction::Outbound, &account_schema(), &input());
+        assert_eq!(coerced.batches, vec![input()]);
+    }
+
+    #[test]
+    fn sleep_and_forge_log_then_behave_like_ok() {
+        let slept = mode("sleep").config("millis", "1");
+        assert_eq!(
+            slept.map_inbound::<Hostile>(&input()).batches,
+            vec![input()]
+        );
+        let forged = mode("forge-log");
+        assert_eq!(
+            forged.map_inbound::<Hostile>(&input()).batches,
+            vec![input()]
+        );
     }
 
     // `loop`, `memory` and `recursion` never return by design; their building blocks are
