@@ -270,7 +270,7 @@ mod tests {
         let batches = batches_from_json("company", &records, MAX_BATCH_CELLS);
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].0, 0);
-        assert_eq!(batches[0].1.fields, ["name", "n"]);
+        assert_eq!(batches[0].1.fields, ["n", "name"]);
         assert_eq!(batches[0].1.sources.len(), 200);
         assert_eq!(batch_to_json(&batches[0].1), records);
     }
