@@ -13,7 +13,7 @@ use weft::store::{
 
 use crate::common::db_path;
 
-fn weft(db: &Path, args: &[&str]) -> Output {
+pub(crate) fn weft(db: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(args)
         .arg("--db")

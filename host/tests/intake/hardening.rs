@@ -2,9 +2,6 @@
 //! intake refuses so that the store can always read back what it accepted, and a DLQ that
 //! one undecodable entry cannot poison.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use jiff::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
@@ -16,6 +13,7 @@ use weft::store::{
 use crate::common::{
     ACME_TOKEN, GLOBEX_TOKEN, INSTALLATION, client, client_with, db_path, event, events_url, start,
 };
+use crate::dlq::weft;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_14_intake_needs_the_installations_own_token() {
@@ -207,15 +205,6 @@ fn event_with(id: &str, record: Map<String, Value>) -> OutboundEvent {
         occurred_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         record,
     }
-}
-
-fn weft(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .output()
-        .expect("weft runs")
 }
 
 #[test]
