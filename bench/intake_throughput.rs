@@ -142,7 +142,10 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 async fn metric(addr: SocketAddr, name: &str) -> f64 {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {BENCH_ADMIN_TOKEN}\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .await
         .expect("write");
     let mut text = String::new();
@@ -202,6 +205,8 @@ async fn variant(addr: SocketAddr, tag: &'static str, batch: usize, clients: usi
 
 /// The installation's intake token: the bench authenticates like a real sender.
 const BENCH_TOKEN: &str = "weft_intake_bench_token";
+/// The operator token, for reading the commit counters from `/metrics`.
+const BENCH_ADMIN_TOKEN: &str = "weft_intake_bench_operator_token";
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` would run us too: do nothing then.
@@ -229,7 +234,9 @@ fn main() {
                 )]),
                 group_commit: GroupCommitConfig::default(),
                 limits: IntakeLimits::default(),
-                admin_token: None,
+                admin_token: Some(
+                    weft::api::AdminToken::new(BENCH_ADMIN_TOKEN).expect("operator token"),
+                ),
                 conn: weft::api::ConnLimits::default(),
             },
             None,
