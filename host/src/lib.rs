@@ -10,6 +10,7 @@ pub mod config;
 pub mod inbound;
 pub mod outbound;
 pub mod plugin;
+pub mod registry;
 pub mod runtime;
 pub mod salesforce;
 pub mod store;

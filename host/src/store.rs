@@ -40,6 +40,7 @@ pub use contain::RedbStore;
 pub use error::StoreError;
 pub use group_commit::{Committed, GroupCommitConfig, IntakeWriter, WriterHandle, WriterStats};
 use model::GOVERNOR_OBJECT;
+pub(crate) use model::rfc3339;
 pub use model::{
     AcceptedEvent, Admission, Admitted, AppliedMark, AuditAction, AuditEntry, DlqEntry, DlqFilter,
     DlqListing, DlqOriginal, DlqStatus, EncodedEvent, EventState, EventStatus, FieldChange,
@@ -48,6 +49,16 @@ pub use model::{
 };
 
 use jiff::Timestamp;
+
+/// What [`StoreTxn::purge_installation`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeCounts {
+    pub events: u64,
+    pub dlq_entries: u64,
+    pub audit_entries: u64,
+    /// Checkpoints, watermarks, synced ids, applied marks and retry states together.
+    pub state_rows: u64,
+}
 
 /// Reads, and the one way to write: a durable transaction.
 pub trait Store: Send + Sync {
@@ -131,6 +142,12 @@ pub trait Store: Send + Sync {
         object: &str,
         kind: StateKind,
     ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// One installation's stored spec record, as the registry encoded it.
+    fn spec_raw(&self, installation: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Every stored spec record, by installation id.
+    fn specs_raw(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 }
 
 /// The writes available inside one [`Store::write`] transaction.
@@ -221,6 +238,21 @@ pub trait StoreTxn {
         object: &str,
         kind: StateKind,
     ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores an installation's spec record (the registry owns its encoding and versions).
+    fn put_spec_raw(&mut self, installation: &str, record: &[u8]) -> Result<(), StoreError>;
+
+    /// An installation's spec record as this transaction sees it, so a version check and
+    /// the write it guards cannot race another writer.
+    fn get_spec_raw(&mut self, installation: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Removes an installation's spec record; whether there was one.
+    fn delete_spec_raw(&mut self, installation: &str) -> Result<bool, StoreError>;
+
+    /// Removes everything the store holds for an installation except its spec: events and
+    /// their index, retry state, DLQ entries, audit, checkpoints, watermarks, governor
+    /// snapshot, synced ids and applied marks. What `DELETE …?purge=true` runs.
+    fn purge_installation(&mut self, installation: &str) -> Result<PurgeCounts, StoreError>;
 
     /// Records rows inbound sync delivered (`present`) and delivered as deleted (`gone`).
     fn set_synced_ids(

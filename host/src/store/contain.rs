@@ -142,6 +142,14 @@ impl Store for RedbStore {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         self.guard(|| self.file.state_raw(installation, object, kind))
     }
+
+    fn spec_raw(&self, installation: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.guard(|| self.file.spec_raw(installation))
+    }
+
+    fn specs_raw(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.guard(|| self.file.specs_raw())
+    }
 }
 
 thread_local! {

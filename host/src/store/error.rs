@@ -86,6 +86,10 @@ pub enum StoreError {
     /// An accepted event that does not exist.
     #[error("installation {installation:?} has no accepted event with sequence number {seq}")]
     EventNotFound { installation: String, seq: u64 },
+    /// The caller's transaction stopped on a refusal of its own (a registry version check,
+    /// say) and reports it separately; nothing of the transaction was kept.
+    #[error("the transaction was abandoned by its caller; nothing was written")]
+    Aborted,
     /// The intake writer thread is gone (the host is shutting down, or it could not start).
     #[error("the intake writer has stopped")]
     WriterStopped,

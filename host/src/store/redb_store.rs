@@ -21,7 +21,10 @@
 use std::path::Path;
 
 use jiff::Timestamp;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -29,7 +32,8 @@ use super::error::Doing;
 use super::{
     AcceptedEvent, Admission, Admitted, AppliedMark, AuditEntry, DlqEntry, DlqFilter, DlqListing,
     DlqOriginal, DlqStatus, EncodedEvent, EventState, EventStatus, NewDlqEntry, OutboundEvent,
-    RetryState, Seq, StateKind, Store, StoreError, StoreTxn, UnreadableDlqEntry, decode, encode,
+    PurgeCounts, RetryState, Seq, StateKind, Store, StoreError, StoreTxn, UnreadableDlqEntry,
+    decode, encode,
 };
 
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbound_events");
@@ -49,6 +53,8 @@ const APPLIED: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("outbound_applied");
 /// Retry state of pending events that failed transiently; a row leaves with its event.
 const RETRY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbound_retry");
+/// The registry: one spec record per installation, encoded by [`crate::registry`].
+const SPECS: TableDefinition<&str, &[u8]> = TableDefinition::new("installation_specs");
 
 /// Just the event id of a DLQ original (`{"kind": "event", "event": {"id": …}}`); every
 /// other member is skipped without being decoded, however deep it nests.
@@ -384,6 +390,26 @@ impl Store for RedbFile {
             .doing(DOING)?;
         Ok(found.map(|guard| guard.value().to_vec()))
     }
+
+    fn spec_raw(&self, installation: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        const DOING: &str = "reading an installation spec";
+        let txn = self.read(DOING)?;
+        let specs = txn.open_table(SPECS).doing(DOING)?;
+        let found = specs.get(installation).doing(DOING)?;
+        Ok(found.map(|guard| guard.value().to_vec()))
+    }
+
+    fn specs_raw(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        const DOING: &str = "listing installation specs";
+        let txn = self.read(DOING)?;
+        let specs = txn.open_table(SPECS).doing(DOING)?;
+        let mut out = Vec::new();
+        for row in specs.iter().doing(DOING)? {
+            let (key, value) = row.doing(DOING)?;
+            out.push((key.value().to_owned(), value.value().to_vec()));
+        }
+        Ok(out)
+    }
 }
 
 /// Creating tables is idempotent and cheap once they exist; doing it in every write keeps
@@ -401,6 +427,7 @@ fn ensure_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(APPLIED).doing(DOING)?;
     txn.open_table(SYNCED_IDS).doing(DOING)?;
     txn.open_table(RETRY).doing(DOING)?;
+    txn.open_table(SPECS).doing(DOING)?;
     Ok(())
 }
 
@@ -854,6 +881,79 @@ impl StoreTxn for RedbTxn<'_> {
             .doing(DOING)?;
         Ok(found.map(|guard| guard.value().to_vec()))
     }
+
+    fn put_spec_raw(&mut self, installation: &str, record: &[u8]) -> Result<(), StoreError> {
+        const DOING: &str = "storing an installation spec";
+        self.txn
+            .open_table(SPECS)
+            .doing(DOING)?
+            .insert(installation, record)
+            .doing(DOING)?;
+        Ok(())
+    }
+
+    fn get_spec_raw(&mut self, installation: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        const DOING: &str = "reading an installation spec";
+        let specs = self.txn.open_table(SPECS).doing(DOING)?;
+        let found = specs.get(installation).doing(DOING)?;
+        Ok(found.map(|guard| guard.value().to_vec()))
+    }
+
+    fn delete_spec_raw(&mut self, installation: &str) -> Result<bool, StoreError> {
+        const DOING: &str = "removing an installation spec";
+        let mut specs = self.txn.open_table(SPECS).doing(DOING)?;
+        let removed = specs.remove(installation).doing(DOING)?;
+        Ok(removed.is_some())
+    }
+
+    fn purge_installation(&mut self, installation: &str) -> Result<PurgeCounts, StoreError> {
+        const DOING: &str = "purging an installation";
+        // Every key of this installation sorts at or after `(installation, …)` with the
+        // smallest rest and before `(installation + "\0", …)`: the ranges below hold
+        // exactly its rows, so no other installation's row is even visited.
+        let next = format!("{installation}\0");
+        let next = next.as_str();
+        let seqs = (installation, 0u64)..(next, 0u64);
+        let pairs = (installation, "")..(next, "");
+        let triples = (installation, "", "")..(next, "", "");
+        let txn = self.txn;
+        let mut counts = PurgeCounts::default();
+        macro_rules! purge {
+            ($table:expr, $range:expr) => {{
+                let mut table = txn.open_table($table).doing(DOING)?;
+                let before = table.len().doing(DOING)?;
+                table.retain_in($range, |_, _| false).doing(DOING)?;
+                before - table.len().doing(DOING)?
+            }};
+        }
+        counts.events = purge!(EVENTS, seqs.clone());
+        // Index rows: counted with the events they index.
+        let _ = purge!(PENDING, seqs.clone());
+        let _ = purge!(EVENT_IDS, pairs.clone());
+        counts.audit_entries = purge!(AUDIT, seqs.clone());
+        counts.state_rows += purge!(RETRY, seqs);
+        counts.state_rows += purge!(SYNC_STATE, triples.clone());
+        counts.state_rows += purge!(SYNCED_IDS, triples.clone());
+        counts.state_rows += purge!(APPLIED, triples);
+        let _ = purge!(DLQ_OPEN_BY_EVENT, pairs);
+        // DLQ entries are keyed by id, with the installation inside the value: a scan,
+        // like the listing (the DLQ is meant to stay small).
+        let mut dlq = txn.open_table(DLQ).doing(DOING)?;
+        let before = dlq.len().doing(DOING)?;
+        dlq.retain(|_, value| {
+            serde_json::from_slice::<DlqOwner>(value)
+                .map_or(true, |e| e.installation != installation)
+        })
+        .doing(DOING)?;
+        counts.dlq_entries = before - dlq.len().doing(DOING)?;
+        Ok(counts)
+    }
+}
+
+/// Just the installation of a stored DLQ entry.
+#[derive(Deserialize)]
+struct DlqOwner {
+    installation: String,
 }
 
 /// Serializes like [`AcceptedEvent`] without cloning the event.
