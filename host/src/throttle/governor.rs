@@ -19,7 +19,7 @@ use super::Project;
 use super::backoff::{BackoffPolicy, Jitter};
 use super::breaker::{Breaker, BreakerConfig, Gate, Transition};
 use super::clock::Clock;
-use super::pacing::{DEFAULT_BURST, Pacer};
+use super::pacing::{DEFAULT_BURST_MIN_CALLS, DEFAULT_BURST_SHARE, Pacer};
 use super::schedule::{Schedule, ScheduleConfig, ScheduleError};
 use super::snapshot::{GovernorSnapshot, MinuteUsage, RestoreError, SNAPSHOT_VERSION};
 use crate::telemetry::{EventKind, GovernorGauges, InstallationTelemetry};
@@ -48,8 +48,15 @@ pub struct GovernorConfig {
     /// integration; any request can turn long-running, so all of them hold a slot. 10 leaves
     /// most of the org's 25 to others.
     pub max_concurrent_requests: usize,
-    /// Pacing bucket size (see `pacing::DEFAULT_BURST`).
-    pub burst: f64,
+    /// Share of each window's budget the pacing bucket holds (0..=1): that many calls may go
+    /// at once before pacing spreads the rest of the window's budget evenly. 0.02 (see
+    /// `pacing::DEFAULT_BURST_SHARE`): short jobs run at full speed, and a spike in the
+    /// customer's API usage is at most a fiftieth of the window's budget.
+    pub burst_share: f64,
+    /// Floor of the pacing bucket, in calls (at least 1). 250 (see
+    /// `pacing::DEFAULT_BURST_MIN_CALLS`): a job of a few hundred calls does not wait on
+    /// pacing even on a small org or in a short window. Never more than the window has left.
+    pub burst_min_calls: u64,
     /// `DailyApiRequests.Max` assumed until the org tells us. 15,000 is the smallest
     /// allocation an org with API access has (Developer Edition), so a wrong guess errs on
     /// the quiet side. Learned from the first response's `Sforce-Limit-Info`.
@@ -66,7 +73,8 @@ impl Default for GovernorConfig {
             org_headroom_percent: 10.0,
             headroom_probe_secs: 300,
             max_concurrent_requests: 10,
-            burst: DEFAULT_BURST,
+            burst_share: DEFAULT_BURST_SHARE,
+            burst_min_calls: DEFAULT_BURST_MIN_CALLS,
             assumed_daily_max: 15_000,
             breaker: BreakerConfig::default(),
             backoff: BackoffPolicy::default(),
@@ -96,7 +104,8 @@ pub struct GovernorSettings {
     headroom: f64,
     probe_every: Duration,
     max_concurrent: usize,
-    burst: f64,
+    burst_share: f64,
+    burst_min_calls: u64,
     assumed_daily_max: u64,
     breaker: BreakerConfig,
     backoff: BackoffPolicy,
@@ -136,8 +145,14 @@ impl GovernorConfig {
                 "must be 1..=25 (Salesforce allows 25 long-running requests per org)",
             ));
         }
-        if !(self.burst.is_finite() && self.burst >= 1.0) {
-            return Err(invalid("burst", "must be at least 1"));
+        if !(self.burst_share.is_finite() && (0.0..=1.0).contains(&self.burst_share)) {
+            return Err(invalid(
+                "burst_share",
+                "must be a share of the window's budget in 0..=1 (e.g. 0.02)",
+            ));
+        }
+        if self.burst_min_calls == 0 {
+            return Err(invalid("burst_min_calls", "must be at least 1"));
         }
         if self.assumed_daily_max == 0 {
             return Err(invalid("assumed_daily_max", "must be positive"));
@@ -151,7 +166,8 @@ impl GovernorConfig {
             headroom: self.org_headroom_percent / 100.0,
             probe_every: Duration::from_secs(self.headroom_probe_secs.max(1)),
             max_concurrent: self.max_concurrent_requests,
-            burst: self.burst,
+            burst_share: self.burst_share,
+            burst_min_calls: self.burst_min_calls,
             assumed_daily_max: self.assumed_daily_max,
             breaker: self.breaker.clone(),
             backoff: self.backoff.clone(),
@@ -251,11 +267,16 @@ impl Governor {
             state: Mutex::new(State {
                 daily_max: None,
                 org_used: None,
-                installation: Pacer::new(settings.burst),
+                installation: Pacer::new(settings.burst_share, settings.burst_min_calls),
                 projects: settings
                     .projects
                     .keys()
-                    .map(|p| (*p, Pacer::new(settings.burst)))
+                    .map(|p| {
+                        (
+                            *p,
+                            Pacer::new(settings.burst_share, settings.burst_min_calls),
+                        )
+                    })
                     .collect(),
                 paused: None,
                 last_probe: None,
@@ -680,7 +701,8 @@ mod tests {
     #[tokio::test]
     async fn project_ceiling_binds_before_the_installation_ceiling() {
         let mut cfg = GovernorConfig {
-            burst: 1.0,
+            burst_share: 0.0,
+            burst_min_calls: 1,
             ..Default::default()
         };
         cfg.schedule = ScheduleConfig::constant("UTC", 80.0);
@@ -787,7 +809,8 @@ mod tests {
                     ceiling_percent: 24.0,
                 }],
             },
-            burst: 1.0,
+            burst_share: 0.0,
+            burst_min_calls: 1,
             ..Default::default()
         }
     }
@@ -986,5 +1009,35 @@ mod tests {
             ..Default::default()
         };
         assert!(cfg.validate().is_err());
+        for (cfg, key) in [
+            (
+                GovernorConfig {
+                    burst_share: 1.5,
+                    ..Default::default()
+                },
+                "burst_share:",
+            ),
+            (
+                GovernorConfig {
+                    burst_share: f64::NAN,
+                    ..Default::default()
+                },
+                "burst_share:",
+            ),
+            (
+                GovernorConfig {
+                    burst_min_calls: 0,
+                    ..Default::default()
+                },
+                "burst_min_calls:",
+            ),
+        ] {
+            let e = cfg
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.starts_with(key), "{e}");
+        }
     }
 }

@@ -3,8 +3,11 @@
 //! Owns the token bucket behind every ceiling. Its refill rate is recomputed on every look as
 //! (budget left in the window) / (time left in the window), so a slow start is made up
 //! smoothly and a fast start slows down, and the window ends with its budget spent when work
-//! was waiting. The bucket holds at most `burst` tokens, so idle time never turns into a
-//! burst. A window first seen part-way through (at start-up, after a restart, or when work
+//! was waiting. The bucket holds a share of the window's budget (`burst_share`, never less
+//! than `burst_min_calls`) and starts each window full, so a short job (a sync of a few
+//! hundred records, a retry round) runs at the org's speed instead of waiting on pacing; it
+//! never holds more than what is left of the window's budget, so a long job still paces to
+//! the ceiling and never crosses it. A window first seen part-way through (at start-up, after a restart, or when work
 //! arrives mid-window) counts its elapsed share as already spent: what happened earlier in the
 //! window is unknown, and assuming the worst keeps the ceiling. Pure arithmetic over instants
 //! handed in: it never sleeps and never reads a clock.
@@ -16,10 +19,17 @@ use serde::{Deserialize, Serialize};
 
 use super::schedule::ActiveWindow;
 
-/// Default bucket size. A handful of tokens lets a few concurrent workers start together
-/// without waiting on each other; anything larger would let an idle spell become a burst that
-/// the customer sees as a spike in their API usage.
-pub const DEFAULT_BURST: f64 = 5.0;
+/// Default share of a window's budget the bucket holds. 2%: a 24-hour window at 80% of a
+/// 100,000-call org holds 1,600 calls, enough for a typical short job to go at once, while a
+/// spike the customer sees in their API usage is at most a fiftieth of the window's budget.
+/// Larger shares make more jobs instant and the spikes larger; 0 leaves only the floor.
+pub const DEFAULT_BURST_SHARE: f64 = 0.02;
+
+/// Default floor of the bucket, in calls. 250: on a small org (15,000 calls a day, where 2%
+/// of a short window is a few dozen calls) a job of a few hundred calls still runs without
+/// waiting on pacing; it is under 2% of the smallest allocation an org with API access has.
+/// The floor never lifts the bucket above what is left of the window's budget.
+pub const DEFAULT_BURST_MIN_CALLS: u64 = 250;
 
 /// Longest single wait the pacer asks for. Waiting in slices keeps a waiter responsive to a
 /// raised ceiling or a newly learned daily maximum instead of sleeping through it.
@@ -28,12 +38,15 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 /// One ceiling's bucket: what has been spent in the current window and what may go next.
 #[derive(Debug, Clone)]
 pub struct Pacer {
-    burst: f64,
+    burst_share: f64,
+    burst_min: f64,
     window_start: Option<Timestamp>,
     /// Share of the window presumed spent before this pacer first saw it.
     presumed: f64,
     spent: u64,
     tokens: f64,
+    /// The bucket's size at the last look; it grows when the org's real allocation is learned.
+    capacity: f64,
     last: Option<Timestamp>,
 }
 
@@ -60,18 +73,22 @@ pub struct PacerView {
 }
 
 impl Pacer {
-    pub fn new(burst: f64) -> Self {
-        let burst = if burst.is_finite() && burst >= 1.0 {
-            burst
+    /// A bucket holding `burst_share` of each window's budget, and at least `burst_min_calls`
+    /// (at least one). Out-of-range values are clamped; configuration validates them first.
+    pub fn new(burst_share: f64, burst_min_calls: u64) -> Self {
+        let burst_share = if burst_share.is_finite() {
+            burst_share.clamp(0.0, 1.0)
         } else {
-            1.0
+            0.0
         };
         Pacer {
-            burst,
+            burst_share,
+            burst_min: burst_min_calls.max(1) as f64,
             window_start: None,
             presumed: 0.0,
             spent: 0,
             tokens: 0.0,
+            capacity: 0.0,
             last: None,
         }
     }
@@ -79,11 +96,12 @@ impl Pacer {
     /// Brings the bucket up to `now` inside `window`; returns how long until one request may
     /// go (zero if now).
     pub fn wait(&mut self, now: Timestamp, window: &ActiveWindow, daily_max: u64) -> Duration {
-        if self.window_start != Some(window.start) {
-            // A new window starts with nothing spent and one token: the first request of a
-            // process goes at once (it is the one that learns the org's real allocation —
-            // until then the rate is the cautious assumed one, a token every few seconds),
-            // and `remaining` below still caps it by the window's budget.
+        let fresh = self.window_start != Some(window.start);
+        if fresh {
+            // A new window starts with nothing spent and a full bucket (filled below, once
+            // the budget is known): a short job goes at once, and `remaining` still caps it
+            // by the window's budget. Before the org's real allocation is learned (from the
+            // first response) the budget is the cautious assumed one.
             self.window_start = Some(window.start);
             let len = window
                 .end
@@ -96,16 +114,25 @@ impl Pacer {
                 .clamp(0.0, len);
             self.presumed = elapsed / len;
             self.spent = 0;
-            self.tokens = 1.0;
             self.last = Some(now.max(window.start));
         }
         let budget = window.budget(daily_max) * (1.0 - self.presumed);
         let remaining = (budget - self.spent as f64).max(0.0);
+        let capacity = (self.burst_share * budget).max(self.burst_min);
+        if fresh {
+            self.tokens = capacity;
+        } else if capacity > self.capacity {
+            // The budget grew (the org's real allocation learned from the first response, or
+            // a raised ceiling): the bucket grows by as much, so a short job that started on
+            // the cautious assumed allocation is not held to its smaller bucket.
+            self.tokens += capacity - self.capacity;
+        }
+        self.capacity = capacity;
         let left = window.end.duration_since(now).as_secs_f64().max(1e-3);
         let rate = remaining / left;
         let last = self.last.unwrap_or(now);
         let dt = now.duration_since(last).as_secs_f64().max(0.0);
-        self.tokens = (self.tokens + rate * dt).min(self.burst).min(remaining);
+        self.tokens = (self.tokens + rate * dt).min(capacity).min(remaining);
         self.last = Some(now.max(last));
         if self.tokens >= 1.0 && remaining >= 1.0 {
             return Duration::ZERO;
@@ -139,6 +166,8 @@ impl Pacer {
         };
         self.spent = s.spent;
         self.tokens = 0.0;
+        // Nothing to grow from: the empty bucket refills at the pacing rate only.
+        self.capacity = f64::INFINITY;
         self.last = Some(now);
     }
 
@@ -191,7 +220,7 @@ mod tests {
 
     /// Simulates an always-busy caller: returns requests admitted per window.
     fn run(w: &ActiveWindow, max: u64, step: SignedDuration) -> u64 {
-        let mut p = Pacer::new(DEFAULT_BURST);
+        let mut p = Pacer::new(DEFAULT_BURST_SHARE, DEFAULT_BURST_MIN_CALLS);
         let mut now = w.start;
         while now < w.end {
             while p.wait(now, w, max).is_zero() {
@@ -217,10 +246,10 @@ mod tests {
     }
 
     #[test]
-    fn spends_evenly_not_in_a_burst() {
+    fn past_the_bucket_it_spends_evenly() {
         let w = window(10, 0.5);
-        let max = 24_000; // budget 5,000 over 10 h
-        let mut p = Pacer::new(DEFAULT_BURST);
+        let max = 24_000; // budget 5,000 over 10 h; the bucket holds the 250-call floor
+        let mut p = Pacer::new(DEFAULT_BURST_SHARE, DEFAULT_BURST_MIN_CALLS);
         let mut now = w.start;
         let mut first_hour = 0;
         while now < w.start + SignedDuration::from_hours(1) {
@@ -230,30 +259,82 @@ mod tests {
             }
             now += SignedDuration::from_secs(1);
         }
-        assert!((490..=510).contains(&first_hour), "{first_hour}");
+        // The bucket at once, then a tenth of the other 4,750.
+        assert!((715..=735).contains(&first_hour), "{first_hour}");
     }
 
     #[test]
-    fn idle_time_does_not_become_a_burst() {
+    fn idle_time_fills_the_bucket_and_no_more() {
         let w = window(10, 0.5);
-        let mut p = Pacer::new(DEFAULT_BURST);
+        let mut p = Pacer::new(DEFAULT_BURST_SHARE, DEFAULT_BURST_MIN_CALLS);
         let later = w.start + SignedDuration::from_hours(5);
-        // The window's first request goes at once; the next one waits.
-        assert!(p.wait(w.start, &w, 24_000).is_zero());
-        p.take();
+        let mut n = 0;
+        while p.wait(w.start, &w, 24_000).is_zero() {
+            p.take();
+            n += 1;
+        }
+        assert_eq!(
+            n, DEFAULT_BURST_MIN_CALLS,
+            "the window starts with a full bucket"
+        );
         assert!(p.wait(w.start, &w, 24_000) > Duration::ZERO);
         let mut n = 0;
         while p.wait(later, &w, 24_000).is_zero() {
             p.take();
             n += 1;
         }
-        assert_eq!(n, DEFAULT_BURST as u64);
+        assert_eq!(
+            n, DEFAULT_BURST_MIN_CALLS,
+            "five idle hours refill one bucket"
+        );
+    }
+
+    #[test]
+    fn a_short_job_goes_at_once() {
+        // 80% of 100,000 over a day: 80,000 calls, a 2% bucket of 1,600.
+        let w = window(24, 0.8);
+        let mut p = Pacer::new(DEFAULT_BURST_SHARE, DEFAULT_BURST_MIN_CALLS);
+        for i in 0..1_600 {
+            assert!(p.wait(w.start, &w, 100_000).is_zero(), "call {i} waited");
+            p.take();
+        }
+        assert!(p.wait(w.start, &w, 100_000) > Duration::ZERO);
+    }
+
+    #[test]
+    fn learning_a_larger_allocation_grows_the_bucket() {
+        let w = window(24, 0.8);
+        let mut p = Pacer::new(DEFAULT_BURST_SHARE, DEFAULT_BURST_MIN_CALLS);
+        // Assumed 15,000: the 250 floor. Learned 100,000 after the first call: 1,600.
+        assert!(p.wait(w.start, &w, 15_000).is_zero());
+        p.take();
+        let mut n = 1;
+        while p.wait(w.start, &w, 100_000).is_zero() {
+            p.take();
+            n += 1;
+        }
+        assert_eq!(n, 1_600);
+    }
+
+    #[test]
+    fn the_bucket_never_holds_more_than_the_window_has_left() {
+        // 1% of 15,000 over one hour: a budget of 6.25, far under the 250-call floor.
+        let w = window(1, 0.01);
+        let mut p = Pacer::new(DEFAULT_BURST_SHARE, DEFAULT_BURST_MIN_CALLS);
+        let mut now = w.start;
+        while now < w.end {
+            while p.wait(now, &w, 15_000).is_zero() {
+                p.take();
+            }
+            now += SignedDuration::from_secs(10);
+        }
+        assert_eq!(p.spent, 6);
     }
 
     #[test]
     fn a_window_seen_late_only_grants_what_is_left_of_it() {
         let w = window(10, 0.5); // 5,000 over 10 h at 24,000/day
-        let mut p = Pacer::new(DEFAULT_BURST);
+        let mut p = Pacer::new(DEFAULT_BURST_SHARE, DEFAULT_BURST_MIN_CALLS);
         let mut now = w.start + SignedDuration::from_hours(8);
         while now < w.end {
             while p.wait(now, &w, 24_000).is_zero() {
@@ -267,7 +348,7 @@ mod tests {
     #[test]
     fn wait_is_about_one_interval() {
         let w = window(1, 0.24); // 24,000/day × 0.24 / 24 = 240 per hour = one per 15 s
-        let mut p = Pacer::new(1.0);
+        let mut p = Pacer::new(0.0, 1);
         assert!(
             p.wait(w.start, &w, 24_000).is_zero(),
             "the first request goes at once"

@@ -20,7 +20,7 @@ fn governor() -> Arc<Governor> {
     let settings = GovernorConfig {
         schedule: ScheduleConfig::constant("UTC", 100.0),
         assumed_daily_max: 1_000_000,
-        burst: 1_000.0,
+        burst_min_calls: 1_000,
         ..Default::default()
     }
     .validate()

@@ -7,6 +7,7 @@ mod common;
 
 mod auth;
 mod bulk;
+mod burst;
 mod fault_storm;
 mod governor_day;
 mod gzip;
