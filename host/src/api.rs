@@ -171,11 +171,17 @@ impl Server {
         config: ServeConfig,
         extra_metrics: Option<ExtraMetrics>,
     ) -> Result<Server, ServeError> {
-        let db = config.db.clone();
-        let store = tokio::task::spawn_blocking(move || RedbStore::open(&db))
-            .await
-            .map_err(|join| ServeError::Writer(std::io::Error::other(join.to_string())))??;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let store = open_store(config.db.clone()).await?;
+        Self::start_on(store, config, extra_metrics).await
+    }
+
+    /// Like [`Server::start`], on a store the caller opened (`weft serve` reads the
+    /// registry before it serves).
+    pub async fn start_on(
+        store: Arc<dyn Store>,
+        config: ServeConfig,
+        extra_metrics: Option<ExtraMetrics>,
+    ) -> Result<Server, ServeError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -231,6 +237,15 @@ impl Server {
     pub fn into_parts(self) -> (tokio::sync::oneshot::Sender<()>, RunningServer) {
         (self.shutdown, self.running)
     }
+}
+
+/// Opens (or creates) the store file off the async threads: opening may repair a file
+/// after a crash, which reads all of it.
+pub async fn open_store(db: std::path::PathBuf) -> Result<Arc<dyn Store>, ServeError> {
+    let store = tokio::task::spawn_blocking(move || RedbStore::open(&db))
+        .await
+        .map_err(|join| ServeError::Writer(std::io::Error::other(join.to_string())))??;
+    Ok(Arc::new(store))
 }
 
 /// A server whose shutdown trigger was taken by [`Server::into_parts`].

@@ -67,15 +67,14 @@ pub enum Command {
         /// An installation this host accepts events for without syncing them (intake only);
         /// repeatable. Only the admin token reaches it. Posts for an id neither here nor in
         /// a --config get 404.
-        #[arg(
-            long = "installation",
-            value_name = "ID",
-            required_unless_present = "configs"
-        )]
+        #[arg(long = "installation", value_name = "ID")]
         installations: Vec<String>,
-        /// An installation's configuration (TOML); repeatable. Its outbound worker drains
-        /// the installation's queue into its org: plugin map and coerce → validate against
-        /// describe → conflict check → upsert by external id → audit, retry or DLQ.
+        /// An installation's configuration (TOML); repeatable. It is checked and applied
+        /// to the store's registry (unchanged files keep their version); every installation
+        /// in the registry runs, including those applied at an earlier start. Its outbound
+        /// worker drains the installation's queue into its org: plugin map and coerce →
+        /// validate against describe → conflict check → upsert by external id → audit,
+        /// retry or DLQ.
         #[arg(long = "config", value_name = "FILE")]
         configs: Vec<PathBuf>,
         /// Write the transport status here every 5 s (read by `weft status`).

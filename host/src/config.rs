@@ -138,13 +138,42 @@ impl InstallationConfig {
     /// Parses and checks `text` as if read from `path` (relative paths resolve against its
     /// directory).
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let at = |Invalid { key, reason }| ConfigError {
-            file: path.to_owned(),
-            key,
-            reason,
-        };
-        let raw: RawInstallation = toml::from_str(text).map_err(|e| at(toml_problem(&e, text)))?;
+        let raw: RawInstallation =
+            toml::from_str(text).map_err(|e| at(path, toml_problem(&e, text)))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        Self::check(path, base, raw)
+    }
+
+    /// The file at `path` as the document the registry stores: checked exactly as
+    /// [`InstallationConfig::parse`] checks it, then turned from TOML into JSON.
+    pub fn document(path: &Path, text: &str) -> Result<(Self, serde_json::Value), ConfigError> {
+        let config = Self::parse(path, text)?;
+        let document: serde_json::Value =
+            toml::from_str(text).map_err(|e| at(path, Invalid::new("-", e.message().trim())))?;
+        Ok((config, document))
+    }
+
+    /// Checks a stored or posted document (the JSON form of the TOML file). `label` names
+    /// it in errors; relative paths resolve against `base`. A type error names the dotted
+    /// key it is at, as a TOML file's does.
+    pub fn from_document(
+        label: &Path,
+        base: &Path,
+        document: &serde_json::Value,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawInstallation = serde_path_to_error::deserialize(document).map_err(|e| {
+            let key = match e.path().to_string() {
+                root if root == "." => "-".to_owned(),
+                key => key,
+            };
+            at(label, Invalid::new(key, e.inner().to_string()))
+        })?;
+        Self::check(label, base, raw)
+    }
+
+    /// Every check a file alone can answer, section by section.
+    fn check(path: &Path, base: &Path, raw: RawInstallation) -> Result<Self, ConfigError> {
+        let at = |invalid| at(path, invalid);
         check_id(&raw.id).map_err(at)?;
         let salesforce = raw.salesforce.check(base).map_err(at)?;
         let governor = raw
@@ -174,6 +203,14 @@ impl InstallationConfig {
             outbound: raw.outbound,
             intake_token,
         })
+    }
+}
+
+fn at(file: &Path, Invalid { key, reason }: Invalid) -> ConfigError {
+    ConfigError {
+        file: file.to_owned(),
+        key,
+        reason,
     }
 }
 

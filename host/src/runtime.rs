@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, InstallationConfig};
 use crate::plugin::{LoadError, LoadedPlugin, PluginConfig, PluginRuntime};
+use crate::registry::SpecRecord;
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::telemetry::Telemetry;
 use crate::throttle::{Governor, SystemClock};
@@ -53,11 +54,32 @@ impl Installation {
         plugins: &PluginRuntime,
         telemetry: &Telemetry,
     ) -> Result<Installation, InstallationError> {
-        let config = InstallationConfig::load(path)?;
+        Self::build(InstallationConfig::load(path)?, plugins, telemetry)
+    }
+
+    /// Builds an installation from its registry record: the stored document, checked
+    /// exactly as a file is.
+    pub fn from_record(
+        record: &SpecRecord,
+        plugins: &PluginRuntime,
+        telemetry: &Telemetry,
+    ) -> Result<Installation, InstallationError> {
+        let label = PathBuf::from(format!("installation {} (v{})", record.id, record.version));
+        let config = InstallationConfig::from_document(&label, &record.base_dir, &record.spec)?;
+        Self::build(config, plugins, telemetry)
+    }
+
+    /// Compiles the plugin and builds the governor and client of a checked configuration.
+    fn build(
+        config: InstallationConfig,
+        plugins: &PluginRuntime,
+        telemetry: &Telemetry,
+    ) -> Result<Installation, InstallationError> {
+        let path = config.path.clone();
         let plugin = plugins
             .load_file(&config.plugin.component)
             .map_err(|source| InstallationError::Plugin {
-                file: path.to_owned(),
+                file: path.clone(),
                 source,
             })?;
         let governor = Governor::new(
@@ -69,10 +91,7 @@ impl Installation {
             config.salesforce.client_config(&config.id),
             governor.clone(),
         )
-        .map_err(|source| InstallationError::Client {
-            file: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| InstallationError::Client { file: path, source })?;
         Ok(Installation {
             config,
             governor,

@@ -1,15 +1,18 @@
 //! `weft serve`: the intake/admin HTTP API over the host's store file, and one outbound
 //! worker per configured installation draining its queue into its org.
 //!
-//! Start-up builds each installation through [`Installation::load`] (what `weft config
-//! check` runs too). A file that does not load is reported with its file, key and reason
-//! and that installation alone is not started — its events get `404` until it is fixed —
-//! while every other installation starts: one tenant's bad file must not take the host
-//! down for all of them.
+//! The installations it runs are the ones in the store's registry. Each `--config` file is
+//! checked as `weft config check` checks it and applied to the registry first (a file
+//! already stored as it is keeps its version), so an installation applied at an earlier
+//! start keeps running until it is deleted. Every stored spec is then built through
+//! [`Installation::from_record`]. A file or spec that does not check is reported with its
+//! key and reason and that installation alone is not started (a bad file leaves the last
+//! stored spec in place) while every other installation starts: one tenant's bad file must
+//! not take the host down for all of them.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +22,12 @@ use tokio::sync::watch;
 
 use super::governor_state;
 use crate::api::{
-    AdminToken, ConnLimits, ExtraMetrics, IntakeLimits, ServeConfig, Server, TokenHash,
+    AdminToken, ConnLimits, ExtraMetrics, IntakeLimits, ServeConfig, Server, TokenHash, open_store,
 };
+use crate::config::InstallationConfig;
 use crate::outbound::{OutboundConfig, Pipeline};
 use crate::plugin::{InstalledPlugins, PluginRuntime, QuarantinePolicy, RuntimeConfig};
+use crate::registry::{Applied, Registry};
 use crate::runtime::Installation;
 use crate::salesforce::SalesforceClient;
 use crate::store::{GroupCommitConfig, Store};
@@ -56,12 +61,6 @@ struct Configured {
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    if args.installations.is_empty() && args.configs.is_empty() {
-        bail!(
-            "no installations: pass --config FILE (repeatable) for each installation this host \
-             syncs, or --installation ID to only accept its events"
-        );
-    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(threads) = args.worker_threads {
@@ -74,7 +73,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let telemetry = Telemetry::new();
     let plugins = Arc::new(InstalledPlugins::new(QuarantinePolicy::default()));
-    let (configured, refused) = configure(&args.configs, &telemetry, &plugins)?;
+    let store = open_store(args.db.clone())
+        .await
+        .with_context(|| format!("opening the store {}", args.db.display()))?;
+    let registry = Registry::new(store.clone());
+    let rejected_files = apply_files(&registry, &args.configs)?;
+    let (configured, refused) = {
+        let (registry, telemetry, plugins) = (registry.clone(), telemetry.clone(), plugins.clone());
+        // Compiling components is CPU work: off the async threads.
+        tokio::task::spawn_blocking(move || configure(&registry, &telemetry, &plugins))
+            .await
+            .context("starting the installations")??
+    };
+    let refused = refused + rejected_files;
+    if configured.is_empty() && args.installations.is_empty() {
+        bail!(
+            "no installation to run ({refused} refused, see above): pass --config FILE \
+             (repeatable) for each installation this host syncs, or --installation ID to only \
+             accept its events"
+        );
+    }
     let mut installations: BTreeMap<String, Option<TokenHash>> = args
         .installations
         .iter()
@@ -105,7 +123,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let db = config.db.clone();
     let count = config.installations.len();
-    let server = Server::start(config, Some(metrics))
+    let server = Server::start_on(store, config, Some(metrics))
         .await
         .with_context(|| format!("starting the server on {}", db.display()))?;
     let addr = server.local_addr();
@@ -159,39 +177,71 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads every configuration file and builds its live objects. A file that does not load
-/// (or repeats an id) is reported and skipped, so one installation's bad file never keeps
-/// the others from starting; the returned count says how many were skipped.
+/// Checks each file and applies it to the registry. A file that does not check (or repeats
+/// another file's id) is reported and skipped; the count says how many.
+fn apply_files(registry: &Registry, paths: &[PathBuf]) -> anyhow::Result<usize> {
+    let mut applied: Vec<String> = Vec::with_capacity(paths.len());
+    let mut rejected = 0;
+    for path in paths {
+        match apply_file(registry, path, &applied) {
+            Ok(id) => applied.push(id),
+            Err(e) => {
+                rejected += 1;
+                tracing::error!(file = %path.display(), error = %format!("{e:#}"), "installation file not applied");
+                eprintln!("weft: not applying {}: {e:#}", path.display());
+            }
+        }
+    }
+    Ok(rejected)
+}
+
+fn apply_file(registry: &Registry, path: &Path, applied: &[String]) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).context("reading the file")?;
+    let (config, document) = InstallationConfig::document(path, &text)?;
+    if applied.contains(&config.id) {
+        bail!("id: {:?} is configured twice", config.id);
+    }
+    // Relative paths in the file resolve against its directory, wherever the host runs.
+    let base = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = std::fs::canonicalize(base)
+        .with_context(|| format!("resolving the directory {}", base.display()))?;
+    let (record, outcome) =
+        registry.apply_declared(&config.id, document, base, jiff::Timestamp::now())?;
+    if outcome != Applied::Unchanged {
+        tracing::info!(installation = %record.id, version = record.version, ?outcome, "installation spec applied");
+    }
+    Ok(config.id)
+}
+
+/// Builds the live objects of every installation in the registry. A spec that does not
+/// build is reported and skipped, so one installation never keeps the others from
+/// starting; the returned count says how many were skipped.
 fn configure(
-    paths: &[PathBuf],
+    registry: &Registry,
     telemetry: &Arc<Telemetry>,
     plugins: &Arc<InstalledPlugins>,
 ) -> anyhow::Result<(Vec<Configured>, usize)> {
-    if paths.is_empty() {
+    let records = registry.list().context("reading the registry")?;
+    if records.is_empty() {
         return Ok((Vec::new(), 0));
     }
     let runtime =
         PluginRuntime::new(RuntimeConfig::default()).context("starting the plugin runtime")?;
-    let mut out: Vec<Configured> = Vec::with_capacity(paths.len());
+    let mut out: Vec<Configured> = Vec::with_capacity(records.len());
     let mut skipped = 0;
-    for path in paths {
-        let installation = match Installation::load(path, &runtime, telemetry) {
-            Ok(installation) if out.iter().any(|c| c.id == installation.id()) => {
-                Err(anyhow::anyhow!(
-                    "{}: id: {:?} is configured twice",
-                    path.display(),
-                    installation.id()
-                ))
-            }
-            Ok(installation) => Ok(installation),
-            Err(e) => Err(anyhow::Error::new(e)),
-        };
-        let installation = match installation {
+    for record in records {
+        let built = record.map_err(anyhow::Error::new).and_then(|record| {
+            Installation::from_record(&record, &runtime, telemetry).map_err(anyhow::Error::new)
+        });
+        let installation = match built {
             Ok(installation) => installation,
             Err(e) => {
                 skipped += 1;
-                tracing::error!(file = %path.display(), error = %format!("{e:#}"), "installation not started");
-                eprintln!("weft: not starting {}: {e:#}", path.display());
+                tracing::error!(error = %format!("{e:#}"), "installation not started");
+                eprintln!("weft: not starting {e:#}");
                 continue;
             }
         };
@@ -210,12 +260,6 @@ fn configure(
             client,
             governor,
         });
-    }
-    if out.is_empty() {
-        bail!(
-            "none of the {} installation file(s) could be started",
-            paths.len()
-        );
     }
     Ok((out, skipped))
 }

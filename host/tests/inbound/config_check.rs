@@ -116,30 +116,8 @@ async fn issue_14_one_bad_file_does_not_keep_the_other_installations_down() {
         &format!("id = \"{INSTALLATION}\""),
         "id = \"globex\"",
     );
-    let token = "operator-token-for-the-config-tests";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(&bad)
-        .arg("--config")
-        .arg(&good)
-        .arg("--db")
-        .arg(dir.path().join("weft.redb"))
-        .arg("--status-file")
-        .arg(dir.path().join("status.json"))
-        .env("WEFT_ADMIN_TOKEN", token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("weft serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("weft serve prints its address");
-    let ready: Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("weft serve printed {line:?} instead of its address: {e}"));
-    let addr = ready["listening"].as_str().expect("address").to_owned();
+    let (mut child, addr) = serve(dir.path(), &[&bad, &good]);
+    let token = TOKEN;
     let client = reqwest::Client::new();
     let post = |installation: &str| {
         client
@@ -159,7 +137,91 @@ async fn issue_14_one_bad_file_does_not_keep_the_other_installations_down() {
     let output = child.wait_with_output().expect("stopped");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("not starting") && stderr.contains("outbound.batch_size"),
+        stderr.contains("not applying") && stderr.contains("outbound.batch_size"),
         "the refused file is reported: {stderr}"
     );
+}
+
+const TOKEN: &str = "operator-token-for-the-config-tests";
+
+/// Starts `weft serve` on `dir`'s store with `configs`; the child and its address.
+fn serve(dir: &Path, configs: &[&Path]) -> (std::process::Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    for config in configs {
+        command.arg("--config").arg(config);
+    }
+    let mut child = command
+        .arg("--db")
+        .arg(dir.join("weft.redb"))
+        .arg("--status-file")
+        .arg(dir.join("status.json"))
+        .env("WEFT_ADMIN_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weft serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("weft serve prints its address");
+    let ready: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("weft serve printed {line:?} instead of its address: {e}"));
+    let addr = ready["listening"].as_str().expect("address").to_owned();
+    (child, addr)
+}
+
+/// The registry is what the host runs: a file applied at one start keeps its installation
+/// running at the next start without the file, and an invalid edit of the file leaves the
+/// stored spec running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_installation_runs_from_the_registry_at_the_next_start() {
+    let org = org(5, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!("[inbound.objects.Account]\nfields = [\"Name\"]\n{SINK}\n{OUTBOUND}");
+    let good = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let client = reqwest::Client::new();
+    let post = |addr: &str, event: &str| {
+        client
+            .post(format!(
+                "http://{addr}/v1/installations/{INSTALLATION}/events"
+            ))
+            .bearer_auth(TOKEN)
+            .json(
+                &serde_json::json!([{"id": event, "object": "company", "operation": "upsert",
+                "occurred_at": "2026-01-01T00:00:00Z", "record": {"name": "Acme"}}]),
+            )
+            .send()
+    };
+    let (mut first, addr) = serve(dir.path(), &[&good]);
+    assert_eq!(post(&addr, "e1").await.expect("post").status(), 202);
+    let _ = first.kill();
+    let _ = first.wait();
+
+    let (mut second, addr) = serve(dir.path(), &[]);
+    assert_eq!(
+        post(&addr, "e2").await.expect("post").status(),
+        202,
+        "the stored installation runs without its file"
+    );
+    let _ = second.kill();
+    let _ = second.wait();
+
+    let broken = variant(
+        &good,
+        "acme-broken.toml",
+        "batch_size = 50",
+        "batch_size = 0",
+    );
+    let (mut third, addr) = serve(dir.path(), &[&broken]);
+    assert_eq!(
+        post(&addr, "e3").await.expect("post").status(),
+        202,
+        "a file that does not check leaves the stored spec running"
+    );
+    let _ = third.kill();
+    let output = third.wait_with_output().expect("stopped");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not applying"), "{stderr}");
 }
