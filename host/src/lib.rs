@@ -11,6 +11,7 @@ pub mod inbound;
 pub mod outbound;
 pub mod plugin;
 pub mod registry;
+pub mod retry;
 pub mod runtime;
 pub mod salesforce;
 pub mod store;

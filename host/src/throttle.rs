@@ -11,7 +11,6 @@
 //! its caller a final typed error. It knows nothing of HTTP or Salesforce payloads (the
 //! transport tells it what it learned) and nothing of sync logic.
 
-pub mod backoff;
 pub mod breaker;
 pub mod clock;
 mod governor;
@@ -19,7 +18,7 @@ pub mod pacing;
 pub mod schedule;
 pub mod snapshot;
 
-pub use backoff::BackoffPolicy;
+pub use crate::retry::BackoffPolicy;
 pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState};
 pub use clock::{Clock, ScaledClock, SystemClock};
 pub use governor::{

@@ -12,8 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use crate::retry::{BackoffPolicy, Jitter};
 
 use crate::store::Seq;
 
@@ -30,18 +29,14 @@ struct Waiting {
 #[derive(Debug)]
 pub struct RetrySchedule {
     waiting: HashMap<Seq, Waiting>,
-    jitter: StdRng,
+    jitter: Jitter,
 }
 
 impl Default for RetrySchedule {
     fn default() -> Self {
-        // Jitter only has to differ between hosts and restarts, not be unpredictable.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
         RetrySchedule {
             waiting: HashMap::new(),
-            jitter: StdRng::seed_from_u64(seed),
+            jitter: Jitter::from_clock(),
         }
     }
 }
@@ -128,16 +123,19 @@ impl RetrySchedule {
     }
 }
 
-/// Exponential backoff with full jitter: `base · 2^(attempt−1)`, capped, then a uniform
-/// draw below it, so events that failed together (a lock storm) do not retry together.
-fn backoff(policy: &RetryConfig, attempt: u32, jitter: &mut StdRng) -> Duration {
-    let ceiling = policy
-        .base()
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-        .min(policy.max());
-    let ms = ceiling.as_millis().max(1) as u64;
-    // At least a tenth of the ceiling: a zero wait would retry inside the same round.
-    Duration::from_millis(jitter.random_range(ms / 10..=ms))
+/// The host's backoff ([`crate::retry`]) for the `attempt`-th failure, so events that
+/// failed together (a lock storm) do not retry together. At least a tenth of the ceiling:
+/// a wait near zero would retry inside the same round, against the same lock.
+fn backoff(policy: &RetryConfig, attempt: u32, jitter: &mut Jitter) -> Duration {
+    let policy = BackoffPolicy {
+        base: policy.base(),
+        cap: policy.max(),
+        max_attempts: policy.max_attempts,
+    };
+    let retry = attempt.saturating_sub(1);
+    policy
+        .delay(retry, None, jitter)
+        .max(policy.ceiling(retry) / 10)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use super::Inner;
 use super::auth::{self, Session};
 use super::error::{Disposition, SalesforceError};
-use crate::throttle::backoff::{parse_http_date, parse_retry_after};
+use crate::retry::{parse_http_date, parse_retry_after};
 use crate::throttle::{Permit, Project};
 
 /// One logical API request (re-sent as-is on retry).

@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Project;
-use super::backoff::{BackoffPolicy, Jitter};
 use super::breaker::{Breaker, BreakerConfig, Gate, Transition};
 use super::clock::Clock;
 use super::pacing::{DEFAULT_BURST_MIN_CALLS, DEFAULT_BURST_SHARE, Pacer};
 use super::schedule::{Schedule, ScheduleConfig, ScheduleError};
 use super::snapshot::{GovernorSnapshot, MinuteUsage, RestoreError, SNAPSHOT_VERSION};
+use crate::retry::{BackoffPolicy, Jitter};
 use crate::telemetry::{EventKind, GovernorGauges, InstallationTelemetry};
 
 /// Windows remembered for [`Governor::window_ledger`]: a week of a three-window schedule.

@@ -82,3 +82,59 @@ async fn every_record_reaches_a_flaky_endpoint_once_accepted() {
     let retried = e.batches.values().filter(|n| **n > 1).count();
     assert!(retried > 0, "some batches were retried under the same key");
 }
+
+/// When the endpoint's first request came and when its second did.
+#[derive(Default)]
+struct Throttled {
+    arrivals: Vec<std::time::Instant>,
+}
+
+/// Answers the first request `429` with `Retry-After` as an HTTP-date two seconds ahead (a
+/// form RFC 9110 allows and proxies send), then accepts everything.
+async fn throttled(State(endpoint): State<Arc<Mutex<Throttled>>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut e = endpoint.lock().expect("endpoint");
+    e.arrivals.push(std::time::Instant::now());
+    if e.arrivals.len() > 1 {
+        return StatusCode::OK.into_response();
+    }
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    let date = at
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    (StatusCode::TOO_MANY_REQUESTS, [("retry-after", date)]).into_response()
+}
+
+/// The sink reads `Retry-After` as the transport does (one parser): an HTTP-date is a wait
+/// until then, and the wait is at least that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_waits_out_a_retry_after_date() {
+    let org = org(5, 0).await;
+    let endpoint = Arc::new(Mutex::new(Throttled::default()));
+    let app = Router::new()
+        .route("/ingest", post(throttled))
+        .with_state(endpoint.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[inbound.objects.Account]\nfields = [\"Name\"]\n\n[inbound.sink]\nkind = \"http\"\nurl = \"http://{addr}/ingest\"\n"
+    );
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let mut sync = inbound(&config, &dir.path().join("weft.redb"));
+    sync.pass().await.expect("pass");
+
+    let e = endpoint.lock().expect("endpoint");
+    assert!(e.arrivals.len() >= 2, "the batch was retried");
+    // The date has whole seconds, so "two seconds ahead" is at least one second ahead.
+    let waited = e.arrivals[1] - e.arrivals[0];
+    assert!(
+        waited >= std::time::Duration::from_millis(1_000),
+        "retried after {waited:?}, before the date Retry-After named"
+    );
+}

@@ -9,16 +9,25 @@
 
 use std::time::Duration;
 
+use jiff::Timestamp;
 use serde_json::json;
 
 use super::{Delivery, SinkError};
+use crate::retry::{BackoffPolicy, Jitter, parse_retry_after};
 
 /// Attempts per batch before the sync stops (and resumes from its checkpoint later). 8
 /// attempts with doubling waits span about two minutes: a deploy or a brief outage on the
 /// vendor's side, not a long one.
 const ATTEMPTS: u32 = 8;
-const FIRST_WAIT: Duration = Duration::from_millis(250);
-const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits from 250 ms doubling to 30 s; see [`crate::retry`].
+fn policy() -> BackoffPolicy {
+    BackoffPolicy {
+        base: Duration::from_millis(250),
+        cap: Duration::from_secs(30),
+        max_attempts: ATTEMPTS,
+    }
+}
 
 pub struct HttpSink {
     http: reqwest::Client,
@@ -71,6 +80,8 @@ impl HttpSink {
         }
         let batch_key = hasher.finalize().to_hex().to_string();
         let mut last = String::new();
+        let policy = policy();
+        let mut jitter = Jitter::from_clock();
         for attempt in 0..ATTEMPTS {
             let mut request = self
                 .http
@@ -89,8 +100,7 @@ impl HttpSink {
                         .headers()
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|s| Duration::from_secs(s.min(300)));
+                        .and_then(|v| parse_retry_after(v, Timestamp::now()));
                     let text = response.text().await.unwrap_or_default();
                     let text: String = text.chars().take(500).collect();
                     if !(status == 408 || status == 429 || status >= 500) {
@@ -105,13 +115,9 @@ impl HttpSink {
                 }
             };
             if attempt + 1 < ATTEMPTS {
-                let ceiling = FIRST_WAIT
-                    .saturating_mul(1 << attempt.min(16))
-                    .min(MAX_WAIT);
-                // Full jitter, so many installations retrying one endpoint spread out; drawn
-                // from the batch key, which differs per batch and installation.
-                let jittered = ceiling.mul_f64(jitter(&batch_key, attempt));
-                let wait = retry_after.unwrap_or(jittered);
+                // Full jitter, so many installations retrying one endpoint spread out;
+                // `Retry-After` (seconds or a date) is a floor, as for Salesforce.
+                let wait = policy.delay(attempt, retry_after, &mut jitter);
                 tracing::warn!(attempt = attempt + 1, error = %last, wait_ms = wait.as_millis() as u64, "sink endpoint failed; retrying");
                 tokio::time::sleep(wait).await;
             }
@@ -121,12 +127,4 @@ impl HttpSink {
             last,
         })
     }
-}
-
-/// A fraction in [0, 1) derived from the batch key and the attempt.
-fn jitter(batch_key: &str, attempt: u32) -> f64 {
-    let hash = blake3::hash(format!("{batch_key}/{attempt}").as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&hash.as_bytes()[..8]);
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }

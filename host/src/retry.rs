@@ -1,8 +1,12 @@
-//! Retry timing: exponential backoff with full jitter, and `Retry-After`.
+//! Retry timing for every caller: exponential backoff with full jitter, and `Retry-After`.
 //!
-//! Owns the policy (base, cap, attempts) and the delay for the n-th retry. It decides only
-//! how long to wait and whether another attempt is allowed; which failures are retryable is
-//! the transport's call (`salesforce::error`), and the waiting itself goes through the clock.
+//! The one place that says how long to wait before a retry: the Salesforce transport (via
+//! its governor), the outbound pipeline's retry rounds and the inbound HTTP sink all draw
+//! their waits here, and every `Retry-After` the host reads is parsed by
+//! [`parse_retry_after`]. It owns the policy (base, cap, attempts) and the delay for the
+//! n-th retry; which failures are retryable is each caller's call (`salesforce::error`, the
+//! sink's status rules), and the waiting itself is the caller's (the governor's clock, a
+//! round's due time, a sleep).
 
 use std::time::Duration;
 
@@ -67,6 +71,15 @@ pub struct Jitter(StdRng);
 impl Jitter {
     pub fn seeded(seed: u64) -> Self {
         Jitter(StdRng::seed_from_u64(seed))
+    }
+
+    /// Seeded from the clock: jitter only has to differ between hosts, installations and
+    /// restarts, not be unpredictable.
+    pub fn from_clock() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Jitter::seeded(seed)
     }
 
     fn unit(&mut self) -> f64 {
