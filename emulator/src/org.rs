@@ -86,15 +86,17 @@ pub enum OrgError {
 
 impl Org {
     /// Builds and seeds one org. `org_id` and `cfg` (seed, credentials, webhook) come from
-    /// `Orgs`, which derives them from the org's index. Must run inside a Tokio runtime
+    /// `Orgs`, which derives them from the org's index; `schema` is the standard objects,
+    /// shared with the other orgs until this one changes its schema. Must run inside a Tokio runtime
     /// (change-event delivery).
     pub fn new(
         cfg: EmulatorConfig,
         org_id: String,
         jwt_key: Option<rsa::RsaPublicKey>,
         base_url: String,
+        schema: Vec<Arc<crate::schema::ObjectDef>>,
     ) -> Arc<Org> {
-        let mut store = Store::new(crate::schema::standard_objects());
+        let mut store = Store::with_schema(schema);
         seed::seed(
             &mut store,
             cfg.seed,

@@ -15,6 +15,7 @@
 use crate::auth;
 use crate::config::{Credentials, EmulatorConfig};
 use crate::org::{Org, OrgError};
+use crate::schema::ObjectDef;
 use rsa::RsaPublicKey;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -37,6 +38,8 @@ struct Plan {
     base: EmulatorConfig,
     base_url: String,
     jwt_key: Option<RsaPublicKey>,
+    /// The standard objects' definitions, built once and shared by every org's store.
+    schema: Vec<Arc<ObjectDef>>,
     /// Lazily built orgs seed and start their change-event task on this runtime, whichever
     /// thread touched them first.
     runtime: tokio::runtime::Handle,
@@ -76,6 +79,10 @@ impl Orgs {
             base,
             base_url,
             jwt_key,
+            schema: crate::schema::standard_objects()
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
             runtime,
         };
         let first = plan.build(0);
@@ -258,6 +265,7 @@ impl Plan {
             self.org_id(k),
             self.jwt_key.clone(),
             self.base_url.clone(),
+            self.schema.clone(),
         )
     }
 }
