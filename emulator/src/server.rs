@@ -4,6 +4,8 @@
 //! concurrent long-running cap, injected faults (delay, reset, error), the daily allocation,
 //! the per-client count, dispatch, and `Sforce-Limit-Info: api-usage=N/M` on the way out —
 //! and the unauthenticated edges (`/services/data/` version list, OAuth, identity, admin).
+//! Each request first finds its org (`orgs`): an API call by the org id its token starts
+//! with, a login by its credential, an admin call by its `/__admin/orgs/{k}` prefix.
 //! Any Host header is accepted; trailing slashes do not matter. A reset fault closes the TCP
 //! connection with RST before any response byte; a body-reset fault (Bulk result downloads)
 //! does the same once part of the body is out. Every connection's response heads go out

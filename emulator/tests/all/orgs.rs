@@ -254,7 +254,8 @@ async fn a_fault_on_one_org_leaves_the_other_alone() {
     }
     assert!(emu.stats().faults_injected.is_empty());
     assert_eq!(
-        emu.org(1).map(|o| o.stats().faults_injected.get("503").copied()),
+        emu.org(1)
+            .map(|o| o.stats().faults_injected.get("503").copied()),
         Some(Some(5))
     );
     // The library handle reaches the same org.
