@@ -411,3 +411,69 @@ async fn a_single_org_emulator_is_unchanged() {
     );
     assert_eq!(api.get("limits").await.status, 200);
 }
+
+#[tokio::test]
+async fn jwt_bearer_picks_the_org_by_its_subject() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    use rsa::signature::{SignatureEncoding, Signer};
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("rsa key");
+    let pem = key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .expect("pem");
+    let (emu, _) = start(EmulatorConfig {
+        jwt_public_key_pem: Some(pem),
+        ..two_orgs()
+    })
+    .await;
+    let sign = |iss: &str, sub: &str| {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            + 180;
+        let claims =
+            json!({"iss": iss, "sub": sub, "aud": "https://login.salesforce.com", "exp": exp});
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
+        let p = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
+        let sig = signer.sign(format!("{h}.{p}").as_bytes());
+        format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+    };
+    let (c0, c1) = (
+        emu.credentials_of(0).expect("org 0"),
+        emu.credentials_of(1).expect("org 1"),
+    );
+    let base = emu.base_url().to_string();
+    let grant = |a: String| {
+        let base = base.clone();
+        async move {
+            token(
+                &base,
+                &[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", &a),
+                ],
+                None,
+            )
+            .await
+        }
+    };
+    let (s, body) = grant(sign(&c1.client_id, &c1.username)).await;
+    assert_eq!(s, 200, "{body}");
+    let id1 = emu.org_id_of(1).unwrap_or_default();
+    assert!(
+        body["access_token"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&id1[..15])
+    );
+    // Org 1's user through org 0's connected app is refused by org 1.
+    let (s, body) = grant(sign(&c0.client_id, &c1.username)).await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("invalid_client_id"))
+    );
+}
