@@ -2,13 +2,15 @@
 //!
 //! Owns test-only controls: stats, faults, schema evolution (add/remove custom fields and
 //! custom objects at run time), the change generator, webhook target, limits, clock, token
-//! expiry, the change-event log and the credentials. These endpoints need no session and
+//! expiry, the change-event log and the credentials — per org: `/__admin/…` addresses org 0,
+//! `/__admin/orgs/{k}/…` org `k`, `/__admin/orgs` lists them. These endpoints need no session and
 //! never count against the API allocation — they are not part of the emulated org's surface.
 
 use crate::config::FaultConfig;
 use crate::error::ApiError;
 use crate::http::{self, Req, Resp};
 use crate::org::Org;
+use crate::orgs::Orgs;
 use crate::schema::{FieldDef, FieldType, ObjectDef};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -264,6 +266,24 @@ fn parse<T: serde::de::DeserializeOwned>(req: &Req) -> Result<T, serde_json::Err
     serde_json::from_slice(&req.body)
 }
 
+/// `GET /__admin/orgs`: every org's index, id and logins, without building (seeding) the
+/// orgs nobody has used yet, so a load test can fetch a thousand logins in one call.
+pub fn list_orgs(orgs: &Orgs) -> Resp {
+    let list: Vec<serde_json::Value> = (0..orgs.len())
+        .map(|k| {
+            let c = orgs.credentials(k);
+            json!({
+                "org": k, "orgId": orgs.org_id(k), "built": orgs.built(k).is_some(),
+                "clientId": c.client_id, "clientSecret": c.client_secret,
+                "username": c.username, "password": c.password, "securityToken": c.security_token,
+                "refreshToken": c.refresh_token,
+            })
+        })
+        .collect();
+    http::json(200, &json!({"count": orgs.len(), "orgs": list}))
+}
+
+/// The admin routes of one org (`/__admin/…` is org 0, `/__admin/orgs/{k}/…` org `k`).
 pub async fn handle(org: &Arc<Org>, req: Req, segs: Vec<String>) -> Resp {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = req.method.as_str();

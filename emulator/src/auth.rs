@@ -79,21 +79,36 @@ pub struct Auth {
 #[error("invalid JWT public key: {0}")]
 pub struct KeyError(String);
 
+/// Parses the PEM public key (SPKI or PKCS#1) accepted for the JWT bearer grant.
+pub fn parse_jwt_key(pem: &str) -> Result<RsaPublicKey, KeyError> {
+    RsaPublicKey::from_public_key_pem(pem)
+        .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
+        .map_err(|e| KeyError(e.to_string()))
+}
+
+/// The `sub` claim of a JWT bearer assertion, read without checking the signature: it only
+/// picks the org whose `Auth` then verifies the assertion in full.
+pub fn jwt_subject_unverified(assertion: &str) -> Option<String> {
+    let payload = assertion.split('.').nth(1)?;
+    let raw = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    claims["sub"].as_str().map(str::to_string)
+}
+
+/// The username of a partner SOAP `login` request (picks the org before the login runs).
+pub fn soap_username(body: &str) -> Option<String> {
+    xml_text(body, "username").map(xml_unescape)
+}
+
 impl Auth {
+    /// `jwt_key` is parsed once per process (`parse_jwt_key`) and shared by every org.
     pub fn new(
         creds: Credentials,
         ttl: Duration,
         org_id: String,
-        jwt_pem: Option<&str>,
-    ) -> Result<Self, KeyError> {
-        let jwt_key = jwt_pem
-            .map(|pem| {
-                RsaPublicKey::from_public_key_pem(pem)
-                    .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
-                    .map_err(|e| KeyError(e.to_string()))
-            })
-            .transpose()?;
-        Ok(Auth {
+        jwt_key: Option<RsaPublicKey>,
+    ) -> Self {
+        Auth {
             creds,
             ttl,
             org_id,
@@ -101,7 +116,7 @@ impl Auth {
             sessions: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(1),
             hasher: RandomState::new(),
-        })
+        }
     }
 
     /// Mints a session for `user_row`. Token shape `00D…!AQ…` like a real session id.

@@ -137,6 +137,12 @@ pub struct EmulatorConfig {
     pub jwt_public_key_pem: Option<String>,
     /// Ongoing changes per real second made by a background generator (0 = off).
     pub change_rate_per_sec: f64,
+    /// Orgs served by this process (1 = the single org of every earlier release). Org 0 is
+    /// this config as given; org `k` is seeded with `seed + k` at the same sizes, has its
+    /// own org id, credentials (see `Orgs`), sessions, limits, faults, clock and change
+    /// log, and is built on first use, so a thousand small orgs cost little until touched
+    /// (~70 KiB each once built at 20 rows per object). Clamped to `1..=MAX_ORGS`.
+    pub orgs: usize,
     /// Gzip REST JSON responses when the client sends `Accept-Encoding: gzip`, as Salesforce
     /// does. Off by default: compression costs the emulator CPU in benchmarks and clients
     /// must accept identity anyway; turn it on to exercise a client's decompression path.
@@ -172,6 +178,7 @@ impl Default for EmulatorConfig {
             jwt_public_key_pem: None,
             change_rate_per_sec: 0.0,
             gzip_responses: false,
+            orgs: 1,
         }
     }
 }

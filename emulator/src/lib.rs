@@ -24,6 +24,22 @@
 //! # let _ = (base, token, creds, stats); Ok(()) }
 //! ```
 //!
+//! # Many orgs
+//!
+//! With `orgs: N` one server hosts N orgs; the handle is org 0 (every method above), and
+//! `emulator.org(k)` is org `k` — its own id, credentials, data, sessions, limits, faults
+//! and change log. Clients reach org `k` by logging in with its credentials
+//! (`org(k).credentials()`); its tokens start with its org id and route every call to it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use weft_emulator::{Emulator, EmulatorConfig};
+//! let emu = Emulator::start(EmulatorConfig { orgs: 3, accounts: 20, ..Default::default() }).await?;
+//! let b = emu.org(1).expect("org 1 exists");   // built (seeded) on first use
+//! let (id, token) = (b.org_id().to_string(), b.new_access_token());
+//! # let _ = (id, token); Ok(()) }
+//! ```
+//!
 //! The server runs on the caller's Tokio runtime and stops when the handle is dropped.
 //! HTTP admin endpoints (`/__admin/…`) mirror the handle's methods; see the README.
 //!
@@ -32,7 +48,8 @@
 //! `collections`, `composite`, `describe`, `bulk` (+ `bulk/query`, `bulk/ingest`, `csv_in`)
 //! → `writes` (validation, transactions) / `query` + `soql` (SOQL) / `render` (wire bytes)
 //! → `store` (columnar tables) with `schema`, `ids`, `clock`. Cross-cutting: `auth`,
-//! `limits`, `faults`, `stats`, `cdc`, `admin`, `seed`, `tls`, `http`, `header_case`, `org`.
+//! `limits`, `faults`, `stats`, `cdc`, `admin`, `seed`, `tls`, `http`, `header_case`, `org`,
+//! `orgs` (the orgs one process serves and how a request finds its org).
 
 #![recursion_limit = "256"]
 
@@ -54,6 +71,7 @@ mod http;
 mod ids;
 mod limits;
 mod org;
+mod orgs;
 mod query;
 mod render;
 mod rest;
@@ -75,12 +93,16 @@ pub use seed::SEED_ANCHOR_MS;
 pub use stats::StatsSnapshot;
 
 use org::Org;
+use orgs::Orgs;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+pub use orgs::MAX_ORGS;
 
 /// Why an org could not start.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +124,9 @@ pub enum EmulatorError {
 pub struct Emulator;
 
 impl Emulator {
-    /// Seeds an org and serves it on `config.bind` (default `127.0.0.1:0`). Must be called
-    /// inside a Tokio runtime; seeding runs on a blocking thread.
+    /// Seeds org 0 and serves it (and, with `config.orgs > 1`, the other orgs, each seeded
+    /// on first use) on `config.bind` (default `127.0.0.1:0`). Must be called inside a Tokio
+    /// runtime; seeding runs on a blocking thread.
     pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
@@ -142,24 +165,25 @@ impl Emulator {
         };
         let base_url = format!("{scheme}://{host}:{}", addr.port());
         let cfg = config.clone();
+        let url = base_url.clone();
+        let runtime = tokio::runtime::Handle::current();
         // Seeding a million rows takes seconds: keep it off the async workers.
-        let org = tokio::task::spawn_blocking(move || Org::new(cfg))
+        let orgs = tokio::task::spawn_blocking(move || Orgs::new(cfg, url, runtime))
             .await
             .map_err(|e| EmulatorError::Seed(e.to_string()))??;
-        if let Ok(mut b) = org.base_url.write() {
-            *b = base_url.clone();
-        }
+        let orgs = Arc::new(orgs);
+        let org = orgs.first().clone();
         let access_token = org.auth.issue(0, &config.credentials.client_id);
         let (tx, rx) = watch::channel(false);
         let ca_path = tls.as_ref().map(|t| t.ca_path.clone());
         let task = tokio::spawn(server::serve(
             listener,
-            org.clone(),
+            orgs.clone(),
             tls.map(|t| t.acceptor),
             rx,
         ));
         let changes = (config.change_rate_per_sec > 0.0).then(|| {
-            let org = org.clone();
+            let orgs = orgs.clone();
             let rate = config.change_rate_per_sec;
             tokio::spawn(async move {
                 // Ten batches a second keeps the stream smooth without a write lock per change.
@@ -171,14 +195,21 @@ impl Emulator {
                     let n = carry.floor() as usize;
                     carry -= n as f64;
                     if n > 0 {
-                        let o = org.clone();
-                        let _ = tokio::task::spawn_blocking(move || o.generate_changes(n)).await;
+                        // Every org in use is busy at the same rate; unused orgs stay unbuilt.
+                        let o = orgs.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            for org in o.each_built() {
+                                org.generate_changes(n);
+                            }
+                        })
+                        .await;
                     }
                 }
             })
         });
         Ok(EmulatorHandle {
-            org,
+            first: OrgHandle { org, index: 0 },
+            orgs,
             addr,
             base_url,
             ca_path,
@@ -191,9 +222,11 @@ impl Emulator {
     }
 }
 
-/// A running org. Dropping it stops the server.
+/// A running emulator. It derefs to org 0's `OrgHandle`, so a single-org caller uses it as
+/// the org; `org(k)` reaches the others. Dropping it stops the server.
 pub struct EmulatorHandle {
-    org: Arc<Org>,
+    first: OrgHandle,
+    orgs: Arc<Orgs>,
     addr: SocketAddr,
     base_url: String,
     ca_path: Option<PathBuf>,
@@ -204,8 +237,15 @@ pub struct EmulatorHandle {
     changes: Option<JoinHandle<()>>,
 }
 
+impl Deref for EmulatorHandle {
+    type Target = OrgHandle;
+    fn deref(&self) -> &OrgHandle {
+        &self.first
+    }
+}
+
 impl EmulatorHandle {
-    /// `http(s)://127.0.0.1:PORT` — use as `instance_url` and as the login URL.
+    /// `http(s)://127.0.0.1:PORT` — use as `instance_url` and as the login URL (every org's).
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
@@ -214,14 +254,82 @@ impl EmulatorHandle {
         self.addr
     }
 
+    /// A Bearer token for org 0's API user, minted at start-up (valid for `token_ttl`).
+    pub fn access_token(&self) -> &str {
+        &self.access_token
+    }
+
+    /// PEM of the generated CA when `tls` is on.
+    pub fn ca_cert_path(&self) -> Option<&Path> {
+        self.ca_path.as_deref()
+    }
+
+    /// How many orgs this emulator serves (`EmulatorConfig::orgs`).
+    pub fn org_count(&self) -> usize {
+        self.orgs.len()
+    }
+
+    /// Org `k` (`None` past `org_count`). The first call for an org seeds it, blocking the
+    /// caller for as long as seeding takes (microseconds for small orgs).
+    pub fn org(&self, k: usize) -> Option<OrgHandle> {
+        Some(OrgHandle {
+            org: self.orgs.get(k)?,
+            index: k,
+        })
+    }
+
+    /// Org `k`'s id without building it.
+    pub fn org_id_of(&self, k: usize) -> Option<String> {
+        (k < self.orgs.len()).then(|| self.orgs.org_id(k))
+    }
+
+    /// Org `k`'s logins without building it (the scheme is in the README and `orgs.rs`).
+    pub fn credentials_of(&self, k: usize) -> Option<Credentials> {
+        (k < self.orgs.len()).then(|| self.orgs.credentials(k))
+    }
+
+    /// Stops the server now (also done on drop).
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        self.task.abort();
+        if let Some(c) = &self.changes {
+            c.abort();
+        }
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+        if let Some(dir) = &self.tmp_tls_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// One org of a running emulator: its identity, data, limits, faults, clock and change log.
+/// Cheap to clone. Outliving the `EmulatorHandle` is harmless (the server is gone, the
+/// org's state stays readable).
+#[derive(Clone)]
+pub struct OrgHandle {
+    org: Arc<Org>,
+    index: usize,
+}
+
+impl OrgHandle {
+    /// This org's index (0 for the handle's own org).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The org's `instance_url` (the same server for every org: tokens pick the org).
+    pub fn instance_url(&self) -> &str {
+        &self.org.base_url
+    }
+
     /// The accepted logins (client id/secret, username/password/security token, refresh token).
     pub fn credentials(&self) -> &Credentials {
         &self.org.cfg.credentials
-    }
-
-    /// A Bearer token minted at start-up for the API user (valid for `token_ttl`).
-    pub fn access_token(&self) -> &str {
-        &self.access_token
     }
 
     /// Mints a fresh access token.
@@ -237,14 +345,9 @@ impl EmulatorHandle {
             .issue(row, &self.org.cfg.credentials.client_id)
     }
 
-    /// Invalidates every token (next API call gets `401 INVALID_SESSION_ID`).
+    /// Invalidates every token of this org (next API call gets `401 INVALID_SESSION_ID`).
     pub fn expire_tokens(&self) {
         self.org.auth.expire_all();
-    }
-
-    /// PEM of the generated CA when `tls` is on.
-    pub fn ca_cert_path(&self) -> Option<&Path> {
-        self.ca_path.as_deref()
     }
 
     /// 18-character organization id (`00D…`).
@@ -338,23 +441,5 @@ impl EmulatorHandle {
     /// Change events with replay id > `after` (oldest first, at most 10,000).
     pub fn events_after(&self, after: u64) -> Vec<serde_json::Value> {
         self.org.cdc.events_after(after, 10_000)
-    }
-
-    /// Stops the server now (also done on drop).
-    pub fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
-        self.task.abort();
-        if let Some(c) = &self.changes {
-            c.abort();
-        }
-    }
-}
-
-impl Drop for EmulatorHandle {
-    fn drop(&mut self) {
-        self.shutdown();
-        if let Some(dir) = &self.tmp_tls_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }

@@ -76,6 +76,10 @@ struct Args {
     /// PEM public key accepted for the JWT bearer grant.
     #[arg(long)]
     jwt_public_key: Option<PathBuf>,
+    /// Orgs to serve (org k: seed + k, the sizes above each, its own id, logins, limits and
+    /// faults; seeded on first use). Org 0 is the org printed below.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=weft_emulator::MAX_ORGS as u64))]
+    orgs: u64,
 }
 
 #[tokio::main]
@@ -117,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
         change_rate_per_sec: a.change_rate,
         jwt_public_key_pem: jwt,
         gzip_responses: a.gzip_responses,
+        orgs: a.orgs as usize,
         ..EmulatorConfig::default()
     };
     let started = std::time::Instant::now();
@@ -144,6 +149,19 @@ async fn main() -> anyhow::Result<()> {
         println!("  ca certificate {}", ca.display());
     }
     println!("  admin          {}/__admin/stats", org.base_url());
+    if org.org_count() > 1 {
+        let (id, user, refresh) = org
+            .credentials_of(1)
+            .map(|c| (c.client_id, c.username, c.refresh_token))
+            .unwrap_or_default();
+        println!(
+            "  orgs           {} (org 0 above; org 1 logs in as {id} / {user} / {refresh}, \
+             org k likewise with k; each seeded on first use)",
+            org.org_count()
+        );
+        println!("  all logins     {}/__admin/orgs", org.base_url());
+        println!("  org k admin    {}/__admin/orgs/k/stats", org.base_url());
+    }
     println!("WEFT_EMULATOR_URL={}", org.base_url());
     println!("WEFT_EMULATOR_TOKEN={}", org.access_token());
     // Ctrl-C or SIGTERM: drop the org so a generated TLS directory is removed.

@@ -74,7 +74,7 @@ pub struct Org {
     pub cdc: Arc<Cdc>,
     pub cursors: Mutex<Cursors>,
     pub jobs: Jobs,
-    pub base_url: RwLock<String>,
+    pub base_url: String,
     pub change_rng: Mutex<Rng>,
 }
 
@@ -85,10 +85,18 @@ pub enum OrgError {
 }
 
 impl Org {
-    /// Builds and seeds an org. Must run inside a Tokio runtime (change-event delivery).
-    pub fn new(cfg: EmulatorConfig) -> Result<Arc<Org>, OrgError> {
-        let org_id = crate::ids::make_id(b"00D", (cfg.seed % 1_000_000) as u32);
-        let mut store = Store::new(crate::schema::standard_objects());
+    /// Builds and seeds one org. `org_id` and `cfg` (seed, credentials, webhook) come from
+    /// `Orgs`, which derives them from the org's index; `schema` is the standard objects,
+    /// shared with the other orgs until this one changes its schema. Must run inside a Tokio runtime
+    /// (change-event delivery).
+    pub fn new(
+        cfg: EmulatorConfig,
+        org_id: String,
+        jwt_key: Option<rsa::RsaPublicKey>,
+        base_url: String,
+        schema: Vec<Arc<crate::schema::ObjectDef>>,
+    ) -> Arc<Org> {
+        let mut store = Store::with_schema(schema);
         seed::seed(
             &mut store,
             cfg.seed,
@@ -107,9 +115,9 @@ impl Org {
             cfg.credentials.clone(),
             cfg.token_ttl,
             org_id.clone(),
-            cfg.jwt_public_key_pem.as_deref(),
-        )?;
-        Ok(Arc::new(Org {
+            jwt_key,
+        );
+        Arc::new(Org {
             clock: SimClock::new(
                 cfg.clock_start_ms.unwrap_or_else(SimClock::wall_now_ms),
                 cfg.clock_scale,
@@ -127,15 +135,15 @@ impl Org {
             stats,
             cursors: Mutex::new(Cursors::default()),
             jobs: Jobs::default(),
-            base_url: RwLock::new(String::new()),
+            base_url,
             change_rng: Mutex::new(Rng::new(cfg.seed.wrapping_mul(31).wrapping_add(17))),
             org_id,
             cfg,
-        }))
+        })
     }
 
     pub fn base_url(&self) -> String {
-        self.base_url.read().map(|s| s.clone()).unwrap_or_default()
+        self.base_url.clone()
     }
 
     pub fn write_ctx(&self, user_row: u32) -> WriteCtx {

@@ -4,6 +4,8 @@
 //! concurrent long-running cap, injected faults (delay, reset, error), the daily allocation,
 //! the per-client count, dispatch, and `Sforce-Limit-Info: api-usage=N/M` on the way out —
 //! and the unauthenticated edges (`/services/data/` version list, OAuth, identity, admin).
+//! Each request first finds its org (`orgs`): an API call by the org id its token starts
+//! with, a login by its credential, an admin call by its `/__admin/orgs/{k}` prefix.
 //! Any Host header is accepted; trailing slashes do not matter. A reset fault closes the TCP
 //! connection with RST before any response byte; a body-reset fault (Bulk result downloads)
 //! does the same once part of the body is out. Every connection's response heads go out
@@ -15,6 +17,7 @@ use crate::faults::BodyReset;
 use crate::header_case::{HeaderCase, PendingRequests};
 use crate::http::{self, Req, Resp, is};
 use crate::org::Org;
+use crate::orgs::Orgs;
 use crate::rest;
 use crate::stats::client_name;
 use axum::body::Body;
@@ -36,7 +39,7 @@ const MAX_BODY: usize = 160 * 1024 * 1024;
 
 pub async fn serve(
     listener: TcpListener,
-    org: Arc<Org>,
+    orgs: Arc<Orgs>,
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -45,7 +48,7 @@ pub async fn serve(
             accepted = listener.accept() => {
                 match accepted {
                     Ok((stream, peer)) => {
-                        tokio::spawn(connection(stream, peer, org.clone(), tls.clone(), shutdown.clone()));
+                        tokio::spawn(connection(stream, peer, orgs.clone(), tls.clone(), shutdown.clone()));
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -63,7 +66,7 @@ pub async fn serve(
 async fn connection(
     stream: TcpStream,
     _peer: SocketAddr,
-    org: Arc<Org>,
+    orgs: Arc<Orgs>,
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -86,9 +89,9 @@ async fn connection(
     let p2 = pending.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         p2.push(req.method());
-        let org = org.clone();
+        let orgs = orgs.clone();
         let kill = k2.clone();
-        async move { Ok::<_, Infallible>(handle(org, kill, req).await) }
+        async move { Ok::<_, Infallible>(handle(orgs, kill, req).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let reset = || {
@@ -122,7 +125,7 @@ async fn connection(
     drop(dup);
 }
 
-async fn handle(org: Arc<Org>, kill: Arc<Notify>, req: Request<Incoming>) -> Resp {
+async fn handle(orgs: Arc<Orgs>, kill: Arc<Notify>, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
         Ok(b) => b,
@@ -146,6 +149,14 @@ async fn handle(org: Arc<Org>, kill: Arc<Notify>, req: Request<Incoming>) -> Res
         let mut dec = flate2::read::GzDecoder::new(&body[..]).take(MAX_BODY as u64 + 1);
         match std::io::Read::read_to_end(&mut dec, &mut out) {
             Ok(n) if n <= MAX_BODY => {
+                let org = orgs
+                    .by_token(
+                        parts
+                            .headers
+                            .get(hyper::header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok()),
+                    )
+                    .unwrap_or_else(|| orgs.first().clone());
                 org.stats.gzip_request_body();
                 bytes::Bytes::from(out)
             }
@@ -173,39 +184,71 @@ async fn handle(org: Arc<Org>, kill: Arc<Notify>, req: Request<Incoming>) -> Res
         ["services", "data"] => rest::versions(),
         ["services", "data", v, rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|x| x.to_string()).collect();
-            api(&org, &kill, req, v, rest).await
+            api(&orgs, &kill, req, v, rest).await
         }
-        ["services", "oauth2", "token"] if is(&req.method, "POST") => token(&org, &req),
+        ["services", "oauth2", "token"] if is(&req.method, "POST") => token(&orgs, &req).await,
         ["services", "oauth2", "revoke"] if is(&req.method, "POST") || is(&req.method, "GET") => {
+            let revoke = |t: &str| {
+                if let Some(org) = orgs.by_bare_token(t.trim()) {
+                    org.auth.revoke(t);
+                }
+            };
             if let Some(t) = req.param("token") {
-                org.auth.revoke(t);
+                revoke(t);
             } else if let Ok(s) = std::str::from_utf8(&req.body) {
                 for (k, v) in form_urlencoded::parse(s.as_bytes()) {
                     if k == "token" {
-                        org.auth.revoke(&v);
+                        revoke(&v);
                     }
                 }
             }
             http::empty(200)
         }
-        ["services", "oauth2", "userinfo"] | ["id", _, _] => identity(&org, &req),
+        ["services", "oauth2", "userinfo"] | ["id", _, _] => {
+            match orgs.by_token(req.header("authorization")) {
+                Some(org) => identity(&org, &req),
+                None => http::error(&ApiError::invalid_session()),
+            }
+        }
         ["services", "Soap", "u", v, ..] if is(&req.method, "POST") => {
+            let body = String::from_utf8_lossy(&req.body);
+            let Some(org) = orgs.get_async(orgs.soap_login_index(&body)).await else {
+                return http::error(&ApiError::not_found());
+            };
             org.stats.token();
-            let (status, xml) =
-                org.auth
-                    .soap_login(&String::from_utf8_lossy(&req.body), &org.base_url(), v);
+            let (status, xml) = org.auth.soap_login(&body, &org.base_url(), v);
             http::bytes_response(status, "text/xml;charset=UTF-8", xml)
+        }
+        ["__admin", "orgs"] if is(&req.method, "GET") => crate::admin::list_orgs(&orgs),
+        ["__admin", "orgs", k, rest @ ..] => {
+            let found = match k.parse::<usize>() {
+                Ok(k) => orgs.get_async(k).await,
+                Err(_) => None,
+            };
+            let Some(org) = found else {
+                return http::error(&ApiError::new(
+                    404,
+                    "ADMIN_ERROR",
+                    format!(
+                        "unknown org {k} (this emulator serves orgs 0..{})",
+                        orgs.len()
+                    ),
+                ));
+            };
+            let rest: Vec<String> = rest.iter().map(|x| x.to_string()).collect();
+            crate::admin::handle(&org, req, rest).await
         }
         ["__admin", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|x| x.to_string()).collect();
-            crate::admin::handle(&org, req, rest).await
+            crate::admin::handle(orgs.first(), req, rest).await
         }
         _ => http::error(&ApiError::not_found()),
     }
 }
 
-fn token(org: &Arc<Org>, req: &Req) -> Resp {
-    org.stats.token();
+/// The token endpoint: the grant's credential picks the org (built now if first used),
+/// whose `Auth` then checks the whole request.
+async fn token(orgs: &Arc<Orgs>, req: &Req) -> Resp {
     let form: std::collections::HashMap<String, String> =
         form_urlencoded::parse(&req.body).into_owned().collect();
     let mut form = form;
@@ -213,6 +256,13 @@ fn token(org: &Arc<Org>, req: &Req) -> Resp {
         form.entry(k.clone()).or_insert_with(|| v.clone());
     }
     let basic = crate::auth::basic_pair(req.header("authorization"));
+    let Some(org) = orgs
+        .get_async(orgs.login_index(&form, basic.as_ref()))
+        .await
+    else {
+        return http::error(&ApiError::not_found());
+    };
+    org.stats.token();
     match org.auth.token(&form, basic, &org.base_url()) {
         Ok(v) => http::json(200, &v),
         Err(e) => http::json(e.status, &e.body()),
@@ -249,7 +299,7 @@ fn identity(org: &Arc<Org>, req: &Req) -> Resp {
 }
 
 async fn api(
-    org: &Arc<Org>,
+    orgs: &Orgs,
     kill: &Arc<Notify>,
     mut req: Req,
     version_seg: &str,
@@ -258,6 +308,11 @@ async fn api(
     let Some((major, version)) = rest::parse_version(version_seg) else {
         return http::error(&ApiError::not_found());
     };
+    // The token names its org; every check below (session, quota, faults) is that org's.
+    let Some(org) = orgs.by_token(req.header("authorization")) else {
+        return http::error(&ApiError::invalid_session());
+    };
+    let org = &org;
     let session = match org.auth.validate(req.header("authorization")) {
         Ok(s) => s,
         Err(e) => return http::error(&e),

@@ -11,6 +11,7 @@ use crate::ids;
 use crate::schema::{ColumnKind, FieldDef, ObjectDef, Storage};
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 const NULL_SPAN: u64 = u64::MAX;
 pub const NULL_I64: i64 = i64::MIN;
@@ -239,7 +240,10 @@ pub const RECYCLE_BIN_RETENTION_MS: i64 = 15 * 86_400_000;
 /// One sObject's records.
 #[derive(Debug)]
 pub struct Table {
-    pub def: ObjectDef,
+    /// Shared by every org built from the same schema until one of them changes it
+    /// (`Arc::make_mut` copies on the first add/remove field): a thousand small orgs then
+    /// hold one copy of the standard objects' ~100 KB of field metadata, not a thousand.
+    pub def: Arc<ObjectDef>,
     pub cols: Vec<Option<Column>>,
     pub state: Vec<u8>,
     /// Unique indexes by column slot: lower-cased value → row (external ids are
@@ -414,7 +418,8 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(objects: Vec<ObjectDef>) -> Store {
+    /// A store over object definitions other stores may share (see `Table::def`).
+    pub fn with_schema(objects: Vec<Arc<ObjectDef>>) -> Store {
         let mut store = Store {
             tables: Vec::new(),
             by_name: HashMap::new(),
@@ -422,12 +427,16 @@ impl Store {
             schema_modified_ms: crate::seed::SEED_ANCHOR_MS,
         };
         for def in objects {
-            store.add_table(def);
+            store.add_shared_table(def);
         }
         store
     }
 
     pub fn add_table(&mut self, def: ObjectDef) -> usize {
+        self.add_shared_table(Arc::new(def))
+    }
+
+    fn add_shared_table(&mut self, def: Arc<ObjectDef>) -> usize {
         let idx = self.tables.len();
         self.by_name.insert(def.name.to_ascii_lowercase(), idx);
         self.tables.push(Table {
@@ -499,8 +508,9 @@ impl Store {
     pub fn add_field(&mut self, table: usize, mut f: FieldDef) -> usize {
         let slot = self.tables[table].cols.len();
         f.storage = Storage::Column(slot);
-        self.tables[table].def.fields.push(f.clone());
-        self.tables[table].def.reindex();
+        let def = Arc::make_mut(&mut self.tables[table].def);
+        def.fields.push(f.clone());
+        def.reindex();
         self.ensure_column(table, slot, &f);
         slot
     }
@@ -508,8 +518,9 @@ impl Store {
     /// Removes a field and frees its column.
     pub fn remove_field(&mut self, table: usize, field_index: usize) {
         let t = &mut self.tables[table];
-        let f = t.def.fields.remove(field_index);
-        t.def.reindex();
+        let def = Arc::make_mut(&mut t.def);
+        let f = def.fields.remove(field_index);
+        def.reindex();
         if let Storage::Column(slot) = f.storage {
             if let Some(c) = t.cols.get_mut(slot) {
                 *c = None;

@@ -134,3 +134,54 @@ async fn jsforce_drives_the_emulator() {
     );
     assert!(s.token_requests >= 1);
 }
+
+/// jsforce logs in to three orgs of one emulator (OAuth password flow and SOAP login) and
+/// each connection sees its own org only.
+#[tokio::test]
+async fn jsforce_logs_in_to_each_of_many_orgs() {
+    assert!(
+        dir().join("node_modules").join("jsforce").exists(),
+        "jsforce is not installed. Install it with:\n    (cd emulator/conformance && npm ci)"
+    );
+    let emu = Emulator::start(EmulatorConfig {
+        orgs: 3,
+        accounts: 20,
+        contacts: 20,
+        ..small()
+    })
+    .await
+    .expect("start");
+    let marker = "Only In The Last Org";
+    let last = emu.org(2).expect("org 2");
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!(
+            "{}/services/data/v60.0/sobjects/Account",
+            emu.base_url()
+        ))
+        .bearer_auth(last.new_access_token())
+        .json(&serde_json::json!({"Name": marker}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    last.reset_stats();
+    let orgs: Vec<serde_json::Value> = (0..3)
+        .map(|k| {
+            let c = emu.credentials_of(k).expect("org");
+            serde_json::json!({"orgId": emu.org_id_of(k), "clientId": c.client_id,
+                "clientSecret": c.client_secret, "username": c.username, "password": c.password})
+        })
+        .collect();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(dir().join("jsforce_orgs_check.js"))
+        .current_dir(dir())
+        .env("WEFT_URL", emu.base_url())
+        .env("WEFT_ORGS", serde_json::Value::from(orgs).to_string())
+        .env("WEFT_MARKER", marker);
+    run(cmd, "jsforce many-org check").await;
+    for k in 0..3 {
+        let s = emu.org(k).expect("org").stats();
+        assert_eq!(s.token_requests, 2, "org {k}: {s:?}");
+    }
+}

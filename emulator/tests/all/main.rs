@@ -11,5 +11,6 @@ mod conformance;
 mod deletes;
 mod header_case;
 mod limits_faults;
+mod orgs;
 mod query;
 mod writes;
