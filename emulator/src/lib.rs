@@ -390,6 +390,12 @@ impl OrgHandle {
         self.org.stats()
     }
 
+    /// API calls by `client` the org served between two instants of its own clock (epoch
+    /// ms, whole minutes: `from` inclusive, `to` exclusive).
+    pub fn client_calls_between(&self, client: &str, from_ms: i64, to_ms: i64) -> u64 {
+        self.org.stats.client_calls_between(client, from_ms, to_ms)
+    }
+
     /// Runs SOQL in-process for assertions — bypasses HTTP, limits, faults and stats. Records
     /// are shaped as REST returns them (`attributes`, nested parents). `SELECT COUNT()`
     /// yields one `{"totalSize": n}`. `include_deleted` = `queryAll`.

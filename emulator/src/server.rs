@@ -344,14 +344,15 @@ async fn api(
         org.stats.fault(k);
         return with_usage(org, http::error(&e));
     }
-    let (used, max) = match org.limits.consume(org.clock.now_ms()) {
+    let served_at = org.clock.now_ms();
+    let (used, max) = match org.limits.consume(served_at) {
         Ok(x) => x,
         Err(e) => {
             org.stats.limit_rejected(false);
             return with_usage(org, http::error(&e));
         }
     };
-    org.stats.call(kind, &client);
+    org.stats.call(kind, &client, served_at);
     org.age_recycle_bin();
     let origin = format!("com/salesforce/api/rest/{version};client={client}");
     let accepts_gzip = req

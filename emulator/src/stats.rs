@@ -38,9 +38,17 @@ pub struct StatsSnapshot {
     pub jobs: Vec<serde_json::Value>,
 }
 
+/// How far back (org time) the per-minute ledger keeps calls: two days, enough to check any
+/// window of a day against the org's own clock, bounded however long the org runs.
+const LEDGER_KEEP_MS: i64 = 2 * 24 * 3_600_000;
+const MINUTE_MS: i64 = 60_000;
+
 #[derive(Debug, Default)]
 pub struct Stats {
     inner: Mutex<StatsSnapshot>,
+    /// (client, org-clock minute) → calls served in it. Lets a test count what the org saw
+    /// inside a time window by the org's clock rather than by sampling the totals.
+    minutes: Mutex<BTreeMap<(String, i64), u64>>,
 }
 
 impl Stats {
@@ -50,7 +58,22 @@ impl Stats {
         }
     }
 
-    pub fn call(&self, kind: &str, client: &str) {
+    /// One API request served at `at_ms` on the org's clock.
+    pub fn call(&self, kind: &str, client: &str, at_ms: i64) {
+        if let Ok(mut m) = self.minutes.lock() {
+            let minute = at_ms.div_euclid(MINUTE_MS);
+            *m.entry((client.to_string(), minute)).or_default() += 1;
+            // Ledger entries are ordered by client first, so prune per client only when this
+            // one's oldest minute has aged out.
+            let horizon = minute - LEDGER_KEEP_MS / MINUTE_MS;
+            let stale: Vec<_> = m
+                .range((client.to_string(), i64::MIN)..(client.to_string(), horizon))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in stale {
+                m.remove(&k);
+            }
+        }
         self.with(|s| {
             s.api_calls += 1;
             *s.by_kind.entry(kind.to_string()).or_default() += 1;
@@ -97,12 +120,25 @@ impl Stats {
         });
     }
 
+    /// Calls by `client` served in whole org-clock minutes from `from_ms` (inclusive) to
+    /// `to_ms` (exclusive), both rounded down to the minute; only the last two days are kept.
+    pub fn client_calls_between(&self, client: &str, from_ms: i64, to_ms: i64) -> u64 {
+        let Ok(m) = self.minutes.lock() else { return 0 };
+        let (from, to) = (from_ms.div_euclid(MINUTE_MS), to_ms.div_euclid(MINUTE_MS));
+        m.range((client.to_string(), from)..(client.to_string(), to))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         self.inner.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub fn reset(&self) {
         self.with(|s| *s = StatsSnapshot::default());
+        if let Ok(mut m) = self.minutes.lock() {
+            m.clear();
+        }
     }
 }
 

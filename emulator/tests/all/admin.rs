@@ -290,3 +290,28 @@ async fn tls_serves_https_with_the_written_ca() {
         .expect("localhost name");
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn calls_are_counted_by_client_and_org_clock_minute() {
+    let (org, api) = start(small()).await;
+    let opts = [("Sforce-Call-Options", "client=ledger-test")];
+    let t0 = org.now_ms();
+    api.call(reqwest::Method::GET, "limits", None, &opts).await;
+    org.advance_clock(Duration::from_secs(2 * 3600));
+    let t1 = org.now_ms();
+    for _ in 0..2 {
+        api.call(reqwest::Method::GET, "limits", None, &opts).await;
+    }
+    api.get("limits").await;
+    let between = |from: i64, to: i64| org.client_calls_between("ledger-test", from, to);
+    let minute = 60_000;
+    assert_eq!(between(t0, t1), 1);
+    assert_eq!(
+        between(t0 + 5 * minute, t1),
+        0,
+        "nothing in the skipped two hours"
+    );
+    assert_eq!(between(t1, t1 + 5 * minute), 2, "other clients not counted");
+    org.reset_stats();
+    assert_eq!(between(t0, t1 + 5 * minute), 0);
+}
