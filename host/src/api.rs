@@ -19,6 +19,8 @@
 pub mod admin;
 pub mod auth;
 pub mod conn;
+pub mod directory;
+pub mod installations;
 pub mod intake;
 mod metrics;
 
@@ -32,11 +34,13 @@ use axum::middleware;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
+use crate::runtime::Supervisor;
 use crate::store::{GroupCommitConfig, IntakeWriter, RedbStore, Store, StoreError, WriterHandle};
 
 pub use crate::token::{TokenHash, TokenHashError, new_token};
 pub use admin::{AdminToken, AdminTokenError};
 pub use conn::ConnLimits;
+pub use directory::{Directory, Tenant};
 pub use intake::{IntakeLimits, MAX_BODY_BYTES};
 pub use metrics::IntakeCounters;
 
@@ -50,44 +54,14 @@ pub struct ApiState {
     store: Arc<dyn Store>,
     writer: IntakeWriter,
     limits: IntakeLimits,
-    /// The installations this host serves. Fixed at start-up, so lookups take no lock.
-    installations: BTreeMap<String, ServedInstallation>,
+    /// The installations this host serves now (the supervisor changes it at run time).
+    directory: Arc<Directory>,
+    /// Creates, changes and removes installations; `None`: a host with a fixed set, whose
+    /// installation-management routes answer `404`.
+    supervisor: Option<Arc<Supervisor>>,
     extra_metrics: Option<ExtraMetrics>,
     /// Unlocks the admin routes; `None` turns them off.
     admin_token: Option<AdminToken>,
-}
-
-/// What the API knows of one installation.
-struct ServedInstallation {
-    counters: Arc<IntakeCounters>,
-    /// The hash of the installation's own token; `None`: only the operator reaches it.
-    token: Option<TokenHash>,
-}
-
-impl ApiState {
-    pub fn new(
-        store: Arc<dyn Store>,
-        writer: IntakeWriter,
-        installations: BTreeMap<String, Option<TokenHash>>,
-        limits: IntakeLimits,
-        extra_metrics: Option<ExtraMetrics>,
-        admin_token: Option<AdminToken>,
-    ) -> Self {
-        ApiState {
-            store,
-            writer,
-            limits,
-            installations: installations
-                .into_iter()
-                .map(|(id, token)| {
-                    let counters = Arc::new(IntakeCounters::default());
-                    (id, ServedInstallation { counters, token })
-                })
-                .collect(),
-            extra_metrics,
-            admin_token,
-        }
-    }
 }
 
 /// The API's routes over `state`, each behind its access layer (see [`auth`]); only
@@ -114,6 +88,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(installation_routes)
         .merge(operator_routes)
         .merge(admin::routes(state.clone()))
+        .merge(installations::routes(state.clone()))
         .with_state(state)
 }
 
@@ -128,8 +103,8 @@ async fn healthz() -> &'static str {
 pub struct ServeConfig {
     pub db: std::path::PathBuf,
     pub listen: SocketAddr,
-    /// The installations served, each with the hash of its own token (`None`: only the
-    /// operator token reaches it).
+    /// Installations served besides the supervisor's, each with the hash of its own token
+    /// (`None`: only the operator token reaches it).
     pub installations: BTreeMap<String, Option<TokenHash>>,
     pub group_commit: GroupCommitConfig,
     pub limits: IntakeLimits,
@@ -172,15 +147,16 @@ impl Server {
         extra_metrics: Option<ExtraMetrics>,
     ) -> Result<Server, ServeError> {
         let store = open_store(config.db.clone()).await?;
-        Self::start_on(store, config, extra_metrics).await
+        Self::start_on(store, config, extra_metrics, None).await
     }
 
-    /// Like [`Server::start`], on a store the caller opened (`weft serve` reads the
-    /// registry before it serves).
+    /// Like [`Server::start`], on a store the caller opened, with the installation
+    /// management routes served by `supervisor` when given (`weft serve`).
     pub async fn start_on(
         store: Arc<dyn Store>,
         config: ServeConfig,
         extra_metrics: Option<ExtraMetrics>,
+        supervisor: Option<Arc<Supervisor>>,
     ) -> Result<Server, ServeError> {
         let listener =
             TcpListener::bind(config.listen)
@@ -195,14 +171,22 @@ impl Server {
         })?;
         let (intake, writer) =
             IntakeWriter::start(store.clone(), config.group_commit).map_err(ServeError::Writer)?;
-        let state = Arc::new(ApiState::new(
-            store.clone(),
-            intake,
-            config.installations,
-            config.limits,
+        let directory = match &supervisor {
+            Some(supervisor) => supervisor.directory(),
+            None => Arc::new(Directory::new()),
+        };
+        for (id, token) in config.installations {
+            directory.serve(&id, token);
+        }
+        let state = Arc::new(ApiState {
+            store: store.clone(),
+            writer: intake,
+            limits: config.limits,
+            directory,
+            supervisor,
             extra_metrics,
-            config.admin_token,
-        ));
+            admin_token: config.admin_token,
+        });
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state, config.conn, async move {
             let _ = stop.await;

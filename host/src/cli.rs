@@ -5,7 +5,6 @@
 
 mod config_cmd;
 mod dlq;
-mod governor_state;
 mod plugin_cmd;
 mod serve;
 mod signal;

@@ -1,114 +1,12 @@
-//! An installation's live objects — its governor, Salesforce client and compiled plugin —
-//! built from its configuration file in one place.
-//!
-//! `weft serve` starts an installation from what [`Installation::load`] returns, and `weft
-//! config check` runs the very same function and drops the result, so a file that passes
-//! the check is one the host will start. Loading never opens a network connection; the
-//! org is asked only by `config check --online` and by the running pipelines.
+//! What runs an installation: its live objects built in one place ([`Installation`]), the
+//! online check of a spec against its org ([`check`]), the governor's spend carried across
+//! restarts ([`governor_state`]) and the [`Supervisor`] that runs the registry's
+//! installations and applies changes to them while the host runs.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+pub mod check;
+pub(crate) mod governor_state;
+mod installation;
+mod supervisor;
 
-use crate::config::{ConfigError, InstallationConfig};
-use crate::plugin::{LoadError, LoadedPlugin, PluginConfig, PluginRuntime};
-use crate::registry::SpecRecord;
-use crate::salesforce::{SalesforceClient, SalesforceError};
-use crate::telemetry::Telemetry;
-use crate::throttle::{Governor, SystemClock};
-
-/// Why an installation's file could not be turned into a running installation. Every
-/// variant names the file and the key.
-#[derive(Debug, thiserror::Error)]
-pub enum InstallationError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("{}: plugin.component: {source}", file.display())]
-    Plugin {
-        file: PathBuf,
-        #[source]
-        source: LoadError,
-    },
-    #[error("{}: salesforce: {source}", file.display())]
-    Client {
-        file: PathBuf,
-        #[source]
-        source: SalesforceError,
-    },
-}
-
-/// One installation, validated and assembled.
-pub struct Installation {
-    pub config: InstallationConfig,
-    pub governor: Arc<Governor>,
-    pub client: SalesforceClient,
-    /// The compiled component, ready to install into the host's plugin table.
-    pub plugin: LoadedPlugin,
-}
-
-impl Installation {
-    /// Reads and validates `path` (every section, outbound included), compiles its plugin
-    /// component (refusing anything `weft plugin check` refuses) and builds its governor
-    /// and client.
-    pub fn load(
-        path: &Path,
-        plugins: &PluginRuntime,
-        telemetry: &Telemetry,
-    ) -> Result<Installation, InstallationError> {
-        Self::build(InstallationConfig::load(path)?, plugins, telemetry)
-    }
-
-    /// Builds an installation from its registry record: the stored document, checked
-    /// exactly as a file is.
-    pub fn from_record(
-        record: &SpecRecord,
-        plugins: &PluginRuntime,
-        telemetry: &Telemetry,
-    ) -> Result<Installation, InstallationError> {
-        let label = PathBuf::from(format!("installation {} (v{})", record.id, record.version));
-        let config = InstallationConfig::from_document(&label, &record.base_dir, &record.spec)?;
-        Self::build(config, plugins, telemetry)
-    }
-
-    /// Compiles the plugin and builds the governor and client of a checked configuration.
-    fn build(
-        config: InstallationConfig,
-        plugins: &PluginRuntime,
-        telemetry: &Telemetry,
-    ) -> Result<Installation, InstallationError> {
-        let path = config.path.clone();
-        let plugin = plugins
-            .load_file(&config.plugin.component)
-            .map_err(|source| InstallationError::Plugin {
-                file: path.clone(),
-                source,
-            })?;
-        let governor = Governor::new(
-            config.governor.clone(),
-            Arc::new(SystemClock),
-            telemetry.installation(&config.id),
-        );
-        let client = SalesforceClient::new(
-            config.salesforce.client_config(&config.id),
-            governor.clone(),
-        )
-        .map_err(|source| InstallationError::Client { file: path, source })?;
-        Ok(Installation {
-            config,
-            governor,
-            client,
-            plugin,
-        })
-    }
-
-    pub fn id(&self) -> &str {
-        &self.config.id
-    }
-
-    /// The plugin's configuration and limits, as the plugin table takes them.
-    pub fn plugin_config(&self) -> PluginConfig {
-        PluginConfig {
-            values: self.config.plugin.config.clone(),
-            limits: self.config.plugin.limits.clone(),
-        }
-    }
-}
+pub use installation::{Installation, InstallationError};
+pub use supervisor::{Prepared, Refused, Started, Supervisor};

@@ -187,6 +187,13 @@ async fn replay(State(state): State<Arc<ApiState>>, Path(id): Path<u64>) -> Resp
                 replayed_as_seq = seq,
                 "DLQ entry replayed through the admin API"
             );
+            if seq.is_some()
+                && let Some(tenant) = installation
+                    .as_deref()
+                    .and_then(|id| state.directory.get(id))
+            {
+                tenant.wake();
+            }
             (
                 StatusCode::OK,
                 axum::Json(json!({

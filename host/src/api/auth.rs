@@ -67,19 +67,11 @@ pub(super) async fn installation_access(
         .iter()
         .find_map(|(name, value)| (name == "id").then_some(value))
         .unwrap_or_default();
-    let own = state
-        .installations
-        .get(id)
-        .and_then(|installation| installation.token.as_ref());
-    if own.is_some_and(|token| token.matches(&presented)) {
+    let own = state.directory.get(id);
+    if own.is_some_and(|tenant| tenant.is_token(&presented)) {
         return next.run(request).await;
     }
-    let someones = state
-        .installations
-        .values()
-        .filter_map(|installation| installation.token.as_ref())
-        .fold(false, |found, token| found | token.matches(&presented));
-    if someones {
+    if state.directory.is_anyones_token(&presented) {
         // Another installation's token: answer as if `id` did not exist.
         tracing::warn!(path = %request.uri().path(), "request refused: another installation's token");
         unknown_installation(id)

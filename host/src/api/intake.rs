@@ -110,13 +110,10 @@ pub(super) async fn post_events(
     Path(installation): Path<String>,
     request: Request,
 ) -> Response {
-    let Some(counters) = state
-        .installations
-        .get(&installation)
-        .map(|i| i.counters.clone())
-    else {
+    let Some(tenant) = state.directory.get(&installation) else {
         return unknown_installation(&installation);
     };
+    let counters = &tenant.counters;
     if !is_json(request.headers()) {
         counters.invalid.fetch_add(1, Ordering::Relaxed);
         return error(
@@ -198,6 +195,9 @@ pub(super) async fn post_events(
                     answer.accepted.push(event.id());
                 }
             }
+            if !answer.accepted.is_empty() {
+                tenant.wake();
+            }
             counters.requests.fetch_add(1, Ordering::Relaxed);
             counters
                 .accepted
@@ -258,7 +258,7 @@ pub(super) async fn event_status(
     State(state): State<Arc<ApiState>>,
     Path((installation, event_id)): Path<(String, String)>,
 ) -> Response {
-    if !state.installations.contains_key(&installation) {
+    if !state.directory.contains(&installation) {
         return unknown_installation(&installation);
     }
     let store = state.store.clone();

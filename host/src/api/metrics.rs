@@ -62,10 +62,11 @@ pub(super) async fn render(State(state): State<Arc<ApiState>>) -> Response {
             |c| &c.store_errors,
         ),
     ];
+    let tenants = state.directory.snapshot();
     for (name, help, field) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (installation, served) in &state.installations {
-            let value = field(&served.counters).load(Ordering::Relaxed);
+        for (installation, tenant) in &tenants {
+            let value = field(&tenant.counters).load(Ordering::Relaxed);
             let _ = writeln!(out, "{name}{{installation=\"{installation}\"}} {value}");
         }
     }

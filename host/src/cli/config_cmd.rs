@@ -13,12 +13,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::inbound::Selection;
-use crate::outbound::{DeletePolicy, ObjectConfig};
 use crate::plugin::{PluginRuntime, RuntimeConfig};
-use crate::runtime::Installation;
+use crate::runtime::{Installation, check};
 use crate::telemetry::Telemetry;
-use crate::throttle::Project;
 
 pub fn check(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     // Exactly what `weft serve` runs before it starts an installation.
@@ -46,33 +43,22 @@ pub fn check(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the Tokio runtime")?;
     runtime.block_on(async {
-        let client = &installation.client;
+        let reports = check::against_org(config, &installation.client).await;
         let mut problems = 0;
-        for object in &config.inbound.objects {
-            let line = match client.describe(Project::Incremental, &object.name).await {
-                Ok(describe) => {
-                    let selection = Selection::resolve(&object.source, &describe);
-                    problems += selection.missing.len();
-                    json!({"object": object.name, "fields": selection.fields.len(), "missing_fields": selection.missing})
-                }
-                Err(e) => {
-                    problems += 1;
-                    json!({"object": object.name, "error": e.to_string()})
-                }
+        for report in &reports {
+            problems += report.problems();
+            // One line per object, in the shape this command has always printed.
+            let key = if report.section == "inbound.objects" {
+                "object"
+            } else {
+                "outbound_object"
             };
-            println!("{line}");
-        }
-        for (name, object) in &config.outbound.objects {
-            let line = match client.describe(Project::Outbound, name).await {
-                Ok(describe) => {
-                    let missing = outbound_missing_fields(object, &describe.raw);
-                    problems += missing.len();
-                    json!({"outbound_object": name, "missing_fields": missing})
+            let line = match (&report.error, report.fields) {
+                (Some(error), _) => json!({key: report.object, "error": error}),
+                (None, Some(fields)) => {
+                    json!({key: report.object, "fields": fields, "missing_fields": report.missing_fields})
                 }
-                Err(e) => {
-                    problems += 1;
-                    json!({"outbound_object": name, "error": e.to_string()})
-                }
+                (None, None) => json!({key: report.object, "missing_fields": report.missing_fields}),
             };
             println!("{line}");
         }
@@ -83,29 +69,4 @@ pub fn check(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         })
     })
-}
-
-/// The fields an outbound object's settings name (its external id, its delete policy's
-/// field) that the org's describe does not have.
-fn outbound_missing_fields(object: &ObjectConfig, describe: &serde_json::Value) -> Vec<String> {
-    let has = |field: &str| {
-        describe["fields"].as_array().is_some_and(|fields| {
-            fields.iter().any(|f| {
-                f["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(field))
-            })
-        })
-    };
-    let policy_field = match &object.delete {
-        Some(DeletePolicy::SoftDelete { field, .. } | DeletePolicy::MarkInactive { field, .. }) => {
-            Some(field.as_str())
-        }
-        _ => None,
-    };
-    std::iter::once(object.external_id.as_str())
-        .chain(policy_field)
-        .filter(|field| !has(field))
-        .map(str::to_owned)
-        .collect()
 }

@@ -12,12 +12,12 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-use super::governor_state;
 use crate::config::InstallationConfig;
 use crate::inbound::{InboundSync, PassReport, Progress};
 use crate::plugin::{
     InstalledPlugins, PluginConfig, PluginRuntime, QuarantinePolicy, RuntimeConfig,
 };
+use crate::runtime::governor_state;
 use crate::salesforce::SalesforceClient;
 use crate::store::{RedbStore, Store};
 use crate::telemetry::{InstallationTelemetry, Telemetry};

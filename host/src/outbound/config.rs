@@ -26,8 +26,10 @@ pub struct OutboundConfig {
     /// saves quota from about ten Collections calls on. With the default `batch_size`
     /// Bulk is never used; raise `batch_size` for bursty, large loads.
     pub bulk_threshold: usize,
-    /// How long an idle worker waits before looking at the queue again, in ms. 200: new
-    /// events reach Salesforce within a fifth of a second without busy-polling the store.
+    /// How long an idle worker waits before looking at the queue again when nothing wakes
+    /// it, in ms. Under `weft serve` intake wakes the worker the moment it commits events,
+    /// so this is only the pause after a failed round (times ten); a worker without a
+    /// wake-up (a library caller's) polls at this interval.
     pub idle_poll_ms: u64,
     /// How long a fetched describe is trusted, in seconds. 600: an admin's new field or
     /// picklist value is seen within ten minutes, for one describe call per object per ten

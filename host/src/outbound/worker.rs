@@ -1,12 +1,14 @@
-//! The per-installation loop that drains the outbound queue: a round while there is work,
-//! a short sleep when there is none, until shutdown.
+//! The per-installation loop that drains the outbound queue: a round while there is work;
+//! when there is none it sleeps until intake wakes it (or the earliest retry is due), so an
+//! idle installation costs nothing per second. Runs until shutdown.
 //!
 //! It never gives up on an event by itself: a round that fails (the store is unavailable)
 //! leaves its events pending and is tried again after a pause.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::pipeline::Pipeline;
 
@@ -14,29 +16,53 @@ use super::pipeline::Pipeline;
 /// poll before the next round, so a broken disk does not spin the CPU.
 const ERROR_PAUSE_FACTOR: u32 = 10;
 
-/// Runs `pipeline` until `shutdown` turns true (or its sender is dropped).
-pub async fn run(mut pipeline: Pipeline, mut shutdown: watch::Receiver<bool>) {
+/// Runs `pipeline` until `shutdown` turns true (or its sender is dropped). `wake` is rung
+/// when new events are committed; without one the worker polls every `idle_poll_ms`.
+pub async fn run(
+    mut pipeline: Pipeline,
+    wake: Option<Arc<Notify>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let idle = pipeline.config().idle_poll();
     tracing::info!(installation = %pipeline.installation(), "outbound worker started");
     loop {
         if *shutdown.borrow() {
             break;
         }
+        // `None`: sleep until woken (or shut down).
         let pause = match pipeline.run_round().await {
             Ok(report) if report.progressed() || report.deferred > 0 => continue,
-            Ok(_) => match pipeline.next_retry() {
-                Some(due) => due
-                    .saturating_duration_since(std::time::Instant::now())
-                    .clamp(Duration::from_millis(1), idle),
-                None => idle,
-            },
+            Ok(_) => {
+                let until_retry = pipeline.next_retry().map(|due| {
+                    due.saturating_duration_since(std::time::Instant::now())
+                        .max(Duration::from_millis(1))
+                });
+                match (&wake, until_retry) {
+                    (Some(_), until_retry) => until_retry,
+                    (None, Some(until_retry)) => Some(until_retry.min(idle)),
+                    (None, None) => Some(idle),
+                }
+            }
             Err(error) => {
                 tracing::error!(installation = %pipeline.installation(), "outbound round failed: {error}");
-                idle * ERROR_PAUSE_FACTOR
+                Some(idle * ERROR_PAUSE_FACTOR)
+            }
+        };
+        let woken = async {
+            match &wake {
+                Some(wake) => wake.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let timer = async {
+            match pause {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => std::future::pending().await,
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            _ = timer => {}
+            _ = woken => {}
             changed = shutdown.changed() => {
                 if changed.is_err() {
                     break;

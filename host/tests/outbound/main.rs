@@ -13,3 +13,4 @@ mod kill;
 mod lock_row;
 mod replay;
 mod retry_restart;
+mod service;

@@ -15,12 +15,12 @@ use crate::throttle::{Governor, GovernorSnapshot};
 /// How often a running host saves each governor. A crash forgets at most this much spend
 /// (pacing rate × interval); shorter costs one small durable write per installation each
 /// time, which at 30 s is noise next to the sync's own commits.
-pub(super) const SAVE_EVERY: Duration = Duration::from_secs(30);
+pub(crate) const SAVE_EVERY: Duration = Duration::from_secs(30);
 
 /// Hands `governor` what the previous run of `installation` spent and learned. Call it
 /// right after building the governor and before its first request. Returns whether a
 /// snapshot was restored.
-pub(super) fn restore(store: &dyn Store, installation: &str, governor: &Governor) -> bool {
+pub(crate) fn restore(store: &dyn Store, installation: &str, governor: &Governor) -> bool {
     let snapshot = match store.get_governor_snapshot::<GovernorSnapshot>(installation) {
         Ok(Some(snapshot)) => snapshot,
         Ok(None) => return false,
@@ -39,7 +39,7 @@ pub(super) fn restore(store: &dyn Store, installation: &str, governor: &Governor
 }
 
 /// Saves one governor's snapshot in its own durable transaction.
-pub(super) fn save(
+pub(crate) fn save(
     store: &dyn Store,
     installation: &str,
     governor: &Governor,
@@ -49,7 +49,7 @@ pub(super) fn save(
 
 /// Saves every governor off the async runtime (a durable commit blocks); failures are
 /// logged, never fatal.
-pub(super) async fn save_all(store: &Arc<dyn Store>, governors: &[(String, Arc<Governor>)]) {
+pub(crate) async fn save_all(store: &Arc<dyn Store>, governors: &[(String, Arc<Governor>)]) {
     let store = store.clone();
     let governors = governors.to_vec();
     let saved = tokio::task::spawn_blocking(move || {
@@ -67,7 +67,7 @@ pub(super) async fn save_all(store: &Arc<dyn Store>, governors: &[(String, Arc<G
 
 /// Saves every governor each `every` until the task is aborted. The first save is one
 /// interval in: right after start-up there is nothing new to save.
-pub(super) fn spawn_saver(
+pub(crate) fn spawn_saver(
     store: Arc<dyn Store>,
     governors: Vec<(String, Arc<Governor>)>,
     every: Duration,

@@ -1,0 +1,388 @@
+//! Runs what the registry holds and applies changes to it while the host runs.
+//!
+//! For each installation the supervisor owns one live build (governor, client, compiled
+//! plugin) and its outbound worker. A change is applied in two steps so that nothing is
+//! saved that would not run: [`Supervisor::prepare`] checks a document (offline checks,
+//! plugin compiled, then the org's describe) without touching what runs; the caller saves
+//! it in the registry and hands the result to [`Supervisor::run`], which stops the old
+//! worker after its current round, carries the governor's spend over and starts the new
+//! one. One installation's change never waits on another's: each has its own lock.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::check::{self, ObjectReport};
+use super::governor_state;
+use super::installation::{Installation, InstallationError};
+use crate::api::Directory;
+use crate::config::InstallationConfig;
+use crate::outbound::{Pipeline, worker};
+use crate::plugin::{InstalledPlugins, PluginRuntime};
+use crate::registry::{Registry, RegistryError, SpecRecord};
+use crate::store::Store;
+use crate::telemetry::Telemetry;
+use crate::throttle::Governor;
+
+/// Why a document was not accepted. Every variant names the key or object at fault; none
+/// carries a secret (secrets are only ever references in a document).
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The document fails an offline check, or its plugin does not compile or load.
+    #[error(transparent)]
+    Invalid(#[from] InstallationError),
+    /// The document's `id` is not the installation it was sent for.
+    #[error("id: {found:?} does not match the installation {expected:?}")]
+    IdMismatch { expected: String, found: String },
+    /// The org lacks objects or fields the document names.
+    #[error("{}", .0.iter().filter_map(ObjectReport::first_problem).collect::<Vec<_>>().join("; "))]
+    Org(Vec<ObjectReport>),
+    #[error("compiling the plugin: {0}")]
+    Join(String),
+}
+
+/// A checked document, built and ready to run once it is saved.
+pub struct Prepared {
+    installation: Installation,
+}
+
+impl Prepared {
+    pub fn id(&self) -> &str {
+        self.installation.id()
+    }
+
+    pub fn config(&self) -> &InstallationConfig {
+        &self.installation.config
+    }
+}
+
+/// How the supervisor reaches everything an installation needs.
+pub struct Supervisor {
+    registry: Registry,
+    store: Arc<dyn Store>,
+    telemetry: Arc<Telemetry>,
+    plugins: Arc<InstalledPlugins>,
+    runtime: PluginRuntime,
+    directory: Arc<Directory>,
+    /// Where a document posted to the API resolves its relative paths.
+    base_dir: PathBuf,
+    slots: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Option<Running>>>>>,
+}
+
+/// One running installation.
+struct Running {
+    version: u64,
+    governor: Arc<Governor>,
+    stop: watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+/// What [`Supervisor::start_stored`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    pub running: usize,
+    pub refused: usize,
+}
+
+impl Supervisor {
+    pub fn new(
+        registry: Registry,
+        store: Arc<dyn Store>,
+        telemetry: Arc<Telemetry>,
+        plugins: Arc<InstalledPlugins>,
+        runtime: PluginRuntime,
+        base_dir: PathBuf,
+    ) -> Supervisor {
+        Supervisor {
+            registry,
+            store,
+            telemetry,
+            plugins,
+            runtime,
+            directory: Arc::new(Directory::new()),
+            base_dir,
+            slots: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The installations the API serves: the supervisor adds and removes them.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.clone()
+    }
+
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// Starts every installation the registry holds. One that does not build is reported
+    /// and skipped: one tenant's spec must not keep the others from starting.
+    pub async fn start_stored(&self) -> Result<Started, RegistryError> {
+        let records = {
+            let registry = self.registry.clone();
+            tokio::task::spawn_blocking(move || registry.list())
+                .await
+                .map_err(|join| RegistryError::Unreadable {
+                    id: String::new(),
+                    reason: join.to_string(),
+                })??
+        };
+        let mut started = Started::default();
+        for record in records {
+            let built = match record {
+                Ok(record) => self.build_record(record).await,
+                Err(e) => Err(e.to_string()),
+            };
+            match built {
+                Ok(()) => started.running += 1,
+                Err(reason) => {
+                    started.refused += 1;
+                    tracing::error!(error = %reason, "installation not started");
+                    eprintln!("weft: not starting {reason}");
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    async fn build_record(&self, record: SpecRecord) -> Result<(), String> {
+        let version = record.version;
+        let runtime = self.runtime.clone();
+        let telemetry = self.telemetry.clone();
+        let installation = tokio::task::spawn_blocking(move || {
+            Installation::from_record(&record, &runtime, &telemetry)
+        })
+        .await
+        .map_err(|join| join.to_string())?
+        .map_err(|e| e.to_string())?;
+        self.run(Prepared { installation }, version).await;
+        Ok(())
+    }
+
+    /// Checks `document` as the spec of installation `id` — offline, then against the org
+    /// — without changing anything that runs. Relative paths resolve against `base`.
+    pub async fn prepare(
+        &self,
+        id: &str,
+        document: &serde_json::Value,
+        base: &Path,
+    ) -> Result<Prepared, Refused> {
+        let label = PathBuf::from(format!("installation {id}"));
+        let (runtime, telemetry, base) = (
+            self.runtime.clone(),
+            self.telemetry.clone(),
+            base.to_owned(),
+        );
+        let document = document.clone();
+        // Compiling the component is CPU work: off the async threads.
+        let installation = tokio::task::spawn_blocking(move || {
+            let config = InstallationConfig::from_document(&label, &base, &document)
+                .map_err(InstallationError::from)?;
+            Installation::from_config(config, &runtime, &telemetry)
+        })
+        .await
+        .map_err(|join| Refused::Join(join.to_string()))??;
+        if installation.id() != id {
+            return Err(Refused::IdMismatch {
+                expected: id.to_owned(),
+                found: installation.id().to_owned(),
+            });
+        }
+        // The describe calls count against the org's allocation: start the new governor
+        // from what the running one (or the last run) spent.
+        self.carry_spend_into(id, &installation.governor).await;
+        let reports = check::against_org(&installation.config, &installation.client).await;
+        if reports.iter().any(|r| r.problems() > 0) {
+            return Err(Refused::Org(
+                reports.into_iter().filter(|r| r.problems() > 0).collect(),
+            ));
+        }
+        Ok(Prepared { installation })
+    }
+
+    /// Runs `prepared` as `version` of its installation, replacing the build that runs now
+    /// (its worker finishes the round it is in first).
+    pub async fn run(&self, prepared: Prepared, version: u64) {
+        let Installation {
+            config,
+            governor,
+            client,
+            plugin,
+        } = prepared.installation;
+        let id = config.id.clone();
+        let slot = self.slot(&id);
+        let mut slot = slot.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|running| running.version > version)
+        {
+            // A later change won the race to this slot; this one is already superseded.
+            return;
+        }
+        if let Some(old) = slot.take() {
+            governor.restore(&old.governor.snapshot()).ok();
+            stop(old).await;
+        } else {
+            let store = self.store.clone();
+            let (id, governor) = (id.clone(), governor.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                governor_state::restore(&*store, &id, &governor)
+            })
+            .await;
+        }
+        let plugin_config = crate::plugin::PluginConfig {
+            values: config.plugin.config.clone(),
+            limits: config.plugin.limits.clone(),
+        };
+        self.plugins.install(&id, plugin, plugin_config);
+        if config.intake_token.is_none() {
+            tracing::warn!(installation = %id, "no intake token: only the operator token can post this installation's events");
+        }
+        let tenant = self.directory.serve(&id, config.intake_token);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let pipeline = Pipeline::new(
+            id.clone(),
+            config.outbound,
+            client,
+            self.plugins.clone(),
+            self.store.clone(),
+        );
+        let span = tracing::info_span!("outbound", installation = %id);
+        let worker =
+            tokio::spawn(worker::run(pipeline, Some(tenant.bell()), stop_rx).instrument(span));
+        tracing::info!(installation = %id, version, "installation running");
+        *slot = Some(Running {
+            version,
+            governor,
+            stop: stop_tx,
+            worker,
+        });
+    }
+
+    /// Serves `id` under a new token from `version` on (nothing else changed, so the build
+    /// that runs stays).
+    pub async fn set_token(&self, id: &str, version: u64, token: crate::token::TokenHash) {
+        let slot = self.slot(id);
+        let mut slot = slot.lock().await;
+        if let Some(running) = slot.as_mut() {
+            running.version = running.version.max(version);
+            self.directory.serve(id, Some(token));
+        }
+    }
+
+    /// Stops installation `id` (after its current round) and stops serving it. Its
+    /// governor's spend is saved, so a re-created installation does not spend the day
+    /// twice.
+    pub async fn remove(&self, id: &str) {
+        let slot = self.slot(id);
+        let mut slot = slot.lock().await;
+        self.directory.remove(id);
+        if let Some(old) = slot.take() {
+            let governor = old.governor.clone();
+            stop(old).await;
+            governor_state::save_all(&self.store, &[(id.to_owned(), governor)]).await;
+        }
+        // The empty slot stays: a concurrent change may already hold it.
+        self.plugins.remove(id);
+    }
+
+    /// The version each running installation runs, by id.
+    pub async fn running(&self) -> BTreeMap<String, u64> {
+        let slots = self.all_slots();
+        let mut out = BTreeMap::new();
+        for (id, slot) in slots {
+            if let Some(running) = slot.lock().await.as_ref() {
+                out.insert(id, running.version);
+            }
+        }
+        out
+    }
+
+    /// Every running installation's governor (to save their spend).
+    pub async fn governors(&self) -> Vec<(String, Arc<Governor>)> {
+        let mut out = Vec::new();
+        for (id, slot) in self.all_slots() {
+            if let Some(running) = slot.lock().await.as_ref() {
+                out.push((id, running.governor.clone()));
+            }
+        }
+        out
+    }
+
+    /// Stops every worker after its current round and saves every governor.
+    pub async fn stop_all(&self) {
+        let mut governors = Vec::new();
+        for (id, slot) in self.all_slots() {
+            if let Some(old) = slot.lock().await.take() {
+                governors.push((id, old.governor.clone()));
+                stop(old).await;
+            }
+        }
+        governor_state::save_all(&self.store, &governors).await;
+    }
+
+    /// Saves every running governor each `every`, until the task is aborted.
+    pub fn spawn_saver(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let supervisor = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let every = every.max(std::time::Duration::from_secs(1));
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(supervisor) = supervisor.upgrade() else {
+                    return;
+                };
+                let governors = supervisor.governors().await;
+                governor_state::save_all(&supervisor.store, &governors).await;
+            }
+        })
+    }
+
+    async fn carry_spend_into(&self, id: &str, governor: &Arc<Governor>) {
+        let slot = self.slot(id);
+        let running = slot.lock().await.as_ref().map(|r| r.governor.clone());
+        match running {
+            Some(running) => {
+                governor.restore(&running.snapshot()).ok();
+            }
+            None => {
+                let (store, id, governor) = (self.store.clone(), id.to_owned(), governor.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    governor_state::restore(&*store, &id, &governor)
+                })
+                .await;
+            }
+        }
+    }
+
+    fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<Option<Running>>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(id.to_owned()).or_default().clone()
+    }
+
+    fn all_slots(&self) -> Vec<(String, Arc<tokio::sync::Mutex<Option<Running>>>)> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect()
+    }
+}
+
+/// Signals the worker and waits for it to finish its round.
+async fn stop(running: Running) {
+    let _ = running.stop.send(true);
+    if let Err(join) = running.worker.await {
+        tracing::error!(error = %join, "outbound worker ended abnormally");
+    }
+}

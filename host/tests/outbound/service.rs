@@ -1,0 +1,499 @@
+//! The running service: installations created, changed and deleted through the admin API
+//! of the real `weft serve` binary, against the emulator, with the real acme-accounts
+//! plugin — no restart between changes — and tenant tokens that reach only their own
+//! installation.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{ADMIN_TOKEN, KEY, accounts, acme_org, bearer};
+use crate::kill::company_event;
+
+struct Service {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `weft serve` on `db` with no installation file: everything comes through the API.
+/// Its log goes to `log`.
+fn spawn_service(db: &Path, dir: &Path, log: &Path) -> Service {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--worker-threads", "2"])
+        .arg("--db")
+        .arg(db)
+        .arg("--status-file")
+        .arg(dir.join("status.json"))
+        .env("WEFT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("weft serve starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("weft serve prints its address");
+    let ready: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("weft serve printed {line:?}: {e}"));
+    let addr = ready["listening"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    Service { child, addr }
+}
+
+/// The document of an outbound installation `id` on `org`, as a vendor would post it.
+fn document(id: &str, org: &weft_emulator::EmulatorHandle, secret_file: &Path) -> Value {
+    json!({
+        "id": id,
+        "salesforce": {
+            "login_url": org.base_url(),
+            "auth": "client_credentials",
+            "client_id": org.credentials().client_id,
+            "client_secret_file": secret_file,
+            "gzip_requests": false,
+        },
+        "plugin": {"component": weft_tests::plugin_wasm("acme-accounts")},
+        "outbound": {
+            "retry": {"base_ms": 50, "max_ms": 500},
+            "objects": {"Account": {"external_id": KEY}},
+        },
+    })
+}
+
+/// Every response the test reads, kept to scan for secrets at the end.
+#[derive(Default)]
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    seen: Vec<String>,
+}
+
+impl Api {
+    fn new(addr: SocketAddr) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: format!("http://{addr}"),
+            seen: Vec::new(),
+        }
+    }
+
+    async fn call(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.headers(bearer(token));
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        if method == reqwest::Method::GET {
+            self.seen.push(text.clone());
+        }
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn admin(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call(method, path, Some(ADMIN_TOKEN), headers, body)
+            .await
+    }
+
+    async fn post_event(&mut self, installation: &str, token: &str, event: Value) -> StatusCode {
+        let path = format!("/v1/installations/{installation}/events");
+        self.call(
+            reqwest::Method::POST,
+            &path,
+            Some(token),
+            &[],
+            Some(json!([event])),
+        )
+        .await
+        .0
+    }
+
+    async fn token(&mut self, installation: &str) -> String {
+        let (status, headers, body) = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/v1/installations/{installation}/token"),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(headers["cache-control"], "no-store");
+        body["token"].as_str().expect("token").to_owned()
+    }
+}
+
+async fn wait_for_account(org: &weft_emulator::EmulatorHandle, key: &str, what: &str) -> Value {
+    for _ in 0..300 {
+        if let Some(account) = accounts(org).get(key) {
+            return account.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: account {key} never reached Salesforce");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_created_changed_and_deleted_through_the_api_without_a_restart() {
+    let org = acme_org().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("client_secret");
+    std::fs::write(&secret, &org.credentials().client_secret).expect("secret file");
+    let db = dir.path().join("weft.redb");
+    let log = dir.path().join("weft.log");
+    let host = spawn_service(&db, dir.path(), &log);
+    let mut api = Api::new(host.addr);
+    use reqwest::Method;
+
+    // Create: checked, saved at version 1, running at once.
+    let doc = document("tenant-a", &org, &secret);
+    let (status, headers, body) = api
+        .admin(Method::POST, "/v1/installations", &[], Some(doc.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(headers["etag"], "\"1\"");
+    assert_eq!(
+        (body["version"].as_u64(), body["running_version"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let (status, _, body) = api
+        .admin(Method::POST, "/v1/installations", &[], Some(doc.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Its own token, shown once; events flow to the org.
+    let token = api.token("tenant-a").await;
+    assert_eq!(
+        api.post_event("tenant-a", &token, company_event("a1"))
+            .await,
+        StatusCode::ACCEPTED
+    );
+    wait_for_account(&org, "K-a1", "first event").await;
+
+    // The record: version 2 after the token, secrets only as references.
+    let (status, headers, record) = api
+        .admin(Method::GET, "/v1/installations/tenant-a", &[], None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["etag"], "\"2\"");
+    assert_eq!(
+        record["spec"]["salesforce"]["client_secret_file"],
+        json!(secret)
+    );
+
+    // A change needs the version it was made against.
+    let patch = json!({"outbound": {"batch_size": 50}});
+    let (status, _, body) = api
+        .admin(
+            Method::PATCH,
+            "/v1/installations/tenant-a",
+            &[],
+            Some(patch.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PRECONDITION_REQUIRED, "{body}");
+    let (status, _, body) = api
+        .admin(
+            Method::PATCH,
+            "/v1/installations/tenant-a",
+            &[("if-match", "\"1\"")],
+            Some(patch.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+
+    // Refused changes name the key or the field, and save nothing.
+    let (status, _, body) = api
+        .admin(
+            Method::PATCH,
+            "/v1/installations/tenant-a",
+            &[("if-match", "\"2\"")],
+            Some(json!({"outbound": {"batch_size": 0}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["key"], "outbound.batch_size", "{body}");
+    let (status, _, body) = api
+        .admin(
+            Method::PATCH,
+            "/v1/installations/tenant-a",
+            &[("if-match", "\"2\"")],
+            Some(json!({"outbound": {"objects": {"Account": {"external_id": "Nope_Id__c"}}}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "org_check_failed", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Nope_Id__c")),
+        "{body}"
+    );
+    let (_, _, unchanged) = api
+        .admin(Method::GET, "/v1/installations/tenant-a", &[], None)
+        .await;
+    assert_eq!(unchanged["version"], 2);
+    assert_eq!(unchanged["spec"], record["spec"]);
+
+    // A valid change runs at once: the soft-delete policy added here handles the next
+    // delete event, no restart.
+    let (status, headers, body) = api
+        .admin(
+            Method::PATCH,
+            "/v1/installations/tenant-a",
+            &[("if-match", "\"2\"")],
+            Some(json!({"outbound": {"objects": {"Account": {
+                "delete": {"policy": "soft_delete", "field": "Deleted__c", "value": true}
+            }}}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["etag"], "\"3\"");
+    assert_eq!(body["running_version"], 3);
+    let mut delete = company_event("a1");
+    delete["id"] = json!("a1-delete");
+    delete["operation"] = json!("delete");
+    assert_eq!(
+        api.post_event("tenant-a", &token, delete).await,
+        StatusCode::ACCEPTED
+    );
+    let mut soft_deleted = false;
+    for _ in 0..300 {
+        if accounts(&org)
+            .get("K-a1")
+            .is_some_and(|a| a["Deleted__c"] == json!(true))
+        {
+            soft_deleted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        soft_deleted,
+        "the changed delete policy applied without a restart"
+    );
+
+    // What the API created survives a crash of the host.
+    drop(host);
+    let host = spawn_service(&db, dir.path(), &log);
+    let mut api = Api {
+        seen: api.seen,
+        ..Api::new(host.addr)
+    };
+    assert_eq!(
+        api.post_event("tenant-a", &token, company_event("a2"))
+            .await,
+        StatusCode::ACCEPTED
+    );
+    wait_for_account(&org, "K-a2", "after the restart").await;
+    let (_, _, listed) = api.admin(Method::GET, "/v1/installations", &[], None).await;
+    assert_eq!(listed["installations"][0]["version"], 3, "{listed}");
+
+    // Delete: the installation stops and its routes answer as an unknown id would.
+    let (status, _, body) = api
+        .admin(
+            Method::DELETE,
+            "/v1/installations/tenant-a?purge=true",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["purged"]["events"].as_u64().is_some_and(|n| n >= 3),
+        "{body}"
+    );
+    assert_eq!(
+        api.post_event("tenant-a", &token, company_event("a3"))
+            .await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _, _) = api
+        .admin(Method::GET, "/v1/installations/tenant-a", &[], None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    let secret = &org.credentials().client_secret;
+    assert!(
+        !log.contains(secret.as_str()),
+        "the client secret reached the log"
+    );
+    assert!(
+        !log.contains(&token),
+        "the installation token reached the log"
+    );
+    for body in &api.seen {
+        assert!(
+            !body.contains(secret.as_str()),
+            "a GET answered the client secret: {body}"
+        );
+        assert!(!body.contains(&token), "a GET answered the token: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_token_reaches_only_its_own_installation() {
+    let org = acme_org().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("client_secret");
+    std::fs::write(&secret, &org.credentials().client_secret).expect("secret file");
+    let host = spawn_service(
+        &dir.path().join("weft.redb"),
+        dir.path(),
+        &dir.path().join("log"),
+    );
+    let mut api = Api::new(host.addr);
+    use reqwest::Method;
+    for id in ["tenant-a", "tenant-b"] {
+        let (status, _, body) = api
+            .admin(
+                Method::POST,
+                "/v1/installations",
+                &[],
+                Some(document(id, &org, &secret)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let a = api.token("tenant-a").await;
+    let b = api.token("tenant-b").await;
+    assert_eq!(
+        api.post_event("tenant-b", &b, company_event("b1")).await,
+        StatusCode::ACCEPTED
+    );
+
+    // A's token on anything of B answers exactly as an id nobody has.
+    let b_routes = [
+        (
+            Method::POST,
+            "/v1/installations/tenant-b/events",
+            Some(json!([company_event("x")])),
+        ),
+        (Method::GET, "/v1/installations/tenant-b/events/b1", None),
+    ];
+    for (method, path, body) in &b_routes {
+        let (status, _, answer) = api
+            .call(method.clone(), path, Some(&a), &[], body.clone())
+            .await;
+        let unknown = path.replace("tenant-b", "tenant-zz");
+        let (_, _, unknown_answer) = api
+            .call(
+                method.clone(),
+                &unknown,
+                Some(ADMIN_TOKEN),
+                &[],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+        assert_eq!(
+            answer["error"], unknown_answer["error"],
+            "{method} {path} with A's token looks like an unknown id"
+        );
+    }
+    // The operator's routes are not a tenant's, and no route but /healthz is open.
+    let operator_routes = [
+        (Method::GET, "/v1/installations"),
+        (Method::POST, "/v1/installations"),
+        (Method::GET, "/v1/installations/tenant-a"),
+        (Method::PATCH, "/v1/installations/tenant-a"),
+        (Method::DELETE, "/v1/installations/tenant-a"),
+        (Method::POST, "/v1/installations/tenant-a/token"),
+        (Method::GET, "/v1/admin/dlq"),
+        (Method::GET, "/metrics"),
+    ];
+    for (method, path) in &operator_routes {
+        for token in [Some(a.as_str()), None] {
+            let (status, _, _) = api
+                .call(method.clone(), path, token, &[], Some(json!({})))
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {token:?}"
+            );
+        }
+    }
+    for (method, path, body) in &b_routes {
+        let (status, _, _) = api
+            .call(method.clone(), path, None, &[], body.clone())
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a token"
+        );
+    }
+    let (status, _, _) = api.call(Method::GET, "/healthz", None, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    // B's own token reads B's event.
+    let (status, _, body) = api
+        .call(
+            Method::GET,
+            "/v1/installations/tenant-b/events/b1",
+            Some(&b),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A fresh token replaces the old one at once.
+    let b2 = api.token("tenant-b").await;
+    assert_eq!(
+        api.post_event("tenant-b", &b, company_event("b2")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.post_event("tenant-b", &b2, company_event("b2")).await,
+        StatusCode::ACCEPTED
+    );
+}
