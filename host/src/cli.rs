@@ -70,10 +70,11 @@ pub enum Command {
         installations: Vec<String>,
         /// An installation's configuration (TOML); repeatable. It is checked and applied
         /// to the store's registry (unchanged files keep their version); every installation
-        /// in the registry runs, including those applied at an earlier start. Its outbound
-        /// worker drains the installation's queue into its org: plugin map and coerce →
-        /// validate against describe → conflict check → upsert by external id → audit,
-        /// retry or DLQ.
+        /// in the registry runs, including those applied at an earlier start or created
+        /// through the API. Both directions run: inbound backfills, then incremental
+        /// passes every poll interval, into the installation's sink; outbound drains the
+        /// queue into its org (plugin map and coerce → validate against describe →
+        /// conflict check → upsert by external id → audit, retry or DLQ).
         #[arg(long = "config", value_name = "FILE")]
         configs: Vec<PathBuf>,
         /// Write the transport status here every 5 s (read by `weft status`).
@@ -91,6 +92,14 @@ pub enum Command {
         /// Tokio worker threads for HTTP (default: one per core).
         #[arg(long)]
         worker_threads: Option<usize>,
+        /// Units of sync work (an inbound page, an outbound round) run at once, for all
+        /// installations together (default: four per core, at least 4). Installations
+        /// take turns when units wait.
+        #[arg(long)]
+        units: Option<usize>,
+        /// Units one installation may run at once (default 2), so no tenant takes the pool.
+        #[arg(long)]
+        units_per_installation: Option<usize>,
         /// Largest intake request body, in bytes (default 307200, 300 KiB): bounds the
         /// memory one request pins until its commit; senders split larger batches.
         #[arg(long, default_value_t = crate::api::intake::MAX_BODY_BYTES)]
@@ -381,6 +390,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             max_batch_events,
             max_wait_us,
             worker_threads,
+            units,
+            units_per_installation,
             max_body_bytes,
             max_event_fields,
             max_record_depth,
@@ -402,6 +413,13 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             },
             admin_token,
             conn: conn.into_limits(),
+            scheduler: {
+                let default = crate::runtime::SchedulerConfig::default();
+                crate::runtime::SchedulerConfig {
+                    workers: units.unwrap_or(default.workers),
+                    per_installation: units_per_installation.unwrap_or(default.per_installation),
+                }
+            },
         }),
         Command::Config(ConfigCommand::Check { file, online }) => config_cmd::check(&file, online),
         Command::Sync {

@@ -23,10 +23,12 @@ mod state;
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::config::{InboundConfig, ObjectConfig};
 use crate::plugin::{InstalledPlugins, ObjectSchema, schema_from_describe};
+use crate::runtime::{Scheduler, Turn};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{Store, StoreError, StoreExt, StoreTxn};
 use crate::throttle::Project;
@@ -65,6 +67,10 @@ pub enum InboundError {
         attempts: u32,
         last: String,
     },
+    /// The host asked this installation's sync to stop; it stopped between two pages and
+    /// resumes from the last checkpoint.
+    #[error("stopped between pages")]
+    Stopped,
 }
 
 /// What one pass did, per object.
@@ -108,6 +114,14 @@ pub struct InboundSync {
     sink: Sink,
     plugin: deliver::PluginPath,
     progress: Arc<Progress>,
+    /// Under `weft serve`: each page takes a turn on the host's scheduler, and a stop
+    /// request ends the pass at the next page.
+    units: Option<Units>,
+}
+
+struct Units {
+    scheduler: Arc<Scheduler>,
+    stop: watch::Receiver<bool>,
 }
 
 impl InboundSync {
@@ -131,7 +145,31 @@ impl InboundSync {
             client,
             store,
             sink,
+            units: None,
         })
+    }
+
+    /// Runs every page as a unit on `scheduler`; once `stop` turns true the pass ends with
+    /// [`InboundError::Stopped`] before its next page.
+    pub fn scheduled(mut self, scheduler: Arc<Scheduler>, stop: watch::Receiver<bool>) -> Self {
+        self.units = Some(Units { scheduler, stop });
+        self
+    }
+
+    /// Waits for this installation's turn to process one page (none needed outside the
+    /// scheduler), or refuses it when the host asked the sync to stop.
+    pub(crate) async fn unit(&self) -> Result<Option<Turn>, InboundError> {
+        let Some(units) = &self.units else {
+            return Ok(None);
+        };
+        let mut stop = units.stop.clone();
+        if *stop.borrow_and_update() {
+            return Err(InboundError::Stopped);
+        }
+        tokio::select! {
+            turn = units.scheduler.turn(&self.installation) => Ok(Some(turn)),
+            _ = stop.wait_for(|stopped| *stopped) => Err(InboundError::Stopped),
+        }
     }
 
     /// Live counters for a progress display or status endpoint.
@@ -165,7 +203,7 @@ impl InboundSync {
             let span = tracing::info_span!("inbound", installation = %self.installation, object = %object.name);
             match self.sync_object(object).instrument(span).await {
                 Ok(done) => report.objects.push(done),
-                Err(e @ InboundError::Store { .. }) => return Err(e),
+                Err(e @ (InboundError::Store { .. } | InboundError::Stopped)) => return Err(e),
                 Err(e) => {
                     tracing::error!(installation = %self.installation, object = %object.name, error = %e, "object stopped; it resumes from its checkpoint next pass");
                     report.objects.push(ObjectReport {

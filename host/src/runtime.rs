@@ -5,8 +5,11 @@
 
 pub mod check;
 pub(crate) mod governor_state;
+pub(crate) mod inbound_worker;
 mod installation;
+pub mod scheduler;
 mod supervisor;
 
 pub use installation::{Installation, InstallationError};
+pub use scheduler::{Scheduler, SchedulerConfig, SchedulerStats, Turn};
 pub use supervisor::{Prepared, Refused, Started, Supervisor};

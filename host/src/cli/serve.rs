@@ -22,7 +22,7 @@ use crate::api::{
 use crate::config::InstallationConfig;
 use crate::plugin::{InstalledPlugins, PluginRuntime, QuarantinePolicy, RuntimeConfig};
 use crate::registry::{Applied, Registry};
-use crate::runtime::{Supervisor, governor_state};
+use crate::runtime::{Scheduler, SchedulerConfig, Supervisor, governor_state};
 use crate::store::GroupCommitConfig;
 use crate::telemetry::{Telemetry, spawn_status_writer};
 use anyhow::{Context, bail};
@@ -39,6 +39,7 @@ pub struct ServeArgs {
     pub limits: IntakeLimits,
     pub admin_token: Option<AdminToken>,
     pub conn: ConnLimits,
+    pub scheduler: SchedulerConfig,
 }
 
 /// The status file is rewritten this often; see `spawn_status_writer`.
@@ -75,6 +76,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         plugins,
         runtime,
         base_dir,
+        Scheduler::new(args.scheduler),
     ));
     let started = supervisor
         .start_stored()

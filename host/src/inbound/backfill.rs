@@ -295,6 +295,8 @@ impl InboundSync {
                 }
             }
         }
+        // One page is one unit of the host's scheduler: plugin, sink and checkpoint.
+        let _turn = self.unit().await?;
         let prepared = self.plugin.prepare(name, rows, schema.clone()).await;
         self.deliver(name, &prepared).await?;
         if let Some(id) = last_id {

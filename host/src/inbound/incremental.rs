@@ -80,6 +80,8 @@ impl InboundSync {
                     }
                 }
             }
+            // One page is one unit of the host's scheduler: plugin, sink and checkpoint.
+            let _turn = self.unit().await?;
             let prepared = self.plugin.prepare(name, fresh, schema.clone()).await;
             self.deliver(name, &prepared).await?;
             for (id, ms) in &keys {

@@ -11,16 +11,19 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::pipeline::Pipeline;
+use crate::runtime::Scheduler;
 
 /// A store failure is rarely fixed in milliseconds; wait this much longer than an idle
 /// poll before the next round, so a broken disk does not spin the CPU.
 const ERROR_PAUSE_FACTOR: u32 = 10;
 
 /// Runs `pipeline` until `shutdown` turns true (or its sender is dropped). `wake` is rung
-/// when new events are committed; without one the worker polls every `idle_poll_ms`.
+/// when new events are committed; without one the worker polls every `idle_poll_ms`. With
+/// a `scheduler`, each round is one unit: it waits for the installation's turn.
 pub async fn run(
     mut pipeline: Pipeline,
     wake: Option<Arc<Notify>>,
+    scheduler: Option<Arc<Scheduler>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let idle = pipeline.config().idle_poll();
@@ -30,7 +33,16 @@ pub async fn run(
             break;
         }
         // `None`: sleep until woken (or shut down).
-        let pause = match pipeline.run_round().await {
+        let turn = match &scheduler {
+            Some(scheduler) => tokio::select! {
+                turn = scheduler.turn(pipeline.installation()) => Some(turn),
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            },
+            None => None,
+        };
+        let round = pipeline.run_round().await;
+        drop(turn);
+        let pause = match round {
             Ok(report) if report.progressed() || report.deferred > 0 => continue,
             Ok(_) => {
                 let until_retry = pipeline.next_retry().map(|due| {

@@ -1,7 +1,9 @@
 //! Runs what the registry holds and applies changes to it while the host runs.
 //!
 //! For each installation the supervisor owns one live build (governor, client, compiled
-//! plugin) and its outbound worker. A change is applied in two steps so that nothing is
+//! plugin), its outbound worker and, when it syncs objects inbound, its inbound sync (a
+//! backfill, then incremental passes); both cut their work into units that take turns on
+//! the host's [`Scheduler`]. A change is applied in two steps so that nothing is
 //! saved that would not run: [`Supervisor::prepare`] checks a document (offline checks,
 //! plugin compiled, then the org's describe) without touching what runs; the caller saves
 //! it in the registry and hands the result to [`Supervisor::run`], which stops the old
@@ -16,10 +18,12 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::check::{self, ObjectReport};
-use super::governor_state;
 use super::installation::{Installation, InstallationError};
+use super::scheduler::Scheduler;
+use super::{governor_state, inbound_worker};
 use crate::api::Directory;
 use crate::config::InstallationConfig;
+use crate::inbound::InboundSync;
 use crate::outbound::{Pipeline, worker};
 use crate::plugin::{InstalledPlugins, PluginRuntime};
 use crate::registry::{Registry, RegistryError, SpecRecord};
@@ -69,6 +73,8 @@ pub struct Supervisor {
     directory: Arc<Directory>,
     /// Where a document posted to the API resolves its relative paths.
     base_dir: PathBuf,
+    /// The pool every installation's units take turns on.
+    scheduler: Arc<Scheduler>,
     slots: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Option<Running>>>>>,
 }
 
@@ -77,7 +83,9 @@ struct Running {
     version: u64,
     governor: Arc<Governor>,
     stop: watch::Sender<bool>,
-    worker: tokio::task::JoinHandle<()>,
+    outbound: tokio::task::JoinHandle<()>,
+    /// `None` when the installation syncs no object inbound.
+    inbound: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What [`Supervisor::start_stored`] did.
@@ -95,6 +103,7 @@ impl Supervisor {
         plugins: Arc<InstalledPlugins>,
         runtime: PluginRuntime,
         base_dir: PathBuf,
+        scheduler: Arc<Scheduler>,
     ) -> Supervisor {
         Supervisor {
             registry,
@@ -104,6 +113,7 @@ impl Supervisor {
             runtime,
             directory: Arc::new(Directory::new()),
             base_dir,
+            scheduler,
             slots: Mutex::new(BTreeMap::new()),
         }
     }
@@ -246,6 +256,29 @@ impl Supervisor {
         }
         let tenant = self.directory.serve(&id, config.intake_token);
         let (stop_tx, stop_rx) = watch::channel(false);
+        let inbound = if config.inbound.objects.is_empty() {
+            None
+        } else {
+            match InboundSync::new(
+                &id,
+                config.inbound,
+                client.clone(),
+                self.plugins.clone(),
+                self.store.clone(),
+            ) {
+                Ok(sync) => {
+                    let sync = sync.scheduled(self.scheduler.clone(), stop_rx.clone());
+                    let span = tracing::info_span!("inbound", installation = %id);
+                    Some(tokio::spawn(
+                        inbound_worker::run(sync, stop_rx.clone()).instrument(span),
+                    ))
+                }
+                Err(e) => {
+                    tracing::error!(installation = %id, error = %e, "inbound not started: the sink cannot be opened");
+                    None
+                }
+            }
+        };
         let pipeline = Pipeline::new(
             id.clone(),
             config.outbound,
@@ -254,14 +287,22 @@ impl Supervisor {
             self.store.clone(),
         );
         let span = tracing::info_span!("outbound", installation = %id);
-        let worker =
-            tokio::spawn(worker::run(pipeline, Some(tenant.bell()), stop_rx).instrument(span));
-        tracing::info!(installation = %id, version, "installation running");
+        let outbound = tokio::spawn(
+            worker::run(
+                pipeline,
+                Some(tenant.bell()),
+                Some(self.scheduler.clone()),
+                stop_rx,
+            )
+            .instrument(span),
+        );
+        tracing::info!(installation = %id, version, inbound = inbound.is_some(), "installation running");
         *slot = Some(Running {
             version,
             governor,
             stop: stop_tx,
-            worker,
+            outbound,
+            inbound,
         });
     }
 
@@ -379,10 +420,16 @@ impl Supervisor {
     }
 }
 
-/// Signals the worker and waits for it to finish its round.
+/// Signals both directions and waits for them: outbound finishes its round, inbound stops
+/// before its next page.
 async fn stop(running: Running) {
     let _ = running.stop.send(true);
-    if let Err(join) = running.worker.await {
+    if let Err(join) = running.outbound.await {
         tracing::error!(error = %join, "outbound worker ended abnormally");
+    }
+    if let Some(inbound) = running.inbound
+        && let Err(join) = inbound.await
+    {
+        tracing::error!(error = %join, "inbound sync ended abnormally");
     }
 }

@@ -10,3 +10,4 @@ mod evolution;
 mod http_sink;
 mod incremental;
 mod kill;
+mod service;
