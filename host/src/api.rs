@@ -6,6 +6,10 @@
 //!   `202` (see [`intake`] for the body shape and every status it returns);
 //! - `GET /v1/installations/{id}/events/{event_id}` — where an event is: `accepted`,
 //!   `processed` or `dlq`;
+//! - `GET /v1/installations/{id}/status`, `/dlq`, `/audit` — the installation's own
+//!   health, DLQ and audit (its token or the operator's); see [`tenant`];
+//! - `/v1/installations…` management (create, list, show, change, delete, token, pause,
+//!   resume, sync now; operator token) — see [`installations`];
 //! - `GET /metrics` — Prometheus text (operator token): intake counters, plus the
 //!   transport telemetry when the host passes a renderer in ([`ExtraMetrics`]);
 //! - `GET /healthz` — `ok`, the one route open without a token;
@@ -23,6 +27,7 @@ pub mod directory;
 pub mod installations;
 pub mod intake;
 mod metrics;
+pub mod tenant;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -89,6 +94,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(operator_routes)
         .merge(admin::routes(state.clone()))
         .merge(installations::routes(state.clone()))
+        .merge(tenant::routes(state.clone()))
         .with_state(state)
 }
 

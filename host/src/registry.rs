@@ -35,6 +35,28 @@ pub struct SpecRecord {
     pub created_at: Timestamp,
     #[serde(with = "crate::store::rfc3339")]
     pub updated_at: Timestamp,
+    /// Set while an operator has paused the installation (or some of its objects). Not
+    /// part of the document: pausing neither changes nor versions the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+}
+
+/// An operator's pause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pause {
+    /// The inbound objects paused; empty: the whole installation, both directions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(with = "crate::store::rfc3339")]
+    pub since: Timestamp,
+}
+
+impl Pause {
+    pub fn whole(&self) -> bool {
+        self.objects.is_empty()
+    }
 }
 
 /// What [`Registry::apply_declared`] did with a declared (TOML) spec.
@@ -109,6 +131,7 @@ impl Registry {
             base_dir,
             created_at: at,
             updated_at: at,
+            paused: None,
         };
         let encoded = encode(&record)?;
         self.write(|txn| {
@@ -154,6 +177,23 @@ impl Registry {
         saved.ok_or_else(|| RegistryError::NotFound(id.to_owned()))
     }
 
+    /// Sets or clears the installation's pause; the version stays.
+    pub fn set_pause(&self, id: &str, paused: Option<Pause>) -> Result<SpecRecord, RegistryError> {
+        let mut saved = None;
+        self.write(|txn| {
+            let current = read_in(txn, id)?
+                .ok_or_else(|| Refusal::Registry(RegistryError::NotFound(id.to_owned())))?;
+            let record = SpecRecord {
+                paused: paused.clone(),
+                ..current
+            };
+            txn.put_spec_raw(id, &encode(&record)?)?;
+            saved = Some(record);
+            Ok(())
+        })?;
+        saved.ok_or_else(|| RegistryError::NotFound(id.to_owned()))
+    }
+
     /// The declarative way in (`weft serve --config`, `weft apply`): creates the
     /// installation, or replaces its document whatever its version, or leaves it alone
     /// when the stored document is already this one — so re-applying the same file at
@@ -189,6 +229,7 @@ impl Registry {
                         base_dir: base_dir.clone(),
                         created_at: at,
                         updated_at: at,
+                        paused: None,
                     },
                     Applied::Created,
                 ),

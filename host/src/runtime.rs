@@ -8,6 +8,7 @@ pub(crate) mod governor_state;
 pub(crate) mod inbound_worker;
 mod installation;
 pub mod scheduler;
+pub mod status;
 mod supervisor;
 
 pub use installation::{Installation, InstallationError};

@@ -50,6 +50,13 @@ pub use model::{
 
 use jiff::Timestamp;
 
+/// An installation's outbound queue at a glance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub pending: u64,
+    pub oldest_accepted_at: Option<Timestamp>,
+}
+
 /// What [`StoreTxn::purge_installation`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PurgeCounts {
@@ -79,6 +86,10 @@ pub trait Store: Send + Sync {
         after: Option<Seq>,
         limit: usize,
     ) -> Result<Vec<AcceptedEvent>, StoreError>;
+
+    /// How many events of `installation` wait for outbound, and when the oldest was
+    /// accepted. Counts index keys only; reads one event.
+    fn backlog(&self, installation: &str) -> Result<Backlog, StoreError>;
 
     /// Every accepted event of `installation` (whatever its state), in seq order.
     fn events(

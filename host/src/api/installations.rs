@@ -10,10 +10,12 @@
 //!   org described (`422 org_check_failed` naming each object or field the org lacks);
 //!   only then saved at version 1 and started. `201` with the record; `409` when the id
 //!   exists;
-//! - `GET /v1/installations?after=ID&limit=N` — records by id, `limit` (default 100, at
-//!   most 1,000) at a time: `{"installations": [...], "next_after": id | null}`;
+//! - `GET /v1/installations?after=ID&limit=N&paused=BOOL&health=STATE` — records by id,
+//!   `limit` (default 100, at most 1,000) at a time, optionally only the paused (or not
+//!   paused) ones, or those in one health state: `{"installations": [...], "next_after":
+//!   id | null}`;
 //! - `GET /v1/installations/{id}` — the record: `{id, version, running_version, created_at,
-//!   updated_at, spec}` (the document holds secrets only as references);
+//!   updated_at, paused, spec}` (the document holds secrets only as references);
 //! - `PATCH /v1/installations/{id}` — a JSON merge patch (RFC 7386) over the stored
 //!   document, with `If-Match: <version>` (required: `428` without; `412` when the stored
 //!   version differs, nothing changed). Checked exactly as a create; the saved change runs
@@ -24,6 +26,16 @@
 //! - `POST /v1/installations/{id}/token` — makes a new API token for the installation,
 //!   stores only its hash (replacing the previous one, which stops working at once) and
 //!   returns the token, this once.
+//!
+//! - `POST /v1/installations/{id}/pause` — body (optional) `{"objects": [...], "note":
+//!   text}`: without objects the whole installation stops at its next unit, both
+//!   directions (intake still accepts its events, which wait); with objects, those inbound
+//!   objects are left out of its passes. The pause survives restarts and does not change
+//!   the spec's version;
+//! - `POST /v1/installations/{id}/resume` — body (optional) `{"objects": [...]}`: resumes
+//!   the named objects, or everything; inbound carries on from its checkpoints;
+//! - `POST /v1/installations/{id}/sync` — starts an inbound pass and an outbound round now
+//!   (`409` while paused).
 //!
 //! Every response carrying a record has `ETag: "<version>"`.
 
@@ -43,7 +55,7 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::auth::operator_access;
 use super::intake::error;
-use crate::registry::{RegistryError, SpecRecord};
+use crate::registry::{Pause, RegistryError, SpecRecord};
 use crate::runtime::{InstallationError, Refused, Supervisor};
 use crate::token::new_token;
 
@@ -58,6 +70,9 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
             get(show).patch(update).delete(remove),
         )
         .route("/v1/installations/{id}/token", post(issue_token))
+        .route("/v1/installations/{id}/pause", post(pause))
+        .route("/v1/installations/{id}/resume", post(resume))
+        .route("/v1/installations/{id}/sync", post(sync_now))
         .route_layer(middleware::from_fn_with_state(state, operator_access))
 }
 
@@ -115,7 +130,7 @@ async fn create(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
         Ok(record) => record,
         Err(r) => return r,
     };
-    supervisor.run(prepared, record.version).await;
+    supervisor.run(prepared, record.version, None).await;
     tracing::info!(installation = %id, version = record.version, "installation created through the API");
     with_etag(StatusCode::CREATED, &record, Some(record.version))
 }
@@ -125,6 +140,10 @@ async fn create(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
 struct ListQuery {
     after: Option<String>,
     limit: Option<usize>,
+    /// `true`: only installations paused (wholly or in part); `false`: only the others.
+    paused: Option<bool>,
+    /// Only installations in this health state (see the status route).
+    health: Option<String>,
 }
 
 async fn list(
@@ -140,6 +159,15 @@ async fn list(
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()),
     };
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    if let Some(health) = &query.health
+        && !["healthy", "degraded", "failing", "paused"].contains(&health.as_str())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_filter",
+            format!("health {health:?}: expected healthy, degraded, failing or paused"),
+        );
+    }
     let records = match registry_call(&supervisor, |s| s.registry().list()).await {
         Ok(r) => r,
         Err(r) => return r,
@@ -150,6 +178,15 @@ async fn list(
     for record in records {
         let (id, entry) = match record {
             Ok(record) => {
+                if query.paused.is_some_and(|p| p != record.paused.is_some()) {
+                    continue;
+                }
+                if let Some(wanted) = &query.health {
+                    let state = supervisor.status(&record.id).await.map(|s| s.health.state);
+                    if state != Some(wanted.as_str()) {
+                        continue;
+                    }
+                }
                 let running = running.get(&record.id).copied();
                 (record.id.clone(), view(&record, running))
             }
@@ -247,7 +284,9 @@ async fn update(
         Ok(record) => record,
         Err(r) => return r,
     };
-    supervisor.run(prepared, record.version).await;
+    supervisor
+        .run(prepared, record.version, record.paused.clone())
+        .await;
     tracing::info!(installation = %id, version = record.version, "installation changed through the API");
     with_etag(StatusCode::OK, &record, Some(record.version))
 }
@@ -348,6 +387,166 @@ async fn issue_token(State(state): State<Arc<ApiState>>, Path(id): Path<String>)
     response
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PauseBody {
+    #[serde(default)]
+    objects: Vec<String>,
+    note: Option<String>,
+}
+
+/// An optional JSON body (`{}` when empty).
+#[allow(clippy::result_large_err)]
+fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body does not fit: {e}"),
+        )
+    })
+}
+
+async fn pause(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let supervisor = match supervisor(&state) {
+        Ok(s) => s.clone(),
+        Err(r) => return r,
+    };
+    let body: PauseBody = match optional_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let current = match stored(&supervisor, &id).await {
+        Ok(record) => record,
+        Err(r) => return r,
+    };
+    let configured = inbound_objects(&current.spec);
+    if let Some(unknown) = body.objects.iter().find(|o| !configured.contains(o)) {
+        return invalid(
+            "objects",
+            format!("{unknown} is not an inbound object of installation {id:?}"),
+        );
+    }
+    let mut objects = body.objects;
+    // Pausing more objects adds to an object pause; a whole pause stays whole.
+    if let Some(previous) = &current.paused
+        && !objects.is_empty()
+    {
+        if previous.whole() {
+            objects.clear();
+        } else {
+            for object in &previous.objects {
+                if !objects.contains(object) {
+                    objects.push(object.clone());
+                }
+            }
+        }
+    }
+    let paused = Pause {
+        objects,
+        note: body.note,
+        since: Timestamp::now(),
+    };
+    set_pause(&supervisor, &id, Some(paused)).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    #[serde(default)]
+    objects: Vec<String>,
+}
+
+async fn resume(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let supervisor = match supervisor(&state) {
+        Ok(s) => s.clone(),
+        Err(r) => return r,
+    };
+    let body: ResumeBody = match optional_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let current = match stored(&supervisor, &id).await {
+        Ok(record) => record,
+        Err(r) => return r,
+    };
+    let remaining = match (current.paused, body.objects.is_empty()) {
+        (None, _) | (_, true) => None,
+        (Some(pause), false) if pause.whole() => {
+            return invalid(
+                "objects",
+                "the whole installation is paused: resume it without naming objects".into(),
+            );
+        }
+        (Some(mut pause), false) => {
+            pause.objects.retain(|o| !body.objects.contains(o));
+            (!pause.objects.is_empty()).then_some(pause)
+        }
+    };
+    set_pause(&supervisor, &id, remaining).await
+}
+
+async fn set_pause(supervisor: &Arc<Supervisor>, id: &str, paused: Option<Pause>) -> Response {
+    let record = match registry_call(supervisor, {
+        let (id, paused) = (id.to_owned(), paused.clone());
+        move |s| s.registry().set_pause(&id, paused)
+    })
+    .await
+    {
+        Ok(record) => record,
+        Err(r) => return r,
+    };
+    if let Err(reason) = supervisor.reload(id).await {
+        tracing::error!(installation = %id, error = %reason, "installation not restarted after a pause change");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "not_restarted", reason);
+    }
+    tracing::info!(installation = %id, paused = ?paused, "installation pause changed");
+    let running = supervisor.running().await.get(id).copied();
+    with_etag(StatusCode::OK, &record, running)
+}
+
+async fn sync_now(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    let supervisor = match supervisor(&state) {
+        Ok(s) => s.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = stored(&supervisor, &id).await {
+        return r;
+    }
+    if supervisor.sync_now(&id).await {
+        (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"id": id, "sync": "started"})),
+        )
+            .into_response()
+    } else {
+        error(
+            StatusCode::CONFLICT,
+            "not_running",
+            format!("installation {id:?} is paused or did not start; see its status"),
+        )
+    }
+}
+
+/// The inbound object names of a stored document.
+fn inbound_objects(spec: &Value) -> Vec<String> {
+    spec["inbound"]["objects"]
+        .as_object()
+        .map(|objects| objects.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 /// RFC 7386: objects merge key by key, `null` removes a key, anything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
@@ -375,6 +574,7 @@ fn view(record: &SpecRecord, running: Option<u64>) -> Value {
         "running_version": running,
         "created_at": record.created_at.to_string(),
         "updated_at": record.updated_at.to_string(),
+        "paused": record.paused,
         "spec": record.spec,
     })
 }

@@ -242,3 +242,31 @@ fn delete_without_purge_keeps_the_dlq_and_audit() {
         "{again:?}"
     );
 }
+
+#[test]
+fn a_pause_is_kept_apart_from_the_document_and_its_version() {
+    let (_dir, _store, registry) = registry();
+    registry
+        .create("acme", spec(&["Name"]), PathBuf::from("/srv"), at(0))
+        .expect("created");
+    let pause = Pause {
+        objects: vec!["Account".into()],
+        note: Some("customer's data migration".into()),
+        since: at(10),
+    };
+    let paused = registry
+        .set_pause("acme", Some(pause.clone()))
+        .expect("paused");
+    assert_eq!((paused.version, paused.paused.as_ref()), (1, Some(&pause)));
+    // A change of the document keeps the pause; re-applying the same file does too.
+    let updated = registry
+        .update("acme", 1, spec(&["Name", "Phone"]), at(20))
+        .expect("updated");
+    assert_eq!(updated.paused, Some(pause));
+    let resumed = registry.set_pause("acme", None).expect("resumed");
+    assert_eq!((resumed.version, resumed.paused), (2, None));
+    assert!(matches!(
+        registry.set_pause("nobody", None),
+        Err(RegistryError::NotFound(_))
+    ));
+}

@@ -3,13 +3,76 @@
 //! the supervisor stops it. A failing pass is retried from the last checkpoint after a
 //! growing wait (up to ten intervals), so an org that is down is not hammered.
 
-use tokio::sync::watch;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
-use crate::inbound::{InboundError, InboundSync};
+use jiff::Timestamp;
+use tokio::sync::{Notify, watch};
+
+use crate::inbound::{InboundError, InboundSync, PassReport};
+
+/// How each object's passes went, for the status endpoint: the last success, and the
+/// failure streak since then.
+#[derive(Debug, Default)]
+pub struct PassLog {
+    objects: Mutex<BTreeMap<String, ObjectPasses>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectPasses {
+    pub last_success: Option<Timestamp>,
+    /// The first failure since the last success, and the latest failure's reason.
+    pub failing_since: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+impl PassLog {
+    fn record(&self, report: &PassReport, at: Timestamp) {
+        let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        for object in &report.objects {
+            let entry = objects.entry(object.object.clone()).or_default();
+            match &object.error {
+                None => {
+                    *entry = ObjectPasses {
+                        last_success: Some(at),
+                        ..ObjectPasses::default()
+                    }
+                }
+                Some(error) => {
+                    entry.failing_since.get_or_insert(at);
+                    entry.last_error = Some(error.clone());
+                }
+            }
+        }
+    }
+
+    /// A whole pass failed before reaching its objects (the store is unavailable).
+    fn record_failure(&self, objects: &[String], error: &str, at: Timestamp) {
+        let mut log = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        for object in objects {
+            let entry = log.entry(object.clone()).or_default();
+            entry.failing_since.get_or_insert(at);
+            entry.last_error = Some(error.to_owned());
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, ObjectPasses> {
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
 
 /// Runs passes until `stop` turns true (or its sender is dropped). A pass in progress ends
-/// before its next page.
-pub async fn run(mut sync: InboundSync, mut stop: watch::Receiver<bool>) {
+/// before its next page. `kick` ends a wait early ("sync now"); `log` keeps how each pass
+/// went.
+pub async fn run(
+    mut sync: InboundSync,
+    log: Arc<PassLog>,
+    kick: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
     tracing::info!("inbound sync started");
     let mut failures = 0u32;
     loop {
@@ -18,6 +81,7 @@ pub async fn run(mut sync: InboundSync, mut stop: watch::Receiver<bool>) {
         }
         match sync.pass().await {
             Ok(report) => {
+                log.record(&report, Timestamp::now());
                 let failed: Vec<&str> =
                     report.failed_objects().map(|o| o.object.as_str()).collect();
                 for object in &report.objects {
@@ -34,6 +98,13 @@ pub async fn run(mut sync: InboundSync, mut stop: watch::Receiver<bool>) {
             }
             Err(InboundError::Stopped) => break,
             Err(error) => {
+                let objects: Vec<String> = sync
+                    .config()
+                    .objects
+                    .iter()
+                    .map(|o| o.name.clone())
+                    .collect();
+                log.record_failure(&objects, &error.to_string(), Timestamp::now());
                 failures += 1;
                 tracing::error!(%error, failures, "inbound pass failed; retrying from the last checkpoint");
             }
@@ -41,6 +112,7 @@ pub async fn run(mut sync: InboundSync, mut stop: watch::Receiver<bool>) {
         let wait = sync.config().poll_interval * failures.clamp(1, 10);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = kick.notified() => {}
             changed = stop.changed() => {
                 if changed.is_err() {
                     break;

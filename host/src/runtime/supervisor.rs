@@ -14,20 +14,23 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use jiff::Timestamp;
+use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use super::check::{self, ObjectReport};
+use super::governor_state;
+use super::inbound_worker::{self, PassLog};
 use super::installation::{Installation, InstallationError};
 use super::scheduler::Scheduler;
-use super::{governor_state, inbound_worker};
+use super::status::{self, Status};
 use crate::api::Directory;
 use crate::config::InstallationConfig;
-use crate::inbound::InboundSync;
+use crate::inbound::{InboundSync, Progress};
 use crate::outbound::{Pipeline, worker};
 use crate::plugin::{InstalledPlugins, PluginRuntime};
-use crate::registry::{Registry, RegistryError, SpecRecord};
-use crate::store::Store;
+use crate::registry::{Pause, Registry, RegistryError, SpecRecord};
+use crate::store::{Backlog, DlqFilter, DlqStatus, Store, StoreError};
 use crate::telemetry::Telemetry;
 use crate::throttle::Governor;
 
@@ -83,9 +86,19 @@ struct Running {
     version: u64,
     governor: Arc<Governor>,
     stop: watch::Sender<bool>,
-    outbound: tokio::task::JoinHandle<()>,
-    /// `None` when the installation syncs no object inbound.
+    /// `None` while the whole installation is paused.
+    outbound: Option<tokio::task::JoinHandle<()>>,
+    /// `None` when the installation syncs no object inbound (or all are paused).
     inbound: Option<tokio::task::JoinHandle<()>>,
+    /// The inbound sync's live counters (backfill progress per object).
+    progress: Option<Arc<Progress>>,
+    paused: Option<Pause>,
+    /// Rung by "sync now": the inbound wait ends early.
+    kick: Arc<Notify>,
+    passes: Arc<PassLog>,
+    /// Every inbound object the spec names, paused ones included.
+    objects: Vec<String>,
+    since: Timestamp,
 }
 
 /// What [`Supervisor::start_stored`] did.
@@ -162,7 +175,7 @@ impl Supervisor {
     }
 
     async fn build_record(&self, record: SpecRecord) -> Result<(), String> {
-        let version = record.version;
+        let (version, paused) = (record.version, record.paused.clone());
         let runtime = self.runtime.clone();
         let telemetry = self.telemetry.clone();
         let installation = tokio::task::spawn_blocking(move || {
@@ -171,7 +184,7 @@ impl Supervisor {
         .await
         .map_err(|join| join.to_string())?
         .map_err(|e| e.to_string())?;
-        self.run(Prepared { installation }, version).await;
+        self.run(Prepared { installation }, version, paused).await;
         Ok(())
     }
 
@@ -218,7 +231,9 @@ impl Supervisor {
 
     /// Runs `prepared` as `version` of its installation, replacing the build that runs now
     /// (its worker finishes the round it is in first).
-    pub async fn run(&self, prepared: Prepared, version: u64) {
+    /// A whole-installation `paused` keeps it served (intake accepts events) with nothing
+    /// running; paused objects are left out of inbound.
+    pub async fn run(&self, prepared: Prepared, version: u64, paused: Option<Pause>) {
         let Installation {
             config,
             governor,
@@ -256,29 +271,57 @@ impl Supervisor {
         }
         let tenant = self.directory.serve(&id, config.intake_token);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let inbound = if config.inbound.objects.is_empty() {
-            None
-        } else {
+        let kick = Arc::new(Notify::new());
+        let passes = Arc::new(PassLog::default());
+        let mut running = Running {
+            version,
+            governor,
+            stop: stop_tx,
+            outbound: None,
+            inbound: None,
+            progress: None,
+            paused: paused.clone(),
+            kick: kick.clone(),
+            passes: passes.clone(),
+            objects: config
+                .inbound
+                .objects
+                .iter()
+                .map(|o| o.name.clone())
+                .collect(),
+            since: Timestamp::now(),
+        };
+        if paused.as_ref().is_some_and(Pause::whole) {
+            // Intake still accepts the installation's events; they wait for the resume.
+            tracing::info!(installation = %id, version, "installation paused");
+            *slot = Some(running);
+            return;
+        }
+        let mut inbound = config.inbound;
+        if let Some(pause) = &paused {
+            inbound.objects.retain(|o| !pause.objects.contains(&o.name));
+        }
+        if !inbound.objects.is_empty() {
             match InboundSync::new(
                 &id,
-                config.inbound,
+                inbound,
                 client.clone(),
                 self.plugins.clone(),
                 self.store.clone(),
             ) {
                 Ok(sync) => {
                     let sync = sync.scheduled(self.scheduler.clone(), stop_rx.clone());
+                    running.progress = Some(sync.progress());
                     let span = tracing::info_span!("inbound", installation = %id);
-                    Some(tokio::spawn(
-                        inbound_worker::run(sync, stop_rx.clone()).instrument(span),
-                    ))
+                    running.inbound = Some(tokio::spawn(
+                        inbound_worker::run(sync, passes, kick, stop_rx.clone()).instrument(span),
+                    ));
                 }
                 Err(e) => {
                     tracing::error!(installation = %id, error = %e, "inbound not started: the sink cannot be opened");
-                    None
                 }
             }
-        };
+        }
         let pipeline = Pipeline::new(
             id.clone(),
             config.outbound,
@@ -287,7 +330,7 @@ impl Supervisor {
             self.store.clone(),
         );
         let span = tracing::info_span!("outbound", installation = %id);
-        let outbound = tokio::spawn(
+        running.outbound = Some(tokio::spawn(
             worker::run(
                 pipeline,
                 Some(tenant.bell()),
@@ -295,15 +338,91 @@ impl Supervisor {
                 stop_rx,
             )
             .instrument(span),
-        );
-        tracing::info!(installation = %id, version, inbound = inbound.is_some(), "installation running");
-        *slot = Some(Running {
+        ));
+        tracing::info!(installation = %id, version, inbound = running.inbound.is_some(), "installation running");
+        *slot = Some(running);
+    }
+
+    /// Builds installation `id` again from its stored record (after a pause or resume)
+    /// and runs it; no online check, the spec is unchanged.
+    pub async fn reload(&self, id: &str) -> Result<(), String> {
+        let registry = self.registry.clone();
+        let lookup = id.to_owned();
+        let record = tokio::task::spawn_blocking(move || registry.get(&lookup))
+            .await
+            .map_err(|join| join.to_string())?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("installation {id:?} does not exist"))?;
+        self.build_record(record).await
+    }
+
+    /// The installation's status now; `None` when it does not run.
+    pub async fn status(&self, id: &str) -> Option<Status> {
+        let slot = self.slot(id);
+        let (version, paused, objects, passes, progress, since) = {
+            let slot = slot.lock().await;
+            let running = slot.as_ref()?;
+            (
+                running.version,
+                running.paused.clone(),
+                running.objects.clone(),
+                running.passes.snapshot(),
+                running
+                    .progress
+                    .as_ref()
+                    .map(|p| p.snapshot())
+                    .unwrap_or_default(),
+                running.since,
+            )
+        };
+        let (store, lookup) = (self.store.clone(), id.to_owned());
+        let read = tokio::task::spawn_blocking(move || {
+            let backlog = store.backlog(&lookup)?;
+            let open = store.dlq_list(&DlqFilter {
+                installation: Some(lookup),
+                status: Some(DlqStatus::Open),
+                ..DlqFilter::default()
+            })?;
+            Ok::<_, StoreError>((backlog, (open.entries.len() + open.unreadable.len()) as u64))
+        })
+        .await;
+        let (backlog, dlq_open) = match read {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => {
+                tracing::warn!(installation = %id, error = %e, "status: the store could not be read");
+                (Backlog::default(), 0)
+            }
+            Err(_) => (Backlog::default(), 0),
+        };
+        let now = Timestamp::now();
+        Some(status::compose(status::Parts {
+            installation: id,
             version,
-            governor,
-            stop: stop_tx,
-            outbound,
-            inbound,
-        });
+            paused: paused.as_ref(),
+            objects: &objects,
+            passes,
+            progress,
+            telemetry: self.telemetry.installation(id).status(now),
+            backlog,
+            dlq_open,
+            running_since: since,
+            now,
+        }))
+    }
+
+    /// Starts an inbound pass now instead of at the end of the wait, and an outbound round.
+    /// `false` when the installation does not run (paused, or unknown).
+    pub async fn sync_now(&self, id: &str) -> bool {
+        let slot = self.slot(id);
+        let slot = slot.lock().await;
+        let Some(running) = slot.as_ref().filter(|r| r.outbound.is_some()) else {
+            return false;
+        };
+        running.kick.notify_one();
+        if let Some(tenant) = self.directory.get(id) {
+            tenant.wake();
+        }
+        true
     }
 
     /// Serves `id` under a new token from `version` on (nothing else changed, so the build
@@ -424,7 +543,9 @@ impl Supervisor {
 /// before its next page.
 async fn stop(running: Running) {
     let _ = running.stop.send(true);
-    if let Err(join) = running.outbound.await {
+    if let Some(outbound) = running.outbound
+        && let Err(join) = outbound.await
+    {
         tracing::error!(error = %join, "outbound worker ended abnormally");
     }
     if let Some(inbound) = running.inbound

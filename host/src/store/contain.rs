@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::redb_store::RedbFile;
 use super::{
-    AcceptedEvent, AppliedMark, AuditEntry, DlqEntry, DlqFilter, DlqListing, EventStatus,
+    AcceptedEvent, AppliedMark, AuditEntry, Backlog, DlqEntry, DlqFilter, DlqListing, EventStatus,
     RetryState, Seq, StateKind, Store, StoreError, StoreTxn,
 };
 
@@ -71,6 +71,10 @@ impl Store for RedbStore {
         limit: usize,
     ) -> Result<Vec<AcceptedEvent>, StoreError> {
         self.guard(|| self.file.pending_events(installation, after, limit))
+    }
+
+    fn backlog(&self, installation: &str) -> Result<Backlog, StoreError> {
+        self.guard(|| self.file.backlog(installation))
     }
 
     fn events(

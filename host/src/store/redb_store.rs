@@ -30,10 +30,10 @@ use serde_json::value::RawValue;
 
 use super::error::Doing;
 use super::{
-    AcceptedEvent, Admission, Admitted, AppliedMark, AuditEntry, DlqEntry, DlqFilter, DlqListing,
-    DlqOriginal, DlqStatus, EncodedEvent, EventState, EventStatus, NewDlqEntry, OutboundEvent,
-    PurgeCounts, RetryState, Seq, StateKind, Store, StoreError, StoreTxn, UnreadableDlqEntry,
-    decode, encode,
+    AcceptedEvent, Admission, Admitted, AppliedMark, AuditEntry, Backlog, DlqEntry, DlqFilter,
+    DlqListing, DlqOriginal, DlqStatus, EncodedEvent, EventState, EventStatus, NewDlqEntry,
+    OutboundEvent, PurgeCounts, RetryState, Seq, StateKind, Store, StoreError, StoreTxn,
+    UnreadableDlqEntry, decode, encode,
 };
 
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbound_events");
@@ -229,6 +229,30 @@ impl Store for RedbFile {
         limit: usize,
     ) -> Result<Vec<AcceptedEvent>, StoreError> {
         self.event_range(installation, after, limit, true)
+    }
+
+    fn backlog(&self, installation: &str) -> Result<Backlog, StoreError> {
+        const DOING: &str = "counting pending events";
+        let txn = self.read(DOING)?;
+        let pending = txn.open_table(PENDING).doing(DOING)?;
+        let mut backlog = Backlog::default();
+        let mut first = None;
+        for row in pending
+            .range((installation, 0)..=(installation, u64::MAX))
+            .doing(DOING)?
+        {
+            let (key, _) = row.doing(DOING)?;
+            first.get_or_insert(key.value().1);
+            backlog.pending += 1;
+        }
+        if let Some(seq) = first {
+            let events = txn.open_table(EVENTS).doing(DOING)?;
+            if let Some(stored) = events.get((installation, seq)).doing(DOING)? {
+                let event: AcceptedEvent = decode(stored.value(), DOING)?;
+                backlog.oldest_accepted_at = Some(event.accepted_at);
+            }
+        }
+        Ok(backlog)
     }
 
     fn events(

@@ -448,6 +448,9 @@ async fn a_tenant_token_reaches_only_its_own_installation() {
         (Method::PATCH, "/v1/installations/tenant-a"),
         (Method::DELETE, "/v1/installations/tenant-a"),
         (Method::POST, "/v1/installations/tenant-a/token"),
+        (Method::POST, "/v1/installations/tenant-a/pause"),
+        (Method::POST, "/v1/installations/tenant-a/resume"),
+        (Method::POST, "/v1/installations/tenant-a/sync"),
         (Method::GET, "/v1/admin/dlq"),
         (Method::GET, "/metrics"),
     ];
@@ -495,5 +498,139 @@ async fn a_tenant_token_reaches_only_its_own_installation() {
     assert_eq!(
         api.post_event("tenant-b", &b2, company_event("b2")).await,
         StatusCode::ACCEPTED
+    );
+}
+
+/// Where an event the installation accepted is: `accepted`, `processed` or `dlq`.
+async fn event_state(api: &mut Api, installation: &str, token: &str, event: &str) -> Value {
+    let path = format!("/v1/installations/{installation}/events/{event}");
+    api.call(reqwest::Method::GET, &path, Some(token), &[], None)
+        .await
+        .2["status"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_installation_accepts_events_and_delivers_them_once_resumed() {
+    let org = acme_org().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("client_secret");
+    std::fs::write(&secret, &org.credentials().client_secret).expect("secret file");
+    let host = spawn_service(
+        &dir.path().join("weft.redb"),
+        dir.path(),
+        &dir.path().join("log"),
+    );
+    let mut api = Api::new(host.addr);
+    use reqwest::Method;
+    let (status, _, body) = api
+        .admin(
+            Method::POST,
+            "/v1/installations",
+            &[],
+            Some(document("tenant-p", &org, &secret)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = api.token("tenant-p").await;
+    let (_, _, healthy) = api
+        .call(
+            Method::GET,
+            "/v1/installations/tenant-p/status",
+            Some(&token),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(healthy["health"]["state"], "healthy", "{healthy}");
+
+    let (status, headers, paused) = api
+        .admin(
+            Method::POST,
+            "/v1/installations/tenant-p/pause",
+            &[],
+            Some(json!({"note": "customer's year-end freeze"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert_eq!(
+        headers["etag"], "\"2\"",
+        "a pause does not version the spec"
+    );
+    assert_eq!(
+        api.post_event("tenant-p", &token, company_event("p1"))
+            .await,
+        StatusCode::ACCEPTED
+    );
+    let (status, _, _) = api
+        .admin(Method::POST, "/v1/installations/tenant-p/sync", &[], None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing runs while paused");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        event_state(&mut api, "tenant-p", &token, "p1").await,
+        "accepted"
+    );
+    assert!(
+        !accounts(&org).contains_key("K-p1"),
+        "nothing was written while paused"
+    );
+    let (_, _, status_body) = api
+        .call(
+            Method::GET,
+            "/v1/installations/tenant-p/status",
+            Some(&token),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status_body["health"]["state"], "paused", "{status_body}");
+    assert_eq!(
+        status_body["health"]["reason"],
+        "customer's year-end freeze"
+    );
+    assert_eq!(status_body["outbound"]["backlog"], 1, "{status_body}");
+    let (_, _, listed) = api
+        .admin(Method::GET, "/v1/installations?paused=true", &[], None)
+        .await;
+    assert_eq!(listed["installations"][0]["id"], "tenant-p", "{listed}");
+
+    let (status, _, body) = api
+        .admin(Method::POST, "/v1/installations/tenant-p/resume", &[], None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_account(&org, "K-p1", "after the resume").await;
+    assert_eq!(
+        event_state(&mut api, "tenant-p", &token, "p1").await,
+        "processed"
+    );
+    let (status, _, _) = api
+        .admin(Method::POST, "/v1/installations/tenant-p/sync", &[], None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, _, status_body) = api
+        .call(
+            Method::GET,
+            "/v1/installations/tenant-p/status",
+            Some(&token),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status_body["health"]["state"], "healthy", "{status_body}");
+    assert_eq!(status_body["outbound"]["backlog"], 0, "{status_body}");
+    let (_, _, audit) = api
+        .call(
+            Method::GET,
+            "/v1/installations/tenant-p/audit",
+            Some(&token),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        audit["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{audit}"
     );
 }
