@@ -3,6 +3,7 @@
 //! Commands print results on stdout (JSON or NDJSON, for pipes) and progress or summaries
 //! on stderr (for people).
 
+mod apply_cmd;
 mod config_cmd;
 mod dlq;
 mod plugin_cmd;
@@ -50,6 +51,22 @@ pub enum Command {
     /// Check and try out plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Apply an installation file to a running `weft serve`: it is checked (offline here,
+    /// then against the org by the host), saved in the host's registry and running
+    /// without a restart. A file already applied as it is changes nothing.
+    ///
+    /// Prints `{"installation", "applied": "created"|"updated"|"unchanged", "version"}`.
+    Apply {
+        /// The installation's configuration (TOML).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// The running host, e.g. http://127.0.0.1:8080.
+        #[arg(long, env = "WEFT_URL")]
+        url: String,
+        /// The host's admin token. Prefer the environment variable: arguments show in `ps`.
+        #[arg(long, env = "WEFT_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
+        token: Option<AdminToken>,
+    },
     /// Serve the intake and admin HTTP API and run each configured installation's outbound
     /// sync: product change events are made durable in the store before the 202, then
     /// written to Salesforce, retried, or dead-lettered.
@@ -422,6 +439,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             },
         }),
         Command::Config(ConfigCommand::Check { file, online }) => config_cmd::check(&file, online),
+        Command::Apply { file, url, token } => apply_cmd::run(&file, &url, token.as_ref()),
         Command::Sync {
             config,
             db,

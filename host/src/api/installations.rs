@@ -16,6 +16,12 @@
 //!   id | null}`;
 //! - `GET /v1/installations/{id}` — the record: `{id, version, running_version, created_at,
 //!   updated_at, paused, spec}` (the document holds secrets only as references);
+//! - `PUT /v1/installations/{id}?base_dir=DIR` — the declarative way in (`weft apply`):
+//!   the whole document, created or replaced whatever the stored version, checked exactly
+//!   as a create; a document already stored as it is changes nothing and keeps its
+//!   version. `base_dir` (absolute) is where its relative paths resolve (the file's
+//!   directory); default: the host's working directory. `201` created, `200` otherwise,
+//!   with `"applied": "created" | "updated" | "unchanged"`;
 //! - `PATCH /v1/installations/{id}` — a JSON merge patch (RFC 7386) over the stored
 //!   document, with `If-Match: <version>` (required: `428` without; `412` when the stored
 //!   version differs, nothing changed). Checked exactly as a create; the saved change runs
@@ -55,7 +61,7 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::auth::operator_access;
 use super::intake::error;
-use crate::registry::{Pause, RegistryError, SpecRecord};
+use crate::registry::{Applied, Pause, RegistryError, SpecRecord};
 use crate::runtime::{InstallationError, Refused, Supervisor};
 use crate::token::new_token;
 
@@ -67,7 +73,7 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/installations", post(create).get(list))
         .route(
             "/v1/installations/{id}",
-            get(show).patch(update).delete(remove),
+            get(show).put(apply).patch(update).delete(remove),
         )
         .route("/v1/installations/{id}/token", post(issue_token))
         .route("/v1/installations/{id}/pause", post(pause))
@@ -289,6 +295,96 @@ async fn update(
         .await;
     tracing::info!(installation = %id, version = record.version, "installation changed through the API");
     with_etag(StatusCode::OK, &record, Some(record.version))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyQuery {
+    base_dir: Option<std::path::PathBuf>,
+}
+
+async fn apply(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    query: Result<Query<ApplyQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Response {
+    let supervisor = match supervisor(&state) {
+        Ok(s) => s.clone(),
+        Err(r) => return r,
+    };
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()),
+    };
+    let base = match query.base_dir {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => {
+            return invalid(
+                "base_dir",
+                format!("{} is not an absolute path", dir.display()),
+            );
+        }
+        None => supervisor.base_dir().to_owned(),
+    };
+    let document = match json_object(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    if document.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+        return invalid("id", format!("the document must carry id {id:?}"));
+    }
+    let current = match registry_call(&supervisor, {
+        let id = id.clone();
+        move |s| s.registry().get(&id)
+    })
+    .await
+    {
+        Ok(current) => current,
+        Err(r) => return r,
+    };
+    if let Some(current) = current.filter(|c| c.spec == document && c.base_dir == base) {
+        let running = supervisor.running().await.get(&id).copied();
+        return applied(StatusCode::OK, "unchanged", &current, running);
+    }
+    let prepared = match supervisor.prepare(&id, &document, &base).await {
+        Ok(p) => p,
+        Err(refused) => return refusal(refused),
+    };
+    let (record, outcome) = match registry_call(&supervisor, {
+        let id = id.clone();
+        move |s| {
+            s.registry()
+                .apply_declared(&id, document, base, Timestamp::now())
+        }
+    })
+    .await
+    {
+        Ok(saved) => saved,
+        Err(r) => return r,
+    };
+    let (status, word) = match outcome {
+        Applied::Created => (StatusCode::CREATED, "created"),
+        Applied::Updated => (StatusCode::OK, "updated"),
+        Applied::Unchanged => (StatusCode::OK, "unchanged"),
+    };
+    if outcome != Applied::Unchanged {
+        supervisor
+            .run(prepared, record.version, record.paused.clone())
+            .await;
+        tracing::info!(installation = %id, version = record.version, outcome = word, "installation applied through the API");
+    }
+    applied(status, word, &record, Some(record.version))
+}
+
+fn applied(status: StatusCode, word: &str, record: &SpecRecord, running: Option<u64>) -> Response {
+    let mut body = view(record, running);
+    body["applied"] = json!(word);
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.version)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
 }
 
 #[derive(Debug, Deserialize)]

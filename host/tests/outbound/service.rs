@@ -634,3 +634,84 @@ async fn a_paused_installation_accepts_events_and_delivers_them_once_resumed() {
         "{audit}"
     );
 }
+
+/// `weft apply` against the running host; its stdout line (or stderr) and success.
+fn weft_apply(file: &Path, addr: SocketAddr) -> (bool, Value, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["apply", "-f"])
+        .arg(file)
+        .args(["--url", &format!("http://{addr}")])
+        .env("WEFT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .expect("weft apply runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    (
+        output.status.success(),
+        serde_json::from_str(stdout.trim()).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weft_apply_creates_updates_and_leaves_an_unchanged_file_alone() {
+    let org = acme_org().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = spawn_service(
+        &dir.path().join("weft.redb"),
+        dir.path(),
+        &dir.path().join("log"),
+    );
+    let file = crate::kill::write_config(dir.path(), &org);
+    let (ok, line, stderr) = weft_apply(&file, host.addr);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        (line["applied"].as_str(), line["version"].as_u64()),
+        (Some("created"), Some(1))
+    );
+    let (ok, line, _) = weft_apply(&file, host.addr);
+    assert!(ok);
+    assert_eq!(
+        (line["applied"].as_str(), line["version"].as_u64()),
+        (Some("unchanged"), Some(1))
+    );
+
+    // Relative paths (the secret file) resolved against the file's directory: it syncs.
+    let mut api = Api::new(host.addr);
+    assert_eq!(
+        api.post_event(
+            crate::common::INSTALLATION,
+            crate::common::INTAKE_TOKEN,
+            company_event("ap1")
+        )
+        .await,
+        StatusCode::ACCEPTED
+    );
+    wait_for_account(&org, "K-ap1", "applied installation").await;
+
+    let text = std::fs::read_to_string(&file).expect("file");
+    std::fs::write(
+        &file,
+        text.replace("idle_poll_ms = 20", "idle_poll_ms = 30"),
+    )
+    .expect("edit");
+    let (ok, line, stderr) = weft_apply(&file, host.addr);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        (line["applied"].as_str(), line["version"].as_u64()),
+        (Some("updated"), Some(2))
+    );
+
+    let text = std::fs::read_to_string(&file).expect("file");
+    std::fs::write(
+        &file,
+        text.replace("field = \"Deleted__c\"", "field = \"Gone__c\""),
+    )
+    .expect("edit");
+    let (ok, _, stderr) = weft_apply(&file, host.addr);
+    assert!(!ok, "a field the org lacks is refused");
+    assert!(stderr.contains("Gone__c"), "{stderr}");
+    let (_, _, record) = api
+        .admin(reqwest::Method::GET, "/v1/installations/acme", &[], None)
+        .await;
+    assert_eq!(record["version"], 2, "nothing saved: {record}");
+}
