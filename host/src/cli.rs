@@ -135,6 +135,11 @@ pub enum Command {
         /// admin API shares the intake listener; never expose it publicly.
         #[arg(long, env = "WEFT_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
         admin_token: Option<AdminToken>,
+        /// A file holding the key (64 hex digits, e.g. `openssl rand -hex 32`) that seals
+        /// the Salesforce secrets given through the API (`PUT …/credentials`) at rest.
+        /// Without a key (here or in WEFT_SECRETS_KEY) the API refuses secrets.
+        #[arg(long, value_name = "FILE")]
+        secrets_key_file: Option<PathBuf>,
         #[command(flatten)]
         conn: ConnArgs,
     },
@@ -231,6 +236,22 @@ pub struct DlqFilterArgs {
     /// Only entries with this error code, e.g. REQUIRED_FIELD_MISSING.
     #[arg(long)]
     error_code: Option<String>,
+}
+
+/// The sealing key from `--secrets-key-file`, else from `WEFT_SECRETS_KEY` (read here
+/// rather than as an argument value so it never shows in `ps` or in a parse error).
+fn secrets_keyring(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::sync::Arc<crate::secrets::Keyring>>> {
+    let keyring = match (file, std::env::var("WEFT_SECRETS_KEY").ok()) {
+        (Some(file), _) => Some(crate::secrets::Keyring::from_file(file)?),
+        (None, Some(hex)) if !hex.trim().is_empty() => Some(
+            crate::secrets::Keyring::from_hex(&hex)
+                .map_err(|e| anyhow::anyhow!("WEFT_SECRETS_KEY: {e}"))?,
+        ),
+        _ => None,
+    };
+    Ok(keyring.map(std::sync::Arc::new))
 }
 
 /// Where the DLQ is: a running host (--url) or a store file (--db).
@@ -413,6 +434,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             max_event_fields,
             max_record_depth,
             admin_token,
+            secrets_key_file,
             conn,
         } => serve::run(serve::ServeArgs {
             db,
@@ -437,6 +459,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     per_installation: units_per_installation.unwrap_or(default.per_installation),
                 }
             },
+            keyring: secrets_keyring(secrets_key_file.as_deref())?,
         }),
         Command::Config(ConfigCommand::Check { file, online }) => config_cmd::check(&file, online),
         Command::Apply { file, url, token } => apply_cmd::run(&file, &url, token.as_ref()),

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::outbound::OutboundConfig;
 use crate::plugin::CallLimits;
+use crate::secrets::Keyring;
 use crate::throttle::{GovernorConfig, GovernorSettings};
 use crate::token::TokenHash;
 
@@ -141,7 +142,7 @@ impl InstallationConfig {
         let raw: RawInstallation =
             toml::from_str(text).map_err(|e| at(path, toml_problem(&e, text)))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::check(path, base, raw)
+        Self::check(path, base, raw, None)
     }
 
     /// The file at `path` as the document the registry stores: checked exactly as
@@ -154,12 +155,14 @@ impl InstallationConfig {
     }
 
     /// Checks a stored or posted document (the JSON form of the TOML file). `label` names
-    /// it in errors; relative paths resolve against `base`. A type error names the dotted
-    /// key it is at, as a TOML file's does.
+    /// it in errors; relative paths resolve against `base`; `keyring` opens the secrets
+    /// given through the API (`*_sealed`). A type error names the dotted key it is at, as
+    /// a TOML file's does.
     pub fn from_document(
         label: &Path,
         base: &Path,
         document: &serde_json::Value,
+        keyring: Option<&Keyring>,
     ) -> Result<Self, ConfigError> {
         let raw: RawInstallation = serde_path_to_error::deserialize(document).map_err(|e| {
             let key = match e.path().to_string() {
@@ -168,14 +171,23 @@ impl InstallationConfig {
             };
             at(label, Invalid::new(key, e.inner().to_string()))
         })?;
-        Self::check(label, base, raw)
+        Self::check(label, base, raw, keyring)
     }
 
     /// Every check a file alone can answer, section by section.
-    fn check(path: &Path, base: &Path, raw: RawInstallation) -> Result<Self, ConfigError> {
+    fn check(
+        path: &Path,
+        base: &Path,
+        raw: RawInstallation,
+        keyring: Option<&Keyring>,
+    ) -> Result<Self, ConfigError> {
         let at = |invalid| at(path, invalid);
         check_id(&raw.id).map_err(at)?;
-        let salesforce = raw.salesforce.check(base).map_err(at)?;
+        let sealed = salesforce::Sealed {
+            keyring,
+            installation: &raw.id,
+        };
+        let salesforce = raw.salesforce.check(base, sealed).map_err(at)?;
         let governor = raw
             .throttle
             .validate()

@@ -14,6 +14,7 @@ pub mod registry;
 pub mod retry;
 pub mod runtime;
 pub mod salesforce;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;

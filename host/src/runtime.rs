@@ -13,4 +13,4 @@ mod supervisor;
 
 pub use installation::{Installation, InstallationError};
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerStats, Turn};
-pub use supervisor::{Prepared, Refused, Started, Supervisor};
+pub use supervisor::{Prepared, Refused, Started, Supervisor, SupervisorParts};

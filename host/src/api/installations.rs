@@ -33,6 +33,12 @@
 //!   stores only its hash (replacing the previous one, which stops working at once) and
 //!   returns the token, this once.
 //!
+//! - `PUT /v1/installations/{id}/credentials` — body `{"client_secret", "refresh_token",
+//!   "private_key_pem", "client_id", "username"}` (any of them): the new credential is
+//!   tried first (one token request, then the objects described); a credential the org
+//!   refuses is `422 credential_refused` and the old one stays in use. Secrets are sealed
+//!   under the host's key (see [`crate::secrets`]; `409 no_secrets_key` when the host has
+//!   none) and never returned: every view shows a sealed value as `"(sealed)"`;
 //! - `POST /v1/installations/{id}/pause` — body (optional) `{"objects": [...], "note":
 //!   text}`: without objects the whole installation stops at its next unit, both
 //!   directions (intake still accepts its events, which wait); with objects, those inbound
@@ -53,7 +59,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -76,6 +82,10 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
             get(show).put(apply).patch(update).delete(remove),
         )
         .route("/v1/installations/{id}/token", post(issue_token))
+        .route(
+            "/v1/installations/{id}/credentials",
+            put(rotate_credentials),
+        )
         .route("/v1/installations/{id}/pause", post(pause))
         .route("/v1/installations/{id}/resume", post(resume))
         .route("/v1/installations/{id}/sync", post(sync_now))
@@ -483,6 +493,100 @@ async fn issue_token(State(state): State<Arc<ApiState>>, Path(id): Path<String>)
     response
 }
 
+/// A new credential. `Debug` is not derived: it holds secrets.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsBody {
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+    private_key_pem: Option<String>,
+    client_id: Option<String>,
+    username: Option<String>,
+}
+
+async fn rotate_credentials(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let supervisor = match supervisor(&state) {
+        Ok(s) => s.clone(),
+        Err(r) => return r,
+    };
+    // Parsed by hand so a malformed body's error never echoes a secret back.
+    let Ok(body) = serde_json::from_slice::<CredentialsBody>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "expected a JSON object with any of client_secret, refresh_token, private_key_pem, \
+             client_id, username (strings)"
+                .into(),
+        );
+    };
+    let Some(keyring) = supervisor.keyring() else {
+        return error(
+            StatusCode::CONFLICT,
+            "no_secrets_key",
+            "this host has no secrets key to seal credentials with: start weft serve with \
+             --secrets-key-file or WEFT_SECRETS_KEY"
+                .into(),
+        );
+    };
+    let current = match stored(&supervisor, &id).await {
+        Ok(record) => record,
+        Err(r) => return r,
+    };
+    let mut salesforce = serde_json::Map::new();
+    for (name, value) in [
+        ("client_secret", &body.client_secret),
+        ("refresh_token", &body.refresh_token),
+        ("private_key", &body.private_key_pem),
+    ] {
+        let Some(value) = value else { continue };
+        let sealed = match keyring.seal(&id, name, value.trim()) {
+            Ok(sealed) => sealed,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        };
+        salesforce.insert(format!("{name}_sealed"), json!(sealed));
+        salesforce.insert(format!("{name}_env"), Value::Null);
+        salesforce.insert(format!("{name}_file"), Value::Null);
+    }
+    for (name, value) in [("client_id", &body.client_id), ("username", &body.username)] {
+        if let Some(value) = value {
+            salesforce.insert(name.to_owned(), json!(value));
+        }
+    }
+    if salesforce.is_empty() {
+        return invalid("-", "the body names no credential".into());
+    }
+    let mut document = current.spec.clone();
+    merge_patch(&mut document, &json!({"salesforce": salesforce}));
+    let prepared = match supervisor.prepare(&id, &document, &current.base_dir).await {
+        Ok(p) => p,
+        Err(refused) => {
+            tracing::warn!(installation = %id, "credential rotation refused; the old credential stays");
+            return refusal(refused);
+        }
+    };
+    let record = match registry_call(&supervisor, {
+        let id = id.clone();
+        move |s| {
+            s.registry()
+                .update(&id, current.version, document, Timestamp::now())
+        }
+    })
+    .await
+    {
+        Ok(record) => record,
+        Err(r) => return r,
+    };
+    supervisor
+        .run(prepared, record.version, record.paused.clone())
+        .await;
+    tracing::info!(installation = %id, version = record.version, "credentials rotated through the API");
+    with_etag(StatusCode::OK, &record, Some(record.version))
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PauseBody {
@@ -663,7 +767,16 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// A record as the API shows it: sealed secrets replaced by `"(sealed)"`.
 fn view(record: &SpecRecord, running: Option<u64>) -> Value {
+    let mut spec = record.spec.clone();
+    if let Some(salesforce) = spec.get_mut("salesforce").and_then(Value::as_object_mut) {
+        for (key, value) in salesforce.iter_mut() {
+            if key.ends_with("_sealed") {
+                *value = json!("(sealed)");
+            }
+        }
+    }
     json!({
         "id": record.id,
         "version": record.version,
@@ -671,7 +784,7 @@ fn view(record: &SpecRecord, running: Option<u64>) -> Value {
         "created_at": record.created_at.to_string(),
         "updated_at": record.updated_at.to_string(),
         "paused": record.paused,
-        "spec": record.spec,
+        "spec": spec,
     })
 }
 
@@ -817,6 +930,15 @@ fn refusal(refused: Refused) -> Response {
                 "error": "org_check_failed",
                 "message": refused.to_string(),
                 "objects": reports,
+            })),
+        )
+            .into_response(),
+        Refused::Credential(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({
+                "error": "credential_refused",
+                "key": "salesforce",
+                "message": refused.to_string(),
             })),
         )
             .into_response(),

@@ -22,7 +22,8 @@ use crate::api::{
 use crate::config::InstallationConfig;
 use crate::plugin::{InstalledPlugins, PluginRuntime, QuarantinePolicy, RuntimeConfig};
 use crate::registry::{Applied, Registry};
-use crate::runtime::{Scheduler, SchedulerConfig, Supervisor, governor_state};
+use crate::runtime::{Scheduler, SchedulerConfig, Supervisor, SupervisorParts, governor_state};
+use crate::secrets::Keyring;
 use crate::store::GroupCommitConfig;
 use crate::telemetry::{Telemetry, spawn_status_writer};
 use anyhow::{Context, bail};
@@ -40,6 +41,8 @@ pub struct ServeArgs {
     pub admin_token: Option<AdminToken>,
     pub conn: ConnLimits,
     pub scheduler: SchedulerConfig,
+    /// Seals and opens the Salesforce secrets given through the API.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 /// The status file is rewritten this often; see `spawn_status_writer`.
@@ -69,15 +72,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let base_dir = std::env::current_dir()
         .and_then(std::fs::canonicalize)
         .context("resolving the working directory")?;
-    let supervisor = Arc::new(Supervisor::new(
+    let supervisor = Arc::new(Supervisor::new(SupervisorParts {
         registry,
-        store.clone(),
-        telemetry.clone(),
+        store: store.clone(),
+        telemetry: telemetry.clone(),
         plugins,
         runtime,
         base_dir,
-        Scheduler::new(args.scheduler),
-    ));
+        scheduler: Scheduler::new(args.scheduler),
+        keyring: args.keyring.clone(),
+    }));
     let started = supervisor
         .start_stored()
         .await

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::Invalid;
 use crate::salesforce::{ClientConfig, Credentials, Secret};
+use crate::secrets::Keyring;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +35,14 @@ pub(super) struct RawSalesforce {
     refresh_token_env: Option<String>,
     #[serde(default)]
     refresh_token_file: Option<String>,
+    /// Secrets given through the admin API, sealed under the host's key (see
+    /// [`crate::secrets`]); never written by hand.
+    #[serde(default)]
+    client_secret_sealed: Option<String>,
+    #[serde(default)]
+    refresh_token_sealed: Option<String>,
+    #[serde(default)]
+    private_key_sealed: Option<String>,
     /// PEM of an extra CA to trust (an org behind a private CA, or the local emulator).
     #[serde(default)]
     ca_file: Option<String>,
@@ -76,7 +85,12 @@ impl SalesforceConfig {
 }
 
 impl RawSalesforce {
-    pub(super) fn check(self, base: &Path) -> Result<SalesforceConfig, Invalid> {
+    /// `sealed` opens the `*_sealed` secrets of installation `id` (none without a key).
+    pub(super) fn check(
+        self,
+        base: &Path,
+        sealed: Sealed<'_>,
+    ) -> Result<SalesforceConfig, Invalid> {
         let url = self.login_url.trim_end_matches('/').to_owned();
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(Invalid::new(
@@ -104,8 +118,12 @@ impl RawSalesforce {
                 client_secret: secret(
                     base,
                     "client_secret",
-                    &self.client_secret_env,
-                    &self.client_secret_file,
+                    Sources(
+                        &self.client_secret_env,
+                        &self.client_secret_file,
+                        &self.client_secret_sealed,
+                    ),
+                    sealed,
                 )?
                 .ok_or_else(|| missing("client_secret"))?,
             },
@@ -114,14 +132,22 @@ impl RawSalesforce {
                 client_secret: secret(
                     base,
                     "client_secret",
-                    &self.client_secret_env,
-                    &self.client_secret_file,
+                    Sources(
+                        &self.client_secret_env,
+                        &self.client_secret_file,
+                        &self.client_secret_sealed,
+                    ),
+                    sealed,
                 )?,
                 refresh_token: secret(
                     base,
                     "refresh_token",
-                    &self.refresh_token_env,
-                    &self.refresh_token_file,
+                    Sources(
+                        &self.refresh_token_env,
+                        &self.refresh_token_file,
+                        &self.refresh_token_sealed,
+                    ),
+                    sealed,
                 )?
                 .ok_or_else(|| missing("refresh_token"))?,
             },
@@ -131,10 +157,15 @@ impl RawSalesforce {
                     .username
                     .clone()
                     .ok_or_else(|| Invalid::new("salesforce.username", "jwt_bearer needs it"))?,
-                private_key_pem: secret(base, "private_key", &None, &self.private_key_file)?
-                    .ok_or_else(|| {
-                        Invalid::new("salesforce.private_key_file", "jwt_bearer needs it")
-                    })?,
+                private_key_pem: secret(
+                    base,
+                    "private_key",
+                    Sources(&None, &self.private_key_file, &self.private_key_sealed),
+                    sealed,
+                )?
+                .ok_or_else(|| {
+                    Invalid::new("salesforce.private_key_file", "jwt_bearer needs it")
+                })?,
                 audience: None,
             },
             other => {
@@ -181,18 +212,47 @@ fn missing(name: &str) -> Invalid {
     )
 }
 
-/// Reads a secret from the variable or file the config names; `None` when neither is set.
+/// What opens sealed secrets while checking one installation: the host's key (if it has
+/// one) and the installation's id, which the sealing bound them to.
+#[derive(Clone, Copy)]
+pub(crate) struct Sealed<'a> {
+    pub keyring: Option<&'a Keyring>,
+    pub installation: &'a str,
+}
+
+/// Where one secret may come from: `*_env`, `*_file`, `*_sealed`.
+struct Sources<'a>(&'a Option<String>, &'a Option<String>, &'a Option<String>);
+
+/// Reads a secret from the variable or file the config names, or opens its sealed value;
+/// `None` when none is set.
 fn secret(
     base: &Path,
     name: &str,
-    env: &Option<String>,
-    file: &Option<String>,
+    Sources(env, file, sealed_value): Sources<'_>,
+    sealed: Sealed<'_>,
 ) -> Result<Option<Secret>, Invalid> {
-    match (env, file) {
-        (Some(_), Some(_)) => Err(Invalid::new(
+    let given = [env, file, sealed_value]
+        .iter()
+        .filter(|s| s.is_some())
+        .count();
+    if given > 1 {
+        return Err(Invalid::new(
             format!("salesforce.{name}_env"),
-            format!("give {name}_env or {name}_file, not both"),
-        )),
+            format!("give one of {name}_env, {name}_file or {name}_sealed"),
+        ));
+    }
+    if let Some(value) = sealed_value {
+        let key = format!("salesforce.{name}_sealed");
+        let keyring = sealed
+            .keyring
+            .ok_or_else(|| Invalid::new(&key, crate::secrets::SealError::NoKey))?;
+        return keyring
+            .open(sealed.installation, name, value)
+            .map(Some)
+            .map_err(|e| Invalid::new(key, e));
+    }
+    match (env, file) {
+        (Some(_), Some(_)) => unreachable!("counted above"),
         (Some(var), None) => match std::env::var(var) {
             Ok(value) if !value.trim().is_empty() => Ok(Some(Secret::new(value.trim()))),
             // The variable's name is safe to show; its value never is.

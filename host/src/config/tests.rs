@@ -250,9 +250,13 @@ fn the_stored_document_checks_like_the_file_it_came_from() {
     let f = Fixture::new();
     let path = f.dir.path().join("acme.toml");
     let (from_file, document) = InstallationConfig::document(&path, VALID).expect("valid");
-    let from_document =
-        InstallationConfig::from_document(Path::new("installation acme"), f.dir.path(), &document)
-            .expect("the document is valid too");
+    let from_document = InstallationConfig::from_document(
+        Path::new("installation acme"),
+        f.dir.path(),
+        &document,
+        None,
+    )
+    .expect("the document is valid too");
     assert_eq!(from_document.id, from_file.id);
     assert_eq!(from_document.inbound, from_file.inbound);
     assert_eq!(from_document.outbound, from_file.outbound);
@@ -266,26 +270,38 @@ fn a_document_error_names_its_dotted_key() {
     let path = f.dir.path().join("acme.toml");
     let (_, mut document) = InstallationConfig::document(&path, VALID).expect("valid");
     document["inbound"]["objects"]["Contact"]["fields"] = serde_json::json!(7);
-    let e =
-        InstallationConfig::from_document(Path::new("installation acme"), f.dir.path(), &document)
-            .map(|_| ())
-            .expect_err("refused");
+    let e = InstallationConfig::from_document(
+        Path::new("installation acme"),
+        f.dir.path(),
+        &document,
+        None,
+    )
+    .map(|_| ())
+    .expect_err("refused");
     assert_eq!(e.key, "inbound.objects.Contact.fields");
     document["inbound"]["objects"]["Contact"]["fields"] = serde_json::json!(["Name"]);
     document["salesforce"]["colour"] = serde_json::json!("blue");
-    let e =
-        InstallationConfig::from_document(Path::new("installation acme"), f.dir.path(), &document)
-            .map(|_| ())
-            .expect_err("refused");
+    let e = InstallationConfig::from_document(
+        Path::new("installation acme"),
+        f.dir.path(),
+        &document,
+        None,
+    )
+    .map(|_| ())
+    .expect_err("refused");
     assert_eq!(e.key, "salesforce.colour", "{e}");
     document["salesforce"]
         .as_object_mut()
         .expect("table")
         .remove("colour");
     document["plugin"]["component"] = serde_json::json!("missing.wasm");
-    let e =
-        InstallationConfig::from_document(Path::new("installation acme"), f.dir.path(), &document)
-            .map(|_| ())
-            .expect_err("refused");
+    let e = InstallationConfig::from_document(
+        Path::new("installation acme"),
+        f.dir.path(),
+        &document,
+        None,
+    )
+    .map(|_| ())
+    .expect_err("refused");
     assert_eq!(e.key, "plugin.component", "{e}");
 }

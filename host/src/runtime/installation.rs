@@ -14,6 +14,7 @@ use crate::config::{ConfigError, InstallationConfig};
 use crate::plugin::{LoadError, LoadedPlugin, PluginConfig, PluginRuntime};
 use crate::registry::SpecRecord;
 use crate::salesforce::{SalesforceClient, SalesforceError};
+use crate::secrets::Keyring;
 use crate::telemetry::Telemetry;
 use crate::throttle::{Governor, SystemClock};
 
@@ -59,14 +60,16 @@ impl Installation {
     }
 
     /// Builds an installation from its registry record: the stored document, checked
-    /// exactly as a file is.
+    /// exactly as a file is; `keyring` opens secrets sealed by the host.
     pub fn from_record(
         record: &SpecRecord,
         plugins: &PluginRuntime,
         telemetry: &Telemetry,
+        keyring: Option<&Keyring>,
     ) -> Result<Installation, InstallationError> {
         let label = PathBuf::from(format!("installation {} (v{})", record.id, record.version));
-        let config = InstallationConfig::from_document(&label, &record.base_dir, &record.spec)?;
+        let config =
+            InstallationConfig::from_document(&label, &record.base_dir, &record.spec, keyring)?;
         Self::from_config(config, plugins, telemetry)
     }
 

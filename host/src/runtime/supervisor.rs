@@ -30,6 +30,7 @@ use crate::inbound::{InboundSync, Progress};
 use crate::outbound::{Pipeline, worker};
 use crate::plugin::{InstalledPlugins, PluginRuntime};
 use crate::registry::{Pause, Registry, RegistryError, SpecRecord};
+use crate::secrets::Keyring;
 use crate::store::{Backlog, DlqFilter, DlqStatus, Store, StoreError};
 use crate::telemetry::Telemetry;
 use crate::throttle::Governor;
@@ -47,6 +48,9 @@ pub enum Refused {
     /// The org lacks objects or fields the document names.
     #[error("{}", .0.iter().filter_map(ObjectReport::first_problem).collect::<Vec<_>>().join("; "))]
     Org(Vec<ObjectReport>),
+    /// The org refused the document's credential (one token request).
+    #[error("salesforce: the org refused the credential: {0}")]
+    Credential(String),
     #[error("compiling the plugin: {0}")]
     Join(String),
 }
@@ -66,6 +70,20 @@ impl Prepared {
     }
 }
 
+/// What a supervisor is built from: the host's shared services.
+pub struct SupervisorParts {
+    pub registry: Registry,
+    pub store: Arc<dyn Store>,
+    pub telemetry: Arc<Telemetry>,
+    pub plugins: Arc<InstalledPlugins>,
+    pub runtime: PluginRuntime,
+    /// Where a document posted to the API resolves its relative paths.
+    pub base_dir: PathBuf,
+    pub scheduler: Arc<Scheduler>,
+    /// Opens (and seals) the secrets given through the API; `None`: the host has no key.
+    pub keyring: Option<Arc<Keyring>>,
+}
+
 /// How the supervisor reaches everything an installation needs.
 pub struct Supervisor {
     registry: Registry,
@@ -78,6 +96,8 @@ pub struct Supervisor {
     base_dir: PathBuf,
     /// The pool every installation's units take turns on.
     scheduler: Arc<Scheduler>,
+    /// Opens (and seals) the secrets given through the API; `None`: the host has no key.
+    keyring: Option<Arc<Keyring>>,
     slots: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Option<Running>>>>>,
 }
 
@@ -109,15 +129,17 @@ pub struct Started {
 }
 
 impl Supervisor {
-    pub fn new(
-        registry: Registry,
-        store: Arc<dyn Store>,
-        telemetry: Arc<Telemetry>,
-        plugins: Arc<InstalledPlugins>,
-        runtime: PluginRuntime,
-        base_dir: PathBuf,
-        scheduler: Arc<Scheduler>,
-    ) -> Supervisor {
+    pub fn new(parts: SupervisorParts) -> Supervisor {
+        let SupervisorParts {
+            registry,
+            store,
+            telemetry,
+            plugins,
+            runtime,
+            base_dir,
+            scheduler,
+            keyring,
+        } = parts;
         Supervisor {
             registry,
             store,
@@ -127,6 +149,7 @@ impl Supervisor {
             directory: Arc::new(Directory::new()),
             base_dir,
             scheduler,
+            keyring,
             slots: Mutex::new(BTreeMap::new()),
         }
     }
@@ -142,6 +165,10 @@ impl Supervisor {
 
     pub fn base_dir(&self) -> &Path {
         &self.base_dir
+    }
+
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.keyring.as_deref()
     }
 
     /// Starts every installation the registry holds. One that does not build is reported
@@ -178,8 +205,9 @@ impl Supervisor {
         let (version, paused) = (record.version, record.paused.clone());
         let runtime = self.runtime.clone();
         let telemetry = self.telemetry.clone();
+        let keyring = self.keyring.clone();
         let installation = tokio::task::spawn_blocking(move || {
-            Installation::from_record(&record, &runtime, &telemetry)
+            Installation::from_record(&record, &runtime, &telemetry, keyring.as_deref())
         })
         .await
         .map_err(|join| join.to_string())?
@@ -203,10 +231,12 @@ impl Supervisor {
             base.to_owned(),
         );
         let document = document.clone();
+        let keyring = self.keyring.clone();
         // Compiling the component is CPU work: off the async threads.
         let installation = tokio::task::spawn_blocking(move || {
-            let config = InstallationConfig::from_document(&label, &base, &document)
-                .map_err(InstallationError::from)?;
+            let config =
+                InstallationConfig::from_document(&label, &base, &document, keyring.as_deref())
+                    .map_err(InstallationError::from)?;
             Installation::from_config(config, &runtime, &telemetry)
         })
         .await
@@ -220,6 +250,13 @@ impl Supervisor {
         // The describe calls count against the org's allocation: start the new governor
         // from what the running one (or the last run) spent.
         self.carry_spend_into(id, &installation.governor).await;
+        // One token request first, so a credential the org refuses is named as such
+        // rather than as every object failing to describe.
+        installation
+            .client
+            .login()
+            .await
+            .map_err(|e| Refused::Credential(e.to_string()))?;
         let reports = check::against_org(&installation.config, &installation.client).await;
         if reports.iter().any(|r| r.problems() > 0) {
             return Err(Refused::Org(

@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 use crate::common::{ADMIN_TOKEN, KEY, accounts, acme_org, bearer};
 use crate::kill::company_event;
 
+/// The key the service seals API-given secrets with.
+const SECRETS_KEY: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
 struct Service {
     child: Child,
     addr: SocketAddr,
@@ -42,6 +45,7 @@ fn spawn_service(db: &Path, dir: &Path, log: &Path) -> Service {
         .arg("--status-file")
         .arg(dir.join("status.json"))
         .env("WEFT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("WEFT_SECRETS_KEY", SECRETS_KEY)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -714,4 +718,111 @@ async fn weft_apply_creates_updates_and_leaves_an_unchanged_file_alone() {
         .admin(reqwest::Method::GET, "/v1/installations/acme", &[], None)
         .await;
     assert_eq!(record["version"], 2, "nothing saved: {record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_credential_is_tried_first_sealed_at_rest_and_never_shown() {
+    let org = acme_org().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join("client_secret");
+    let secret = org.credentials().client_secret.clone();
+    std::fs::write(&secret_file, &secret).expect("secret file");
+    let (db, log) = (dir.path().join("weft.redb"), dir.path().join("log"));
+    let host = spawn_service(&db, dir.path(), &log);
+    let mut api = Api::new(host.addr);
+    use reqwest::Method;
+    let (status, _, body) = api
+        .admin(
+            Method::POST,
+            "/v1/installations",
+            &[],
+            Some(document("tenant-c", &org, &secret_file)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = api.token("tenant-c").await;
+
+    // A secret the org refuses: 422, the old credential stays and sync goes on.
+    let wrong = "not-the-secret-at-all";
+    let (status, _, body) = api
+        .admin(
+            Method::PUT,
+            "/v1/installations/tenant-c/credentials",
+            &[],
+            Some(json!({"client_secret": wrong})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "credential_refused", "{body}");
+    assert!(
+        !body.to_string().contains(wrong),
+        "the refusal does not echo the secret"
+    );
+    assert_eq!(
+        api.post_event("tenant-c", &token, company_event("c1"))
+            .await,
+        StatusCode::ACCEPTED
+    );
+    wait_for_account(&org, "K-c1", "after a refused rotation").await;
+    let (_, _, record) = api
+        .admin(Method::GET, "/v1/installations/tenant-c", &[], None)
+        .await;
+    assert_eq!(record["version"], 2, "nothing saved: {record}");
+
+    // The right secret, given through the API: sealed, used, and the file no longer needed.
+    let (status, _, body) = api
+        .admin(
+            Method::PUT,
+            "/v1/installations/tenant-c/credentials",
+            &[],
+            Some(json!({"client_secret": secret})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["spec"]["salesforce"]["client_secret_sealed"], "(sealed)",
+        "{body}"
+    );
+    assert!(
+        body["spec"]["salesforce"]
+            .get("client_secret_file")
+            .is_none(),
+        "{body}"
+    );
+    std::fs::remove_file(&secret_file).expect("secret file removed");
+    drop(host);
+    let host = spawn_service(&db, dir.path(), &log);
+    let mut api = Api {
+        seen: api.seen,
+        ..Api::new(host.addr)
+    };
+    assert_eq!(
+        api.post_event("tenant-c", &token, company_event("c2"))
+            .await,
+        StatusCode::ACCEPTED
+    );
+    wait_for_account(&org, "K-c2", "with the sealed credential, after a restart").await;
+    let (_, _, record) = api
+        .admin(Method::GET, "/v1/installations/tenant-c", &[], None)
+        .await;
+    assert_eq!(record["version"], 3, "{record}");
+    drop(host);
+
+    let stored = std::fs::read(&db).expect("store file");
+    let needle = secret.as_bytes();
+    assert!(
+        !stored.windows(needle.len()).any(|w| w == needle),
+        "the secret is not in the store file in the clear"
+    );
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !log.contains(secret.as_str()) && !log.contains(wrong),
+        "a secret reached the log"
+    );
+    for body in &api.seen {
+        assert!(
+            !body.contains(secret.as_str()),
+            "a GET answered the secret: {body}"
+        );
+    }
 }
