@@ -34,6 +34,12 @@ pub async fn acme_org() -> EmulatorHandle {
     })
     .await
     .expect("emulator starts");
+    acme_fields(&org);
+    org
+}
+
+/// Adds Acme's custom Account fields to `org`.
+pub fn acme_fields(org: &weft_emulator::OrgHandle) {
     let mut key = FieldSpec::new(KEY, FieldType::String);
     key.length = Some(40);
     key.external_id = true;
@@ -49,7 +55,6 @@ pub async fn acme_org() -> EmulatorHandle {
         .expect("updated-at field");
     org.add_field("Account", &FieldSpec::new("Deleted__c", FieldType::Boolean))
         .expect("deleted flag");
-    org
 }
 
 pub fn client_credentials(org: &EmulatorHandle) -> Credentials {

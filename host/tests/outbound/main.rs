@@ -6,6 +6,7 @@ mod collection;
 mod common;
 mod conflict;
 mod deletes;
+mod fairness;
 mod governor;
 mod hostile;
 mod isolation;

@@ -18,9 +18,9 @@ use crate::kill::company_event;
 /// The key the service seals API-given secrets with.
 const SECRETS_KEY: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
-struct Service {
+pub(crate) struct Service {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
 }
 
 impl Drop for Service {
@@ -32,7 +32,7 @@ impl Drop for Service {
 
 /// `weft serve` on `db` with no installation file: everything comes through the API.
 /// Its log goes to `log`.
-fn spawn_service(db: &Path, dir: &Path, log: &Path) -> Service {
+pub(crate) fn spawn_service(db: &Path, dir: &Path, log: &Path) -> Service {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -68,12 +68,28 @@ fn spawn_service(db: &Path, dir: &Path, log: &Path) -> Service {
 
 /// The document of an outbound installation `id` on `org`, as a vendor would post it.
 fn document(id: &str, org: &weft_emulator::EmulatorHandle, secret_file: &Path) -> Value {
+    outbound_document(
+        id,
+        org.base_url(),
+        &org.credentials().client_id,
+        secret_file,
+    )
+}
+
+/// An outbound installation `id` of the org at `login_url` that `client_id` and the
+/// secret in `secret_file` log in to, with the real acme-accounts plugin.
+pub(crate) fn outbound_document(
+    id: &str,
+    login_url: &str,
+    client_id: &str,
+    secret_file: &Path,
+) -> Value {
     json!({
         "id": id,
         "salesforce": {
-            "login_url": org.base_url(),
+            "login_url": login_url,
             "auth": "client_credentials",
-            "client_id": org.credentials().client_id,
+            "client_id": client_id,
             "client_secret_file": secret_file,
             "gzip_requests": false,
         },
@@ -87,14 +103,14 @@ fn document(id: &str, org: &weft_emulator::EmulatorHandle, secret_file: &Path) -
 
 /// Every response the test reads, kept to scan for secrets at the end.
 #[derive(Default)]
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     seen: Vec<String>,
 }
 
 impl Api {
-    fn new(addr: SocketAddr) -> Api {
+    pub(crate) fn new(addr: SocketAddr) -> Api {
         Api {
             http: reqwest::Client::new(),
             base: format!("http://{addr}"),
@@ -102,7 +118,7 @@ impl Api {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &mut self,
         method: reqwest::Method,
         path: &str,
@@ -136,7 +152,7 @@ impl Api {
         )
     }
 
-    async fn admin(
+    pub(crate) async fn admin(
         &mut self,
         method: reqwest::Method,
         path: &str,
@@ -147,7 +163,12 @@ impl Api {
             .await
     }
 
-    async fn post_event(&mut self, installation: &str, token: &str, event: Value) -> StatusCode {
+    pub(crate) async fn post_event(
+        &mut self,
+        installation: &str,
+        token: &str,
+        event: Value,
+    ) -> StatusCode {
         let path = format!("/v1/installations/{installation}/events");
         self.call(
             reqwest::Method::POST,
@@ -160,7 +181,7 @@ impl Api {
         .0
     }
 
-    async fn token(&mut self, installation: &str) -> String {
+    pub(crate) async fn token(&mut self, installation: &str) -> String {
         let (status, headers, body) = self
             .admin(
                 reqwest::Method::POST,
