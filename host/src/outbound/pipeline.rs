@@ -147,6 +147,11 @@ impl Pipeline {
         &self.installation
     }
 
+    /// The installation's API governor (the worker checks its pacing before a round).
+    pub fn governor(&self) -> &Arc<crate::throttle::Governor> {
+        self.client.governor()
+    }
+
     pub fn config(&self) -> &OutboundConfig {
         &self.config
     }

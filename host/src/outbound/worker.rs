@@ -12,6 +12,7 @@ use tokio::sync::{Notify, watch};
 
 use super::pipeline::Pipeline;
 use crate::runtime::Scheduler;
+use crate::throttle::Project;
 
 /// A store failure is rarely fixed in milliseconds; wait this much longer than an idle
 /// poll before the next round, so a broken disk does not spin the CPU.
@@ -34,10 +35,27 @@ pub async fn run(
         }
         // `None`: sleep until woken (or shut down).
         let turn = match &scheduler {
-            Some(scheduler) => tokio::select! {
-                turn = scheduler.turn(pipeline.installation()) => Some(turn),
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            },
+            Some(scheduler) => {
+                // Wait out the governor's pacing before taking a worker, so an installation
+                // held back by its quota never holds one the others could use.
+                let governor = pipeline.governor().clone();
+                let quota = async {
+                    loop {
+                        let wait = governor.ready_in(Project::Outbound);
+                        if wait.is_zero() {
+                            break;
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                };
+                tokio::select! {
+                    turn = async {
+                        quota.await;
+                        scheduler.turn(pipeline.installation()).await
+                    } => Some(turn),
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                }
+            }
             None => None,
         };
         let round = pipeline.run_round().await;

@@ -99,6 +99,14 @@ impl Breaker {
         self.state
     }
 
+    /// How long the breaker stays open from `now`; `None` when a request could try now.
+    pub fn open_for(&self, now: Timestamp) -> Option<Duration> {
+        (self.state == BreakerState::Open && now < self.open_until).then(|| {
+            Duration::try_from(self.open_until.duration_since(now))
+                .unwrap_or(Duration::from_secs(1))
+        })
+    }
+
     pub fn gate(&mut self, now: Timestamp) -> Gate {
         match self.state {
             BreakerState::Closed => Gate::Go,

@@ -332,6 +332,36 @@ impl Governor {
         }
     }
 
+    /// How long a request of `project` asked now would wait — for pacing, a headroom
+    /// pause or an open breaker — without taking anything (zero: it would go at once). A
+    /// unit of work asks this before it takes a worker of the host's scheduler, so it
+    /// waits for its quota without holding one.
+    pub fn ready_in(&self, project: Project) -> Duration {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let max = st.daily_max.unwrap_or(self.settings.assumed_daily_max);
+        let win = self.settings.schedule.window_at(now);
+        let mut wait = st.installation.wait(now, &win, max);
+        let pwin = self
+            .settings
+            .projects
+            .get(&project)
+            .map(|s| s.window_at(now));
+        if let (Some(pw), Some(p)) = (&pwin, st.projects.get_mut(&project)) {
+            wait = wait.max(p.wait(now, pw, max));
+        }
+        if st.paused.is_some()
+            && let Some(last) = st.last_probe
+        {
+            let since = Duration::try_from(now.duration_since(last)).unwrap_or(Duration::ZERO);
+            wait = wait.max(self.settings.probe_every.saturating_sub(since));
+        }
+        if let Some(open) = st.breaker.open_for(now) {
+            wait = wait.max(open);
+        }
+        wait
+    }
+
     fn try_admit(&self, project: Project) -> Result<bool, Duration> {
         let now = self.clock.now();
         let mut st = self.lock();
@@ -724,6 +754,32 @@ mod tests {
         let incremental = g.clock().now().duration_since(start).as_secs_f64();
         assert!(backfill > 30.0, "{backfill}");
         assert!(incremental < backfill / 3.0, "{incremental} vs {backfill}");
+    }
+
+    #[tokio::test]
+    async fn ready_in_tells_the_pacing_wait_without_spending_anything() {
+        let mut cfg = GovernorConfig {
+            burst_share: 0.0,
+            burst_min_calls: 1,
+            ..Default::default()
+        };
+        cfg.schedule = ScheduleConfig::constant("UTC", 10.0);
+        // 86,400/day at 10%: one request every 10 s once the one-call bucket is spent.
+        let g = governor(cfg, 100.0);
+        g.observe_usage(0, 86_400);
+        assert!(g.ready_in(Project::Outbound).is_zero());
+        assert!(g.ready_in(Project::Outbound).is_zero(), "asking spends nothing");
+        g.admit(Project::Outbound).await.success();
+        let wait = g.ready_in(Project::Outbound);
+        assert!(
+            wait.as_secs_f64() > 5.0 && wait.as_secs_f64() <= 10.0,
+            "{wait:?}"
+        );
+        let spent = g.usage_24h();
+        for _ in 0..10 {
+            let _ = g.ready_in(Project::Outbound);
+        }
+        assert_eq!(g.usage_24h(), spent);
     }
 
     #[tokio::test]
