@@ -264,7 +264,11 @@ async fn token(orgs: &Arc<Orgs>, req: &Req) -> Resp {
     };
     org.stats.token();
     match org.auth.token(&form, basic, &org.base_url()) {
-        Ok(v) => http::json(200, &v),
+        Ok(v) => {
+            let grant = form.get("grant_type").map_or("", String::as_str);
+            org.stats.granted(grant);
+            http::json(200, &v)
+        }
         Err(e) => http::json(e.status, &e.body()),
     }
 }

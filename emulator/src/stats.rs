@@ -27,6 +27,9 @@ pub struct StatsSnapshot {
     /// Records created/updated/deleted through any API.
     pub records_written: u64,
     pub token_requests: u64,
+    /// Access tokens issued, by OAuth grant type (`client_credentials`, `refresh_token`,
+    /// `password`, the JWT bearer URN).
+    pub tokens_by_grant: BTreeMap<String, u64>,
     /// Request bodies that arrived gzip-compressed (`Content-Encoding: gzip`) and were decoded.
     pub gzip_request_bodies: u64,
     pub change_events_published: u64,
@@ -110,6 +113,10 @@ impl Stats {
 
     pub fn token(&self) {
         self.with(|s| s.token_requests += 1);
+    }
+
+    pub fn granted(&self, grant: &str) {
+        self.with(|s| *s.tokens_by_grant.entry(grant.to_string()).or_default() += 1);
     }
 
     pub fn events(&self, published: u64, delivered: u64, failed: u64) {

@@ -39,6 +39,34 @@ pub struct SpecRecord {
     /// part of the document: pausing neither changes nor versions the spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<Pause>,
+    /// Which of the spec's credentials the installation logs in with; the host moves it
+    /// from setup to ongoing once every object's backfill is complete.
+    #[serde(default, skip_serializing_if = "CredentialPhase::is_setup")]
+    pub credential: CredentialPhase,
+}
+
+/// The credential an installation runs with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialPhase {
+    /// The section's own credential (an admin user): describe and the first backfill.
+    #[default]
+    Setup,
+    /// `[salesforce.ongoing]` (an API-only user).
+    Ongoing,
+}
+
+impl CredentialPhase {
+    pub fn is_setup(&self) -> bool {
+        *self == CredentialPhase::Setup
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CredentialPhase::Setup => "setup",
+            CredentialPhase::Ongoing => "ongoing",
+        }
+    }
 }
 
 /// An operator's pause.
@@ -132,6 +160,7 @@ impl Registry {
             created_at: at,
             updated_at: at,
             paused: None,
+            credential: CredentialPhase::Setup,
         };
         let encoded = encode(&record)?;
         self.write(|txn| {
@@ -168,6 +197,27 @@ impl Registry {
                 version: current.version + 1,
                 spec: spec.clone(),
                 updated_at: at,
+                ..current
+            };
+            txn.put_spec_raw(id, &encode(&record)?)?;
+            saved = Some(record);
+            Ok(())
+        })?;
+        saved.ok_or_else(|| RegistryError::NotFound(id.to_owned()))
+    }
+
+    /// Records which credential the installation runs with; the version stays.
+    pub fn set_credential(
+        &self,
+        id: &str,
+        phase: CredentialPhase,
+    ) -> Result<SpecRecord, RegistryError> {
+        let mut saved = None;
+        self.write(|txn| {
+            let current = read_in(txn, id)?
+                .ok_or_else(|| Refusal::Registry(RegistryError::NotFound(id.to_owned())))?;
+            let record = SpecRecord {
+                credential: phase,
                 ..current
             };
             txn.put_spec_raw(id, &encode(&record)?)?;
@@ -230,6 +280,7 @@ impl Registry {
                         created_at: at,
                         updated_at: at,
                         paused: None,
+                        credential: CredentialPhase::Setup,
                     },
                     Applied::Created,
                 ),

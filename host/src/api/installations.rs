@@ -146,7 +146,7 @@ async fn create(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
         Ok(record) => record,
         Err(r) => return r,
     };
-    supervisor.run(prepared, record.version, None).await;
+    supervisor.run_saved(prepared, &record).await;
     tracing::info!(installation = %id, version = record.version, "installation created through the API");
     with_etag(StatusCode::CREATED, &record, Some(record.version))
 }
@@ -300,9 +300,7 @@ async fn update(
         Ok(record) => record,
         Err(r) => return r,
     };
-    supervisor
-        .run(prepared, record.version, record.paused.clone())
-        .await;
+    supervisor.run_saved(prepared, &record).await;
     tracing::info!(installation = %id, version = record.version, "installation changed through the API");
     with_etag(StatusCode::OK, &record, Some(record.version))
 }
@@ -379,9 +377,7 @@ async fn apply(
         Applied::Unchanged => (StatusCode::OK, "unchanged"),
     };
     if outcome != Applied::Unchanged {
-        supervisor
-            .run(prepared, record.version, record.paused.clone())
-            .await;
+        supervisor.run_saved(prepared, &record).await;
         tracing::info!(installation = %id, version = record.version, outcome = word, "installation applied through the API");
     }
     applied(status, word, &record, Some(record.version))
@@ -580,9 +576,7 @@ async fn rotate_credentials(
         Ok(record) => record,
         Err(r) => return r,
     };
-    supervisor
-        .run(prepared, record.version, record.paused.clone())
-        .await;
+    supervisor.run_saved(prepared, &record).await;
     tracing::info!(installation = %id, version = record.version, "credentials rotated through the API");
     with_etag(StatusCode::OK, &record, Some(record.version))
 }

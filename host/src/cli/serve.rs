@@ -121,6 +121,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("starting the server on {}", db.display()))?;
     let addr = server.local_addr();
     let saver = supervisor.spawn_saver(governor_state::SAVE_EVERY);
+    let switcher = supervisor.spawn_switcher();
     let status = spawn_status_writer(telemetry.clone(), args.status_file.clone(), STATUS_EVERY);
     // One JSON line on stdout so scripts (and tests) can find the port when `--listen`
     // asked for port 0.
@@ -143,6 +144,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         super::signal::stop_requested().await;
         eprintln!("weft: stopping; finishing in-flight requests and outbound rounds");
         saver.abort();
+        switcher.abort();
         supervisor.stop_all().await;
         let _ = shutdown.send(());
     });

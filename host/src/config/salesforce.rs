@@ -43,6 +43,10 @@ pub(super) struct RawSalesforce {
     refresh_token_sealed: Option<String>,
     #[serde(default)]
     private_key_sealed: Option<String>,
+    /// The ongoing credential (an API-only user) the host switches to once every
+    /// object's backfill is complete; this section's own credential is the setup one.
+    #[serde(default)]
+    ongoing: Option<RawOngoing>,
     /// PEM of an extra CA to trust (an org behind a private CA, or the local emulator).
     #[serde(default)]
     ca_file: Option<String>,
@@ -55,21 +59,64 @@ pub(super) struct RawSalesforce {
     bulk_job_timeout_secs: Option<u64>,
 }
 
+/// `[salesforce.ongoing]`: like the section's own login keys; `auth` and `client_id`
+/// default to the setup credential's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOngoing {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    client_secret_env: Option<String>,
+    #[serde(default)]
+    client_secret_file: Option<String>,
+    #[serde(default)]
+    client_secret_sealed: Option<String>,
+    #[serde(default)]
+    refresh_token_env: Option<String>,
+    #[serde(default)]
+    refresh_token_file: Option<String>,
+    #[serde(default)]
+    refresh_token_sealed: Option<String>,
+    #[serde(default)]
+    private_key_file: Option<String>,
+    #[serde(default)]
+    private_key_sealed: Option<String>,
+}
+
 /// A checked `[salesforce]` section with its secrets read.
 #[derive(Debug, Clone)]
 pub struct SalesforceConfig {
     pub login_url: String,
     pub api_version: Option<String>,
+    /// The setup credential: describe, the first backfill, and everything when there is
+    /// no ongoing one.
     pub credentials: Credentials,
+    /// The ongoing credential, used once every object's backfill is complete.
+    pub ongoing: Option<Credentials>,
     pub extra_ca_pem: Option<Vec<u8>>,
     pub gzip_requests: Option<bool>,
     pub bulk_job_timeout: Option<std::time::Duration>,
 }
 
 impl SalesforceConfig {
-    /// The transport configuration for `installation`.
+    /// The transport configuration for `installation`, logging in with the setup
+    /// credential.
     pub fn client_config(&self, installation: &str) -> ClientConfig {
-        let mut config = ClientConfig::new(installation, &self.login_url, self.credentials.clone());
+        self.client_config_with(installation, &self.credentials)
+    }
+
+    /// The transport configuration for `installation`, logging in with `credentials`.
+    pub fn client_config_with(
+        &self,
+        installation: &str,
+        credentials: &Credentials,
+    ) -> ClientConfig {
+        let mut config = ClientConfig::new(installation, &self.login_url, credentials.clone());
         if let Some(v) = &self.api_version {
             config.api_version = v.clone();
         }
@@ -109,73 +156,46 @@ impl RawSalesforce {
                 ));
             }
         }
-        if self.client_id.trim().is_empty() {
-            return Err(Invalid::new("salesforce.client_id", "is empty"));
+        let credentials = Login {
+            prefix: "",
+            auth: &self.auth,
+            client_id: &self.client_id,
+            username: &self.username,
+            client_secret: Sources(
+                &self.client_secret_env,
+                &self.client_secret_file,
+                &self.client_secret_sealed,
+            ),
+            refresh_token: Sources(
+                &self.refresh_token_env,
+                &self.refresh_token_file,
+                &self.refresh_token_sealed,
+            ),
+            private_key: Sources(&None, &self.private_key_file, &self.private_key_sealed),
         }
-        let credentials = match self.auth.as_str() {
-            "client_credentials" => Credentials::ClientCredentials {
-                client_id: self.client_id.clone(),
-                client_secret: secret(
-                    base,
-                    "client_secret",
-                    Sources(
-                        &self.client_secret_env,
-                        &self.client_secret_file,
-                        &self.client_secret_sealed,
+        .credentials(base, sealed)?;
+        let ongoing = match &self.ongoing {
+            None => None,
+            Some(o) => Some(
+                Login {
+                    prefix: "ongoing.",
+                    auth: o.auth.as_deref().unwrap_or(&self.auth),
+                    client_id: o.client_id.as_deref().unwrap_or(&self.client_id),
+                    username: &o.username,
+                    client_secret: Sources(
+                        &o.client_secret_env,
+                        &o.client_secret_file,
+                        &o.client_secret_sealed,
                     ),
-                    sealed,
-                )?
-                .ok_or_else(|| missing("client_secret"))?,
-            },
-            "refresh_token" => Credentials::RefreshToken {
-                client_id: self.client_id.clone(),
-                client_secret: secret(
-                    base,
-                    "client_secret",
-                    Sources(
-                        &self.client_secret_env,
-                        &self.client_secret_file,
-                        &self.client_secret_sealed,
+                    refresh_token: Sources(
+                        &o.refresh_token_env,
+                        &o.refresh_token_file,
+                        &o.refresh_token_sealed,
                     ),
-                    sealed,
-                )?,
-                refresh_token: secret(
-                    base,
-                    "refresh_token",
-                    Sources(
-                        &self.refresh_token_env,
-                        &self.refresh_token_file,
-                        &self.refresh_token_sealed,
-                    ),
-                    sealed,
-                )?
-                .ok_or_else(|| missing("refresh_token"))?,
-            },
-            "jwt_bearer" => Credentials::JwtBearer {
-                client_id: self.client_id.clone(),
-                username: self
-                    .username
-                    .clone()
-                    .ok_or_else(|| Invalid::new("salesforce.username", "jwt_bearer needs it"))?,
-                private_key_pem: secret(
-                    base,
-                    "private_key",
-                    Sources(&None, &self.private_key_file, &self.private_key_sealed),
-                    sealed,
-                )?
-                .ok_or_else(|| {
-                    Invalid::new("salesforce.private_key_file", "jwt_bearer needs it")
-                })?,
-                audience: None,
-            },
-            other => {
-                return Err(Invalid::new(
-                    "salesforce.auth",
-                    format!(
-                        "{other:?} is not one of client_credentials, jwt_bearer, refresh_token"
-                    ),
-                ));
-            }
+                    private_key: Sources(&None, &o.private_key_file, &o.private_key_sealed),
+                }
+                .credentials(base, sealed)?,
+            ),
         };
         let extra_ca_pem = match &self.ca_file {
             Some(file) => Some(
@@ -199,6 +219,7 @@ impl RawSalesforce {
             login_url: url,
             api_version: self.api_version,
             credentials,
+            ongoing,
             extra_ca_pem,
             gzip_requests: self.gzip_requests,
         })
@@ -210,6 +231,63 @@ fn missing(name: &str) -> Invalid {
         format!("salesforce.{name}_env"),
         format!("this auth needs {name}: set {name}_env (a variable name) or {name}_file"),
     )
+}
+
+/// One way of logging in, as a section spells it (`prefix` is `""` for the setup
+/// credential, `"ongoing."` for the ongoing one).
+struct Login<'a> {
+    prefix: &'static str,
+    auth: &'a str,
+    client_id: &'a str,
+    username: &'a Option<String>,
+    client_secret: Sources<'a>,
+    refresh_token: Sources<'a>,
+    private_key: Sources<'a>,
+}
+
+impl Login<'_> {
+    fn credentials(self, base: &Path, sealed: Sealed<'_>) -> Result<Credentials, Invalid> {
+        let p = self.prefix;
+        let name = |n: &str| format!("{p}{n}");
+        if self.client_id.trim().is_empty() {
+            return Err(Invalid::new(format!("salesforce.{p}client_id"), "is empty"));
+        }
+        Ok(match self.auth {
+            "client_credentials" => Credentials::ClientCredentials {
+                client_id: self.client_id.to_owned(),
+                client_secret: secret(base, &name("client_secret"), self.client_secret, sealed)?
+                    .ok_or_else(|| missing(&name("client_secret")))?,
+            },
+            "refresh_token" => Credentials::RefreshToken {
+                client_id: self.client_id.to_owned(),
+                client_secret: secret(base, &name("client_secret"), self.client_secret, sealed)?,
+                refresh_token: secret(base, &name("refresh_token"), self.refresh_token, sealed)?
+                    .ok_or_else(|| missing(&name("refresh_token")))?,
+            },
+            "jwt_bearer" => Credentials::JwtBearer {
+                client_id: self.client_id.to_owned(),
+                username: self.username.clone().ok_or_else(|| {
+                    Invalid::new(format!("salesforce.{p}username"), "jwt_bearer needs it")
+                })?,
+                private_key_pem: secret(base, &name("private_key"), self.private_key, sealed)?
+                    .ok_or_else(|| {
+                        Invalid::new(
+                            format!("salesforce.{p}private_key_file"),
+                            "jwt_bearer needs it",
+                        )
+                    })?,
+                audience: None,
+            },
+            other => {
+                return Err(Invalid::new(
+                    format!("salesforce.{p}auth"),
+                    format!(
+                        "{other:?} is not one of client_credentials, jwt_bearer, refresh_token"
+                    ),
+                ));
+            }
+        })
+    }
 }
 
 /// What opens sealed secrets while checking one installation: the host's key (if it has

@@ -305,3 +305,30 @@ fn a_document_error_names_its_dotted_key() {
     .expect_err("refused");
     assert_eq!(e.key, "plugin.component", "{e}");
 }
+
+#[test]
+fn an_ongoing_credential_is_checked_like_the_setup_one_with_its_own_keys() {
+    let f = Fixture::new();
+    let with = |ongoing: &str| {
+        VALID.replace(
+            "client_secret_file = \"secret.txt\"\n",
+            &format!("client_secret_file = \"secret.txt\"\n\n[salesforce.ongoing]\n{ongoing}\n"),
+        )
+    };
+    let config = f
+        .parse(&with("auth = \"refresh_token\"\nrefresh_token_file = \"secret.txt\""))
+        .expect("valid");
+    assert!(matches!(
+        config.salesforce.ongoing,
+        Some(crate::salesforce::Credentials::RefreshToken { ref client_id, .. }) if client_id == "3MVG9"
+    ));
+    assert!(config.salesforce.ongoing.is_some());
+    let e = refused(f.parse(&with("auth = \"password\"")));
+    assert_eq!(e.key, "salesforce.ongoing.auth", "{e}");
+    let e = refused(f.parse(&with("auth = \"refresh_token\"")));
+    assert_eq!(e.key, "salesforce.ongoing.refresh_token_env", "{e}");
+    let e = refused(f.parse(&with("client_secret_file = \"missing.txt\"")));
+    assert_eq!(e.key, "salesforce.ongoing.client_secret_file", "{e}");
+    let e = refused(f.parse(&with("clientid = \"x\"")));
+    assert!(e.key.contains("salesforce"), "{e}");
+}

@@ -64,6 +64,9 @@ impl PassLog {
     }
 }
 
+/// Called after a pass in which every object succeeded (every backfill is then complete).
+pub type CaughtUp = Box<dyn Fn() + Send + Sync>;
+
 /// Runs passes until `stop` turns true (or its sender is dropped). A pass in progress ends
 /// before its next page. `kick` ends a wait early ("sync now"); `log` keeps how each pass
 /// went.
@@ -71,6 +74,7 @@ pub async fn run(
     mut sync: InboundSync,
     log: Arc<PassLog>,
     kick: Arc<Notify>,
+    caught_up: Option<CaughtUp>,
     mut stop: watch::Receiver<bool>,
 ) {
     tracing::info!("inbound sync started");
@@ -95,6 +99,11 @@ pub async fn run(
                     );
                 }
                 failures = if failed.is_empty() { 0 } else { failures + 1 };
+                if failed.is_empty()
+                    && let Some(caught_up) = &caught_up
+                {
+                    caught_up();
+                }
             }
             Err(InboundError::Stopped) => break,
             Err(error) => {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, InstallationConfig};
 use crate::plugin::{LoadError, LoadedPlugin, PluginConfig, PluginRuntime};
-use crate::registry::SpecRecord;
+use crate::registry::{CredentialPhase, SpecRecord};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::secrets::Keyring;
 use crate::telemetry::Telemetry;
@@ -41,6 +41,8 @@ pub enum InstallationError {
 /// One installation, validated and assembled.
 pub struct Installation {
     pub config: InstallationConfig,
+    /// The credential its client logs in with.
+    pub credential: CredentialPhase,
     pub governor: Arc<Governor>,
     pub client: SalesforceClient,
     /// The compiled component, ready to install into the host's plugin table.
@@ -70,14 +72,31 @@ impl Installation {
         let label = PathBuf::from(format!("installation {} (v{})", record.id, record.version));
         let config =
             InstallationConfig::from_document(&label, &record.base_dir, &record.spec, keyring)?;
-        Self::from_config(config, plugins, telemetry)
+        // A spec whose ongoing credential was removed falls back to the setup one.
+        let phase = match record.credential {
+            CredentialPhase::Ongoing if config.salesforce.ongoing.is_some() => {
+                CredentialPhase::Ongoing
+            }
+            _ => CredentialPhase::Setup,
+        };
+        Self::build(config, plugins, telemetry, phase)
     }
 
-    /// Compiles the plugin and builds the governor and client of a checked configuration.
+    /// Compiles the plugin and builds the governor and client of a checked configuration,
+    /// logging in with its setup credential.
     pub fn from_config(
         config: InstallationConfig,
         plugins: &PluginRuntime,
         telemetry: &Telemetry,
+    ) -> Result<Installation, InstallationError> {
+        Self::build(config, plugins, telemetry, CredentialPhase::Setup)
+    }
+
+    fn build(
+        config: InstallationConfig,
+        plugins: &PluginRuntime,
+        telemetry: &Telemetry,
+        credential: CredentialPhase,
     ) -> Result<Installation, InstallationError> {
         let path = config.path.clone();
         let plugin = plugins
@@ -91,13 +110,20 @@ impl Installation {
             Arc::new(SystemClock),
             telemetry.installation(&config.id),
         );
+        let credentials = match (credential, &config.salesforce.ongoing) {
+            (CredentialPhase::Ongoing, Some(ongoing)) => ongoing,
+            _ => &config.salesforce.credentials,
+        };
         let client = SalesforceClient::new(
-            config.salesforce.client_config(&config.id),
+            config
+                .salesforce
+                .client_config_with(&config.id, credentials),
             governor.clone(),
         )
         .map_err(|source| InstallationError::Client { file: path, source })?;
         Ok(Installation {
             config,
+            credential,
             governor,
             client,
             plugin,

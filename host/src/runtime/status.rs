@@ -6,8 +6,8 @@
 //! - `paused` — an operator paused the whole installation;
 //! - `failing` — every inbound object's latest pass failed, the circuit breaker is open, or
 //!   the oldest outbound event has waited longer than [`STUCK_AFTER`];
-//! - `degraded` — some objects fail or are paused, the governor has paused for headroom,
-//!   or DLQ entries are open;
+//! - `degraded` — some objects fail or are paused, the ongoing credential was refused,
+//!   the governor has paused for headroom, or DLQ entries are open;
 //! - `healthy` — none of that.
 
 use std::collections::BTreeMap;
@@ -29,6 +29,7 @@ pub struct Status {
     pub installation: String,
     pub version: u64,
     pub health: Health,
+    pub credential: Credential,
     pub quota: Quota,
     /// `kind:reason` → count since the host started (pauses, pacing waits, breaker).
     pub throttle_events: BTreeMap<String, u64>,
@@ -43,6 +44,17 @@ pub struct Health {
     pub state: &'static str,
     pub reason: Option<String>,
     pub since: Option<String>,
+}
+
+/// Which credential the installation logs in with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Credential {
+    /// `setup` (describe and the first backfill) or `ongoing`.
+    pub in_use: &'static str,
+    /// Whether the spec has an ongoing credential to switch to.
+    pub ongoing_configured: bool,
+    /// Why the last switch failed; the setup credential stays in use.
+    pub switch_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +109,7 @@ pub struct Parts<'a> {
     pub backlog: Backlog,
     pub dlq_open: u64,
     pub running_since: Timestamp,
+    pub credential: Credential,
     pub now: Timestamp,
 }
 
@@ -137,6 +150,7 @@ pub fn compose(parts: Parts<'_>) -> Status {
         installation: parts.installation.to_owned(),
         version: parts.version,
         health,
+        credential: parts.credential.clone(),
         quota: Quota {
             used_24h: gauges.usage_24h,
             daily_max: gauges.daily_max,
@@ -219,6 +233,15 @@ fn health(
                 first.last_error.as_deref().unwrap_or("failed")
             )),
             since: earliest_failure,
+        };
+    }
+    if let Some(refused) = &parts.credential.switch_error {
+        return Health {
+            state: "degraded",
+            reason: Some(format!(
+                "backfills are complete but the ongoing credential was refused (the setup one stays in use): {refused}"
+            )),
+            since: None,
         };
     }
     if let Some(pause) = parts.paused {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tracing::Instrument;
 
 use super::check::{self, ObjectReport};
@@ -29,7 +29,8 @@ use crate::config::InstallationConfig;
 use crate::inbound::{InboundSync, Progress};
 use crate::outbound::{Pipeline, worker};
 use crate::plugin::{InstalledPlugins, PluginRuntime};
-use crate::registry::{Pause, Registry, RegistryError, SpecRecord};
+use crate::registry::{CredentialPhase, Pause, Registry, RegistryError, SpecRecord};
+use crate::salesforce::SalesforceClient;
 use crate::secrets::Keyring;
 use crate::store::{Backlog, DlqFilter, DlqStatus, Store, StoreError};
 use crate::telemetry::Telemetry;
@@ -99,6 +100,9 @@ pub struct Supervisor {
     /// Opens (and seals) the secrets given through the API; `None`: the host has no key.
     keyring: Option<Arc<Keyring>>,
     slots: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Option<Running>>>>>,
+    /// Installations whose backfills are all complete, for the credential switcher.
+    switches: mpsc::UnboundedSender<String>,
+    switch_requests: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
 /// One running installation.
@@ -119,6 +123,11 @@ struct Running {
     /// Every inbound object the spec names, paused ones included.
     objects: Vec<String>,
     since: Timestamp,
+    credential: CredentialPhase,
+    /// Whether the spec has an ongoing credential to switch to.
+    has_ongoing: bool,
+    /// Why the last switch to the ongoing credential failed (the setup one stays).
+    switch_error: Option<String>,
 }
 
 /// What [`Supervisor::start_stored`] did.
@@ -140,6 +149,7 @@ impl Supervisor {
             scheduler,
             keyring,
         } = parts;
+        let (switches, switch_requests) = mpsc::unbounded_channel();
         Supervisor {
             registry,
             store,
@@ -151,6 +161,8 @@ impl Supervisor {
             scheduler,
             keyring,
             slots: Mutex::new(BTreeMap::new()),
+            switches,
+            switch_requests: Mutex::new(Some(switch_requests)),
         }
     }
 
@@ -273,6 +285,7 @@ impl Supervisor {
     pub async fn run(&self, prepared: Prepared, version: u64, paused: Option<Pause>) {
         let Installation {
             config,
+            credential,
             governor,
             client,
             plugin,
@@ -327,7 +340,18 @@ impl Supervisor {
                 .map(|o| o.name.clone())
                 .collect(),
             since: Timestamp::now(),
+            credential,
+            has_ongoing: config.salesforce.ongoing.is_some(),
+            switch_error: None,
         };
+        // Once every object's backfill is complete, ask for the ongoing credential.
+        let caught_up: Option<inbound_worker::CaughtUp> =
+            (credential.is_setup() && running.has_ongoing).then(|| {
+                let (switches, id) = (self.switches.clone(), id.clone());
+                Box::new(move || {
+                    let _ = switches.send(id.clone());
+                }) as inbound_worker::CaughtUp
+            });
         if paused.as_ref().is_some_and(Pause::whole) {
             // Intake still accepts the installation's events; they wait for the resume.
             tracing::info!(installation = %id, version, "installation paused");
@@ -351,7 +375,8 @@ impl Supervisor {
                     running.progress = Some(sync.progress());
                     let span = tracing::info_span!("inbound", installation = %id);
                     running.inbound = Some(tokio::spawn(
-                        inbound_worker::run(sync, passes, kick, stop_rx.clone()).instrument(span),
+                        inbound_worker::run(sync, passes, kick, caught_up, stop_rx.clone())
+                            .instrument(span),
                     ));
                 }
                 Err(e) => {
@@ -380,6 +405,114 @@ impl Supervisor {
         *slot = Some(running);
     }
 
+    /// Runs a change just saved as `record`: the checked build when the installation runs
+    /// with its setup credential; built again from the record (with the ongoing
+    /// credential) when it had already switched.
+    pub async fn run_saved(&self, prepared: Prepared, record: &SpecRecord) {
+        if record.credential.is_setup() || prepared.config().salesforce.ongoing.is_none() {
+            self.run(prepared, record.version, record.paused.clone())
+                .await;
+        } else if let Err(reason) = self.build_record(record.clone()).await {
+            tracing::error!(installation = %record.id, error = %reason, "saved change not started");
+        }
+    }
+
+    /// Switches installations whose backfills are complete to their ongoing credential,
+    /// one at a time, until the supervisor is dropped. The new credential is tried first
+    /// (one token request); if the org refuses it the setup credential stays, the reason
+    /// shows in the status, and the next caught-up pass tries again.
+    pub fn spawn_switcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let receiver = self
+            .switch_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let supervisor = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let Some(mut receiver) = receiver else { return };
+            while let Some(id) = receiver.recv().await {
+                let Some(supervisor) = supervisor.upgrade() else {
+                    return;
+                };
+                supervisor.switch_to_ongoing(&id).await;
+            }
+        })
+    }
+
+    async fn switch_to_ongoing(&self, id: &str) {
+        let slot = self.slot(id);
+        let (governor, phase) = {
+            let slot = slot.lock().await;
+            match slot.as_ref() {
+                Some(r) if r.has_ongoing => (r.governor.clone(), r.credential),
+                _ => return,
+            }
+        };
+        if !phase.is_setup() {
+            return;
+        }
+        let registry = self.registry.clone();
+        let lookup = id.to_owned();
+        let record = match tokio::task::spawn_blocking(move || registry.get(&lookup)).await {
+            Ok(Ok(Some(record))) => record,
+            _ => return,
+        };
+        let label = PathBuf::from(format!("installation {id}"));
+        let config = match InstallationConfig::from_document(
+            &label,
+            &record.base_dir,
+            &record.spec,
+            self.keyring.as_deref(),
+        ) {
+            Ok(config) => config,
+            Err(e) => {
+                self.set_switch_error(id, e.to_string()).await;
+                return;
+            }
+        };
+        let Some(ongoing) = &config.salesforce.ongoing else {
+            return;
+        };
+        let tried = match SalesforceClient::new(
+            config.salesforce.client_config_with(id, ongoing),
+            governor,
+        ) {
+            Ok(client) => client.login().await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(reason) = tried {
+            tracing::warn!(installation = %id, error = %reason, "the ongoing credential was refused; staying on the setup credential");
+            self.set_switch_error(id, reason).await;
+            return;
+        }
+        let registry = self.registry.clone();
+        let saving = id.to_owned();
+        let saved = tokio::task::spawn_blocking(move || {
+            registry.set_credential(&saving, CredentialPhase::Ongoing)
+        })
+        .await;
+        if !matches!(saved, Ok(Ok(_))) {
+            self.set_switch_error(id, "the switch could not be saved".into())
+                .await;
+            return;
+        }
+        match self.reload(id).await {
+            Ok(()) => {
+                tracing::info!(installation = %id, "backfills complete: switched to the ongoing credential")
+            }
+            Err(reason) => {
+                tracing::error!(installation = %id, error = %reason, "not restarted on the ongoing credential")
+            }
+        }
+    }
+
+    async fn set_switch_error(&self, id: &str, reason: String) {
+        let slot = self.slot(id);
+        if let Some(running) = slot.lock().await.as_mut() {
+            running.switch_error = Some(reason);
+        }
+    }
+
     /// Builds installation `id` again from its stored record (after a pause or resume)
     /// and runs it; no online check, the spec is unchanged.
     pub async fn reload(&self, id: &str) -> Result<(), String> {
@@ -396,7 +529,7 @@ impl Supervisor {
     /// The installation's status now; `None` when it does not run.
     pub async fn status(&self, id: &str) -> Option<Status> {
         let slot = self.slot(id);
-        let (version, paused, objects, passes, progress, since) = {
+        let (version, paused, objects, passes, progress, since, credential) = {
             let slot = slot.lock().await;
             let running = slot.as_ref()?;
             (
@@ -410,6 +543,11 @@ impl Supervisor {
                     .map(|p| p.snapshot())
                     .unwrap_or_default(),
                 running.since,
+                status::Credential {
+                    in_use: running.credential.as_str(),
+                    ongoing_configured: running.has_ongoing,
+                    switch_error: running.switch_error.clone(),
+                },
             )
         };
         let (store, lookup) = (self.store.clone(), id.to_owned());
@@ -443,6 +581,7 @@ impl Supervisor {
             backlog,
             dlq_open,
             running_since: since,
+            credential,
             now,
         }))
     }

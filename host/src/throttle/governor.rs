@@ -768,7 +768,10 @@ mod tests {
         let g = governor(cfg, 100.0);
         g.observe_usage(0, 86_400);
         assert!(g.ready_in(Project::Outbound).is_zero());
-        assert!(g.ready_in(Project::Outbound).is_zero(), "asking spends nothing");
+        assert!(
+            g.ready_in(Project::Outbound).is_zero(),
+            "asking spends nothing"
+        );
         g.admit(Project::Outbound).await.success();
         let wait = g.ready_in(Project::Outbound);
         assert!(

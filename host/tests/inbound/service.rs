@@ -157,3 +157,130 @@ async fn an_installation_created_by_api_backfills_and_a_patched_field_reaches_ev
         (Some(2), Some(2))
     );
 }
+
+async fn status(http: &reqwest::Client, addr: &str, id: &str) -> Value {
+    http.get(format!("http://{addr}/v1/installations/{id}/status"))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+/// Polls the status until `done` holds.
+async fn wait_for_status(
+    http: &reqwest::Client,
+    addr: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        last = status(http, addr, id).await;
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ongoing_credential_takes_over_once_every_backfill_is_complete() {
+    let org = org(30, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, &org.credentials().client_secret).expect("secret");
+    let wrong = dir.path().join("wrong-refresh-token");
+    std::fs::write(&wrong, "not-a-refresh-token").expect("token file");
+    let right = dir.path().join("refresh-token");
+    std::fs::write(&right, &org.credentials().refresh_token).expect("token file");
+    let (_host, addr) = serve(dir.path());
+    let http = reqwest::Client::new();
+    let document = json!({
+        "id": "tenant-cred",
+        "salesforce": {
+            "login_url": org.base_url(),
+            "auth": "client_credentials",
+            "client_id": org.credentials().client_id,
+            "client_secret_file": secret,
+            "ongoing": {"auth": "refresh_token", "refresh_token_file": wrong},
+        },
+        "throttle": {"schedule": {"time_zone": "UTC", "default_ceiling_percent": 100.0}},
+        "plugin": {"component": weft_tests::plugin_wasm("golden-dedup")},
+        "inbound": {
+            "poll_secs": 1,
+            "objects": {"Account": {"fields": ["Name"]}},
+            "sink": {"kind": "ndjson", "dir": dir.path().join("out")},
+        },
+    });
+    let created = http
+        .post(format!("http://{addr}/v1/installations"))
+        .bearer_auth(OPERATOR)
+        .json(&document)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+
+    // The backfill runs on the setup credential; the ongoing one is refused, so the setup
+    // one stays and the status says why.
+    let refused = wait_for_status(&http, &addr, "tenant-cred", "a refused switch", |s| {
+        s["credential"]["switch_error"].is_string()
+    })
+    .await;
+    assert_eq!(refused["credential"]["in_use"], "setup", "{refused}");
+    assert_eq!(refused["health"]["state"], "degraded", "{refused}");
+    wait_for_every_account(dir.path(), &org, "backfill", |_| true).await;
+
+    // With a working ongoing credential, the next caught-up pass switches to it.
+    let grants_before = org
+        .stats()
+        .tokens_by_grant
+        .get("refresh_token")
+        .copied()
+        .unwrap_or(0);
+    let changed = http
+        .patch(format!("http://{addr}/v1/installations/tenant-cred"))
+        .bearer_auth(OPERATOR)
+        .header("if-match", "1")
+        .json(&json!({"salesforce": {"ongoing": {"refresh_token_file": right}}}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(changed.status(), 200);
+    let switched = wait_for_status(&http, &addr, "tenant-cred", "the switch", |s| {
+        s["credential"]["in_use"] == "ongoing"
+    })
+    .await;
+    assert!(
+        switched["credential"]["switch_error"].is_null(),
+        "{switched}"
+    );
+    let grants = org
+        .stats()
+        .tokens_by_grant
+        .get("refresh_token")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        grants >= grants_before + 2,
+        "the new credential was tried, then the rebuilt client logged in with it ({grants_before} → {grants})"
+    );
+    // Incremental passes go on with it.
+    let more = wait_for_status(
+        &http,
+        &addr,
+        "tenant-cred",
+        "a pass on the ongoing credential",
+        |s| {
+            s["inbound"]["Account"]["last_success"].is_string()
+                && s["credential"]["in_use"] == "ongoing"
+        },
+    )
+    .await;
+    assert_eq!(more["health"]["state"], "healthy", "{more}");
+}
