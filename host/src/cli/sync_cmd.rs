@@ -17,11 +17,9 @@ use crate::inbound::{InboundSync, PassReport, Progress};
 use crate::plugin::{
     InstalledPlugins, PluginConfig, PluginRuntime, QuarantinePolicy, RuntimeConfig,
 };
-use crate::runtime::governor_state;
-use crate::salesforce::SalesforceClient;
+use crate::runtime::{Installation, governor_state};
 use crate::store::{RedbStore, Store};
 use crate::telemetry::{InstallationTelemetry, Telemetry};
-use crate::throttle::{Governor, SystemClock};
 
 pub struct SyncArgs {
     pub config: PathBuf,
@@ -31,31 +29,15 @@ pub struct SyncArgs {
 }
 
 pub fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
-    let config = InstallationConfig::load(&args.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the Tokio runtime")?;
-    runtime.block_on(sync(args, config))
+    runtime.block_on(sync(args))
 }
 
-async fn sync(args: SyncArgs, mut config: InstallationConfig) -> anyhow::Result<ExitCode> {
-    let id = config.id.clone();
+async fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let telemetry = Telemetry::new();
-    let installation = telemetry.installation(&id);
-    // The store opens first so the governor starts from what the last run spent today.
-    let store: Arc<dyn Store> = Arc::new(
-        RedbStore::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?,
-    );
-    let governor = Governor::new(
-        config.governor.clone(),
-        Arc::new(SystemClock),
-        installation.clone(),
-    );
-    governor_state::restore(&*store, &id, &governor);
-    let governors = vec![(id.clone(), governor.clone())];
-    let client = SalesforceClient::new(config.salesforce.client_config(&id), governor)
-        .context("setting up the Salesforce client")?;
     let cache_dir = args
         .db
         .parent()
@@ -66,8 +48,32 @@ async fn sync(args: SyncArgs, mut config: InstallationConfig) -> anyhow::Result<
         ..RuntimeConfig::default()
     })
     .context("starting the plugin runtime")?;
+    // The one place an installation's live objects are built, as `weft serve` builds them.
+    let Installation {
+        mut config,
+        governor,
+        client,
+        plugin,
+        ..
+    } = Installation::load(&args.config, &plugin_runtime, &telemetry)?;
+    let id = config.id.clone();
+    let installation = telemetry.installation(&id);
+    // The store opens before the first request so the governor starts from what the last
+    // run spent today.
+    let store: Arc<dyn Store> = Arc::new(
+        RedbStore::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?,
+    );
+    governor_state::restore(&*store, &id, &governor);
+    let governors = vec![(id.clone(), governor.clone())];
     let plugins = Arc::new(InstalledPlugins::new(QuarantinePolicy::default()));
-    install_plugin(&plugin_runtime, &plugins, &config)?;
+    plugins.install(
+        &id,
+        plugin,
+        PluginConfig {
+            values: config.plugin.config.clone(),
+            limits: config.plugin.limits.clone(),
+        },
+    );
     let saver =
         governor_state::spawn_saver(store.clone(), governors.clone(), governor_state::SAVE_EVERY);
     let mut inbound = InboundSync::new(
