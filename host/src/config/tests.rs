@@ -316,7 +316,9 @@ fn an_ongoing_credential_is_checked_like_the_setup_one_with_its_own_keys() {
         )
     };
     let config = f
-        .parse(&with("auth = \"refresh_token\"\nrefresh_token_file = \"secret.txt\""))
+        .parse(&with(
+            "auth = \"refresh_token\"\nrefresh_token_file = \"secret.txt\"",
+        ))
         .expect("valid");
     assert!(matches!(
         config.salesforce.ongoing,

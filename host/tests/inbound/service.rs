@@ -57,7 +57,7 @@ async fn wait_for_every_account(
         let delivered = latest(&sink_lines(dir, "Account"));
         if ids
             .keys()
-            .all(|id| delivered.get(id).is_some_and(|line| done(line)))
+            .all(|id| delivered.get(id).is_some_and(&done))
         {
             return;
         }

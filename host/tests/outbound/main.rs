@@ -5,6 +5,7 @@ mod bulk;
 mod collection;
 mod common;
 mod conflict;
+mod crash;
 mod deletes;
 mod fairness;
 mod governor;
