@@ -774,8 +774,9 @@ mod tests {
         );
         g.admit(Project::Outbound).await.success();
         let wait = g.ready_in(Project::Outbound);
+        // About one interval (the scaled clock moves a little between the two reads).
         assert!(
-            wait.as_secs_f64() > 5.0 && wait.as_secs_f64() <= 10.0,
+            wait.as_secs_f64() > 5.0 && wait.as_secs_f64() < 11.0,
             "{wait:?}"
         );
         let spent = g.usage_24h();
