@@ -212,31 +212,32 @@ impl Registry {
         id: &str,
         phase: CredentialPhase,
     ) -> Result<SpecRecord, RegistryError> {
-        let mut saved = None;
-        self.write(|txn| {
-            let current = read_in(txn, id)?
-                .ok_or_else(|| Refusal::Registry(RegistryError::NotFound(id.to_owned())))?;
-            let record = SpecRecord {
-                credential: phase,
-                ..current
-            };
-            txn.put_spec_raw(id, &encode(&record)?)?;
-            saved = Some(record);
-            Ok(())
-        })?;
-        saved.ok_or_else(|| RegistryError::NotFound(id.to_owned()))
+        self.amend(id, |record| SpecRecord {
+            credential: phase,
+            ..record
+        })
     }
 
     /// Sets or clears the installation's pause; the version stays.
     pub fn set_pause(&self, id: &str, paused: Option<Pause>) -> Result<SpecRecord, RegistryError> {
+        self.amend(id, |record| SpecRecord {
+            paused: paused.clone(),
+            ..record
+        })
+    }
+
+    /// Rewrites the record of `id` through `change` (operational state beside the
+    /// document: the version stays), in one transaction.
+    fn amend(
+        &self,
+        id: &str,
+        change: impl Fn(SpecRecord) -> SpecRecord,
+    ) -> Result<SpecRecord, RegistryError> {
         let mut saved = None;
         self.write(|txn| {
             let current = read_in(txn, id)?
                 .ok_or_else(|| Refusal::Registry(RegistryError::NotFound(id.to_owned())))?;
-            let record = SpecRecord {
-                paused: paused.clone(),
-                ..current
-            };
+            let record = change(current);
             txn.put_spec_raw(id, &encode(&record)?)?;
             saved = Some(record);
             Ok(())

@@ -120,18 +120,9 @@ async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>
         Ok(stage) => stage,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_filter", e.to_string()),
     };
-    let status = match query.status.as_deref().unwrap_or("open") {
-        "open" => Some(DlqStatus::Open),
-        "replayed" => Some(DlqStatus::Replayed),
-        "discarded" => Some(DlqStatus::Discarded),
-        "all" => None,
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_filter",
-                format!("status {other:?}: expected open, replayed, discarded or all"),
-            );
-        }
+    let status = match status_filter(query.status.as_deref()) {
+        Ok(status) => status,
+        Err(response) => return response,
     };
     let filter = DlqFilter {
         installation: query.installation,
@@ -142,6 +133,23 @@ async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>
     match blocking(&state, move |store| store.dlq_list(&filter)).await {
         Ok(listing) => (StatusCode::OK, axum::Json(listing)).into_response(),
         Err(response) => response,
+    }
+}
+
+/// The `status` query of a DLQ listing: `open` (the default), `replayed`, `discarded`, or
+/// `all` (`None`).
+#[allow(clippy::result_large_err)]
+pub(super) fn status_filter(status: Option<&str>) -> Result<Option<DlqStatus>, Response> {
+    match status.unwrap_or("open") {
+        "open" => Ok(Some(DlqStatus::Open)),
+        "replayed" => Ok(Some(DlqStatus::Replayed)),
+        "discarded" => Ok(Some(DlqStatus::Discarded)),
+        "all" => Ok(None),
+        other => Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_filter",
+            format!("status {other:?}: expected open, replayed, discarded or all"),
+        )),
     }
 }
 

@@ -26,7 +26,7 @@ use serde_json::json;
 use super::ApiState;
 use super::auth::installation_access;
 use super::intake::{error, error_chain, unknown_installation};
-use crate::store::{DlqFilter, DlqStatus, StoreError};
+use crate::store::{DlqFilter, StoreError};
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1_000;
@@ -68,18 +68,9 @@ async fn dlq(
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()),
     };
-    let status = match query.status.as_deref().unwrap_or("open") {
-        "open" => Some(DlqStatus::Open),
-        "replayed" => Some(DlqStatus::Replayed),
-        "discarded" => Some(DlqStatus::Discarded),
-        "all" => None,
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_filter",
-                format!("status {other:?}: expected open, replayed, discarded or all"),
-            );
-        }
+    let status = match super::admin::status_filter(query.status.as_deref()) {
+        Ok(status) => status,
+        Err(response) => return response,
     };
     let filter = DlqFilter {
         installation: Some(id),

@@ -339,17 +339,7 @@ impl Governor {
     pub fn ready_in(&self, project: Project) -> Duration {
         let now = self.clock.now();
         let mut st = self.lock();
-        let max = st.daily_max.unwrap_or(self.settings.assumed_daily_max);
-        let win = self.settings.schedule.window_at(now);
-        let mut wait = st.installation.wait(now, &win, max);
-        let pwin = self
-            .settings
-            .projects
-            .get(&project)
-            .map(|s| s.window_at(now));
-        if let (Some(pw), Some(p)) = (&pwin, st.projects.get_mut(&project)) {
-            wait = wait.max(p.wait(now, pw, max));
-        }
+        let (mut wait, _, _) = self.pacing_wait(&mut st, now, project);
         if st.paused.is_some()
             && let Some(last) = st.last_probe
         {
@@ -362,9 +352,14 @@ impl Governor {
         wait
     }
 
-    fn try_admit(&self, project: Project) -> Result<bool, Duration> {
-        let now = self.clock.now();
-        let mut st = self.lock();
+    /// The pacing wait of `project` now (installation and project ceilings), with the
+    /// active window and the daily maximum it was judged against.
+    fn pacing_wait(
+        &self,
+        st: &mut State,
+        now: Timestamp,
+        project: Project,
+    ) -> (Duration, super::ActiveWindow, u64) {
         let max = st.daily_max.unwrap_or(self.settings.assumed_daily_max);
         let win = self.settings.schedule.window_at(now);
         let mut wait = st.installation.wait(now, &win, max);
@@ -376,6 +371,13 @@ impl Governor {
         if let (Some(pw), Some(p)) = (&pwin, st.projects.get_mut(&project)) {
             wait = wait.max(p.wait(now, pw, max));
         }
+        (wait, win, max)
+    }
+
+    fn try_admit(&self, project: Project) -> Result<bool, Duration> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let (wait, win, max) = self.pacing_wait(&mut st, now, project);
         if !wait.is_zero() {
             return Err(wait);
         }

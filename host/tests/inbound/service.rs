@@ -55,10 +55,7 @@ async fn wait_for_every_account(
     let ids = org_rows(org, "Account", false);
     for _ in 0..400 {
         let delivered = latest(&sink_lines(dir, "Account"));
-        if ids
-            .keys()
-            .all(|id| delivered.get(id).is_some_and(&done))
-        {
+        if ids.keys().all(|id| delivered.get(id).is_some_and(&done)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
