@@ -110,6 +110,9 @@ pub trait Store: Send + Sync {
     /// decoded: one bad entry never hides the others.
     fn dlq_list(&self, filter: &DlqFilter) -> Result<DlqListing, StoreError>;
 
+    /// How many of `installation`'s DLQ entries are open. Counts index keys only.
+    fn dlq_open_count(&self, installation: &str) -> Result<u64, StoreError>;
+
     /// One entry; [`StoreError::DlqUnreadable`] for one that cannot be decoded.
     fn dlq_get(&self, id: u64) -> Result<Option<DlqEntry>, StoreError>;
 

@@ -178,6 +178,16 @@ impl Telemetry {
             .clone()
     }
 
+    /// Drops a removed installation's series, so a deleted tenant does not stay in every
+    /// scrape.
+    pub fn forget(&self, installation: &str) {
+        let mut m = match self.installations.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.remove(installation);
+    }
+
     fn all(&self) -> Vec<Arc<InstallationTelemetry>> {
         self.installations
             .read()
@@ -347,7 +357,8 @@ impl Telemetry {
     }
 }
 
-fn escape(s: &str) -> String {
+/// A Prometheus label value, escaped.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -1,5 +1,7 @@
 //! `GET /metrics`: intake counters in Prometheus text, followed by whatever the host
-//! adds (the transport telemetry). Rendering reads atomics only; it never touches the store.
+//! adds (the transport telemetry) and, under `weft serve`, each installation's status
+//! figures and the scheduler's counters. Only those status figures read the store, and
+//! only index counts (outbound backlog, open DLQ), off the async workers.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -106,6 +108,9 @@ pub(super) async fn render(State(state): State<Arc<ApiState>>) -> Response {
     }
     if let Some(extra) = &state.extra_metrics {
         out.push_str(&extra());
+    }
+    if let Some(supervisor) = &state.supervisor {
+        out.push_str(&crate::runtime::metrics::render(supervisor).await);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -32,7 +32,7 @@ use crate::plugin::{InstalledPlugins, PluginRuntime};
 use crate::registry::{CredentialPhase, Pause, Registry, RegistryError, SpecRecord};
 use crate::salesforce::SalesforceClient;
 use crate::secrets::Keyring;
-use crate::store::{Backlog, DlqFilter, DlqStatus, Store, StoreError};
+use crate::store::{Backlog, Store, StoreError};
 use crate::telemetry::Telemetry;
 use crate::throttle::Governor;
 
@@ -128,6 +128,17 @@ struct Running {
     has_ongoing: bool,
     /// Why the last switch to the ongoing credential failed (the setup one stays).
     switch_error: Option<String>,
+}
+
+/// A running installation's own part of its status.
+struct LiveStatus {
+    version: u64,
+    paused: Option<Pause>,
+    objects: Vec<String>,
+    passes: BTreeMap<String, inbound_worker::ObjectPasses>,
+    progress: BTreeMap<String, crate::inbound::ObjectProgress>,
+    since: Timestamp,
+    credential: status::Credential,
 }
 
 /// What [`Supervisor::start_stored`] did.
@@ -528,62 +539,93 @@ impl Supervisor {
 
     /// The installation's status now; `None` when it does not run.
     pub async fn status(&self, id: &str) -> Option<Status> {
-        let slot = self.slot(id);
-        let (version, paused, objects, passes, progress, since, credential) = {
-            let slot = slot.lock().await;
-            let running = slot.as_ref()?;
-            (
-                running.version,
-                running.paused.clone(),
-                running.objects.clone(),
-                running.passes.snapshot(),
-                running
-                    .progress
-                    .as_ref()
-                    .map(|p| p.snapshot())
-                    .unwrap_or_default(),
-                running.since,
-                status::Credential {
-                    in_use: running.credential.as_str(),
-                    ongoing_configured: running.has_ongoing,
-                    switch_error: running.switch_error.clone(),
-                },
-            )
-        };
-        let (store, lookup) = (self.store.clone(), id.to_owned());
-        let read = tokio::task::spawn_blocking(move || {
-            let backlog = store.backlog(&lookup)?;
-            let open = store.dlq_list(&DlqFilter {
-                installation: Some(lookup),
-                status: Some(DlqStatus::Open),
-                ..DlqFilter::default()
-            })?;
-            Ok::<_, StoreError>((backlog, (open.entries.len() + open.unreadable.len()) as u64))
-        })
-        .await;
-        let (backlog, dlq_open) = match read {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => {
-                tracing::warn!(installation = %id, error = %e, "status: the store could not be read");
-                (Backlog::default(), 0)
+        let live = self.live_status(id).await?;
+        let mut composed = self.compose_statuses(vec![(id.to_owned(), live)]).await;
+        composed.pop()
+    }
+
+    /// Every running installation's status, by id, with one store read for them all
+    /// (for the Prometheus series).
+    pub async fn statuses(&self) -> Vec<Status> {
+        let mut live = Vec::new();
+        for (id, _) in self.all_slots() {
+            if let Some(parts) = self.live_status(&id).await {
+                live.push((id, parts));
             }
-            Err(_) => (Backlog::default(), 0),
-        };
+        }
+        self.compose_statuses(live).await
+    }
+
+    /// What the running installation itself knows of its status (no store read).
+    async fn live_status(&self, id: &str) -> Option<LiveStatus> {
+        let slot = self.slot(id);
+        let slot = slot.lock().await;
+        let running = slot.as_ref()?;
+        Some(LiveStatus {
+            version: running.version,
+            paused: running.paused.clone(),
+            objects: running.objects.clone(),
+            passes: running.passes.snapshot(),
+            progress: running
+                .progress
+                .as_ref()
+                .map(|p| p.snapshot())
+                .unwrap_or_default(),
+            since: running.since,
+            credential: status::Credential {
+                in_use: running.credential.as_str(),
+                ongoing_configured: running.has_ongoing,
+                switch_error: running.switch_error.clone(),
+            },
+        })
+    }
+
+    /// Adds what the store knows (outbound backlog, open DLQ: index counts only) and
+    /// composes each status.
+    async fn compose_statuses(&self, live: Vec<(String, LiveStatus)>) -> Vec<Status> {
+        let store = self.store.clone();
+        let ids: Vec<String> = live.iter().map(|(id, _)| id.clone()).collect();
+        let read = tokio::task::spawn_blocking(move || {
+            ids.iter()
+                .map(|id| {
+                    let read = store
+                        .backlog(id)
+                        .and_then(|backlog| Ok((backlog, store.dlq_open_count(id)?)));
+                    read.unwrap_or_else(|e: StoreError| {
+                        tracing::warn!(installation = %id, error = %e, "status: the store could not be read");
+                        (Backlog::default(), 0)
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
         let now = Timestamp::now();
-        Some(status::compose(status::Parts {
-            installation: id,
-            version,
-            paused: paused.as_ref(),
-            objects: &objects,
-            passes,
-            progress,
-            telemetry: self.telemetry.installation(id).status(now),
-            backlog,
-            dlq_open,
-            running_since: since,
-            credential,
-            now,
-        }))
+        live.into_iter()
+            .enumerate()
+            .map(|(k, (id, live))| {
+                let (backlog, dlq_open) = read.get(k).cloned().unwrap_or_default();
+                status::compose(status::Parts {
+                    installation: &id,
+                    version: live.version,
+                    paused: live.paused.as_ref(),
+                    objects: &live.objects,
+                    passes: live.passes,
+                    progress: live.progress,
+                    telemetry: self.telemetry.installation(&id).status(now),
+                    backlog,
+                    dlq_open,
+                    running_since: live.since,
+                    credential: live.credential,
+                    now,
+                })
+            })
+            .collect()
+    }
+
+    /// The pool's own figures.
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.scheduler
     }
 
     /// Starts an inbound pass now instead of at the end of the wait, and an outbound round.
@@ -626,6 +668,7 @@ impl Supervisor {
         }
         // The empty slot stays: a concurrent change may already hold it.
         self.plugins.remove(id);
+        self.telemetry.forget(id);
     }
 
     /// The version each running installation runs, by id.

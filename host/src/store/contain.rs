@@ -98,6 +98,10 @@ impl Store for RedbStore {
         self.guard(|| self.file.dlq_list(filter))
     }
 
+    fn dlq_open_count(&self, installation: &str) -> Result<u64, StoreError> {
+        self.guard(|| self.file.dlq_open_count(installation))
+    }
+
     fn dlq_get(&self, id: u64) -> Result<Option<DlqEntry>, StoreError> {
         self.guard(|| self.file.dlq_get(id))
     }

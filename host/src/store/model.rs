@@ -269,6 +269,15 @@ impl DlqStatus {
             DlqStatus::Discarded => "discarded",
         }
     }
+
+    /// How the store's per-installation index holds it.
+    pub fn code(self) -> u8 {
+        match self {
+            DlqStatus::Open => 0,
+            DlqStatus::Replayed => 1,
+            DlqStatus::Discarded => 2,
+        }
+    }
 }
 
 /// A DLQ entry as stored. `O` is how the original is held: decoded ([`DlqOriginal`]), or

@@ -9,6 +9,7 @@
 //! | `outbound_event_ids` | (installation, event id) | (seq, state code) — idempotency |
 //! | `dlq` | id | [`DlqEntry`] as JSON |
 //! | `dlq_open_by_event` | (installation, event id) | id of the open entry |
+//! | `dlq_by_installation` | (installation, id) | the entry's status code — listings and counts per tenant |
 //! | `audit` | (installation, id) | [`AuditEntry`] as JSON |
 //! | `sync_state` | (installation, object, kind) | caller's checkpoint/watermark bytes; governor snapshot under object `$governor` |
 //! | `outbound_applied` | (installation, object, record key) | [`AppliedMark`] as JSON |
@@ -43,6 +44,13 @@ const EVENT_IDS: TableDefinition<(&str, &str), (u64, u8)> =
 const DLQ: TableDefinition<u64, &[u8]> = TableDefinition::new("dlq");
 const DLQ_OPEN_BY_EVENT: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("dlq_open_by_event");
+/// Every DLQ entry whose own fields can be read, by installation, with its status: one
+/// tenant's listing, open count or purge reads its own rows, never the whole DLQ.
+const DLQ_BY_INSTALLATION: TableDefinition<(&str, u64), u8> =
+    TableDefinition::new("dlq_by_installation");
+/// Set in `counters` once `dlq_by_installation` holds every entry (files written before it
+/// existed are indexed when first opened).
+const DLQ_INDEXED: &str = "dlq_by_installation_built";
 const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 const SYNC_STATE: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("sync_state");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
@@ -157,7 +165,50 @@ impl RedbFile {
         })?;
         let store = RedbFile { db };
         store.write(&mut |_txn| Ok(()))?;
+        store.index_dlq()?;
         Ok(store)
+    }
+
+    /// Builds `dlq_by_installation` from the DLQ once, for a file written before the index
+    /// existed; later opens find the mark and do nothing. An entry whose own fields cannot
+    /// be read has no known installation, so no tenant's listing would show it anyway; the
+    /// unfiltered listing still does.
+    fn index_dlq(&self) -> Result<(), StoreError> {
+        const DOING: &str = "indexing the DLQ by installation";
+        let txn = self.read(DOING)?;
+        if txn
+            .open_table(COUNTERS)
+            .doing(DOING)?
+            .get(DLQ_INDEXED)
+            .doing(DOING)?
+            .is_some()
+        {
+            return Ok(());
+        }
+        drop(txn);
+        let mut txn = self.db.begin_write().doing(DOING)?;
+        txn.set_quick_repair(true);
+        ensure_tables(&txn)?;
+        {
+            let dlq = txn.open_table(DLQ).doing(DOING)?;
+            let mut index = txn.open_table(DLQ_BY_INSTALLATION).doing(DOING)?;
+            for row in dlq.iter().doing(DOING)? {
+                let (key, value) = row.doing(DOING)?;
+                if let Ok(owner) = serde_json::from_slice::<DlqOwner>(value.value()) {
+                    index
+                        .insert(
+                            (owner.installation.as_str(), key.value()),
+                            owner.status.code(),
+                        )
+                        .doing(DOING)?;
+                }
+            }
+            txn.open_table(COUNTERS)
+                .doing(DOING)?
+                .insert(DLQ_INDEXED, 1)
+                .doing(DOING)?;
+        }
+        txn.commit().doing(DOING)
     }
 
     fn read(&self, doing: &'static str) -> Result<redb::ReadTransaction, StoreError> {
@@ -288,20 +339,54 @@ impl Store for RedbFile {
         let txn = self.read(DOING)?;
         let dlq = txn.open_table(DLQ).doing(DOING)?;
         let mut out = DlqListing::default();
-        // A scan: the DLQ is meant to stay small (operators drain it); an index by
-        // installation is the first thing to add if it does not.
-        for row in dlq.iter().doing(DOING)? {
-            let (key, value) = row.doing(DOING)?;
-            match read_dlq_entry(key.value(), value.value()) {
-                Ok(entry) if filter.matches(&entry) => out.entries.push(entry),
-                Ok(_) => {}
-                Err(unreadable) if filter.may_match(&unreadable) => {
-                    out.unreadable.push(unreadable);
+        let mut take = |id: u64, bytes: &[u8]| match read_dlq_entry(id, bytes) {
+            Ok(entry) if filter.matches(&entry) => out.entries.push(entry),
+            Ok(_) => {}
+            Err(unreadable) if filter.may_match(&unreadable) => out.unreadable.push(unreadable),
+            Err(_) => {}
+        };
+        if let Some(installation) = filter.installation.as_deref() {
+            // One tenant's rows through the index; the status is there too, so entries of
+            // another status are never read.
+            let index = txn.open_table(DLQ_BY_INSTALLATION).doing(DOING)?;
+            for row in index
+                .range((installation, 0)..=(installation, u64::MAX))
+                .doing(DOING)?
+            {
+                let (key, status) = row.doing(DOING)?;
+                if filter
+                    .status
+                    .is_some_and(|wanted| wanted.code() != status.value())
+                {
+                    continue;
                 }
-                Err(_) => {}
+                let id = key.value().1;
+                if let Some(stored) = dlq.get(id).doing(DOING)? {
+                    take(id, stored.value());
+                }
+            }
+        } else {
+            for row in dlq.iter().doing(DOING)? {
+                let (key, value) = row.doing(DOING)?;
+                take(key.value(), value.value());
             }
         }
         Ok(out)
+    }
+
+    fn dlq_open_count(&self, installation: &str) -> Result<u64, StoreError> {
+        const DOING: &str = "counting open DLQ entries";
+        let txn = self.read(DOING)?;
+        let index = txn.open_table(DLQ_BY_INSTALLATION).doing(DOING)?;
+        let mut open = 0;
+        for row in index
+            .range((installation, 0)..=(installation, u64::MAX))
+            .doing(DOING)?
+        {
+            let (_, status) = row.doing(DOING)?;
+            open += u64::from(status.value() == DlqStatus::Open.code());
+        }
+        Ok(open)
     }
 
     fn dlq_get(&self, id: u64) -> Result<Option<DlqEntry>, StoreError> {
@@ -445,6 +530,7 @@ fn ensure_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(EVENT_IDS).doing(DOING)?;
     txn.open_table(DLQ).doing(DOING)?;
     txn.open_table(DLQ_OPEN_BY_EVENT).doing(DOING)?;
+    txn.open_table(DLQ_BY_INSTALLATION).doing(DOING)?;
     txn.open_table(AUDIT).doing(DOING)?;
     txn.open_table(SYNC_STATE).doing(DOING)?;
     txn.open_table(COUNTERS).doing(DOING)?;
@@ -482,10 +568,20 @@ impl RedbTxn<'_> {
         Ok(())
     }
 
-    fn put_dlq_entry(&self, entry: &DlqEntry, doing: &'static str) -> Result<(), StoreError> {
+    /// Writes an entry and its row in the per-installation index.
+    fn put_dlq_entry<O: serde::Serialize>(
+        &self,
+        entry: &DlqEntry<O>,
+        doing: &'static str,
+    ) -> Result<(), StoreError> {
         let bytes = encode(entry, doing)?;
         let mut dlq = self.txn.open_table(DLQ).doing(doing)?;
         dlq.insert(entry.id, bytes.as_slice()).doing(doing)?;
+        self.txn
+            .open_table(DLQ_BY_INSTALLATION)
+            .doing(doing)?
+            .insert((entry.installation.as_str(), entry.id), entry.status.code())
+            .doing(doing)?;
         Ok(())
     }
 
@@ -784,12 +880,7 @@ impl StoreTxn for RedbTxn<'_> {
         // entry whose original cannot be decoded can still be discarded.
         let mut entry = self.load_dlq_envelope(id, DOING)?;
         entry.status = status;
-        let bytes = encode(&entry, DOING)?;
-        self.txn
-            .open_table(DLQ)
-            .doing(DOING)?
-            .insert(id, bytes.as_slice())
-            .doing(DOING)?;
+        self.put_dlq_entry(&entry, DOING)?;
         let event_id = serde_json::from_str::<OriginalEventId>(entry.original.get())
             .ok()
             .and_then(|original| original.event.map(|event| event.id));
@@ -960,24 +1051,30 @@ impl StoreTxn for RedbTxn<'_> {
         counts.state_rows += purge!(SYNCED_IDS, triples.clone());
         counts.state_rows += purge!(APPLIED, triples);
         let _ = purge!(DLQ_OPEN_BY_EVENT, pairs);
-        // DLQ entries are keyed by id, with the installation inside the value: a scan,
-        // like the listing (the DLQ is meant to stay small).
+        let mut index = txn.open_table(DLQ_BY_INSTALLATION).doing(DOING)?;
+        let mut ids = Vec::new();
+        for row in index
+            .range((installation, 0u64)..(next, 0u64))
+            .doing(DOING)?
+        {
+            ids.push(row.doing(DOING)?.0.value().1);
+        }
+        index
+            .retain_in((installation, 0u64)..(next, 0u64), |_, _| false)
+            .doing(DOING)?;
         let mut dlq = txn.open_table(DLQ).doing(DOING)?;
-        let before = dlq.len().doing(DOING)?;
-        dlq.retain(|_, value| {
-            serde_json::from_slice::<DlqOwner>(value)
-                .map_or(true, |e| e.installation != installation)
-        })
-        .doing(DOING)?;
-        counts.dlq_entries = before - dlq.len().doing(DOING)?;
+        for id in ids {
+            counts.dlq_entries += u64::from(dlq.remove(id).doing(DOING)?.is_some());
+        }
         Ok(counts)
     }
 }
 
-/// Just the installation of a stored DLQ entry.
+/// The own fields of a stored DLQ entry the index needs; the original is skipped.
 #[derive(Deserialize)]
 struct DlqOwner {
     installation: String,
+    status: DlqStatus,
 }
 
 /// Serializes like [`AcceptedEvent`] without cloning the event.

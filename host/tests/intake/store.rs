@@ -468,3 +468,76 @@ fn a_damaged_store_file_is_reported_as_corrupt_never_a_panic() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A file written before the DLQ had its per-installation index: the first open builds
+/// it, so each tenant's listing, open count and purge find every one of its entries, and
+/// the index follows later status changes.
+#[test]
+fn a_dlq_written_before_its_installation_index_is_indexed_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_path(&dir);
+    let (acme, globex) = {
+        let store = RedbStore::open(&db).unwrap();
+        let acme: Vec<u64> = ["a1", "a2", "a3"]
+            .iter()
+            .map(|id| {
+                store
+                    .put_dlq(&failure("acme", outbound(id), Stage::Write, "X"))
+                    .unwrap()
+            })
+            .collect();
+        let globex = store
+            .put_dlq(&failure("globex", outbound("g1"), Stage::Write, "X"))
+            .unwrap();
+        (acme, globex)
+    };
+    {
+        // What an older host left: no index table and no mark that it was built.
+        let file = redb::Database::create(&db).unwrap();
+        let txn = file.begin_write().unwrap();
+        let index: redb::TableDefinition<(&str, u64), u8> =
+            redb::TableDefinition::new("dlq_by_installation");
+        txn.delete_table(index).unwrap();
+        let counters: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("counters");
+        txn.open_table(counters)
+            .unwrap()
+            .remove("dlq_by_installation_built")
+            .unwrap();
+        txn.commit().unwrap();
+    }
+
+    let store = RedbStore::open(&db).unwrap();
+    let listed = |installation: &str, status: Option<DlqStatus>| -> Vec<u64> {
+        store
+            .dlq_list(&DlqFilter {
+                installation: Some(installation.into()),
+                status,
+                ..DlqFilter::default()
+            })
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.id)
+            .collect()
+    };
+    assert_eq!(listed("acme", None), acme);
+    assert_eq!(listed("globex", None), [globex]);
+    assert_eq!(store.dlq_open_count("acme").unwrap(), 3);
+
+    store.discard_dlq(acme[1]).unwrap();
+    assert_eq!(listed("acme", Some(DlqStatus::Open)), [acme[0], acme[2]]);
+    assert_eq!(listed("acme", Some(DlqStatus::Discarded)), [acme[1]]);
+    assert_eq!(store.dlq_open_count("acme").unwrap(), 2);
+
+    let purged = store
+        .transact(|txn| txn.purge_installation("acme"))
+        .unwrap();
+    assert_eq!(purged.dlq_entries, 3);
+    assert!(listed("acme", None).is_empty());
+    assert_eq!(store.dlq_open_count("acme").unwrap(), 0);
+    assert_eq!(listed("globex", None), [globex]);
+    assert_eq!(
+        store.dlq_list(&DlqFilter::default()).unwrap().entries.len(),
+        1
+    );
+}

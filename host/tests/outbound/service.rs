@@ -181,6 +181,19 @@ impl Api {
         .0
     }
 
+    /// `GET /metrics` with the operator token, as text.
+    pub(crate) async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("metrics text")
+    }
+
     pub(crate) async fn token(&mut self, installation: &str) -> String {
         let (status, headers, body) = self
             .admin(
@@ -385,6 +398,11 @@ async fn an_installation_created_changed_and_deleted_through_the_api_without_a_r
         .admin(Method::GET, "/v1/installations/tenant-a", &[], None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let metrics = api.metrics().await;
+    assert!(
+        !metrics.contains(r#"installation="tenant-a""#),
+        "a deleted installation's series are gone:\n{metrics}"
+    );
 
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     let secret = &org.credentials().client_secret;
@@ -615,6 +633,19 @@ async fn a_paused_installation_accepts_events_and_delivers_them_once_resumed() {
         "customer's year-end freeze"
     );
     assert_eq!(status_body["outbound"]["backlog"], 1, "{status_body}");
+    // The same figures as Prometheus series.
+    let metrics = api.metrics().await;
+    for series in [
+        r#"weft_installation_health{installation="tenant-p",state="paused"} 1"#,
+        r#"weft_installation_health{installation="tenant-p",state="healthy"} 0"#,
+        r#"weft_outbound_backlog_events{installation="tenant-p"} 1"#,
+        r#"weft_dlq_open_entries{installation="tenant-p"} 0"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} in\n{metrics}"
+        );
+    }
     let (_, _, listed) = api
         .admin(Method::GET, "/v1/installations?paused=true", &[], None)
         .await;
@@ -644,6 +675,22 @@ async fn a_paused_installation_accepts_events_and_delivers_them_once_resumed() {
         .await;
     assert_eq!(status_body["health"]["state"], "healthy", "{status_body}");
     assert_eq!(status_body["outbound"]["backlog"], 0, "{status_body}");
+    let metrics = api.metrics().await;
+    for series in [
+        r#"weft_installation_health{installation="tenant-p",state="healthy"} 1"#,
+        r#"weft_outbound_backlog_events{installation="tenant-p"} 0"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("weft_scheduler_turns_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
     let (_, _, audit) = api
         .call(
             Method::GET,
