@@ -43,9 +43,12 @@ pub fn dispatch(
         ("GET", ["sobjects"]) => {
             let store = org.store.read().map_err(|_| poisoned())?;
             if schema_unchanged(req, &store)? {
-                return Ok(http::empty(304));
+                return Ok(dated(org, http::empty(304)));
             }
-            Ok(http::json(200, &describe::global(&store, version)))
+            Ok(dated(
+                org,
+                http::json(200, &describe::global(&store, version)),
+            ))
         }
         ("GET", ["sobjects", obj]) => {
             let store = org.store.read().map_err(|_| poisoned())?;
@@ -57,13 +60,16 @@ pub fn dispatch(
         }
         ("GET", ["sobjects", obj, "describe"]) => {
             let store = org.store.read().map_err(|_| poisoned())?;
-            if schema_unchanged(req, &store)? {
-                return Ok(http::empty(304));
-            }
             let t = table_of(&store, obj)?;
-            Ok(http::json(
-                200,
-                &describe::object(&store, &store.tables[t].def, version),
+            if schema_unchanged(req, &store)? {
+                return Ok(dated(org, http::empty(304)));
+            }
+            Ok(dated(
+                org,
+                http::json(
+                    200,
+                    &describe::object(&store, &store.tables[t].def, version),
+                ),
             ))
         }
         ("GET", ["sobjects", obj, kind @ ("updated" | "deleted")]) => {
@@ -123,6 +129,16 @@ pub fn dispatch(
             }
         }
     }
+}
+
+/// Stamps a describe response with `Date` on the org's own clock, so a client that sends it
+/// back as `If-Modified-Since` compares against the clock schema changes are stamped with
+/// (the server's own `Date` would be the host machine's, which a scaled clock leaves).
+fn dated(org: &Arc<Org>, mut r: Resp) -> Resp {
+    let now =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(org.clock.now_ms().max(0) as u64);
+    http::set_header(&mut r, "Date", &httpdate::fmt_http_date(now));
+    r
 }
 
 /// `If-Modified-Since` on describe: `304` while the schema has not changed since.

@@ -112,6 +112,13 @@ pub fn parse_retry_after(value: &str, reference: Timestamp) -> Option<Duration> 
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
+/// `t` as an HTTP-date (IMF-fixdate, RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn format_http_date(t: Timestamp) -> String {
+    t.to_zoned(TimeZone::UTC)
+        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
 /// Parses an HTTP-date (RFC 9110 §5.6.7): the preferred IMF-fixdate
 /// (`Sun, 06 Nov 1994 08:49:37 GMT`) and the two obsolete forms recipients must still
 /// accept, RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime
@@ -206,6 +213,13 @@ mod tests {
         for bad in ["-1", "1.5", "", "soon", "7s", "+7"] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_http_date_is_written_as_imf_fixdate_and_read_back() {
+        let t = ts("1994-11-06T08:49:37Z");
+        assert_eq!(format_http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(parse_http_date(&format_http_date(t)), Some(t));
     }
 
     #[test]

@@ -112,7 +112,16 @@ struct Inner {
     session: RwLock<Option<Session>>,
     login_lock: tokio::sync::Mutex<()>,
     generation: AtomicU64,
-    describes: Mutex<HashMap<String, Arc<SObjectDescribe>>>,
+    describes: Mutex<HashMap<String, CachedDescribe>>,
+}
+
+/// A describe as cached, with the org's `Date` of the response that carried it: the
+/// `If-Modified-Since` of the next refresh, which the org answers `304` (no body to send
+/// or parse) while the schema is unchanged.
+#[derive(Debug, Clone)]
+struct CachedDescribe {
+    describe: Arc<SObjectDescribe>,
+    as_of: Option<String>,
 }
 
 impl SalesforceClient {

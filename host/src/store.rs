@@ -384,6 +384,28 @@ pub trait StoreExt: Store {
         })
     }
 
+    /// Saves several installations' governor snapshots in one durable transaction.
+    fn put_governor_snapshots<T: Serialize>(
+        &self,
+        snapshots: &[(&str, &T)],
+    ) -> Result<(), StoreError> {
+        let encoded = snapshots
+            .iter()
+            .map(|(installation, snapshot)| {
+                Ok((
+                    *installation,
+                    encode(snapshot, "encoding a governor snapshot")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.transact(|txn| {
+            for (installation, bytes) in &encoded {
+                txn.put_state_raw(installation, GOVERNOR_OBJECT, StateKind::Governor, bytes)?;
+            }
+            Ok(())
+        })
+    }
+
     /// The installation's last saved governor snapshot, if one was saved.
     fn get_governor_snapshot<T: DeserializeOwned>(
         &self,

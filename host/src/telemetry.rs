@@ -30,6 +30,8 @@ pub struct Telemetry {
 pub struct InstallationTelemetry {
     id: String,
     inner: Mutex<Counters>,
+    /// Bumped on every change, so the status writer can tell an idle host from a busy one.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 /// Kinds of throttle event.
@@ -176,6 +178,17 @@ impl Telemetry {
         m.entry(installation.to_string())
             .or_insert_with(|| Arc::new(InstallationTelemetry::new(installation)))
             .clone()
+    }
+
+    /// Changes to any installation's counters so far, and how many installations there
+    /// are: equal between two reads when nothing was recorded in between.
+    pub fn generation(&self) -> (u64, usize) {
+        let all = self.all();
+        let changes = all
+            .iter()
+            .map(|t| t.changes.load(std::sync::atomic::Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add);
+        (changes, all.len())
     }
 
     /// Drops a removed installation's series, so a deleted tenant does not stay in every
@@ -369,6 +382,7 @@ impl InstallationTelemetry {
         InstallationTelemetry {
             id: id.to_string(),
             inner: Mutex::new(Counters::default()),
+            changes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -377,6 +391,8 @@ impl InstallationTelemetry {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Counters) -> R) -> R {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut g = match self.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -494,14 +510,28 @@ pub fn spawn_status_writer(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every.max(std::time::Duration::from_millis(100)));
+        let mut written: Option<((u64, usize), std::time::Instant)> = None;
         loop {
             tick.tick().await;
-            if let Err(e) = telemetry.write_status_file(&path, Timestamp::now()) {
-                tracing::warn!(error = %e, "status file not written");
+            // Nothing recorded since the last write: the file stands (rewritten once a
+            // minute all the same, for the figures that age), so an idle host with a
+            // thousand installations does not re-render them all every few seconds.
+            let generation = telemetry.generation();
+            if written
+                .is_some_and(|(at, when)| at == generation && when.elapsed() < STATUS_FILE_REFRESH)
+            {
+                continue;
+            }
+            match telemetry.write_status_file(&path, Timestamp::now()) {
+                Ok(()) => written = Some((generation, std::time::Instant::now())),
+                Err(e) => tracing::warn!(error = %e, "status file not written"),
             }
         }
     })
 }
+
+/// How often the status file is rewritten while nothing changes.
+const STATUS_FILE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Reads a status file written by [`Telemetry::write_status_file`].
 pub fn read_status_file(path: &Path) -> Result<StatusFile, StatusFileError> {

@@ -65,6 +65,7 @@ async fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     );
     governor_state::restore(&*store, &id, &governor);
     let governors = vec![(id.clone(), governor.clone())];
+    let saved = governor_state::Saved::new();
     let plugins = Arc::new(InstalledPlugins::new(QuarantinePolicy::default()));
     plugins.install(
         &id,
@@ -74,8 +75,12 @@ async fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
             limits: config.plugin.limits.clone(),
         },
     );
-    let saver =
-        governor_state::spawn_saver(store.clone(), governors.clone(), governor_state::SAVE_EVERY);
+    let saver = governor_state::spawn_saver(
+        store.clone(),
+        governors.clone(),
+        saved.clone(),
+        governor_state::SAVE_EVERY,
+    );
     let mut inbound = InboundSync::new(
         &id,
         config.inbound.clone(),
@@ -154,7 +159,7 @@ async fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     };
     reporter.abort();
     saver.abort();
-    governor_state::save_all(&store, &governors).await;
+    governor_state::save_all(&store, &governors, &saved).await;
     outcome
 }
 

@@ -22,6 +22,9 @@ use crate::throttle::Project;
 /// The replication resource answers for the last 30 days; ask for a little less so the
 /// start is never refused as too old.
 const DELETED_WINDOW_DAYS: i64 = 29;
+/// How far the deleted-rows cursor may lag what the org has covered before a pass with
+/// nothing deleted saves it anyway.
+const QUIET_CURSOR_SAVE_MS: i64 = 60 * 60 * 1000;
 
 #[derive(Debug, Default)]
 pub(super) struct Changes {
@@ -46,7 +49,11 @@ impl InboundSync {
         let mut changes = Changes::default();
         // Rows from now on lack fields the org dropped; should one come back, it is
         // backfilled like any added field.
+        let had_fields = watermark.fields.len();
         watermark.fields.retain(|f| selection.fields.contains(f));
+        // A dropped field must reach the stored watermark, or its return would not be
+        // backfilled; pages with nothing new are not committed, so it is saved below.
+        let mut unsaved = watermark.fields.len() != had_fields;
         let start = Timestamp::from_millisecond(watermark.since_ms.saturating_sub(lookback_ms))
             .unwrap_or(Timestamp::UNIX_EPOCH);
         let (mut since, mut after) = (start, String::new());
@@ -80,6 +87,15 @@ impl InboundSync {
                     }
                 }
             }
+            // A page of rows already delivered (the lookback re-reads them) changes nothing:
+            // no unit, no plugin call and no durable commit, so an idle object's pass costs
+            // its queries only.
+            if fresh.is_empty() {
+                if count < page_size {
+                    break;
+                }
+                continue;
+            }
             // One page is one unit of the host's scheduler: plugin, sink and checkpoint.
             let _turn = self.unit().await?;
             let prepared = self.plugin.prepare(name, fresh, schema.clone()).await;
@@ -90,9 +106,13 @@ impl InboundSync {
             watermark.prune(lookback_ms);
             tally(&mut changes, &prepared);
             self.commit_watermark(name, &prepared, &watermark)?;
+            unsaved = false;
             if count < page_size {
                 break;
             }
+        }
+        if unsaved {
+            self.commit_watermark(name, &Prepared::default(), &watermark)?;
         }
         if replicateable(describe) {
             self.hard_deletes(name, &mut watermark, &mut changes)
@@ -193,7 +213,11 @@ impl InboundSync {
     ) -> Result<(), InboundError> {
         let now = Timestamp::now();
         let oldest = now - SignedDuration::from_hours(24 * DELETED_WINDOW_DAYS);
-        let start = Timestamp::from_millisecond(watermark.deleted_until_ms)
+        // The org stamps deletes in whole seconds, so a window starts at the whole second:
+        // a row deleted in the same second as the cursor, after it was taken, is listed
+        // (those listed before are remembered in `recent` and skipped).
+        let cursor = watermark.deleted_until_ms;
+        let start = Timestamp::from_millisecond(cursor - cursor.rem_euclid(1000))
             .unwrap_or(oldest)
             .max(oldest);
         if start >= now {
@@ -228,12 +252,20 @@ impl InboundSync {
                 .insert(record.id.clone(), stamp.as_millisecond());
         }
         self.deliver(name, &prepared).await?;
-        watermark.deleted_until_ms = listed
+        let covered = listed
             .latest_date_covered
             .as_deref()
             .and_then(rows::parse_datetime)
             .unwrap_or(now)
             .as_millisecond();
+        // Nothing listed at all: the stored cursor may stay where it is (the next window
+        // starts there and finds nothing before `covered`), so a quiet pass makes no
+        // durable commit. It is still saved once it lags an hour, to keep windows short.
+        let lag = covered.saturating_sub(cursor);
+        if listed.records.is_empty() && lag < QUIET_CURSOR_SAVE_MS {
+            return Ok(());
+        }
+        watermark.deleted_until_ms = covered;
         tally(changes, &prepared);
         self.commit_watermark(name, &prepared, watermark)
     }

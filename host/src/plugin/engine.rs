@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -96,6 +95,7 @@ pub(super) struct SlotGuard<'a>(&'a Slots);
 /// A plugin instantiated in its own sandbox, holding its pool slot.
 pub(super) struct Instance<'p> {
     _slot: SlotGuard<'p>,
+    _active: Active,
     pub store: Store<Sandbox>,
     pub plugin: Plugin,
 }
@@ -107,14 +107,58 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// How many sandboxes exist now, so the epoch ticker sleeps while no plugin runs: an idle
+/// host has no thread waking every few milliseconds.
+#[derive(Default)]
+struct Activity {
+    /// (sandboxes alive, the ticker is to stop)
+    state: Mutex<(usize, bool)>,
+    changed: Condvar,
+}
+
+impl Activity {
+    fn enter(self: &Arc<Self>) -> Active {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 += 1;
+        if state.0 == 1 {
+            self.changed.notify_all();
+        }
+        Active(self.clone())
+    }
+
+    /// Waits until a sandbox exists; `false` once the ticker is to stop.
+    fn wait_busy(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while state.0 == 0 && !state.1 {
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        !state.1
+    }
+
+    fn stop(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.changed.notify_all();
+    }
+}
+
+/// One live sandbox, counted in [`Activity`].
+struct Active(Arc<Activity>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 = state.0.saturating_sub(1);
+    }
+}
+
 struct Ticker {
-    stop: Arc<AtomicBool>,
+    activity: Arc<Activity>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.activity.stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -127,7 +171,7 @@ struct Shared {
     cache: CompileCache,
     slots: Slots,
     config: RuntimeConfig,
-    _ticker: Ticker,
+    ticker: Ticker,
 }
 
 /// The shared plugin runtime. Cheap to clone.
@@ -165,7 +209,7 @@ impl PluginRuntime {
                     available: Condvar::new(),
                 },
                 config,
-                _ticker: ticker,
+                ticker,
             }),
         })
     }
@@ -245,19 +289,21 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     c
 }
 
+/// Advances the engine's epoch every `tick` while any sandbox exists (a call's deadline
+/// counts ticks from when it was armed, so a paused epoch delays no one).
 fn start_ticker(engine: Engine, tick: Duration) -> Ticker {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let activity = Arc::new(Activity::default());
+    let busy = activity.clone();
     let thread = std::thread::Builder::new()
         .name("weft-epoch".into())
         .spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
+            while busy.wait_busy() {
                 std::thread::sleep(tick);
                 engine.increment_epoch();
             }
         })
         .ok();
-    Ticker { stop, thread }
+    Ticker { activity, thread }
 }
 
 /// A validated, compiled plugin ready to run batch calls.
@@ -305,6 +351,7 @@ impl LoadedPlugin {
     pub(super) fn instantiate(&self, spec: &CallSpec) -> Result<Instance<'_>, PluginError> {
         let shared = &self.runtime.shared;
         let slot = shared.slots.acquire();
+        let active = shared.ticker.activity.enter();
         let limits = &spec.limits;
         let sandbox = Sandbox::new(
             spec.installation.clone(),
@@ -320,6 +367,7 @@ impl LoadedPlugin {
         match self.pre.instantiate(&mut store) {
             Ok(plugin) => Ok(Instance {
                 _slot: slot,
+                _active: active,
                 store,
                 plugin,
             }),

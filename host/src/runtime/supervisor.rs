@@ -100,6 +100,8 @@ pub struct Supervisor {
     /// Opens (and seals) the secrets given through the API; `None`: the host has no key.
     keyring: Option<Arc<Keyring>>,
     slots: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Option<Running>>>>>,
+    /// What each governor last saved (a save writes only those that spent since).
+    saved: Arc<governor_state::Saved>,
     /// Installations whose backfills are all complete, for the credential switcher.
     switches: mpsc::UnboundedSender<String>,
     switch_requests: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
@@ -172,6 +174,7 @@ impl Supervisor {
             scheduler,
             keyring,
             slots: Mutex::new(BTreeMap::new()),
+            saved: governor_state::Saved::new(),
             switches,
             switch_requests: Mutex::new(Some(switch_requests)),
         }
@@ -664,7 +667,8 @@ impl Supervisor {
         if let Some(old) = slot.take() {
             let governor = old.governor.clone();
             stop(old).await;
-            governor_state::save_all(&self.store, &[(id.to_owned(), governor)]).await;
+            governor_state::save_all(&self.store, &[(id.to_owned(), governor)], &self.saved).await;
+            self.saved.forget(id);
         }
         // The empty slot stays: a concurrent change may already hold it.
         self.plugins.remove(id);
@@ -703,7 +707,7 @@ impl Supervisor {
                 stop(old).await;
             }
         }
-        governor_state::save_all(&self.store, &governors).await;
+        governor_state::save_all(&self.store, &governors, &self.saved).await;
     }
 
     /// Saves every running governor each `every`, until the task is aborted.
@@ -722,7 +726,7 @@ impl Supervisor {
                     return;
                 };
                 let governors = supervisor.governors().await;
-                governor_state::save_all(&supervisor.store, &governors).await;
+                governor_state::save_all(&supervisor.store, &governors, &supervisor.saved).await;
             }
         })
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::transport::Call;
-use super::{SalesforceClient, SalesforceError};
+use super::{CachedDescribe, SalesforceClient, SalesforceError};
 use crate::throttle::Project;
 
 /// One page of a SOQL query.
@@ -209,31 +209,48 @@ impl SalesforceClient {
         project: Project,
         object: &str,
     ) -> Result<Arc<SObjectDescribe>, SalesforceError> {
-        if let Some(d) = self
-            .inner
-            .describes
-            .lock()
-            .ok()
-            .and_then(|m| m.get(object).cloned())
-        {
-            return Ok(d);
+        if let Some(cached) = self.cached_describe(object) {
+            return Ok(cached.describe);
         }
         self.refresh_describe(project, object).await
     }
 
+    fn cached_describe(&self, object: &str) -> Option<CachedDescribe> {
+        self.inner
+            .describes
+            .lock()
+            .ok()
+            .and_then(|m| m.get(object).cloned())
+    }
+
     /// Fetches the describe of `object` again and replaces the cached one (new custom
-    /// fields appear; callers refresh on `INVALID_FIELD` or on a schedule).
+    /// fields appear; callers refresh on `INVALID_FIELD` or on a schedule). With a cached
+    /// describe the request is conditional (`If-Modified-Since` one second before the org's
+    /// `Date` of the cached one, since both sides count whole seconds and a change in that
+    /// same second must not be missed): an unchanged schema costs a `304` and no parsing.
     pub async fn refresh_describe(
         &self,
         project: Project,
         object: &str,
     ) -> Result<Arc<SObjectDescribe>, SalesforceError> {
         let path = self.data_path(&format!("sobjects/{}/describe", encode_segment(object)));
-        let raw: Value = self
-            .inner
-            .execute(&Call::new(project, "describe", Method::GET, path))
-            .await?
-            .json("describe")?;
+        let cached = self.cached_describe(object);
+        let mut call = Call::new(project, "describe", Method::GET, path);
+        let since = cached
+            .as_ref()
+            .and_then(|c| c.as_of.as_deref())
+            .and_then(crate::retry::parse_http_date)
+            .and_then(|date| date.checked_sub(jiff::SignedDuration::from_secs(1)).ok());
+        if let Some(since) = since {
+            call = call.header("If-Modified-Since", crate::retry::format_http_date(since));
+        }
+        let reply = self.inner.execute(&call).await?;
+        if reply.not_modified
+            && let Some(cached) = cached
+        {
+            return Ok(cached.describe);
+        }
+        let raw: Value = reply.json("describe")?;
         let fields: Vec<FieldDescribe> =
             serde_json::from_value(raw.get("fields").cloned().unwrap_or(Value::Array(vec![])))
                 .map_err(|e| SalesforceError::Decode {
@@ -245,11 +262,17 @@ impl SalesforceClient {
             .and_then(Value::as_str)
             .unwrap_or(object)
             .to_string();
-        let d = Arc::new(SObjectDescribe { name, fields, raw });
+        let describe = Arc::new(SObjectDescribe { name, fields, raw });
         if let Ok(mut m) = self.inner.describes.lock() {
-            m.insert(object.to_string(), d.clone());
+            m.insert(
+                object.to_string(),
+                CachedDescribe {
+                    describe: describe.clone(),
+                    as_of: reply.date,
+                },
+            );
         }
-        Ok(d)
+        Ok(describe)
     }
 
     /// Forgets every cached describe.

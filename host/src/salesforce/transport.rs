@@ -69,12 +69,28 @@ impl Call {
         self.accept = Some(a);
         self
     }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Whether a `304 Not Modified` is an answer to this call rather than an error.
+    fn is_conditional(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("if-modified-since"))
+    }
 }
 
 /// A fully read response.
 #[derive(Debug)]
 pub(crate) struct Reply {
     pub body: Bytes,
+    /// `304`: the call was conditional and the resource has not changed (empty body).
+    pub not_modified: bool,
+    /// The org's `Date` header.
+    pub date: Option<String>,
 }
 
 impl Reply {
@@ -263,6 +279,14 @@ impl Inner {
                     let resp = rb.send().await.map_err(|e| SalesforceError::transport(&e))?;
                     self.learn(resp.headers());
                     let status = resp.status().as_u16();
+                    let date = resp
+                        .headers()
+                        .get(reqwest::header::DATE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    if status == 304 && call.is_conditional() {
+                        return Ok(Got::Full(Reply { body: Bytes::new(), not_modified: true, date }));
+                    }
                     if !(200..300).contains(&status) {
                         let ra = self.retry_after(resp.headers());
                         let body = resp.bytes().await.map_err(|e| SalesforceError::transport(&e))?;
@@ -272,7 +296,7 @@ impl Inner {
                         return Ok(Got::Stream(resp));
                     }
                     let body = resp.bytes().await.map_err(|e| SalesforceError::transport(&e))?;
-                    Ok(Got::Full(Reply { body }))
+                    Ok(Got::Full(Reply { body, not_modified: false, date }))
                 }
                 .await;
                 let e = match outcome {

@@ -103,6 +103,48 @@ async fn describe_is_cached_and_refreshable() {
     assert_eq!(weft_calls(&org), before + 1);
 }
 
+/// A refresh asks `If-Modified-Since` the org's `Date` of the cached describe: while the
+/// schema is unchanged the org answers `304` and the cached describe stays (the same one,
+/// not a re-parsed copy); a field added since — even within the same second — is fetched.
+#[tokio::test]
+async fn refreshing_an_unchanged_describe_keeps_the_cached_one_and_a_change_is_fetched() {
+    let org = org(roomy(10)).await;
+    let r = rig(&org, "describe-304");
+    let first = r
+        .client
+        .describe(Project::Incremental, "Account")
+        .await
+        .expect("describe");
+    let before = weft_calls(&org);
+    let again = r
+        .client
+        .refresh_describe(Project::Incremental, "Account")
+        .await
+        .expect("refresh");
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "an unchanged schema keeps the cached describe"
+    );
+    assert_eq!(weft_calls(&org), before + 1, "the 304 is still one call");
+    org.add_field("Account", &FieldSpec::new("Score__c", FieldType::Double))
+        .expect("add field");
+    let changed = r
+        .client
+        .refresh_describe(Project::Incremental, "Account")
+        .await
+        .expect("refresh");
+    assert!(
+        changed.field("Score__c").is_some(),
+        "the added field is seen"
+    );
+    let settled = r
+        .client
+        .refresh_describe(Project::Incremental, "Account")
+        .await
+        .expect("refresh");
+    assert!(settled.field("Score__c").is_some());
+}
+
 #[tokio::test]
 async fn errors_keep_salesforce_code_message_and_fields() {
     let org = org(roomy(10)).await;
