@@ -116,9 +116,13 @@ impl Pacer {
             self.spent = 0;
             self.last = Some(now.max(window.start));
         }
-        let budget = window.budget(daily_max) * (1.0 - self.presumed);
+        let whole = window.budget(daily_max);
+        let budget = whole * (1.0 - self.presumed);
         let remaining = (budget - self.spent as f64).max(0.0);
-        let capacity = (self.burst_share * budget).max(self.burst_min);
+        // The bucket's size is a share of the whole window's budget, not of what is left of
+        // it: a host that first sees the window late (started at 21:00 into a day-long one)
+        // still lets a short job go at once; `remaining` below keeps it inside the ceiling.
+        let capacity = (self.burst_share * whole).max(self.burst_min);
         if fresh {
             self.tokens = capacity;
         } else if capacity > self.capacity {
@@ -343,6 +347,20 @@ mod tests {
             now += SignedDuration::from_secs(1);
         }
         assert!(p.spent <= 1_000 && p.spent >= 990, "{}", p.spent);
+    }
+
+    #[test]
+    fn a_window_seen_late_still_lets_a_short_job_go_at_once() {
+        // 80% of 100,000 over a day, first seen at 21:00: 10,000 calls left, and the bucket
+        // still holds 2% of the day's 80,000.
+        let w = window(24, 0.8);
+        let mut p = Pacer::new(DEFAULT_BURST_SHARE, DEFAULT_BURST_MIN_CALLS);
+        let late = w.start + SignedDuration::from_hours(21);
+        for i in 0..1_600 {
+            assert!(p.wait(late, &w, 100_000).is_zero(), "call {i} waited");
+            p.take();
+        }
+        assert!(p.wait(late, &w, 100_000) > Duration::ZERO);
     }
 
     #[test]

@@ -35,6 +35,12 @@ impl Clock for CountingClock {
 
 const CALLS: u64 = 500;
 
+/// 21:00 UTC today: the default schedule's day-long window, 87.5% gone.
+fn late_today() -> Timestamp {
+    let midnight = Timestamp::now().as_second().div_euclid(86_400) * 86_400;
+    Timestamp::from_second(midnight + 21 * 3_600).expect("a time today")
+}
+
 #[tokio::test]
 async fn a_short_job_runs_without_pacing_waits_and_under_the_ceiling() {
     // 50,000 a day at the default 80%: a 40,000-call day, a 2% bucket of 800 calls. The
@@ -47,7 +53,9 @@ async fn a_short_job_runs_without_pacing_waits_and_under_the_ceiling() {
     })
     .await;
     let clock = Arc::new(CountingClock {
-        inner: ScaledClock::new(Timestamp::now(), 1.0),
+        // Late in the UTC day, as a host started in the evening sees it: the pacer presumes
+        // the 21 hours it did not see spent, and the bucket must still hold the whole job.
+        inner: ScaledClock::new(late_today(), 1.0),
         waited_us: AtomicU64::new(0),
         waits: AtomicU64::new(0),
     });
