@@ -97,7 +97,10 @@ fn sync_for(config: &Path, db: &Path, runtime: &PluginRuntime) -> InboundSync {
     let client = SalesforceClient::new(config.salesforce.client_config(&config.id), governor)
         .expect("client");
     let plugins = Arc::new(InstalledPlugins::new(QuarantinePolicy::default()));
-    let plugin = runtime.load_file(&config.plugin.component).expect("plugin");
+    let weft::config::PluginSource::File(component) = &config.plugin.source else {
+        panic!("the bench installations name their component file");
+    };
+    let plugin = runtime.load_file(component).expect("plugin");
     plugins.install(
         &config.id,
         plugin,

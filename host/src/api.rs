@@ -10,6 +10,8 @@
 //!   health, DLQ and audit (its token or the operator's); see [`tenant`];
 //! - `/v1/installations…` management (create, list, show, change, delete, token, pause,
 //!   resume, sync now; operator token) — see [`installations`];
+//! - `/v1/plugins…` — plugin components uploaded as `name@version` and named by specs
+//!   (operator token) — see [`plugins`];
 //! - `GET /metrics` — Prometheus text (operator token): intake counters, plus the
 //!   transport telemetry when the host passes a renderer in ([`ExtraMetrics`]);
 //! - `GET /healthz` — `ok`, the one route open without a token;
@@ -27,6 +29,7 @@ pub mod directory;
 pub mod installations;
 pub mod intake;
 mod metrics;
+pub mod plugins;
 pub mod tenant;
 
 use std::collections::BTreeMap;
@@ -94,6 +97,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(operator_routes)
         .merge(admin::routes(state.clone()))
         .merge(installations::routes(state.clone()))
+        .merge(plugins::routes(state.clone()))
         .merge(tenant::routes(state.clone()))
         .with_state(state)
 }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::artifacts::ArtifactRef;
 use crate::outbound::OutboundConfig;
 use crate::plugin::CallLimits;
 use crate::secrets::Keyring;
@@ -85,7 +86,12 @@ struct RawIntake {
 #[serde(deny_unknown_fields)]
 struct RawPlugin {
     /// The component file, relative to the configuration file's directory.
-    component: PathBuf,
+    #[serde(default)]
+    component: Option<PathBuf>,
+    /// Or a component uploaded to the host (`PUT /v1/plugins/{name}/{version}`), as
+    /// `name@version`.
+    #[serde(default)]
+    artifact: Option<String>,
     /// Key/value configuration the plugin reads through `config-get`.
     #[serde(default)]
     config: BTreeMap<String, String>,
@@ -103,9 +109,18 @@ struct RawPlugin {
 /// The installation's plugin: which component, its configuration and limits.
 #[derive(Debug, Clone)]
 pub struct PluginSection {
-    pub component: PathBuf,
+    pub source: PluginSource,
     pub config: BTreeMap<String, String>,
     pub limits: CallLimits,
+}
+
+/// Where an installation's plugin component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// `plugin.component`: a file (resolved against the spec's directory).
+    File(PathBuf),
+    /// `plugin.artifact`: a version uploaded to the host, found in its store.
+    Artifact(ArtifactRef),
 }
 
 /// A validated installation configuration.
@@ -308,13 +323,35 @@ fn check_id(id: &str) -> Result<(), Invalid> {
 
 impl RawPlugin {
     fn check(self, base: &Path) -> Result<PluginSection, Invalid> {
-        let component = base.join(&self.component);
-        if !component.is_file() {
-            return Err(Invalid::new(
-                "plugin.component",
-                format!("{} is not a file", component.display()),
-            ));
-        }
+        let source = match (self.component, self.artifact) {
+            (Some(component), None) => {
+                let component = base.join(component);
+                if !component.is_file() {
+                    return Err(Invalid::new(
+                        "plugin.component",
+                        format!("{} is not a file", component.display()),
+                    ));
+                }
+                PluginSource::File(component)
+            }
+            (None, Some(artifact)) => PluginSource::Artifact(
+                artifact
+                    .parse()
+                    .map_err(|e| Invalid::new("plugin.artifact", e))?,
+            ),
+            (Some(_), Some(_)) => {
+                return Err(Invalid::new(
+                    "plugin",
+                    "give either `component` (a file) or `artifact` (name@version), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(Invalid::new(
+                    "plugin",
+                    "needs `component` (a file) or `artifact` (an uploaded name@version)",
+                ));
+            }
+        };
         let mut limits = CallLimits::default();
         if let Some(ms) = self.time_budget_ms {
             // Above 10 s a stuck plugin holds a worker long enough to stall other tenants.
@@ -349,7 +386,7 @@ impl RawPlugin {
             limits.max_fanout = fanout;
         }
         Ok(PluginSection {
-            component,
+            source,
             config: self.config,
             limits,
         })

@@ -5,6 +5,7 @@
 //! ([`plugin`]).
 
 pub mod api;
+pub mod artifacts;
 pub mod cli;
 pub mod config;
 pub mod inbound;

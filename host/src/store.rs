@@ -162,6 +162,15 @@ pub trait Store: Send + Sync {
 
     /// Every stored spec record, by installation id.
     fn specs_raw(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// One uploaded plugin version's record (`name@version`), as the catalog encoded it.
+    fn plugin_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Every uploaded plugin version's record, by `name@version`.
+    fn plugins_raw(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// A plugin component's bytes, by content hash (blake3, hex).
+    fn plugin_component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// The writes available inside one [`Store::write`] transaction.
@@ -262,6 +271,19 @@ pub trait StoreTxn {
 
     /// Removes an installation's spec record; whether there was one.
     fn delete_spec_raw(&mut self, installation: &str) -> Result<bool, StoreError>;
+
+    /// Stores a plugin version's record (the catalog owns its encoding).
+    fn put_plugin_raw(&mut self, key: &str, record: &[u8]) -> Result<(), StoreError>;
+
+    /// A plugin version's record as this transaction sees it.
+    fn get_plugin_raw(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    fn delete_plugin_raw(&mut self, key: &str) -> Result<bool, StoreError>;
+
+    /// Stores a component's bytes under their content hash (a no-op when present).
+    fn put_plugin_component(&mut self, hash: &str, wasm: &[u8]) -> Result<(), StoreError>;
+
+    fn delete_plugin_component(&mut self, hash: &str) -> Result<(), StoreError>;
 
     /// Removes everything the store holds for an installation except its spec: events and
     /// their index, retry state, DLQ entries, audit, checkpoints, watermarks, governor

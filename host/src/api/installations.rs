@@ -911,9 +911,12 @@ fn invalid(key: &str, message: String) -> Response {
 fn refusal(refused: Refused) -> Response {
     match refused {
         Refused::Invalid(InstallationError::Config(e)) => invalid(&e.key, e.to_string()),
-        Refused::Invalid(e @ InstallationError::Plugin { .. }) => {
-            invalid("plugin.component", super::intake::error_chain(&e))
+        Refused::Invalid(ref e @ InstallationError::Plugin { key, .. }) => {
+            invalid(key, super::intake::error_chain(e))
         }
+        Refused::Invalid(
+            ref e @ (InstallationError::Artifact { .. } | InstallationError::NoCatalog { .. }),
+        ) => invalid("plugin.artifact", super::intake::error_chain(e)),
         Refused::Invalid(e @ InstallationError::Client { .. }) => {
             invalid("salesforce", super::intake::error_chain(&e))
         }

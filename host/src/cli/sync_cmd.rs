@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-use crate::config::InstallationConfig;
+use crate::config::{InstallationConfig, PluginSource};
 use crate::inbound::{InboundSync, PassReport, Progress};
 use crate::plugin::{
     InstalledPlugins, PluginConfig, PluginRuntime, QuarantinePolicy, RuntimeConfig,
@@ -136,9 +136,9 @@ async fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
                     tracing::error!(installation = %id, "the configuration now names installation {:?}; keeping the running one", new.id);
                 }
                 Ok(new) => {
-                    if new.plugin.component != config.plugin.component
+                    if new.plugin.source != config.plugin.source
                         || new.plugin.config != config.plugin.config
-                        || modified(&new.plugin.component) != modified(&config.plugin.component)
+                        || component_modified(&new) != component_modified(&config)
                     {
                         if let Err(e) = install_plugin(&plugin_runtime, &plugins, &new) {
                             tracing::error!(installation = %id, error = %e, "the new plugin was not installed; keeping the running one");
@@ -163,14 +163,29 @@ async fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     outcome
 }
 
+/// When the plugin's component file last changed (`None` for an uploaded artifact, which is
+/// immutable).
+fn component_modified(config: &InstallationConfig) -> Option<SystemTime> {
+    match &config.plugin.source {
+        PluginSource::File(component) => modified(component),
+        PluginSource::Artifact(_) => None,
+    }
+}
+
 fn install_plugin(
     runtime: &PluginRuntime,
     plugins: &InstalledPlugins,
     config: &InstallationConfig,
 ) -> anyhow::Result<()> {
+    let PluginSource::File(component) = &config.plugin.source else {
+        anyhow::bail!(
+            "plugin.artifact names a plugin uploaded to a host; `weft sync` takes a component \
+             file (plugin.component)"
+        );
+    };
     let plugin = runtime
-        .load_file(&config.plugin.component)
-        .with_context(|| format!("loading {}", config.plugin.component.display()))?;
+        .load_file(component)
+        .with_context(|| format!("loading {}", component.display()))?;
     plugins.install(
         &config.id,
         plugin,

@@ -75,7 +75,10 @@ fn a_valid_file_loads_with_defaults_and_the_standard_order() {
             dir: f.dir.path().join("weft-out")
         }
     );
-    assert_eq!(config.plugin.component, f.dir.path().join("plugin.wasm"));
+    assert_eq!(
+        config.plugin.source,
+        PluginSource::File(f.dir.path().join("plugin.wasm"))
+    );
     match &config.salesforce.credentials {
         crate::salesforce::Credentials::ClientCredentials { client_secret, .. } => {
             assert_eq!(client_secret.expose(), "s3cret")
@@ -117,6 +120,17 @@ fn semantic_errors_name_the_key() {
         ),
         ("\"plugin.wasm\"", "\"missing.wasm\"", "plugin.component"),
         (
+            "component = \"plugin.wasm\"",
+            "artifact = \"acme-accounts\"",
+            "plugin.artifact",
+        ),
+        (
+            "component = \"plugin.wasm\"",
+            "component = \"plugin.wasm\"\nartifact = \"acme-accounts@1\"",
+            "plugin",
+        ),
+        ("component = \"plugin.wasm\"", "", "plugin"),
+        (
             "client_secret_file = \"secret.txt\"",
             "",
             "salesforce.client_secret_env",
@@ -132,6 +146,21 @@ fn semantic_errors_name_the_key() {
         let e = refused(f.parse(&VALID.replace(from, to)));
         assert_eq!(e.key, key, "{from} → {to}: {e}");
     }
+}
+
+#[test]
+fn an_uploaded_artifact_is_named_by_name_at_version() {
+    let f = Fixture::new();
+    let config = f
+        .parse(&VALID.replace(
+            "component = \"plugin.wasm\"",
+            "artifact = \"acme-accounts@1.2.0\"",
+        ))
+        .expect("valid");
+    assert_eq!(
+        config.plugin.source,
+        PluginSource::Artifact(ArtifactRef::new("acme-accounts", "1.2.0").expect("valid"))
+    );
 }
 
 #[test]
@@ -260,7 +289,7 @@ fn the_stored_document_checks_like_the_file_it_came_from() {
     assert_eq!(from_document.id, from_file.id);
     assert_eq!(from_document.inbound, from_file.inbound);
     assert_eq!(from_document.outbound, from_file.outbound);
-    assert_eq!(from_document.plugin.component, from_file.plugin.component);
+    assert_eq!(from_document.plugin.source, from_file.plugin.source);
     assert_eq!(document["plugin"]["config"]["currency.org"], "USD");
 }
 

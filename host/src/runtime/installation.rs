@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{ConfigError, InstallationConfig};
+use crate::artifacts::{ArtifactError, ArtifactRef, PluginCatalog};
+use crate::config::{ConfigError, InstallationConfig, PluginSource};
 use crate::plugin::{LoadError, LoadedPlugin, PluginConfig, PluginRuntime};
 use crate::registry::{CredentialPhase, SpecRecord};
 use crate::salesforce::{SalesforceClient, SalesforceError};
@@ -24,11 +25,29 @@ use crate::throttle::{Governor, SystemClock};
 pub enum InstallationError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{}: plugin.component: {source}", file.display())]
+    #[error("{}: {key}: {source}", file.display())]
     Plugin {
         file: PathBuf,
+        /// `plugin.component` or `plugin.artifact`: where the component came from.
+        key: &'static str,
         #[source]
         source: LoadError,
+    },
+    #[error("{}: plugin.artifact: {source}", file.display())]
+    Artifact {
+        file: PathBuf,
+        #[source]
+        source: ArtifactError,
+    },
+    /// A spec naming an uploaded plugin, built where there is no host store to find it in.
+    #[error(
+        "{}: plugin.artifact: {reference} is a plugin uploaded to a host; here, name the \
+         component file with plugin.component",
+        file.display()
+    )]
+    NoCatalog {
+        file: PathBuf,
+        reference: ArtifactRef,
     },
     #[error("{}: salesforce: {source}", file.display())]
     Client {
@@ -52,13 +71,13 @@ pub struct Installation {
 impl Installation {
     /// Reads and validates `path` (every section, outbound included), compiles its plugin
     /// component (refusing anything `weft plugin check` refuses) and builds its governor
-    /// and client.
+    /// and client. Without a host store, a plugin must be a file.
     pub fn load(
         path: &Path,
         plugins: &PluginRuntime,
         telemetry: &Telemetry,
     ) -> Result<Installation, InstallationError> {
-        Self::from_config(InstallationConfig::load(path)?, plugins, telemetry)
+        Self::from_config(InstallationConfig::load(path)?, plugins, None, telemetry)
     }
 
     /// Builds an installation from its registry record: the stored document, checked
@@ -66,6 +85,7 @@ impl Installation {
     pub fn from_record(
         record: &SpecRecord,
         plugins: &PluginRuntime,
+        artifacts: Option<&PluginCatalog>,
         telemetry: &Telemetry,
         keyring: Option<&Keyring>,
     ) -> Result<Installation, InstallationError> {
@@ -79,32 +99,35 @@ impl Installation {
             }
             _ => CredentialPhase::Setup,
         };
-        Self::build(config, plugins, telemetry, phase)
+        Self::build(config, plugins, artifacts, telemetry, phase)
     }
 
     /// Compiles the plugin and builds the governor and client of a checked configuration,
-    /// logging in with its setup credential.
+    /// logging in with its setup credential. `artifacts` finds an uploaded plugin.
     pub fn from_config(
         config: InstallationConfig,
         plugins: &PluginRuntime,
+        artifacts: Option<&PluginCatalog>,
         telemetry: &Telemetry,
     ) -> Result<Installation, InstallationError> {
-        Self::build(config, plugins, telemetry, CredentialPhase::Setup)
+        Self::build(
+            config,
+            plugins,
+            artifacts,
+            telemetry,
+            CredentialPhase::Setup,
+        )
     }
 
     fn build(
         config: InstallationConfig,
         plugins: &PluginRuntime,
+        artifacts: Option<&PluginCatalog>,
         telemetry: &Telemetry,
         credential: CredentialPhase,
     ) -> Result<Installation, InstallationError> {
         let path = config.path.clone();
-        let plugin = plugins
-            .load_file(&config.plugin.component)
-            .map_err(|source| InstallationError::Plugin {
-                file: path.clone(),
-                source,
-            })?;
+        let plugin = load_plugin(&config, plugins, artifacts)?;
         let governor = Governor::new(
             config.governor.clone(),
             Arc::new(SystemClock),
@@ -141,4 +164,38 @@ impl Installation {
             limits: self.config.plugin.limits.clone(),
         }
     }
+}
+
+/// Compiles the installation's component, from its file or from the host's uploads (the
+/// runtime compiles a content hash once, however many installations load it).
+fn load_plugin(
+    config: &InstallationConfig,
+    plugins: &PluginRuntime,
+    artifacts: Option<&PluginCatalog>,
+) -> Result<LoadedPlugin, InstallationError> {
+    let file = || config.path.clone();
+    let (key, loaded) = match &config.plugin.source {
+        PluginSource::File(component) => ("plugin.component", plugins.load_file(component)),
+        PluginSource::Artifact(reference) => {
+            let Some(catalog) = artifacts else {
+                return Err(InstallationError::NoCatalog {
+                    file: file(),
+                    reference: reference.clone(),
+                });
+            };
+            let wasm =
+                catalog
+                    .component(reference)
+                    .map_err(|source| InstallationError::Artifact {
+                        file: file(),
+                        source,
+                    })?;
+            ("plugin.artifact", plugins.load(&wasm))
+        }
+    };
+    loaded.map_err(|source| InstallationError::Plugin {
+        file: file(),
+        key,
+        source,
+    })
 }

@@ -10,6 +10,7 @@
 //! worker after its current round, carries the governor's spend over and starts the new
 //! one. One installation's change never waits on another's: each has its own lock.
 
+use crate::artifacts::PluginCatalog;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -99,6 +100,8 @@ pub struct Supervisor {
     scheduler: Arc<Scheduler>,
     /// Opens (and seals) the secrets given through the API; `None`: the host has no key.
     keyring: Option<Arc<Keyring>>,
+    /// The plugins uploaded to this host, which specs name as `plugin.artifact`.
+    artifacts: PluginCatalog,
     slots: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Option<Running>>>>>,
     /// What each governor last saved (a save writes only those that spent since).
     saved: Arc<governor_state::Saved>,
@@ -165,6 +168,7 @@ impl Supervisor {
         let (switches, switch_requests) = mpsc::unbounded_channel();
         Supervisor {
             registry,
+            artifacts: PluginCatalog::new(store.clone()),
             store,
             telemetry,
             plugins,
@@ -187,6 +191,15 @@ impl Supervisor {
     /// The installations the API serves: the supervisor adds and removes them.
     pub fn directory(&self) -> Arc<Directory> {
         self.directory.clone()
+    }
+
+    pub fn artifacts(&self) -> &PluginCatalog {
+        &self.artifacts
+    }
+
+    /// The host's plugin runtime: what validates an uploaded component.
+    pub fn plugin_runtime(&self) -> &PluginRuntime {
+        &self.runtime
     }
 
     pub fn base_dir(&self) -> &Path {
@@ -232,8 +245,15 @@ impl Supervisor {
         let runtime = self.runtime.clone();
         let telemetry = self.telemetry.clone();
         let keyring = self.keyring.clone();
+        let artifacts = self.artifacts.clone();
         let installation = tokio::task::spawn_blocking(move || {
-            Installation::from_record(&record, &runtime, &telemetry, keyring.as_deref())
+            Installation::from_record(
+                &record,
+                &runtime,
+                Some(&artifacts),
+                &telemetry,
+                keyring.as_deref(),
+            )
         })
         .await
         .map_err(|join| join.to_string())?
@@ -258,12 +278,13 @@ impl Supervisor {
         );
         let document = document.clone();
         let keyring = self.keyring.clone();
+        let artifacts = self.artifacts.clone();
         // Compiling the component is CPU work: off the async threads.
         let installation = tokio::task::spawn_blocking(move || {
             let config =
                 InstallationConfig::from_document(&label, &base, &document, keyring.as_deref())
                     .map_err(InstallationError::from)?;
-            Installation::from_config(config, &runtime, &telemetry)
+            Installation::from_config(config, &runtime, Some(&artifacts), &telemetry)
         })
         .await
         .map_err(|join| Refused::Join(join.to_string()))??;

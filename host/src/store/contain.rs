@@ -158,6 +158,18 @@ impl Store for RedbStore {
     fn specs_raw(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.guard(|| self.file.specs_raw())
     }
+
+    fn plugin_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.guard(|| self.file.plugin_raw(key))
+    }
+
+    fn plugins_raw(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.guard(|| self.file.plugins_raw())
+    }
+
+    fn plugin_component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.guard(|| self.file.plugin_component(hash))
+    }
 }
 
 thread_local! {

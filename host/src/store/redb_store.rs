@@ -63,6 +63,11 @@ const APPLIED: TableDefinition<(&str, &str, &str), &[u8]> =
 const RETRY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbound_retry");
 /// The registry: one spec record per installation, encoded by [`crate::registry`].
 const SPECS: TableDefinition<&str, &[u8]> = TableDefinition::new("installation_specs");
+/// Uploaded plugin versions: `name@version` → the catalog's record (which names the hash).
+const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_versions");
+/// Plugin components by content hash (blake3, hex), stored once however many versions
+/// carry them.
+const PLUGIN_COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_components");
 
 /// Just the event id of a DLQ original (`{"kind": "event", "event": {"id": …}}`); every
 /// other member is skipped without being decoded, however deep it nests.
@@ -209,6 +214,19 @@ impl RedbFile {
                 .doing(DOING)?;
         }
         txn.commit().doing(DOING)
+    }
+
+    /// One value of a string-keyed table, in its own read transaction.
+    fn read_value(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        doing: &'static str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read(doing)?;
+        let rows = txn.open_table(table).doing(doing)?;
+        let found = rows.get(key).doing(doing)?;
+        Ok(found.map(|guard| guard.value().to_vec()))
     }
 
     fn read(&self, doing: &'static str) -> Result<redb::ReadTransaction, StoreError> {
@@ -519,6 +537,26 @@ impl Store for RedbFile {
         }
         Ok(out)
     }
+
+    fn plugin_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_value(PLUGINS, key, "reading a plugin record")
+    }
+
+    fn plugins_raw(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        const DOING: &str = "listing plugin records";
+        let txn = self.read(DOING)?;
+        let plugins = txn.open_table(PLUGINS).doing(DOING)?;
+        let mut out = Vec::new();
+        for row in plugins.iter().doing(DOING)? {
+            let (key, value) = row.doing(DOING)?;
+            out.push((key.value().to_owned(), value.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn plugin_component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_value(PLUGIN_COMPONENTS, hash, "reading a plugin component")
+    }
 }
 
 /// Creating tables is idempotent and cheap once they exist; doing it in every write keeps
@@ -538,6 +576,8 @@ fn ensure_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(SYNCED_IDS).doing(DOING)?;
     txn.open_table(RETRY).doing(DOING)?;
     txn.open_table(SPECS).doing(DOING)?;
+    txn.open_table(PLUGINS).doing(DOING)?;
+    txn.open_table(PLUGIN_COMPONENTS).doing(DOING)?;
     Ok(())
 }
 
@@ -1019,6 +1059,46 @@ impl StoreTxn for RedbTxn<'_> {
         let mut specs = self.txn.open_table(SPECS).doing(DOING)?;
         let removed = specs.remove(installation).doing(DOING)?;
         Ok(removed.is_some())
+    }
+
+    fn put_plugin_raw(&mut self, key: &str, record: &[u8]) -> Result<(), StoreError> {
+        const DOING: &str = "storing a plugin record";
+        self.txn
+            .open_table(PLUGINS)
+            .doing(DOING)?
+            .insert(key, record)
+            .doing(DOING)?;
+        Ok(())
+    }
+
+    fn get_plugin_raw(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        const DOING: &str = "reading a plugin record";
+        let plugins = self.txn.open_table(PLUGINS).doing(DOING)?;
+        let found = plugins.get(key).doing(DOING)?;
+        Ok(found.map(|guard| guard.value().to_vec()))
+    }
+
+    fn delete_plugin_raw(&mut self, key: &str) -> Result<bool, StoreError> {
+        const DOING: &str = "removing a plugin record";
+        let mut plugins = self.txn.open_table(PLUGINS).doing(DOING)?;
+        let removed = plugins.remove(key).doing(DOING)?;
+        Ok(removed.is_some())
+    }
+
+    fn put_plugin_component(&mut self, hash: &str, wasm: &[u8]) -> Result<(), StoreError> {
+        const DOING: &str = "storing a plugin component";
+        let mut components = self.txn.open_table(PLUGIN_COMPONENTS).doing(DOING)?;
+        if components.get(hash).doing(DOING)?.is_none() {
+            components.insert(hash, wasm).doing(DOING)?;
+        }
+        Ok(())
+    }
+
+    fn delete_plugin_component(&mut self, hash: &str) -> Result<(), StoreError> {
+        const DOING: &str = "removing a plugin component";
+        let mut components = self.txn.open_table(PLUGIN_COMPONENTS).doing(DOING)?;
+        components.remove(hash).doing(DOING)?;
+        Ok(())
     }
 
     fn purge_installation(&mut self, installation: &str) -> Result<PurgeCounts, StoreError> {

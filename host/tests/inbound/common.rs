@@ -85,9 +85,10 @@ pub fn inbound(config: &Path, db: &Path) -> InboundSync {
         .expect("client");
     let runtime = PluginRuntime::new(RuntimeConfig::default()).expect("plugin runtime");
     let plugins = Arc::new(InstalledPlugins::new(QuarantinePolicy::default()));
-    let plugin = runtime
-        .load_file(&config.plugin.component)
-        .expect("the plugin loads");
+    let weft::config::PluginSource::File(component) = &config.plugin.source else {
+        panic!("the test installations name their component file");
+    };
+    let plugin = runtime.load_file(component).expect("the plugin loads");
     plugins.install(
         &config.id,
         plugin,

@@ -1,6 +1,7 @@
 //! Outbound pipeline tests against the emulator over real HTTP, with the real acme-accounts
 //! plugin and a redb store on a real file.
 
+mod artifacts;
 mod bulk;
 mod collection;
 mod common;

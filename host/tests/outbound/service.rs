@@ -181,6 +181,26 @@ impl Api {
         .0
     }
 
+    /// `PUT` of raw bytes (a plugin component) with the operator token.
+    pub(crate) async fn admin_put_bytes(
+        &mut self,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     /// `GET /metrics` with the operator token, as text.
     pub(crate) async fn metrics(&self) -> String {
         let response = self
@@ -496,6 +516,10 @@ async fn a_tenant_token_reaches_only_its_own_installation() {
         (Method::POST, "/v1/installations/tenant-a/sync"),
         (Method::GET, "/v1/admin/dlq"),
         (Method::GET, "/metrics"),
+        (Method::GET, "/v1/plugins"),
+        (Method::PUT, "/v1/plugins/acme/1"),
+        (Method::GET, "/v1/plugins/acme/1"),
+        (Method::DELETE, "/v1/plugins/acme/1"),
     ];
     for (method, path) in &operator_routes {
         for token in [Some(a.as_str()), None] {
