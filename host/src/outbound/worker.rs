@@ -20,7 +20,8 @@ const ERROR_PAUSE_FACTOR: u32 = 10;
 
 /// Runs `pipeline` until `shutdown` turns true (or its sender is dropped). `wake` is rung
 /// when new events are committed; without one the worker polls every `idle_poll_ms`. With
-/// a `scheduler`, each round is one unit: it waits for the installation's turn.
+/// a `scheduler`, each round is one unit: it waits for the installation's turn, and gives
+/// it back while the governor makes it wait part-way.
 pub async fn run(
     mut pipeline: Pipeline,
     wake: Option<Arc<Notify>>,
@@ -58,8 +59,11 @@ pub async fn run(
             }
             None => None,
         };
-        let round = pipeline.run_round().await;
-        drop(turn);
+        // A round is not cut short by shutdown: it finishes and commits what it wrote.
+        let round = match turn {
+            Some(turn) => turn.run(pipeline.run_round()).await,
+            None => pipeline.run_round().await,
+        };
         let pause = match round {
             Ok(report) if report.progressed() || report.deferred > 0 => continue,
             Ok(_) => {

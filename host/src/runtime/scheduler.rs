@@ -13,6 +13,8 @@
 //! goes to the next in line.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -82,9 +84,60 @@ pub struct Turn {
     installation: String,
 }
 
+impl Turn {
+    /// Runs `unit` in this turn. Where the governor makes the unit wait (pacing, a
+    /// backoff, a Bulk job's poll interval), the turn is given back for the wait and taken
+    /// again, in line like any other, before the unit goes on
+    /// ([`crate::throttle::held`]): a quota-bound unit never holds a worker while it waits.
+    pub async fn run<F: Future>(self, unit: F) -> F::Output {
+        let held = Arc::new(HeldTurn {
+            scheduler: self.scheduler.clone(),
+            installation: self.installation.clone(),
+            turn: Mutex::new(Some(self)),
+        });
+        crate::throttle::held::holding(held, unit).await
+    }
+}
+
 impl Drop for Turn {
     fn drop(&mut self) {
         self.scheduler.release(&self.installation);
+    }
+}
+
+/// The turn of a unit run by [`Turn::run`]: `None` while the unit waits on its
+/// governor without it. Dropped with the unit, it frees the worker.
+struct HeldTurn {
+    turn: Mutex<Option<Turn>>,
+    scheduler: Arc<Scheduler>,
+    installation: String,
+}
+
+impl HeldTurn {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Turn>> {
+        self.turn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl crate::throttle::held::HeldWorker for HeldTurn {
+    fn release(&self) {
+        let turn = self.slot().take();
+        drop(turn);
+    }
+
+    fn reacquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if self.slot().is_some() {
+                return;
+            }
+            let turn = self.scheduler.turn(&self.installation).await;
+            // Two waits of one unit (requests in flight side by side) may both come back:
+            // the unit keeps one turn, the other goes straight back to the pool.
+            let mut slot = self.slot();
+            if slot.is_none() {
+                *slot = Some(turn);
+            }
+        })
     }
 }
 

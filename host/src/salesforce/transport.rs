@@ -341,16 +341,17 @@ impl Inner {
                 }
                 let delay = gov.backoff(attempts - 1, e.retry_after(), &reason);
                 tracing::warn!(reason = %reason, attempt = attempts, delay_ms = delay.as_millis() as u64, error = %e, "retrying");
-                gov.clock().sleep(delay).await;
+                gov.pause(delay).await;
             }
         }
         .instrument(span)
         .await
     }
 
-    /// Sleeps on the governor's clock (poll intervals and record-level retries).
+    /// Sleeps on the governor's clock (poll intervals and record-level retries), without
+    /// the unit's scheduler worker when long.
     pub(crate) async fn sleep(&self, d: Duration) {
-        self.governor.clock().sleep(d).await;
+        self.governor.pause(d).await;
     }
 }
 

@@ -313,12 +313,19 @@ impl Governor {
         &self.settings.backoff
     }
 
+    /// Sleeps `d` on the governor's clock: a backoff, a poll interval. Like every wait of
+    /// the governor's, a long one gives the unit's scheduler worker back ([`super::held`]).
+    pub async fn pause(&self, d: Duration) {
+        super::held::pause(d, self.clock.sleep(d)).await;
+    }
+
     /// Waits until a request of `project` may go, and returns its permit.
     pub async fn admit(self: &Arc<Self>, project: Project) -> Permit {
         let probe = loop {
             match self.try_admit(project) {
                 Ok(probe) => break probe,
-                Err(wait) => self.clock.sleep(wait).await,
+                // Without the scheduler's worker, when the unit holds one: see [`super::held`].
+                Err(wait) => super::held::pause(wait, self.clock.sleep(wait)).await,
             }
         };
         // The semaphore is never closed, so acquiring cannot fail; if it somehow did, the

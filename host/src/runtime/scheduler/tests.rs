@@ -112,3 +112,48 @@ fn a_turn_sent_to_a_unit_that_gave_up_comes_back() {
     drop(b);
     assert_eq!(scheduler.busy(), 0, "b never took it up, so it came back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_waiting_on_its_governor_gives_its_worker_to_another_installation() {
+    use crate::telemetry::InstallationTelemetry;
+    use crate::throttle::{Governor, GovernorConfig, Project, ScaledClock, ScheduleConfig};
+    let mut settings = GovernorConfig {
+        burst_share: 0.0,
+        burst_min_calls: 1,
+        ..Default::default()
+    };
+    // 86,400 a day at 1%: one request every 100 s once the one-call bucket is spent; the
+    // clock runs 50× fast, so the second request of the round waits about 2 s.
+    settings.schedule = ScheduleConfig::constant("UTC", 1.0);
+    let clock = Arc::new(ScaledClock::new(
+        "2025-06-02T00:00:00Z".parse().expect("ts"),
+        50.0,
+    ));
+    let governor = Governor::new(
+        settings.validate().expect("valid"),
+        clock,
+        Arc::new(InstallationTelemetry::new("a")),
+    );
+    governor.observe_usage(0, 86_400);
+
+    let scheduler = pool(1, 1);
+    let turn = scheduler.turn("a").await;
+    let round = tokio::spawn(async move {
+        turn.run(async {
+            governor.admit(Project::Outbound).await.success();
+            governor.admit(Project::Outbound).await.success();
+        })
+        .await
+    });
+    // While `a` waits for its second request, the one worker is `b`'s.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let b = tokio::time::timeout(std::time::Duration::from_secs(1), scheduler.turn("b"))
+        .await
+        .expect("b runs while a waits on its governor");
+    assert_eq!(scheduler.busy(), 1);
+    assert!(!round.is_finished(), "a is still waiting for its quota");
+    drop(b);
+    // `a` takes a worker again before its request goes, and frees it when the round ends.
+    round.await.expect("round");
+    assert_eq!(scheduler.busy(), 0);
+}
