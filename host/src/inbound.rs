@@ -7,9 +7,11 @@
 //! the last checkpoint, re-reading at most the page that was in flight. It never decides
 //! how fast to call Salesforce (the governor does) or what a record means (the plugin does).
 //!
-//! Each pass re-describes every object, so fields added to the org and to the installation's
-//! configuration are picked up (and backfilled for existing rows) without a restart, and
-//! configured fields the org has dropped are reported and no longer requested.
+//! Each pass works from every object's describe, revalidated with the org once it is older
+//! than `describe_ttl`, at once when a configured field is not in it, and after a failed
+//! pass: so fields added to the org and to the installation's configuration are picked up
+//! (and backfilled for existing rows) without a restart, and configured fields the org has
+//! dropped are reported and no longer requested.
 
 mod backfill;
 mod deliver;
@@ -21,7 +23,9 @@ pub mod sink;
 mod soql;
 mod state;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -29,7 +33,7 @@ use tracing::Instrument;
 use crate::config::{InboundConfig, ObjectConfig};
 use crate::plugin::{InstalledPlugins, ObjectSchema, schema_from_describe};
 use crate::runtime::{Scheduler, Turn};
-use crate::salesforce::{SalesforceClient, SalesforceError};
+use crate::salesforce::{SObjectDescribe, SalesforceClient, SalesforceError};
 use crate::store::{Store, StoreError, StoreExt, StoreTxn};
 use crate::throttle::Project;
 
@@ -117,6 +121,12 @@ pub struct InboundSync {
     /// Under `weft serve`: each page takes a turn on the host's scheduler, and a stop
     /// request ends the pass at the next page.
     units: Option<Units>,
+    /// Each object's schema for the plugin, as built from the describe it holds: built
+    /// again only when the describe changes.
+    schemas: HashMap<String, (Arc<SObjectDescribe>, Arc<ObjectSchema>)>,
+    /// Objects whose last pass failed: their next one revalidates the describe first (a
+    /// field dropped from the org fails the query until the describe shows it gone).
+    suspect: HashSet<String>,
 }
 
 struct Units {
@@ -146,6 +156,8 @@ impl InboundSync {
             store,
             sink,
             units: None,
+            schemas: HashMap::new(),
+            suspect: HashSet::new(),
         })
     }
 
@@ -201,7 +213,23 @@ impl InboundSync {
         let objects = self.config.objects.clone();
         for object in &objects {
             let span = tracing::info_span!("inbound", installation = %self.installation, object = %object.name);
-            match self.sync_object(object).instrument(span).await {
+            let mut outcome = self.sync_object(object).instrument(span.clone()).await;
+            if outcome.is_err() {
+                self.suspect.insert(object.name.clone());
+            }
+            if let Err(InboundError::Salesforce {
+                source: SalesforceError::Api { status: 400, .. },
+                ..
+            }) = &outcome
+            {
+                // The org refused a request built from the cached describe: most often a
+                // field it has dropped since. Once more, on a describe read now.
+                outcome = self.sync_object(object).instrument(span).await;
+                if outcome.is_err() {
+                    self.suspect.insert(object.name.clone());
+                }
+            }
+            match outcome {
                 Ok(done) => report.objects.push(done),
                 Err(e @ (InboundError::Store { .. } | InboundError::Stopped)) => return Err(e),
                 Err(e) => {
@@ -219,11 +247,7 @@ impl InboundSync {
 
     async fn sync_object(&mut self, object: &ObjectConfig) -> Result<ObjectReport, InboundError> {
         let name = object.name.as_str();
-        let describe = self
-            .client
-            .refresh_describe(Project::Incremental, name)
-            .await
-            .map_err(|source| salesforce(name, source))?;
+        let (describe, schema) = self.describe(object).await?;
         let selection = Selection::resolve(&object.source, &describe);
         let mut report = ObjectReport {
             object: name.to_owned(),
@@ -233,13 +257,6 @@ impl InboundSync {
         if !selection.missing.is_empty() {
             tracing::warn!(fields = ?selection.missing, "configured fields are not in the org; they are no longer requested");
         }
-        let schema = Arc::new(schema_from_describe(&describe.raw).unwrap_or_else(|reason| {
-            tracing::warn!(%reason, "describe has no usable schema; coercion passes values through");
-            ObjectSchema {
-                name: name.to_owned(),
-                fields: Vec::new(),
-            }
-        }));
         let watermark: Option<Watermark> = self
             .store
             .get_watermark(&self.installation, name)
@@ -294,6 +311,52 @@ impl InboundSync {
         report.deleted = changes.deleted;
         report.failed += changes.failed;
         Ok(report)
+    }
+
+    /// The object's describe (see the module's note on when it is revalidated) and the
+    /// plugin's schema built from it.
+    async fn describe(
+        &mut self,
+        object: &ObjectConfig,
+    ) -> Result<(Arc<SObjectDescribe>, Arc<ObjectSchema>), InboundError> {
+        let name = object.name.as_str();
+        let trusted = if self.suspect.remove(name) {
+            Duration::ZERO
+        } else {
+            self.config.describe_ttl
+        };
+        let mut describe = self
+            .client
+            .describe_within(Project::Incremental, name, trusted)
+            .await
+            .map_err(|source| salesforce(name, source))?;
+        if !trusted.is_zero()
+            && !Selection::resolve(&object.source, &describe)
+                .missing
+                .is_empty()
+        {
+            // A configured field the trusted describe lacks may be new in the org.
+            describe = self
+                .client
+                .refresh_describe(Project::Incremental, name)
+                .await
+                .map_err(|source| salesforce(name, source))?;
+        }
+        if let Some((built_from, schema)) = self.schemas.get(name)
+            && Arc::ptr_eq(built_from, &describe)
+        {
+            return Ok((describe, schema.clone()));
+        }
+        let schema = Arc::new(schema_from_describe(&describe.raw).unwrap_or_else(|reason| {
+            tracing::warn!(%reason, "describe has no usable schema; coercion passes values through");
+            ObjectSchema {
+                name: name.to_owned(),
+                fields: Vec::new(),
+            }
+        }));
+        self.schemas
+            .insert(name.to_owned(), (describe.clone(), schema.clone()));
+        Ok((describe, schema))
     }
 
     /// Commits a page: its DLQ entries and the object's new state, in one transaction, after

@@ -122,6 +122,8 @@ struct Inner {
 struct CachedDescribe {
     describe: Arc<SObjectDescribe>,
     as_of: Option<String>,
+    /// When the org last confirmed it (fetched, or answered `304`).
+    checked: std::time::Instant,
 }
 
 impl SalesforceClient {
@@ -131,9 +133,11 @@ impl SalesforceClient {
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
             .user_agent(concat!("weft/", env!("CARGO_PKG_VERSION")))
-            // Salesforce closes idle connections after a while; a pool entry older than this
-            // is more likely dead than warm.
-            .pool_idle_timeout(Duration::from_secs(50));
+            // Kept longer than an incremental pass's default interval (60 s), so an idle
+            // installation's next pass reuses its connection instead of opening one. A
+            // connection the org closed meanwhile is seen closed by the pool (or, in a
+            // race, retried as a reset like any other).
+            .pool_idle_timeout(Duration::from_secs(120));
         if let Some(pem) = &config.extra_ca_pem {
             let cert = reqwest::Certificate::from_pem(pem)
                 .map_err(|e| SalesforceError::Config(format!("extra CA: {e}")))?;

@@ -522,9 +522,14 @@ pub fn spawn_status_writer(
             {
                 continue;
             }
-            match telemetry.write_status_file(&path, Timestamp::now()) {
-                Ok(()) => written = Some((generation, std::time::Instant::now())),
-                Err(e) => tracing::warn!(error = %e, "status file not written"),
+            // Rendering every installation and writing the file is blocking work.
+            let (t, p) = (telemetry.clone(), path.clone());
+            match tokio::task::spawn_blocking(move || t.write_status_file(&p, Timestamp::now()))
+                .await
+            {
+                Ok(Ok(())) => written = Some((generation, std::time::Instant::now())),
+                Ok(Err(e)) => tracing::warn!(error = %e, "status file not written"),
+                Err(e) => tracing::warn!(error = %e, "status file writer failed"),
             }
         }
     })

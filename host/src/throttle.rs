@@ -4,7 +4,8 @@
 //! customer's time zone ([`schedule`]), pacing that spreads each window's budget evenly
 //! ([`pacing`]), per-project ceilings, the org-headroom guard, the cap on concurrent requests,
 //! the circuit breaker ([`breaker`]), retry timing ([`backoff`]), the injectable clock
-//! ([`clock`]) and the snapshot that carries spend across a restart ([`snapshot`]). One
+//! ([`clock`]), giving a unit's scheduler worker back while it waits ([`held`]) and the
+//! snapshot that carries spend across a restart ([`snapshot`]). One
 //! [`Governor`] per installation.
 //!
 //! It never drops a request: it delays it, and the transport either gets it through or hands
@@ -14,6 +15,7 @@
 pub mod breaker;
 pub mod clock;
 mod governor;
+pub mod held;
 pub mod pacing;
 pub mod schedule;
 pub mod snapshot;

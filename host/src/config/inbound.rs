@@ -31,6 +31,8 @@ pub(super) struct RawInbound {
     #[serde(default)]
     reconcile_secs: Option<u64>,
     #[serde(default)]
+    describe_ttl_secs: Option<u64>,
+    #[serde(default)]
     sink: Option<RawSink>,
 }
 
@@ -133,6 +135,11 @@ pub struct InboundConfig {
     /// full Id read costs one call per 2,000 rows, so daily keeps it under 1% of a typical
     /// allocation.
     pub reconcile_interval: Duration,
+    /// How long a pass trusts the describe an earlier pass read before asking the org
+    /// again (`describe_ttl_secs`). 15 minutes: schemas change rarely, and a revalidation
+    /// is a call per object per pass that would otherwise be a third of an idle pass's
+    /// calls. A configured field the cached describe lacks, or a failed pass, asks at once.
+    pub describe_ttl: Duration,
     pub sink: SinkConfig,
 }
 
@@ -169,6 +176,15 @@ impl RawInbound {
         if reconcile == 0 {
             return Err(Invalid::new("inbound.reconcile_secs", "must be at least 1"));
         }
+        let describe_ttl = self.describe_ttl_secs.unwrap_or(900);
+        if describe_ttl > 86_400 {
+            return Err(Invalid::new(
+                "inbound.describe_ttl_secs",
+                format!(
+                    "{describe_ttl} is over a day; fields dropped from the org would be requested that long"
+                ),
+            ));
+        }
         let sink = match self.sink {
             Some(sink) => sink.check(base)?,
             None => SinkConfig::Ndjson {
@@ -182,6 +198,7 @@ impl RawInbound {
             lookback: Duration::from_secs(lookback),
             poll_interval: Duration::from_secs(poll),
             reconcile_interval: Duration::from_secs(reconcile),
+            describe_ttl: Duration::from_secs(describe_ttl),
             sink,
         })
     }

@@ -215,6 +215,22 @@ impl SalesforceClient {
         self.refresh_describe(project, object).await
     }
 
+    /// Describe of `object`: the cached one while the org confirmed it less than
+    /// `max_age` ago, otherwise revalidated ([`Self::refresh_describe`]).
+    pub async fn describe_within(
+        &self,
+        project: Project,
+        object: &str,
+        max_age: std::time::Duration,
+    ) -> Result<Arc<SObjectDescribe>, SalesforceError> {
+        if let Some(cached) = self.cached_describe(object)
+            && cached.checked.elapsed() < max_age
+        {
+            return Ok(cached.describe);
+        }
+        self.refresh_describe(project, object).await
+    }
+
     fn cached_describe(&self, object: &str) -> Option<CachedDescribe> {
         self.inner
             .describes
@@ -248,6 +264,11 @@ impl SalesforceClient {
         if reply.not_modified
             && let Some(cached) = cached
         {
+            if let Ok(mut m) = self.inner.describes.lock()
+                && let Some(entry) = m.get_mut(object)
+            {
+                entry.checked = std::time::Instant::now();
+            }
             return Ok(cached.describe);
         }
         let raw: Value = reply.json("describe")?;
@@ -269,6 +290,7 @@ impl SalesforceClient {
                 CachedDescribe {
                     describe: describe.clone(),
                     as_of: reply.date,
+                    checked: std::time::Instant::now(),
                 },
             );
         }

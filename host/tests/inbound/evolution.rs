@@ -152,3 +152,42 @@ async fn formula_fields_are_kept_current_by_a_periodic_re_read() {
     );
     assert_eq!(sink_lines(dir.path(), "Account").len(), 2 * live);
 }
+
+/// Describe calls the org has served so far.
+fn describes(org: &weft_emulator::EmulatorHandle) -> u64 {
+    org.stats().by_kind.get("describe").copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_passes_trust_the_describe_until_the_org_refuses_a_field() {
+    let org = org(300, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let body =
+        format!("[inbound.objects.Account]\nfields = [\"Name\", \"Segment_Weft__c\"]\n{SINK}");
+    org.add_field("Account", &text_field("Segment_Weft__c"))
+        .expect("field added");
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let mut sync = inbound(&config, &dir.path().join("weft.redb"));
+    sync.pass().await.expect("backfill");
+
+    // Idle passes: the describe read by the backfill is trusted (default: 15 minutes).
+    let before = describes(&org);
+    for _ in 0..3 {
+        let report = sync.pass().await.expect("idle pass");
+        assert!(report.objects[0].error.is_none(), "{:?}", report.objects[0]);
+    }
+    assert_eq!(describes(&org), before, "no describe on an idle pass");
+
+    // The org drops a configured field: the pass that meets the refusal reads the describe
+    // again, reports the field and syncs without it.
+    org.remove_field("Account", "Segment_Weft__c")
+        .expect("field removed");
+    org.generate_changes(5);
+    let report = sync.pass().await.expect("pass");
+    assert!(report.objects[0].error.is_none(), "{:?}", report.objects[0]);
+    assert_eq!(
+        report.objects[0].missing_fields,
+        vec!["Segment_Weft__c".to_owned()]
+    );
+    assert!(describes(&org) > before);
+}
