@@ -27,7 +27,8 @@
 //! Knobs (env): `SERVICE_LOAD_INSTALLATIONS` (default 1000), `SERVICE_LOAD_ACCOUNTS`
 //! (Accounts per org, default 20), `SERVICE_LOAD_CHANGES` (edits per org, default 5),
 //! `SERVICE_LOAD_ROUNDS` (default 3), `SERVICE_LOAD_IDLE_SECS` (default 60),
-//! `SERVICE_LOAD_POLL_SECS` (inbound interval; default: the spec's default).
+//! `SERVICE_LOAD_POLL_SECS` (inbound interval; default: the spec's default),
+//! `SERVICE_LOAD_WEFT` (the `weft` binary to run as the host; default: this build's).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -66,7 +67,10 @@ impl Drop for Host {
 
 impl Host {
     fn start(dir: &Path) -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        // `SERVICE_LOAD_WEFT`: another build's binary, to compare two builds side by side.
+        let weft = std::env::var_os("SERVICE_LOAD_WEFT")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_weft").into());
+        let mut child = Command::new(weft)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--db")
             .arg(dir.join("weft.redb"))
