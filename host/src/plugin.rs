@@ -37,7 +37,9 @@ pub use chain::{ChainCalls, ChainError, ChainOutput, Failure, Stage, Transformed
 pub use column::{Span, Value};
 pub use engine::{CallSpec, LoadedPlugin, PluginRuntime, RuntimeConfig};
 pub use error::{LoadError, OutputMeasure, PluginError};
-pub use installed::{InstalledPlugins, PluginConfig, PluginStatus, QuarantinePolicy};
+pub use installed::{
+    InstalledPlugins, PluginConfig, PluginStatus, QuarantinePolicy, off_the_runtime,
+};
 pub use limits::CallLimits;
 pub use output::span_text;
 pub use schema::schema_from_describe;

@@ -70,19 +70,25 @@ impl PluginPath {
         if live.is_empty() {
             return out;
         }
-        let batch = plugin::batch_from_json(object, &live);
-        let plugins = self.plugins.clone();
-        let installation = self.installation.clone();
-        let chain = tokio::task::spawn_blocking(move || {
-            let calls = (&*plugins, &*installation);
-            plugin::run_chain(
-                &calls,
-                Direction::Inbound,
-                &batch,
-                std::slice::from_ref(&*schema),
-            )
-        })
-        .await;
+        // Building the batch is CPU work too: it happens with the calls, off the runtime.
+        // The rows stay shared so that a failed call still dead-letters every one.
+        let live = Arc::new(live);
+        let chain = {
+            let (plugins, installation) = (self.plugins.clone(), self.installation.clone());
+            let (live, object) = (live.clone(), object.to_owned());
+            plugin::off_the_runtime(move || {
+                let batch = plugin::batch_from_json(&object, &live);
+                let calls = (&*plugins, &*installation);
+                plugin::run_chain(
+                    &calls,
+                    Direction::Inbound,
+                    &batch,
+                    std::slice::from_ref(&*schema),
+                )
+            })
+            .await
+        };
+        let live = Arc::try_unwrap(live).unwrap_or_else(|shared| (*shared).clone());
         let chain = match chain {
             Ok(Ok(chain)) => chain,
             Ok(Err(e)) => {
@@ -95,17 +101,11 @@ impl PluginPath {
                 }
                 return out;
             }
-            Err(join) => {
-                let message = format!("the plugin call did not complete: {join}");
+            Err(e) => {
+                let (code, message) = (e.dlq_code(), e.to_string());
                 for row in live {
-                    out.dead.push(self.dead(
-                        object,
-                        row,
-                        Stage::Map,
-                        "PLUGIN_ABORTED",
-                        message.clone(),
-                        now,
-                    ));
+                    out.dead
+                        .push(self.dead(object, row, Stage::Map, &code, message.clone(), now));
                 }
                 return out;
             }

@@ -224,11 +224,7 @@ pub async fn call_plugin<R: Send + 'static>(
 ) -> Result<R, PluginError> {
     let plugins = plugins.clone();
     let id = installation.to_owned();
-    tokio::task::spawn_blocking(move || call(&plugins, &id))
+    crate::plugin::off_the_runtime(move || call(&plugins, &id))
         .await
-        .unwrap_or_else(|join| {
-            Err(PluginError::Panic {
-                message: format!("the plugin call's thread failed: {join}"),
-            })
-        })
+        .and_then(|called| called)
 }

@@ -61,6 +61,19 @@ pub struct InstalledPlugins {
     slots: RwLock<HashMap<String, Arc<Slot>>>,
 }
 
+/// Runs plugin work — batch building, the calls, reading their output — on the blocking
+/// pool, never on an async worker. Every direction calls plugins through this, so a call
+/// whose thread fails is the same failure everywhere: the plugin's panic (one DLQ code).
+pub async fn off_the_runtime<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, PluginError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| PluginError::Panic {
+            message: format!("the plugin call's thread failed: {join}"),
+        })
+}
+
 impl InstalledPlugins {
     pub fn new(policy: QuarantinePolicy) -> Self {
         Self {

@@ -7,9 +7,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{KEY, accounts, acme_org};
+use crate::common::{KEY, acme_org};
 use crate::kill::company_event;
-use crate::service::{Api, outbound_document, spawn_service};
+use crate::service::{Api, outbound_document, spawn_service, wait_for_account};
 
 /// An event that is already an Account: written as it is by an identity mapping, refused
 /// by acme-accounts (which reads a product `company` and needs its `company_id`).
@@ -41,16 +41,8 @@ async fn settled(api: &mut Api, installation: &str, token: &str, event: &str) ->
 }
 
 async fn wait_for_name(org: &weft_emulator::EmulatorHandle, key: &str) -> String {
-    for _ in 0..300 {
-        if let Some(name) = accounts(org)
-            .get(key)
-            .and_then(|a| a["Name"].as_str().map(str::to_owned))
-        {
-            return name;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("account {key} never reached Salesforce");
+    let account = wait_for_account(org, key, "uploaded plugin").await;
+    account["Name"].as_str().unwrap_or_default().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -229,7 +229,11 @@ impl Api {
     }
 }
 
-async fn wait_for_account(org: &weft_emulator::EmulatorHandle, key: &str, what: &str) -> Value {
+pub(crate) async fn wait_for_account(
+    org: &weft_emulator::EmulatorHandle,
+    key: &str,
+    what: &str,
+) -> Value {
     for _ in 0..300 {
         if let Some(account) = accounts(org).get(key) {
             return account.clone();
