@@ -10,7 +10,6 @@
 //! worker after its current round, carries the governor's spend over and starts the new
 //! one. One installation's change never waits on another's: each has its own lock.
 
-use crate::artifacts::PluginCatalog;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,18 +23,21 @@ use super::governor_state;
 use super::inbound_worker::{self, PassLog};
 use super::installation::{Installation, InstallationError};
 use super::scheduler::Scheduler;
-use super::status::{self, Status};
+use super::status;
 use crate::api::Directory;
+use crate::artifacts::PluginCatalog;
 use crate::config::InstallationConfig;
 use crate::inbound::{InboundSync, Progress};
 use crate::outbound::{Pipeline, worker};
 use crate::plugin::{InstalledPlugins, PluginRuntime};
 use crate::registry::{CredentialPhase, Pause, Registry, RegistryError, SpecRecord};
-use crate::salesforce::SalesforceClient;
 use crate::secrets::Keyring;
-use crate::store::{Backlog, Store, StoreError};
+use crate::store::Store;
 use crate::telemetry::Telemetry;
 use crate::throttle::Governor;
+
+mod statuses;
+mod switch;
 
 /// Why a document was not accepted. Every variant names the key or object at fault; none
 /// carries a secret (secrets are only ever references in a document).
@@ -452,102 +454,6 @@ impl Supervisor {
         }
     }
 
-    /// Switches installations whose backfills are complete to their ongoing credential,
-    /// one at a time, until the supervisor is dropped. The new credential is tried first
-    /// (one token request); if the org refuses it the setup credential stays, the reason
-    /// shows in the status, and the next caught-up pass tries again.
-    pub fn spawn_switcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let receiver = self
-            .switch_requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let supervisor = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let Some(mut receiver) = receiver else { return };
-            while let Some(id) = receiver.recv().await {
-                let Some(supervisor) = supervisor.upgrade() else {
-                    return;
-                };
-                supervisor.switch_to_ongoing(&id).await;
-            }
-        })
-    }
-
-    async fn switch_to_ongoing(&self, id: &str) {
-        let slot = self.slot(id);
-        let (governor, phase) = {
-            let slot = slot.lock().await;
-            match slot.as_ref() {
-                Some(r) if r.has_ongoing => (r.governor.clone(), r.credential),
-                _ => return,
-            }
-        };
-        if !phase.is_setup() {
-            return;
-        }
-        let registry = self.registry.clone();
-        let lookup = id.to_owned();
-        let record = match tokio::task::spawn_blocking(move || registry.get(&lookup)).await {
-            Ok(Ok(Some(record))) => record,
-            _ => return,
-        };
-        let label = PathBuf::from(format!("installation {id}"));
-        let config = match InstallationConfig::from_document(
-            &label,
-            &record.base_dir,
-            &record.spec,
-            self.keyring.as_deref(),
-        ) {
-            Ok(config) => config,
-            Err(e) => {
-                self.set_switch_error(id, e.to_string()).await;
-                return;
-            }
-        };
-        let Some(ongoing) = &config.salesforce.ongoing else {
-            return;
-        };
-        let tried = match SalesforceClient::new(
-            config.salesforce.client_config_with(id, ongoing),
-            governor,
-        ) {
-            Ok(client) => client.login().await.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(reason) = tried {
-            tracing::warn!(installation = %id, error = %reason, "the ongoing credential was refused; staying on the setup credential");
-            self.set_switch_error(id, reason).await;
-            return;
-        }
-        let registry = self.registry.clone();
-        let saving = id.to_owned();
-        let saved = tokio::task::spawn_blocking(move || {
-            registry.set_credential(&saving, CredentialPhase::Ongoing)
-        })
-        .await;
-        if !matches!(saved, Ok(Ok(_))) {
-            self.set_switch_error(id, "the switch could not be saved".into())
-                .await;
-            return;
-        }
-        match self.reload(id).await {
-            Ok(()) => {
-                tracing::info!(installation = %id, "backfills complete: switched to the ongoing credential")
-            }
-            Err(reason) => {
-                tracing::error!(installation = %id, error = %reason, "not restarted on the ongoing credential")
-            }
-        }
-    }
-
-    async fn set_switch_error(&self, id: &str, reason: String) {
-        let slot = self.slot(id);
-        if let Some(running) = slot.lock().await.as_mut() {
-            running.switch_error = Some(reason);
-        }
-    }
-
     /// Builds installation `id` again from its stored record (after a pause or resume)
     /// and runs it; no online check, the spec is unchanged.
     pub async fn reload(&self, id: &str) -> Result<(), String> {
@@ -559,92 +465,6 @@ impl Supervisor {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("installation {id:?} does not exist"))?;
         self.build_record(record).await
-    }
-
-    /// The installation's status now; `None` when it does not run.
-    pub async fn status(&self, id: &str) -> Option<Status> {
-        let live = self.live_status(id).await?;
-        let mut composed = self.compose_statuses(vec![(id.to_owned(), live)]).await;
-        composed.pop()
-    }
-
-    /// Every running installation's status, by id, with one store read for them all
-    /// (for the Prometheus series).
-    pub async fn statuses(&self) -> Vec<Status> {
-        let mut live = Vec::new();
-        for (id, _) in self.all_slots() {
-            if let Some(parts) = self.live_status(&id).await {
-                live.push((id, parts));
-            }
-        }
-        self.compose_statuses(live).await
-    }
-
-    /// What the running installation itself knows of its status (no store read).
-    async fn live_status(&self, id: &str) -> Option<LiveStatus> {
-        let slot = self.slot(id);
-        let slot = slot.lock().await;
-        let running = slot.as_ref()?;
-        Some(LiveStatus {
-            version: running.version,
-            paused: running.paused.clone(),
-            objects: running.objects.clone(),
-            passes: running.passes.snapshot(),
-            progress: running
-                .progress
-                .as_ref()
-                .map(|p| p.snapshot())
-                .unwrap_or_default(),
-            since: running.since,
-            credential: status::Credential {
-                in_use: running.credential.as_str(),
-                ongoing_configured: running.has_ongoing,
-                switch_error: running.switch_error.clone(),
-            },
-        })
-    }
-
-    /// Adds what the store knows (outbound backlog, open DLQ: index counts only) and
-    /// composes each status.
-    async fn compose_statuses(&self, live: Vec<(String, LiveStatus)>) -> Vec<Status> {
-        let store = self.store.clone();
-        let ids: Vec<String> = live.iter().map(|(id, _)| id.clone()).collect();
-        let read = tokio::task::spawn_blocking(move || {
-            ids.iter()
-                .map(|id| {
-                    let read = store
-                        .backlog(id)
-                        .and_then(|backlog| Ok((backlog, store.dlq_open_count(id)?)));
-                    read.unwrap_or_else(|e: StoreError| {
-                        tracing::warn!(installation = %id, error = %e, "status: the store could not be read");
-                        (Backlog::default(), 0)
-                    })
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        let now = Timestamp::now();
-        live.into_iter()
-            .enumerate()
-            .map(|(k, (id, live))| {
-                let (backlog, dlq_open) = read.get(k).cloned().unwrap_or_default();
-                status::compose(status::Parts {
-                    installation: &id,
-                    version: live.version,
-                    paused: live.paused.as_ref(),
-                    objects: &live.objects,
-                    passes: live.passes,
-                    progress: live.progress,
-                    telemetry: self.telemetry.installation(&id).status(now),
-                    backlog,
-                    dlq_open,
-                    running_since: live.since,
-                    credential: live.credential,
-                    now,
-                })
-            })
-            .collect()
     }
 
     /// The pool's own figures.
