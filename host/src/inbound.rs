@@ -374,15 +374,17 @@ impl InboundSync {
                 Op::Delete => gone.push(d.id.as_str()),
             }
         }
-        self.store
-            .write(&mut |txn| {
+        // A durable commit blocks on fsync: not on an async worker's time.
+        crate::blocking::in_place(|| {
+            self.store.write(&mut |txn| {
                 for entry in &page.dead {
                     txn.put_dlq(entry)?;
                 }
                 txn.set_synced_ids(&self.installation, object, &present, &gone)?;
                 state(txn)
             })
-            .map_err(|source| store(object, source))
+        })
+        .map_err(|source| store(object, source))
     }
 
     async fn deliver(&mut self, object: &str, prepared: &Prepared) -> Result<(), InboundError> {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod artifacts;
+pub mod blocking;
 pub mod cli;
 pub mod config;
 pub mod inbound;

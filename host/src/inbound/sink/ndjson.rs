@@ -8,13 +8,12 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use super::{Delivery, SinkError};
 
 pub struct NdjsonSink {
     dir: PathBuf,
-    files: HashMap<String, Arc<Mutex<File>>>,
+    files: HashMap<String, File>,
 }
 
 impl NdjsonSink {
@@ -34,25 +33,19 @@ impl NdjsonSink {
         self.dir.join(format!("{object}.ndjson"))
     }
 
-    fn file(&mut self, object: &str) -> Result<Arc<Mutex<File>>, SinkError> {
-        if let Some(file) = self.files.get(object) {
-            return Ok(file.clone());
+    fn file(&mut self, object: &str, path: &Path) -> Result<&mut File, std::io::Error> {
+        if !self.files.contains_key(object) {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(path)?;
+            cut_torn_tail(&mut file)?;
+            self.files.insert(object.to_owned(), file);
         }
-        let path = self.path(object);
-        let io = |source| SinkError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
-        cut_torn_tail(&mut file).map_err(io)?;
-        let file = Arc::new(Mutex::new(file));
-        self.files.insert(object.to_owned(), file.clone());
-        Ok(file)
+        self.files
+            .get_mut(object)
+            .ok_or_else(|| std::io::Error::other("the file was just opened"))
     }
 
     pub async fn deliver(
@@ -60,25 +53,27 @@ impl NdjsonSink {
         object: &str,
         deliveries: &[Delivery],
     ) -> Result<(), SinkError> {
-        let mut buf = Vec::with_capacity(deliveries.len() * 512);
-        for d in deliveries {
-            serde_json::to_writer(&mut buf, d)?;
-            buf.push(b'\n');
-        }
-        let file = self.file(object)?;
-        let path = self.path(object);
-        // fsync blocks for milliseconds; keep it off the async workers.
-        let written = tokio::task::spawn_blocking(move || {
-            let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
-            file.write_all(&buf)?;
-            file.sync_data()
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r);
-        written.map_err(|source| SinkError::Io {
-            path: path.display().to_string(),
-            source,
+        // Encoding the page, opening the file and fsync are all blocking work: not on an
+        // async worker's time.
+        crate::blocking::in_place(|| {
+            let mut buf = Vec::with_capacity(deliveries.len() * 512);
+            for d in deliveries {
+                serde_json::to_writer(&mut buf, d)?;
+                buf.push(b'\n');
+            }
+            let path = self.path(object);
+            let written = self
+                .file(object, &path)
+                .and_then(|file| file.write_all(&buf).and_then(|()| file.sync_data()));
+            written.map_err(|source| {
+                // A failed write may have left part of a line: the next delivery opens the
+                // file again, which cuts it, instead of appending after it.
+                self.files.remove(object);
+                SinkError::Io {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })
         })
     }
 }
