@@ -144,11 +144,21 @@ const DECODING: &str = "decoding a plugin record";
 #[derive(Clone)]
 pub struct PluginCatalog {
     store: Arc<dyn Store>,
+    /// Uploads and deletes one at a time: a delete decides whether other versions still
+    /// share its bytes from a listing, which an upload running beside it could outdate.
+    changes: Arc<std::sync::Mutex<()>>,
 }
 
 impl PluginCatalog {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        PluginCatalog { store }
+        PluginCatalog {
+            store,
+            changes: Arc::default(),
+        }
+    }
+
+    fn one_change_at_a_time(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stores `wasm` as `reference` (the caller has validated it as a plugin). The version
@@ -170,6 +180,7 @@ impl PluginCatalog {
             uploaded_at: at,
         };
         let encoded = crate::store::encode(&fresh, "encoding a plugin record")?;
+        let _one = self.one_change_at_a_time();
         let mut outcome = None;
         self.store.write(&mut |txn| {
             outcome = None;
@@ -239,6 +250,7 @@ impl PluginCatalog {
             });
         }
         let key = reference.key();
+        let _one = self.one_change_at_a_time();
         let others = self.list()?;
         let mut removed = false;
         self.store.write(&mut |txn| {
