@@ -152,8 +152,8 @@ async fn upload(
     Path((name, version)): Path<(String, String)>,
     body: Body,
 ) -> Result<Response, Failure> {
-    let supervisor = managed(&state)?;
-    let reference = reference(&name, &version)?;
+    // The body is read before anything is judged: answering early would leave it unread
+    // on a keep-alive connection the client may send its next request on.
     let wasm = match axum::body::to_bytes(body, MAX_COMPONENT_BYTES).await {
         Ok(bytes) => bytes,
         Err(e) if super::conn::is_body_timeout(&e) => {
@@ -174,6 +174,8 @@ async fn upload(
             ));
         }
     };
+    let supervisor = managed(&state)?;
+    let reference = reference(&name, &version)?;
     let (uploaded, record, report) = blocking(move || {
         // Compiling is CPU work, and what makes the upload the check: a component the
         // runtime refuses is never stored.
