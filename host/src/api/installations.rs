@@ -92,6 +92,25 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route_layer(middleware::from_fn_with_state(state, operator_access))
 }
 
+/// What a handler answers: its response, or the refusal a check returned early (`?`).
+type Answer = Result<Response, Refusal>;
+
+/// An early answer: any error response, boxed (a response is large, and every handler's
+/// `Result` carries this).
+struct Refusal(Box<Response>);
+
+impl From<Response> for Refusal {
+    fn from(response: Response) -> Self {
+        Refusal(Box::new(response))
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
 /// The supervisor, or the `404` of a host whose installations are fixed.
 #[allow(clippy::result_large_err)]
 fn supervisor(state: &ApiState) -> Result<&Arc<Supervisor>, Response> {
@@ -104,21 +123,15 @@ fn supervisor(state: &ApiState) -> Result<&Arc<Supervisor>, Response> {
     })
 }
 
-async fn create(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
-    let supervisor = match supervisor(&state) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    let document = match json_object(&body) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+async fn create(State(state): State<Arc<ApiState>>, body: Bytes) -> Answer {
+    let supervisor = supervisor(&state)?.clone();
+    let document = json_object(&body)?;
     let Some(id) = document
         .get("id")
         .and_then(Value::as_str)
         .map(str::to_owned)
     else {
-        return invalid("id", "the document needs a string `id`".into());
+        return Err(invalid("id", "the document needs a string `id`".into()).into());
     };
     // Refuse a taken id before spending describe calls on it (the create below checks
     // again, in the transaction that writes).
@@ -128,27 +141,27 @@ async fn create(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
     })
     .await
     {
-        Ok(Some(_)) => return exists(&id),
+        Ok(Some(_)) => return Err(exists(&id).into()),
         Ok(None) => {}
-        Err(r) => return r,
+        Err(r) => return Err(r.into()),
     }
     let base = supervisor.base_dir().to_owned();
     let prepared = match supervisor.prepare(&id, &document, &base).await {
         Ok(p) => p,
-        Err(refused) => return refusal(refused),
+        Err(refused) => return Err(refusal(refused).into()),
     };
-    let record = match registry_call(&supervisor, {
+    let record = registry_call(&supervisor, {
         let id = id.clone();
         move |s| s.registry().create(&id, document, base, Timestamp::now())
     })
-    .await
-    {
-        Ok(record) => record,
-        Err(r) => return r,
-    };
+    .await?;
     supervisor.run_saved(prepared, &record).await;
     tracing::info!(installation = %id, version = record.version, "installation created through the API");
-    with_etag(StatusCode::CREATED, &record, Some(record.version))
+    Ok(with_etag(
+        StatusCode::CREATED,
+        &record,
+        Some(record.version),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,29 +178,26 @@ struct ListQuery {
 async fn list(
     State(state): State<Arc<ApiState>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let supervisor = match supervisor(&state) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
+) -> Answer {
+    let supervisor = supervisor(&state)?.clone();
     let Query(query) = match query {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()),
+        Err(e) => {
+            return Err(error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()).into());
+        }
     };
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     if let Some(health) = &query.health
         && !["healthy", "degraded", "failing", "paused"].contains(&health.as_str())
     {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "invalid_filter",
             format!("health {health:?}: expected healthy, degraded, failing or paused"),
-        );
+        )
+        .into());
     }
-    let records = match registry_call(&supervisor, |s| s.registry().list()).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let records = registry_call(&supervisor, |s| s.registry().list()).await?;
     let running = supervisor.running().await;
     let mut page = Vec::with_capacity(limit.min(records.len()));
     let mut next_after = None;
@@ -209,7 +219,7 @@ async fn list(
             Err(RegistryError::Unreadable { id, reason }) => {
                 (id.clone(), json!({"id": id, "unreadable": reason}))
             }
-            Err(other) => return registry_error(other),
+            Err(other) => return Err(registry_error(other).into()),
         };
         if query
             .after
@@ -226,25 +236,18 @@ async fn list(
         }
         page.push(entry);
     }
-    (
+    Ok((
         StatusCode::OK,
         axum::Json(json!({"installations": page, "next_after": next_after})),
     )
-        .into_response()
+        .into_response())
 }
 
-async fn show(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
-    let supervisor = match supervisor(&state) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    match stored(&supervisor, &id).await {
-        Ok(record) => {
-            let running = supervisor.running().await.get(&id).copied();
-            with_etag(StatusCode::OK, &record, running)
-        }
-        Err(r) => r,
-    }
+async fn show(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Answer {
+    let supervisor = supervisor(&state)?.clone();
+    let record = stored(&supervisor, &id).await?;
+    let running = supervisor.running().await.get(&id).copied();
+    Ok(with_etag(StatusCode::OK, &record, running))
 }
 
 async fn update(
@@ -252,57 +255,41 @@ async fn update(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let supervisor = match supervisor(&state) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    let expected = match if_match(&headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let patch = match json_object(&body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let current = match stored(&supervisor, &id).await {
-        Ok(record) => record,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let supervisor = supervisor(&state)?.clone();
+    let expected = if_match(&headers)?;
+    let patch = json_object(&body)?;
+    let current = stored(&supervisor, &id).await?;
     if current.version != expected {
-        return stale(&id, expected, current.version);
+        return Err(stale(&id, expected, current.version).into());
     }
     let mut document = current.spec.clone();
     merge_patch(&mut document, &patch);
     if document.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-        return invalid("id", format!("cannot be changed (installation {id:?})"));
+        return Err(invalid("id", format!("cannot be changed (installation {id:?})")).into());
     }
     if document == current.spec {
-        return with_etag(
+        return Ok(with_etag(
             StatusCode::OK,
             &current,
             supervisor.running().await.get(&id).copied(),
-        );
+        ));
     }
     let prepared = match supervisor.prepare(&id, &document, &current.base_dir).await {
         Ok(p) => p,
-        Err(refused) => return refusal(refused),
+        Err(refused) => return Err(refusal(refused).into()),
     };
-    let record = match registry_call(&supervisor, {
+    let record = registry_call(&supervisor, {
         let id = id.clone();
         move |s| {
             s.registry()
                 .update(&id, expected, document, Timestamp::now())
         }
     })
-    .await
-    {
-        Ok(record) => record,
-        Err(r) => return r,
-    };
+    .await?;
     supervisor.run_saved(prepared, &record).await;
     tracing::info!(installation = %id, version = record.version, "installation changed through the API");
-    with_etag(StatusCode::OK, &record, Some(record.version))
+    Ok(with_etag(StatusCode::OK, &record, Some(record.version)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,61 +303,50 @@ async fn apply(
     Path(id): Path<String>,
     query: Result<Query<ApplyQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
-) -> Response {
-    let supervisor = match supervisor(&state) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
+) -> Answer {
+    let supervisor = supervisor(&state)?.clone();
     let Query(query) = match query {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()),
+        Err(e) => {
+            return Err(error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()).into());
+        }
     };
     let base = match query.base_dir {
         Some(dir) if dir.is_absolute() => dir,
         Some(dir) => {
-            return invalid(
+            return Err(invalid(
                 "base_dir",
                 format!("{} is not an absolute path", dir.display()),
-            );
+            )
+            .into());
         }
         None => supervisor.base_dir().to_owned(),
     };
-    let document = match json_object(&body) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let document = json_object(&body)?;
     if document.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-        return invalid("id", format!("the document must carry id {id:?}"));
+        return Err(invalid("id", format!("the document must carry id {id:?}")).into());
     }
-    let current = match registry_call(&supervisor, {
+    let current = registry_call(&supervisor, {
         let id = id.clone();
         move |s| s.registry().get(&id)
     })
-    .await
-    {
-        Ok(current) => current,
-        Err(r) => return r,
-    };
+    .await?;
     if let Some(current) = current.filter(|c| c.spec == document && c.base_dir == base) {
         let running = supervisor.running().await.get(&id).copied();
-        return applied(StatusCode::OK, "unchanged", &current, running);
+        return Ok(applied(StatusCode::OK, "unchanged", &current, running));
     }
     let prepared = match supervisor.prepare(&id, &document, &base).await {
         Ok(p) => p,
-        Err(refused) => return refusal(refused),
+        Err(refused) => return Err(refusal(refused).into()),
     };
-    let (record, outcome) = match registry_call(&supervisor, {
+    let (record, outcome) = registry_call(&supervisor, {
         let id = id.clone();
         move |s| {
             s.registry()
                 .apply_declared(&id, document, base, Timestamp::now())
         }
     })
-    .await
-    {
-        Ok(saved) => saved,
-        Err(r) => return r,
-    };
+    .await?;
     let (status, word) = match outcome {
         Applied::Created => (StatusCode::CREATED, "created"),
         Applied::Updated => (StatusCode::OK, "updated"),
@@ -380,7 +356,7 @@ async fn apply(
         supervisor.run_saved(prepared, &record).await;
         tracing::info!(installation = %id, version = record.version, outcome = word, "installation applied through the API");
     }
-    applied(status, word, &record, Some(record.version))
+    Ok(applied(status, word, &record, Some(record.version)))
 }
 
 fn applied(status: StatusCode, word: &str, record: &SpecRecord, running: Option<u64>) -> Response {
@@ -404,54 +380,42 @@ async fn remove(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
     query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let supervisor = match supervisor(&state) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
+) -> Answer {
+    let supervisor = supervisor(&state)?.clone();
     let Query(query) = match query {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()),
+        Err(e) => {
+            return Err(error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()).into());
+        }
     };
-    if let Err(r) = stored(&supervisor, &id).await {
-        return r;
-    }
+    stored(&supervisor, &id).await?;
     // Stop first: a worker must not write for an installation whose data is being purged.
     supervisor.remove(&id).await;
-    let purged = match registry_call(&supervisor, {
+    let purged = registry_call(&supervisor, {
         let id = id.clone();
         move |s| s.registry().delete(&id, query.purge)
     })
-    .await
-    {
-        Ok(purged) => purged,
-        Err(r) => return r,
-    };
+    .await?;
     tracing::info!(installation = %id, purge = query.purge, "installation deleted through the API");
-    (
+    Ok((
         StatusCode::OK,
         axum::Json(json!({"id": id, "deleted": true, "purged": purged})),
     )
-        .into_response()
+        .into_response())
 }
 
-async fn issue_token(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
-    let supervisor = match supervisor(&state) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    let current = match stored(&supervisor, &id).await {
-        Ok(record) => record,
-        Err(r) => return r,
-    };
+async fn issue_token(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Answer {
+    let supervisor = supervisor(&state)?.clone();
+    let current = stored(&supervisor, &id).await?;
     let (token, hash) = match new_token() {
         Ok(t) => t,
         Err(_) => {
-            return error(
+            return Err(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "the system random source failed".into(),
-            );
+            )
+            .into());
         }
     };
     let mut document = current.spec.clone();
@@ -459,18 +423,14 @@ async fn issue_token(State(state): State<Arc<ApiState>>, Path(id): Path<String>)
         &mut document,
         &json!({"intake": {"token_sha256": hash.to_hex()}}),
     );
-    let record = match registry_call(&supervisor, {
+    let record = registry_call(&supervisor, {
         let id = id.clone();
         move |s| {
             s.registry()
                 .update(&id, current.version, document, Timestamp::now())
         }
     })
-    .await
-    {
-        Ok(record) => record,
-        Err(r) => return r,
-    };
+    .await?;
     supervisor.set_token(&id, record.version, hash).await;
     tracing::info!(installation = %id, version = record.version, "installation token issued");
     let mut response = (
@@ -486,7 +446,7 @@ async fn issue_token(State(state): State<Arc<ApiState>>, Path(id): Path<String>)
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    Ok(response)
 }
 
 /// A new credential. `Debug` is not derived: it holds secrets.
@@ -504,34 +464,30 @@ async fn rotate_credentials(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let supervisor = match supervisor(&state) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
+) -> Answer {
+    let supervisor = supervisor(&state)?.clone();
     // Parsed by hand so a malformed body's error never echoes a secret back.
     let Ok(body) = serde_json::from_slice::<CredentialsBody>(&body) else {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             "expected a JSON object with any of client_secret, refresh_token, private_key_pem, \
              client_id, username (strings)"
                 .into(),
-        );
+        )
+        .into());
     };
     let Some(keyring) = supervisor.keyring() else {
-        return error(
+        return Err(error(
             StatusCode::CONFLICT,
             "no_secrets_key",
             "this host has no secrets key to seal credentials with: start weft serve with \
              --secrets-key-file or WEFT_SECRETS_KEY"
                 .into(),
-        );
+        )
+        .into());
     };
-    let current = match stored(&supervisor, &id).await {
-        Ok(record) => record,
-        Err(r) => return r,
-    };
+    let current = stored(&supervisor, &id).await?;
     let mut salesforce = serde_json::Map::new();
     for (name, value) in [
         ("client_secret", &body.client_secret),
@@ -541,7 +497,11 @@ async fn rotate_credentials(
         let Some(value) = value else { continue };
         let sealed = match keyring.seal(&id, name, value.trim()) {
             Ok(sealed) => sealed,
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+            Err(e) => {
+                return Err(
+                    error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into(),
+                );
+            }
         };
         salesforce.insert(format!("{name}_sealed"), json!(sealed));
         salesforce.insert(format!("{name}_env"), Value::Null);
@@ -553,7 +513,7 @@ async fn rotate_credentials(
         }
     }
     if salesforce.is_empty() {
-        return invalid("-", "the body names no credential".into());
+        return Err(invalid("-", "the body names no credential".into()).into());
     }
     let mut document = current.spec.clone();
     merge_patch(&mut document, &json!({"salesforce": salesforce}));
@@ -561,24 +521,20 @@ async fn rotate_credentials(
         Ok(p) => p,
         Err(refused) => {
             tracing::warn!(installation = %id, "credential rotation refused; the old credential stays");
-            return refusal(refused);
+            return Err(refusal(refused).into());
         }
     };
-    let record = match registry_call(&supervisor, {
+    let record = registry_call(&supervisor, {
         let id = id.clone();
         move |s| {
             s.registry()
                 .update(&id, current.version, document, Timestamp::now())
         }
     })
-    .await
-    {
-        Ok(record) => record,
-        Err(r) => return r,
-    };
+    .await?;
     supervisor.run_saved(prepared, &record).await;
     tracing::info!(installation = %id, version = record.version, "credentials rotated through the API");
-    with_etag(StatusCode::OK, &record, Some(record.version))
+    Ok(with_etag(StatusCode::OK, &record, Some(record.version)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -604,29 +560,17 @@ fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Resul
     })
 }
 
-async fn pause(
-    State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let supervisor = match supervisor(&state) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    let body: PauseBody = match optional_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let current = match stored(&supervisor, &id).await {
-        Ok(record) => record,
-        Err(r) => return r,
-    };
+async fn pause(State(state): State<Arc<ApiState>>, Path(id): Path<String>, body: Bytes) -> Answer {
+    let supervisor = supervisor(&state)?.clone();
+    let body: PauseBody = optional_body(&body)?;
+    let current = stored(&supervisor, &id).await?;
     let configured = inbound_objects(&current.spec);
     if let Some(unknown) = body.objects.iter().find(|o| !configured.contains(o)) {
-        return invalid(
+        return Err(invalid(
             "objects",
             format!("{unknown} is not an inbound object of installation {id:?}"),
-        );
+        )
+        .into());
     }
     let mut objects = body.objects;
     // Pausing more objects adds to an object pause; a whole pause stays whole.
@@ -658,30 +602,18 @@ struct ResumeBody {
     objects: Vec<String>,
 }
 
-async fn resume(
-    State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let supervisor = match supervisor(&state) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    let body: ResumeBody = match optional_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let current = match stored(&supervisor, &id).await {
-        Ok(record) => record,
-        Err(r) => return r,
-    };
+async fn resume(State(state): State<Arc<ApiState>>, Path(id): Path<String>, body: Bytes) -> Answer {
+    let supervisor = supervisor(&state)?.clone();
+    let body: ResumeBody = optional_body(&body)?;
+    let current = stored(&supervisor, &id).await?;
     let remaining = match (current.paused, body.objects.is_empty()) {
         (None, _) | (_, true) => None,
         (Some(pause), false) if pause.whole() => {
-            return invalid(
+            return Err(invalid(
                 "objects",
                 "the whole installation is paused: resume it without naming objects".into(),
-            );
+            )
+            .into());
         }
         (Some(mut pause), false) => {
             pause.objects.retain(|o| !body.objects.contains(o));
@@ -691,46 +623,37 @@ async fn resume(
     set_pause(&supervisor, &id, remaining).await
 }
 
-async fn set_pause(supervisor: &Arc<Supervisor>, id: &str, paused: Option<Pause>) -> Response {
-    let record = match registry_call(supervisor, {
+async fn set_pause(supervisor: &Arc<Supervisor>, id: &str, paused: Option<Pause>) -> Answer {
+    let record = registry_call(supervisor, {
         let (id, paused) = (id.to_owned(), paused.clone());
         move |s| s.registry().set_pause(&id, paused)
     })
-    .await
-    {
-        Ok(record) => record,
-        Err(r) => return r,
-    };
+    .await?;
     if let Err(reason) = supervisor.reload(id).await {
         tracing::error!(installation = %id, error = %reason, "installation not restarted after a pause change");
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "not_restarted", reason);
+        return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "not_restarted", reason).into());
     }
     tracing::info!(installation = %id, paused = ?paused, "installation pause changed");
     let running = supervisor.running().await.get(id).copied();
-    with_etag(StatusCode::OK, &record, running)
+    Ok(with_etag(StatusCode::OK, &record, running))
 }
 
-async fn sync_now(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
-    let supervisor = match supervisor(&state) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    if let Err(r) = stored(&supervisor, &id).await {
-        return r;
-    }
-    if supervisor.sync_now(&id).await {
-        (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({"id": id, "sync": "started"})),
-        )
-            .into_response()
-    } else {
-        error(
+async fn sync_now(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Answer {
+    let supervisor = supervisor(&state)?.clone();
+    stored(&supervisor, &id).await?;
+    if !supervisor.sync_now(&id).await {
+        return Err(error(
             StatusCode::CONFLICT,
             "not_running",
             format!("installation {id:?} is paused or did not start; see its status"),
         )
+        .into());
     }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"id": id, "sync": "started"})),
+    )
+        .into_response())
 }
 
 /// The inbound object names of a stored document.
