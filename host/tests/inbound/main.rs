@@ -6,6 +6,7 @@ mod backfill;
 mod common;
 mod compound;
 mod config_check;
+mod equivalence;
 mod evolution;
 mod http_sink;
 mod incremental;
