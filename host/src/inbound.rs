@@ -16,6 +16,7 @@
 mod backfill;
 mod deliver;
 mod incremental;
+mod page;
 mod prefetch;
 mod progress;
 mod rows;
@@ -39,7 +40,7 @@ use crate::throttle::Project;
 
 pub use deliver::Prepared;
 pub use progress::{ObjectProgress, Progress};
-pub use sink::{Delivery, Op, Output, Sink, SinkError};
+pub use sink::{Deliveries, Delivery, Op, Output, Sink, SinkError};
 pub use soql::Selection;
 pub use state::{Backfill, Watermark};
 
@@ -368,7 +369,7 @@ impl InboundSync {
         state: &dyn Fn(&mut dyn StoreTxn) -> Result<(), StoreError>,
     ) -> Result<(), InboundError> {
         let (mut present, mut gone) = (Vec::new(), Vec::new());
-        for d in &page.deliveries {
+        for (d, _) in page.deliveries.iter() {
             match d.op {
                 Op::Upsert => present.push(d.id.as_str()),
                 Op::Delete => gone.push(d.id.as_str()),

@@ -34,11 +34,12 @@ pub use bindings::types::{
     FieldKind, FieldSchema, ObjectSchema, RecordError, Resolution,
 };
 pub use chain::{ChainCalls, ChainError, ChainOutput, Failure, Stage, Transformed, run_chain};
-pub use column::{Span, Value};
+pub use column::{Span, Value, payload_span};
 pub use engine::{CallSpec, LoadedPlugin, PluginRuntime, RuntimeConfig};
 pub use error::{LoadError, OutputMeasure, PluginError};
 pub use installed::{
     InstalledPlugins, PluginConfig, PluginStatus, QuarantinePolicy, off_the_runtime,
+    start_off_the_runtime,
 };
 pub use limits::CallLimits;
 pub use output::span_text;

@@ -5,11 +5,13 @@
 //! backfill resumes with `Id > last`, and a Bulk job that expired, failed or stuck is
 //! re-created from the same place instead of from the start.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use serde_json::{Map, Value};
 
+use super::page::Page;
 use super::state::{self, Backfill, Watermark};
 use super::{InboundError, InboundSync, Prepared, Selection, prefetch, rows, salesforce, soql};
 use crate::config::{Api, ObjectConfig};
@@ -83,7 +85,7 @@ impl InboundSync {
     pub(super) async fn backfill(
         &mut self,
         object: &ObjectConfig,
-        describe: &SObjectDescribe,
+        describe: &Arc<SObjectDescribe>,
         selection: &Selection,
         schema: Arc<ObjectSchema>,
         mut plan: Backfill,
@@ -154,37 +156,40 @@ impl InboundSync {
         let mut next = prefetch::page(
             &self.client,
             Project::Backfill,
+            name,
             query_after(plan.last_id.as_deref()),
         );
+        let mut pipeline = Pipeline::default();
         loop {
             let page = match next.join().await {
                 Some(page) => page.map_err(|e| salesforce(name, e))?,
                 None => return Err(salesforce(name, fetch_cancelled())),
             };
-            let rows: Vec<Map<String, Value>> =
-                page.records.into_iter().map(rows::from_rest).collect();
-            let read = rows.len();
-            let Some(last_id) = rows
-                .iter()
-                .rev()
-                .find_map(|r| rows::id(r).map(str::to_owned))
-            else {
-                return Ok(());
+            let read = page.len();
+            let Some(last_id) = page.last_id().map(str::to_owned) else {
+                break;
             };
             // The next page is keyed by this page's last Id, known before this page is
             // processed: fetch it while the plugin and the sink work.
-            next = prefetch::page(&self.client, Project::Backfill, query_after(Some(&last_id)));
-            self.backfill_page(name, schema, rows, plan, None).await?;
+            next = prefetch::page(
+                &self.client,
+                Project::Backfill,
+                name,
+                query_after(Some(&last_id)),
+            );
+            self.pipe_page(&mut pipeline, name, schema, page, plan, None)
+                .await?;
             if read < page_size {
-                return Ok(());
+                break;
             }
         }
+        self.land(&mut pipeline, name, plan).await
     }
 
     async fn bulk_pages(
         &mut self,
         object: &ObjectConfig,
-        describe: &SObjectDescribe,
+        describe: &Arc<SObjectDescribe>,
         schema: &Arc<ObjectSchema>,
         plan: &mut Backfill,
     ) -> Result<(), InboundError> {
@@ -243,26 +248,32 @@ impl InboundSync {
                     }
                 }
             };
-            let mut stream = prefetch::BulkAhead::start(stream);
+            let mut stream = prefetch::BulkAhead::start(stream, name, describe.clone());
+            let mut pipeline = Pipeline::default();
             loop {
                 match stream.next_batch().await {
                     Ok(Some(batch)) => {
                         fresh_jobs = 0;
-                        let rows: Vec<Map<String, Value>> = batch
-                            .rows
-                            .into_iter()
-                            .map(|row| rows::from_bulk(&batch.columns, row, describe))
-                            .collect();
                         let last = batch.last;
-                        self.backfill_page(name, schema, rows, plan, Some(batch.cursor))
-                            .await?;
+                        self.pipe_page(
+                            &mut pipeline,
+                            name,
+                            schema,
+                            batch.page,
+                            plan,
+                            Some(batch.cursor),
+                        )
+                        .await?;
                         if last {
-                            return Ok(());
+                            return self.land(&mut pipeline, name, plan).await;
                         }
                     }
-                    Ok(None) => return Ok(()),
+                    Ok(None) => return self.land(&mut pipeline, name, plan).await,
                     Err(e) if job_is_gone(&e) => {
                         tracing::warn!(error = %e, "the Bulk job went away mid-read; re-creating it from the checkpoint");
+                        // The pages read before are good: they land, and the new job starts
+                        // after them.
+                        self.land(&mut pipeline, name, plan).await?;
                         plan.bulk = None;
                         break;
                     }
@@ -272,44 +283,84 @@ impl InboundSync {
         }
     }
 
-    /// Plugin → sink → checkpoint for one page of backfill rows.
-    async fn backfill_page(
+    /// Starts `page` through the plugin, then lands the page before it while the plugin
+    /// works: download, plugin and sink + checkpoint of three pages overlap, and pages still
+    /// land (and checkpoint) one at a time, in order.
+    async fn pipe_page(
         &mut self,
+        pipeline: &mut Pipeline,
         name: &str,
         schema: &Arc<ObjectSchema>,
-        rows: Vec<Map<String, Value>>,
+        page: Page,
         plan: &mut Backfill,
         cursor: Option<crate::salesforce::BulkCursor>,
     ) -> Result<(), InboundError> {
-        let read = rows.len() as u64;
-        let last_id = rows
-            .iter()
-            .rev()
-            .find_map(|r| rows::id(r).map(str::to_owned));
         let horizon = plan.high_water_ms.saturating_sub(self.lookback_ms());
-        let mut recent = Vec::new();
-        for row in &rows {
-            if let (Some(id), Some(stamp)) = (rows::id(row), rows::modstamp(row)) {
-                if stamp.as_millisecond() >= horizon {
-                    recent.push((id.to_owned(), stamp.as_millisecond()));
+        let recent = page
+            .rows
+            .iter()
+            .filter_map(|row| match (&row.id, row.stamp) {
+                (Some(id), Some(stamp)) if stamp.as_millisecond() >= horizon => {
+                    Some((id.clone(), stamp.as_millisecond()))
                 }
-            }
+                _ => None,
+            })
+            .collect();
+        let (read, last_id) = (page.len() as u64, page.last_id().map(str::to_owned));
+        // A page's plugin work is one unit of the host's scheduler; a stop request ends the
+        // backfill here, and the page before (never landed) is read again on resume.
+        let turn = self.unit().await?;
+        let prepared = self.plugin.prepare(name, page, schema.clone());
+        let started = InFlight {
+            prepared: Box::pin(async move {
+                let prepared = prepared.await;
+                drop(turn);
+                prepared
+            }),
+            read,
+            last_id,
+            recent,
+            cursor,
+        };
+        match pipeline.0.replace(started) {
+            Some(before) => self.land_one(before, name, plan).await,
+            None => Ok(()),
         }
-        // One page is one unit of the host's scheduler: plugin, sink and checkpoint.
-        let _turn = self.unit().await?;
-        let prepared = self.plugin.prepare(name, rows, schema.clone()).await;
+    }
+
+    /// Lands the page still in flight, if any, and brings `plan` up to date.
+    async fn land(
+        &mut self,
+        pipeline: &mut Pipeline,
+        name: &str,
+        plan: &mut Backfill,
+    ) -> Result<(), InboundError> {
+        match pipeline.0.take() {
+            Some(page) => self.land_one(page, name, plan).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sink → checkpoint for one page whose plugin work has been started.
+    async fn land_one(
+        &mut self,
+        page: InFlight,
+        name: &str,
+        plan: &mut Backfill,
+    ) -> Result<(), InboundError> {
+        let prepared = page.prepared.await;
         self.deliver(name, &prepared).await?;
-        if let Some(id) = last_id {
+        if let Some(id) = page.last_id {
             plan.last_id = Some(id);
         }
-        if cursor.is_some() {
-            plan.bulk = cursor;
+        if page.cursor.is_some() {
+            plan.bulk = page.cursor;
         }
-        plan.done += read;
+        plan.done += page.read;
         // Only once the page is in the sink: these rows are now delivered. Capped, since the
         // checkpoint is rewritten with every page (see `Watermark::prune`).
         let room = state::RECENT_CAP.saturating_sub(plan.recent.len());
-        plan.recent.extend(recent.into_iter().take(room));
+        plan.recent.extend(page.recent.into_iter().take(room));
         plan.failed += prepared.dead.len() as u64;
         let installation = self.installation.clone();
         let snapshot = plan.clone();
@@ -317,7 +368,7 @@ impl InboundSync {
             txn.put_checkpoint(&installation, name, &Some(&snapshot))
         })?;
         self.progress
-            .advance(name, read, prepared.dead.len() as u64);
+            .advance(name, page.read, prepared.dead.len() as u64);
         Ok(())
     }
 
@@ -333,6 +384,20 @@ impl InboundSync {
             .await
             .map_err(|e| salesforce(object, e))
     }
+}
+
+/// The page of a backfill whose plugin work runs while the page before it lands.
+#[derive(Default)]
+struct Pipeline(Option<InFlight>);
+
+struct InFlight {
+    prepared: Pin<Box<dyn Future<Output = Prepared> + Send>>,
+    read: u64,
+    last_id: Option<String>,
+    /// Rows inside the lookback window, remembered once the page lands.
+    recent: Vec<(String, i64)>,
+    /// Where the Bulk result stands once the page lands.
+    cursor: Option<crate::salesforce::BulkCursor>,
 }
 
 /// A read-ahead task that ended without an answer (it panicked or the runtime is shutting

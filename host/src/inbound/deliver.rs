@@ -1,25 +1,32 @@
 //! One page of Salesforce rows → the installation's plugin (map → coerce → dedup keys) →
-//! deliveries for the sink and DLQ entries for what the plugin rejected.
+//! deliveries encoded for the sink and DLQ entries for what the plugin rejected.
+//!
+//! The whole step — the call, reading its output, encoding every delivery — is CPU work and
+//! runs on the blocking pool, started at once so that the caller can make the previous page
+//! durable meanwhile. The page's batch goes to the plugin as it was read; the plugin's output
+//! columns are written as the record format's JSON directly.
 //!
 //! Deletes skip the plugin: there is nothing to map, and a delete must reach the product
 //! even when the plugin is broken. A whole-batch plugin failure (trap, timeout, quarantine)
 //! dead-letters every live row of the page with the failure's kind, and the sync goes on.
 
-use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use serde_json::{Map, Value};
 
-use super::rows;
-use super::sink::{Delivery, Op, Output};
-use crate::plugin::{self, Direction, InstalledPlugins, ObjectSchema};
+use super::page::Page;
+use super::sink::{Deliveries, Delivery, Op, OutputRow};
+use crate::plugin::{
+    self, Batch, ChainCalls, ChainResult, Direction, InstalledPlugins, ObjectSchema, PluginError,
+    span_text,
+};
 use crate::store::{DlqOriginal, NewDlqEntry, Stage};
 
 /// A page ready to commit: what goes to the sink, what goes to the DLQ.
 #[derive(Debug, Default)]
 pub struct Prepared {
-    pub deliveries: Vec<Delivery>,
+    pub deliveries: Deliveries,
     pub dead: Vec<NewDlqEntry>,
 }
 
@@ -31,152 +38,252 @@ pub struct PluginPath {
 }
 
 impl PluginPath {
-    /// Runs `rows` of `object` through the plugin. `schema` is the object's describe as a
-    /// plugin schema: an identity mapping coerces against it.
-    pub async fn prepare(
+    /// Starts running `page` of `object` through the plugin on the blocking pool and
+    /// returns its result to await. `schema` is the object's describe as a plugin schema:
+    /// an identity mapping coerces against it.
+    pub fn prepare(
         &self,
         object: &str,
-        rows: Vec<Map<String, Value>>,
+        page: Page,
         schema: Arc<ObjectSchema>,
-    ) -> Prepared {
-        let mut out = Prepared::default();
-        let now = Timestamp::now();
-        let mut live = Vec::with_capacity(rows.len());
-        let mut keys = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (Some(id), Some(stamp)) = (rows::id(&row), rows::modstamp(&row)) else {
-                out.dead.push(self.dead(
-                    object,
+    ) -> impl Future<Output = Prepared> + Send + 'static {
+        let step = Step {
+            installation: self.installation.clone(),
+            object: object.to_owned(),
+            now: Timestamp::now(),
+        };
+        // Shared, so that a call whose thread fails still dead-letters every row.
+        let page = Arc::new(page);
+        let running = {
+            let (plugins, step, page) = (self.plugins.clone(), step.clone(), page.clone());
+            plugin::start_off_the_runtime(move || {
+                let calls = (&*plugins, &*step.installation);
+                step.run(&calls, &page, &schema)
+            })
+        };
+        async move {
+            match running.await {
+                Ok(prepared) => prepared,
+                Err(e) => step.all_dead(&page, &e),
+            }
+        }
+    }
+}
+
+/// What every delivery and DLQ entry of one page says besides its row.
+#[derive(Clone)]
+struct Step {
+    installation: Arc<str>,
+    object: String,
+    now: Timestamp,
+}
+
+impl Step {
+    /// Delivers the page's deletes and dead-letters its malformed rows; returns the rows
+    /// left for the plugin.
+    fn sort_rows(&self, page: &Page, out: &mut Prepared) -> Vec<usize> {
+        let mut live = Vec::with_capacity(page.len());
+        for (row, key) in page.rows.iter().enumerate() {
+            match (&key.id, key.stamp) {
+                (Some(id), Some(stamp)) if key.deleted => out.push_delete(self, id, stamp),
+                (Some(_), Some(_)) => live.push(row),
+                _ => out.dead.push(self.dead(
+                    page,
                     row,
                     Stage::Map,
                     "MALFORMED_ROW",
                     "the row has no Id or no readable SystemModstamp".into(),
-                    now,
-                ));
-                continue;
-            };
-            let key = Key {
-                id: id.to_owned(),
-                stamp,
-            };
-            if rows::is_deleted(&row) {
-                out.deliveries
-                    .push(self.delivery(object, &key, Op::Delete, Vec::new()));
-            } else {
-                keys.push(key);
-                live.push(row);
+                )),
             }
         }
+        live
+    }
+
+    fn run(&self, calls: &impl ChainCalls, page: &Page, schema: &ObjectSchema) -> Prepared {
+        let mut out = Prepared::default();
+        let live = self.sort_rows(page, &mut out);
         if live.is_empty() {
             return out;
         }
-        // Building the batch is CPU work too: it happens with the calls, off the runtime.
-        // The rows stay shared so that a failed call still dead-letters every one.
-        let live = Arc::new(live);
-        let chain = {
-            let (plugins, installation) = (self.plugins.clone(), self.installation.clone());
-            let (live, object) = (live.clone(), object.to_owned());
-            plugin::off_the_runtime(move || {
-                let batch = plugin::batch_from_json(&object, &live);
-                let calls = (&*plugins, &*installation);
-                plugin::run_chain(
-                    &calls,
-                    Direction::Inbound,
-                    &batch,
-                    std::slice::from_ref(&*schema),
-                )
-            })
-            .await
-        };
-        let live = Arc::try_unwrap(live).unwrap_or_else(|shared| (*shared).clone());
-        let chain = match chain {
-            Ok(Ok(chain)) => chain,
-            Ok(Err(e)) => {
-                let code = e.error.dlq_code();
-                let stage = store_stage(e.stage);
-                let message = e.to_string();
-                for row in live {
-                    out.dead
-                        .push(self.dead(object, row, stage, &code, message.clone(), now));
-                }
-                return out;
-            }
+        let input = page.select(&live);
+        let result = match calls.chain(
+            Direction::Inbound,
+            &input,
+            std::slice::from_ref(schema),
+            true,
+        ) {
+            Ok(result) => result,
             Err(e) => {
-                let (code, message) = (e.dlq_code(), e.to_string());
-                for row in live {
+                let (code, message) = (e.dlq_code(), format!("map stage failed: {e}"));
+                for &row in &live {
                     out.dead
-                        .push(self.dead(object, row, Stage::Map, &code, message.clone(), now));
+                        .push(self.dead(page, row, Stage::Map, &code, message.clone()));
                 }
                 return out;
             }
         };
-        let mut outputs: BTreeMap<u32, Vec<Output>> = BTreeMap::new();
-        for record in chain.records {
-            outputs.entry(record.source).or_default().push(Output {
-                object: record.object,
-                fields: record.fields,
-                keys: record.keys.into_iter().collect(),
-            });
-        }
-        let mut failed: BTreeMap<u32, (Stage, String)> = BTreeMap::new();
-        for failure in chain.failures {
-            failed
-                .entry(failure.source)
-                .or_insert((store_stage(failure.stage), failure.reason));
-        }
-        for (i, (row, key)) in live.into_iter().zip(keys).enumerate() {
-            let source = i as u32;
-            if let Some((stage, reason)) = failed.remove(&source) {
-                out.dead
-                    .push(self.dead(object, row, stage, "PLUGIN_REJECTED", reason, now));
-            } else {
-                let output = outputs.remove(&source).unwrap_or_default();
-                out.deliveries
-                    .push(self.delivery(object, &key, Op::Upsert, output));
+        self.deliver(&mut out, page, &live, &result);
+        out
+    }
+
+    /// Encodes the chain's output row by row of the input; a row that failed any stage
+    /// fails whole, with its first failure.
+    fn deliver(&self, out: &mut Prepared, page: &Page, live: &[usize], result: &ChainResult) {
+        let mut failed: Vec<Option<(Stage, &str)>> = vec![None; live.len()];
+        for error in &result.errors {
+            if let Some(slot @ None) = failed.get_mut(error.record as usize) {
+                *slot = Some((store_stage(error.stage.into()), error.reason.as_str()));
             }
+        }
+        let produced: Vec<Produced> = result
+            .batches
+            .iter()
+            .map(|b| Produced::new(&b.batch, &b.keys))
+            .collect();
+        // The output rows of each input row, in batch order then row order.
+        let mut outputs: Vec<Vec<(usize, usize)>> = vec![Vec::new(); live.len()];
+        for (b, made) in produced.iter().enumerate() {
+            for (row, &source) in made.batch.sources.iter().enumerate() {
+                if let Some(rows) = outputs.get_mut(source as usize) {
+                    rows.push((b, row));
+                }
+            }
+        }
+        for (i, &row) in live.iter().enumerate() {
+            let key = &page.rows[row];
+            let (Some(id), Some(stamp)) = (&key.id, key.stamp) else {
+                continue;
+            };
+            if let Some((stage, reason)) = failed[i] {
+                out.dead
+                    .push(self.dead(page, row, stage, "PLUGIN_REJECTED", reason.to_owned()));
+                continue;
+            }
+            let stamp = format_stamp(stamp);
+            out.deliveries.push_upsert(
+                &self.object,
+                id,
+                &stamp,
+                &self.idempotency_key(id, &stamp),
+                outputs[i].iter().map(|&(b, r)| produced[b].row(r)),
+            );
+        }
+    }
+
+    /// Every live row of `page` dead-lettered with `error`: the call's thread failed.
+    fn all_dead(&self, page: &Page, error: &PluginError) -> Prepared {
+        let mut out = Prepared::default();
+        let (code, message) = (error.dlq_code(), error.to_string());
+        for row in self.sort_rows(page, &mut out) {
+            out.dead
+                .push(self.dead(page, row, Stage::Map, &code, message.clone()));
         }
         out
     }
 
-    fn delivery(&self, object: &str, key: &Key, op: Op, output: Vec<Output>) -> Delivery {
-        let stamp = key.stamp.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-        Delivery {
-            idempotency_key: format!("{}/{object}/{}/{stamp}", self.installation, key.id),
-            object: object.to_owned(),
-            id: key.id.clone(),
-            system_modstamp: stamp,
-            op,
-            output,
-        }
+    fn idempotency_key(&self, id: &str, stamp: &str) -> String {
+        format!("{}/{}/{id}/{stamp}", self.installation, self.object)
     }
 
     fn dead(
         &self,
-        object: &str,
-        record: Map<String, Value>,
+        page: &Page,
+        row: usize,
         stage: Stage,
         code: &str,
         message: String,
-        at: Timestamp,
     ) -> NewDlqEntry {
         NewDlqEntry {
             installation: self.installation.to_string(),
             original: DlqOriginal::Record {
-                object: object.to_owned(),
-                record,
+                object: self.object.clone(),
+                record: page.record(row),
             },
             stage,
             error_code: code.to_owned(),
             message,
             fields: Vec::new(),
-            at,
+            at: self.now,
         }
     }
 }
 
-struct Key {
-    id: String,
-    stamp: Timestamp,
+impl Prepared {
+    fn push_delete(&mut self, step: &Step, id: &str, stamp: Timestamp) {
+        let stamp = format_stamp(stamp);
+        let delivery = Delivery {
+            idempotency_key: step.idempotency_key(id, &stamp),
+            object: step.object.clone(),
+            id: id.to_owned(),
+            system_modstamp: stamp,
+            op: Op::Delete,
+            output: Vec::new(),
+        };
+        if let Err(e) = self.deliveries.push(&delivery) {
+            // A delivery of plain strings always encodes; should it not, the row is kept.
+            self.dead.push(NewDlqEntry {
+                installation: step.installation.to_string(),
+                original: DlqOriginal::Record {
+                    object: step.object.clone(),
+                    record: serde_json::Map::from_iter([("Id".to_owned(), id.into())]),
+                },
+                stage: Stage::Map,
+                error_code: "MALFORMED_ROW".into(),
+                message: format!("encoding the delete: {e}"),
+                fields: Vec::new(),
+                at: step.now,
+            });
+        }
+    }
+}
+
+/// One batch the plugin produced, ready to write: its fields in name order and each row's
+/// dedup keys.
+struct Produced<'a> {
+    batch: &'a Batch,
+    fields: Vec<usize>,
+    keys: Vec<Vec<(&'a str, &'a str)>>,
+}
+
+impl<'a> Produced<'a> {
+    fn new(batch: &'a Batch, keys: &'a plugin::DedupKeys) -> Self {
+        // In name order, as a JSON map holds fields (checked output repeats no name).
+        let mut fields: Vec<usize> = (0..batch.fields.len()).collect();
+        fields.sort_by(|&a, &b| batch.fields[a].cmp(&batch.fields[b]));
+        let mut by_row: Vec<Vec<(&str, &str)>> = vec![Vec::new(); batch.sources.len()];
+        let text =
+            |packed: u64| span_text(&keys.text, plugin::payload_span(packed)).unwrap_or_default();
+        for ((&record, &name), &value) in keys.records.iter().zip(&keys.names).zip(&keys.values) {
+            if let Some(row) = by_row.get_mut(record as usize) {
+                row.push((text(name), text(value)));
+            }
+        }
+        for row in &mut by_row {
+            // As a map: name order, a repeated name's last value.
+            row.reverse();
+            row.sort_by(|a, b| a.0.cmp(b.0));
+            row.dedup_by(|later, earlier| later.0 == earlier.0);
+        }
+        Produced {
+            batch,
+            fields,
+            keys: by_row,
+        }
+    }
+
+    fn row(&self, row: usize) -> OutputRow<'_> {
+        OutputRow {
+            batch: self.batch,
+            fields: &self.fields,
+            row,
+            keys: self.keys.get(row).map_or(&[], Vec::as_slice),
+        }
+    }
+}
+
+/// RFC 3339 with milliseconds, as every delivery carries its `SystemModstamp`.
+fn format_stamp(stamp: Timestamp) -> String {
+    stamp.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 fn store_stage(stage: plugin::Stage) -> Stage {

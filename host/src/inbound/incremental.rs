@@ -9,11 +9,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::sink::{Delivery, Op};
 use super::state::Watermark;
-use super::{InboundError, InboundSync, Prepared, Selection, rows, soql, store};
+use super::{
+    InboundError, InboundSync, Prepared, Selection, prefetch, rows, salesforce, soql, store,
+};
 use crate::config::ObjectConfig;
 use crate::plugin::ObjectSchema;
 use crate::salesforce::SObjectDescribe;
@@ -60,23 +62,23 @@ impl InboundSync {
         loop {
             let query =
                 soql::changed_since(name, &selection.fields, filter, since, &after, page_size);
-            let page = self
-                .first_page(Project::Incremental, name, &query, true)
-                .await?;
-            let read: Vec<Map<String, Value>> =
-                page.records.into_iter().map(rows::from_rest).collect();
-            let count = read.len();
-            let Some(last) = read.last() else { break };
-            let (Some(last_id), Some(last_stamp)) = (rows::id(last), rows::modstamp(last)) else {
+            let page = prefetch::rest_page(&self.client, Project::Incremental, name, &query, true)
+                .await
+                .map_err(|e| salesforce(name, e))?;
+            let count = page.len();
+            let Some(last) = page.rows.last() else { break };
+            let (Some(last_id), Some(last_stamp)) = (&last.id, last.stamp) else {
                 break;
             };
-            (since, after) = (last_stamp, last_id.to_owned());
+            (since, after) = (last_stamp, last_id.clone());
             let mut keys = Vec::with_capacity(count);
             let mut fresh = Vec::with_capacity(count);
-            for row in read {
-                let key = rows::id(&row)
-                    .zip(rows::modstamp(&row))
-                    .map(|(id, t)| (id.to_owned(), t.as_millisecond()));
+            for (row, key) in page.rows.iter().enumerate() {
+                let key = key
+                    .id
+                    .as_ref()
+                    .zip(key.stamp)
+                    .map(|(id, t)| (id.clone(), t.as_millisecond()));
                 match key {
                     Some((id, ms)) if watermark.seen(&id, ms) => {}
                     _ => {
@@ -98,7 +100,10 @@ impl InboundSync {
             }
             // One page is one unit of the host's scheduler: plugin, sink and checkpoint.
             let _turn = self.unit().await?;
-            let prepared = self.plugin.prepare(name, fresh, schema.clone()).await;
+            let prepared = self
+                .plugin
+                .prepare(name, page.keep(&fresh), schema.clone())
+                .await;
             self.deliver(name, &prepared).await?;
             for (id, ms) in &keys {
                 watermark.advance(id, *ms);
@@ -178,20 +183,18 @@ impl InboundSync {
             cursor = Some(last);
         }
         let stamp = started.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-        let prepared = Prepared {
-            deliveries: gone
-                .into_iter()
-                .map(|id| Delivery {
-                    idempotency_key: format!("{}/{name}/{id}/{stamp}", self.installation),
-                    object: name.to_owned(),
-                    id,
-                    system_modstamp: stamp.clone(),
-                    op: Op::Delete,
-                    output: Vec::new(),
-                })
-                .collect(),
-            dead: Vec::new(),
-        };
+        let mut prepared = Prepared::default();
+        for id in gone {
+            let delete = Delivery {
+                idempotency_key: format!("{}/{name}/{id}/{stamp}", self.installation),
+                object: name.to_owned(),
+                id,
+                system_modstamp: stamp.clone(),
+                op: Op::Delete,
+                output: Vec::new(),
+            };
+            push_delete(&mut prepared, name, &delete)?;
+        }
         if !prepared.deliveries.is_empty() {
             tracing::info!(
                 deleted = prepared.deliveries.len(),
@@ -237,14 +240,15 @@ impl InboundSync {
                 continue;
             }
             let stamp_text = stamp.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-            prepared.deliveries.push(Delivery {
+            let delete = Delivery {
                 idempotency_key: format!("{}/{name}/{}/{stamp_text}", self.installation, record.id),
                 object: name.to_owned(),
                 id: record.id.clone(),
                 system_modstamp: stamp_text,
                 op: Op::Delete,
                 output: Vec::new(),
-            });
+            };
+            push_delete(&mut prepared, name, &delete)?;
             // Remembered without moving the cursor: rows changed before this delete may
             // still be unread.
             watermark
@@ -294,8 +298,22 @@ impl InboundSync {
     }
 }
 
+fn push_delete(
+    prepared: &mut Prepared,
+    object: &str,
+    delete: &Delivery,
+) -> Result<(), InboundError> {
+    prepared
+        .deliveries
+        .push(delete)
+        .map_err(|e| InboundError::Sink {
+            object: object.to_owned(),
+            source: e.into(),
+        })
+}
+
 fn tally(changes: &mut Changes, prepared: &Prepared) {
-    for d in &prepared.deliveries {
+    for (d, _) in prepared.deliveries.iter() {
         match d.op {
             Op::Upsert => changes.changed += 1,
             Op::Delete => changes.deleted += 1,

@@ -1,15 +1,8 @@
-//! Rows as the plugin and the sink see them, whichever API read them.
-//!
-//! REST returns typed JSON with nested parent objects and an `attributes` key; Bulk API 2.0
-//! returns CSV text with dotted column names. Both become one flat JSON object per row with
-//! dotted keys for parent fields and values typed by describe, so a plugin's output does not
-//! depend on how large the object happened to be.
+//! Single REST records read as JSON trees (a count, the newest row), and Salesforce's
+//! datetime text. Pages of rows are read into columns instead: see `page`.
 
 use jiff::Timestamp;
-use serde_json::{Map, Number, Value};
-
-use crate::salesforce::SObjectDescribe;
-use crate::salesforce::csv::Row;
+use serde_json::{Map, Value};
 
 /// Flattens a REST record: drops `attributes`, turns `{"Owner": {"Name": …}}` into
 /// `"Owner.Name"`.
@@ -40,63 +33,11 @@ fn flatten_into(out: &mut Map<String, Value>, prefix: &str, record: Map<String, 
     }
 }
 
-/// Types a Bulk CSV row by describe. Bulk writes every value as text and a null as an
-/// empty cell; numbers and booleans get their JSON types back, the rest stays text.
-pub fn from_bulk(columns: &[String], row: Row, describe: &SObjectDescribe) -> Map<String, Value> {
-    let mut out = Map::with_capacity(columns.len());
-    for (column, cell) in columns.iter().zip(row) {
-        let value = match cell {
-            None => Value::Null,
-            Some(text) if text.is_empty() => Value::Null,
-            Some(text) => {
-                let kind = describe
-                    .field(column)
-                    .map(|f| f.field_type.as_str())
-                    .unwrap_or("string");
-                typed(kind, text)
-            }
-        };
-        out.insert(column.clone(), value);
-    }
-    out
-}
-
-fn typed(kind: &str, text: String) -> Value {
-    match kind {
-        "boolean" => match text.as_str() {
-            "true" => Value::Bool(true),
-            "false" => Value::Bool(false),
-            _ => Value::String(text),
-        },
-        "int" | "long" => text
-            .parse::<i64>()
-            .map(Value::from)
-            .unwrap_or(Value::String(text)),
-        "double" | "currency" | "percent" => text
-            .parse::<f64>()
-            .ok()
-            .and_then(Number::from_f64)
-            .map(Value::Number)
-            .unwrap_or(Value::String(text)),
-        _ => Value::String(text),
-    }
-}
-
-/// The row's `Id`.
-pub fn id(row: &Map<String, Value>) -> Option<&str> {
-    row.get("Id").and_then(Value::as_str)
-}
-
 /// The row's `SystemModstamp`.
 pub fn modstamp(row: &Map<String, Value>) -> Option<Timestamp> {
     row.get("SystemModstamp")
         .and_then(Value::as_str)
         .and_then(parse_datetime)
-}
-
-pub fn is_deleted(row: &Map<String, Value>) -> bool {
-    matches!(row.get("IsDeleted"), Some(Value::Bool(true)))
-        || matches!(row.get("IsDeleted"), Some(Value::String(s)) if s == "true")
 }
 
 /// Salesforce datetimes: `2026-11-23T18:20:58.000+0000` (REST, Bulk) or with `Z`.

@@ -7,6 +7,7 @@
 //! record's object, Id and `SystemModstamp`, so a re-delivered record is recognisably the
 //! same version.
 
+mod encode;
 mod http;
 mod ndjson;
 
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use encode::{Delivered, Deliveries, OutputRow};
 pub use http::HttpSink;
 pub use ndjson::NdjsonSink;
 
@@ -97,7 +99,7 @@ impl Sink {
     pub async fn deliver(
         &mut self,
         object: &str,
-        deliveries: &[Delivery],
+        deliveries: &Deliveries,
     ) -> Result<(), SinkError> {
         if deliveries.is_empty() {
             return Ok(());

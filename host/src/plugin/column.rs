@@ -52,7 +52,8 @@ pub(crate) fn span_payload(span: Span) -> u64 {
     u64::from(span.offset) | (u64::from(span.len) << 32)
 }
 
-pub(crate) fn payload_span(payload: u64) -> Span {
+/// The span a text or JSON payload (or a dedup key's packed name or value) holds.
+pub fn payload_span(payload: u64) -> Span {
     Span {
         offset: payload as u32,
         len: (payload >> 32) as u32,

@@ -67,11 +67,20 @@ pub struct InstalledPlugins {
 pub async fn off_the_runtime<R: Send + 'static>(
     work: impl FnOnce() -> R + Send + 'static,
 ) -> Result<R, PluginError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|join| PluginError::Panic {
+    start_off_the_runtime(work).await
+}
+
+/// [`off_the_runtime`], started at once rather than when first awaited: the work runs while
+/// the caller goes on (a pipeline makes the previous page durable meanwhile).
+pub fn start_off_the_runtime<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> impl std::future::Future<Output = Result<R, PluginError>> + Send + 'static {
+    let running = tokio::task::spawn_blocking(work);
+    async move {
+        running.await.map_err(|join| PluginError::Panic {
             message: format!("the plugin call's thread failed: {join}"),
         })
+    }
 }
 
 impl InstalledPlugins {

@@ -8,7 +8,6 @@
 //! out — so a caller that checkpoints cursors resumes exactly where it stopped, after a crash
 //! or a failed download, without re-reading or skipping a record.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,9 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::csv::{CsvParser, Row};
+use bytes::Bytes;
+
+use super::csv::{CsvParser, CsvTable};
 use super::error::Disposition;
 use super::rest::path_segment;
 use super::transport::Call;
@@ -73,7 +74,8 @@ pub struct BulkCursor {
 pub struct BulkBatch {
     /// Column names (`Id`, `Name`, `Account.Name`, …) of every row.
     pub columns: Arc<[String]>,
-    pub rows: Vec<Row>,
+    /// The rows, their cells as spans of one text buffer.
+    pub rows: CsvTable,
     /// Resume point right after this batch.
     pub cursor: BulkCursor,
     /// No rows follow this batch.
@@ -96,14 +98,38 @@ struct OpenPage {
     response: reqwest::Response,
     permit: Option<Permit>,
     parser: CsvParser,
-    header_seen: bool,
+    /// The header row while it is being parsed; `None` once seen.
+    header: Option<CsvTable>,
     /// Data rows of this page still to drop (already handed out before a re-download).
     to_skip: u64,
-    /// Data rows parsed in this page, skipped ones included.
+    /// Rows being dropped.
+    skipped: CsvTable,
+    /// Data rows of this page skipped or handed out.
     parsed: u64,
+    /// The part of the last chunk not parsed yet: parsing stops at a full batch.
+    leftover: Bytes,
     expected: Option<u64>,
     next_locator: Option<String>,
     ended: bool,
+}
+
+/// The column names of a page's header row, which every page of a result repeats.
+fn check_header(
+    seen: &Option<Arc<[String]>>,
+    header: &CsvTable,
+) -> Result<Arc<[String]>, SalesforceError> {
+    let columns: Arc<[String]> = header
+        .owned_row(0)
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
+    match seen {
+        Some(c) if **c != *columns => Err(SalesforceError::Decode {
+            context: "bulk query CSV".into(),
+            message: "the header changed between pages".into(),
+        }),
+        _ => Ok(columns),
+    }
 }
 
 /// A resumable stream of a Bulk query's result rows.
@@ -116,7 +142,8 @@ pub struct BulkQueryStream {
     consumed: u64,
     columns: Option<Arc<[String]>>,
     page: Option<OpenPage>,
-    pending: VecDeque<Row>,
+    /// Rows parsed and not handed out yet: at most one batch.
+    pending: CsvTable,
     body_failures: u32,
     done: bool,
 }
@@ -185,7 +212,7 @@ impl SalesforceClient {
             consumed: cursor.skip,
             columns: None,
             page: None,
-            pending: VecDeque::new(),
+            pending: CsvTable::default(),
             body_failures: 0,
             done: false,
         })
@@ -292,9 +319,11 @@ impl BulkQueryStream {
             response: reply.response,
             permit: Some(reply.permit),
             parser: CsvParser::new(b','),
-            header_seen: false,
+            header: Some(CsvTable::default()),
             to_skip: self.consumed,
+            skipped: CsvTable::default(),
             parsed: 0,
+            leftover: Bytes::new(),
             expected,
             next_locator,
             ended: false,
@@ -307,56 +336,70 @@ impl BulkQueryStream {
         let Some(page) = self.page.as_mut() else {
             return Ok(());
         };
-        let mut rows = Vec::new();
+        let csv_err = |e: super::csv::CsvError| SalesforceError::Decode {
+            context: "bulk query CSV".into(),
+            message: e.to_string(),
+        };
         while self.pending.len() < want && !page.ended {
-            let chunk = page
-                .response
-                .chunk()
-                .await
-                .map_err(|e| SalesforceError::transport(&e))?;
-            rows.clear();
-            let csv_err = |e: super::csv::CsvError| SalesforceError::Decode {
-                context: "bulk query CSV".into(),
-                message: e.to_string(),
+            let chunk = if page.leftover.is_empty() {
+                page.response
+                    .chunk()
+                    .await
+                    .map_err(|e| SalesforceError::transport(&e))?
+            } else {
+                Some(std::mem::take(&mut page.leftover))
             };
-            match chunk {
-                Some(bytes) => page.parser.push(&bytes, &mut rows).map_err(csv_err)?,
-                None => {
-                    page.parser.finish(&mut rows).map_err(csv_err)?;
-                    page.ended = true;
+            let Some(bytes) = chunk else {
+                let table = match (&mut page.header, page.to_skip) {
+                    (Some(header), _) => header,
+                    (None, 0) => &mut self.pending,
+                    (None, _) => &mut page.skipped,
+                };
+                page.parser.finish_rows(table).map_err(csv_err)?;
+                page.ended = true;
+                if let Some(header) = page.header.take() {
+                    self.columns = Some(check_header(&self.columns, &header)?);
                 }
-            }
-            for row in rows.drain(..) {
-                if !page.header_seen {
-                    page.header_seen = true;
-                    let cols: Arc<[String]> =
-                        row.into_iter().map(Option::unwrap_or_default).collect();
-                    match &self.columns {
-                        Some(c) if **c != *cols => {
-                            return Err(SalesforceError::Decode {
-                                context: "bulk query CSV".into(),
-                                message: "the header changed between pages".into(),
-                            });
-                        }
-                        _ => self.columns = Some(cols),
-                    }
+                page.parsed += page.skipped.len() as u64;
+                break;
+            };
+            let mut used = 0;
+            if let Some(header) = &mut page.header {
+                used += page.parser.push_rows(&bytes, header, 1).map_err(csv_err)?;
+                if header.len() == 0 {
                     continue;
                 }
-                page.parsed += 1;
-                if page.to_skip > 0 {
-                    page.to_skip -= 1;
-                    continue;
-                }
-                self.pending.push_back(row);
+                self.columns = Some(check_header(&self.columns, header)?);
+                page.header = None;
             }
+            while page.to_skip > 0 && used < bytes.len() {
+                let limit = page.to_skip.min(want as u64) as usize;
+                used += page
+                    .parser
+                    .push_rows(&bytes[used..], &mut page.skipped, limit)
+                    .map_err(csv_err)?;
+                if page.skipped.len() == limit {
+                    page.to_skip -= limit as u64;
+                    page.parsed += limit as u64;
+                    page.skipped.clear();
+                }
+            }
+            if page.to_skip == 0 {
+                used += page
+                    .parser
+                    .push_rows(&bytes[used..], &mut self.pending, want)
+                    .map_err(csv_err)?;
+            }
+            page.leftover = bytes.slice(used..);
         }
         if page.ended {
+            let parsed = page.parsed + self.pending.len() as u64;
             if let Some(expected) = page.expected
-                && expected != page.parsed
+                && expected != parsed
             {
                 return Err(SalesforceError::Decode {
                     context: "bulk query results".into(),
-                    message: format!("page announced {expected} records but held {}", page.parsed),
+                    message: format!("page announced {expected} records but held {parsed}"),
                 });
             }
             if let Some(p) = page.permit.take() {
@@ -415,10 +458,13 @@ impl BulkQueryStream {
                 Some(p) => (p.ended, p.next_locator.clone()),
                 None => (true, None),
             };
-            let n = self.pending.len().min(want);
-            let rows: Vec<Row> = self.pending.drain(..n).collect();
+            // `fill` stops at `want` rows: the pending rows are one batch.
+            let rows = std::mem::take(&mut self.pending);
             self.consumed += rows.len() as u64;
-            let page_done = page_ended && self.pending.is_empty();
+            if let Some(page) = &mut self.page {
+                page.parsed += rows.len() as u64;
+            }
+            let page_done = page_ended;
             if page_done {
                 self.page = None;
                 self.body_failures = 0;

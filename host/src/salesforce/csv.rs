@@ -5,9 +5,141 @@
 //! the Bulk distinction between an empty unquoted cell (null → `None`) and `""` (empty text →
 //! `Some("")`). It holds at most one unfinished record, never the whole body: memory stays
 //! flat whatever the result size. It never allocates per byte and never panics on input.
+//!
+//! Rows land in a [`CsvTable`] — every cell's text in one buffer, cells as spans of it — so
+//! a page of Bulk results costs a few growing buffers instead of a `String` per cell;
+//! [`CsvParser::push`] still hands out owned rows for small results.
 
 /// A parsed row: `None` = null (empty unquoted cell).
 pub type Row = Vec<Option<String>>;
+
+/// One cell of a [`CsvTable`]: bytes `[offset, offset + len)` of the table's text, or null.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cell {
+    pub offset: u32,
+    pub len: u32,
+}
+
+impl Cell {
+    /// An empty unquoted cell: Bulk's null.
+    pub const NULL: Cell = Cell {
+        offset: 0,
+        len: u32::MAX,
+    };
+
+    pub fn is_null(self) -> bool {
+        self == Cell::NULL
+    }
+}
+
+/// Parsed rows in two flat lists: all cell text in one buffer, and each cell as a span of
+/// it. Parsing a page allocates a few growing buffers, not a `String` per cell, and the
+/// text can become a plugin batch's text buffer as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CsvTable {
+    text: String,
+    cells: Vec<Cell>,
+    /// Where each complete row's cells end in `cells`.
+    row_ends: Vec<usize>,
+}
+
+impl CsvTable {
+    /// Complete rows.
+    pub fn len(&self) -> usize {
+        self.row_ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.row_ends.is_empty()
+    }
+
+    /// The cells of row `r` (as many as the line had; empty past the last row).
+    pub fn row(&self, r: usize) -> &[Cell] {
+        let start = match r.checked_sub(1) {
+            Some(prev) => self.row_ends.get(prev).copied().unwrap_or(self.cells.len()),
+            None => 0,
+        };
+        let end = self.row_ends.get(r).copied().unwrap_or(start);
+        self.cells.get(start..end).unwrap_or(&[])
+    }
+
+    /// The text of `cell`; `None` for null.
+    pub fn text(&self, cell: Cell) -> Option<&str> {
+        if cell.is_null() {
+            return None;
+        }
+        let start = cell.offset as usize;
+        self.text.get(start..start + cell.len as usize)
+    }
+
+    /// The buffer every cell points into.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
+    /// Every complete row as owned strings.
+    pub fn to_rows(&self) -> Vec<Row> {
+        (0..self.len()).map(|r| self.owned_row(r)).collect()
+    }
+
+    /// Row `r` as owned strings.
+    pub fn owned_row(&self, r: usize) -> Row {
+        self.row(r)
+            .iter()
+            .map(|&c| self.text(c).map(str::to_owned))
+            .collect()
+    }
+
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.cells.clear();
+        self.row_ends.clear();
+    }
+
+    fn push_cell(&mut self, bytes: &[u8], quoted: bool, line: u64) -> Result<(), CsvError> {
+        if bytes.is_empty() && !quoted {
+            self.cells.push(Cell::NULL);
+            return Ok(());
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| CsvError::Utf8 { line })?;
+        let (Ok(offset), Ok(len)) = (u32::try_from(self.text.len()), u32::try_from(text.len()))
+        else {
+            return Err(CsvError::TooLarge { line });
+        };
+        if len == u32::MAX {
+            return Err(CsvError::TooLarge { line });
+        }
+        self.text.push_str(text);
+        self.cells.push(Cell { offset, len });
+        Ok(())
+    }
+
+    fn end_row(&mut self) {
+        self.row_ends.push(self.cells.len());
+    }
+
+    /// Moves the complete rows to `out` as owned rows, keeping an unfinished row's cells.
+    fn drain_rows(&mut self, out: &mut Vec<Row>) {
+        out.extend((0..self.len()).map(|r| self.owned_row(r)));
+        let done = self.row_ends.last().copied().unwrap_or(0);
+        let unfinished: Vec<Cell> = self.cells.get(done..).unwrap_or(&[]).to_vec();
+        let mut kept = CsvTable::default();
+        for cell in unfinished {
+            match self.text(cell) {
+                Some(text) => {
+                    let offset = kept.text.len() as u32;
+                    kept.text.push_str(text);
+                    kept.cells.push(Cell {
+                        offset,
+                        len: cell.len,
+                    });
+                }
+                None => kept.cells.push(Cell::NULL),
+            }
+        }
+        *self = kept;
+    }
+}
 
 /// Malformed CSV, with the 1-based line where it was noticed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +150,8 @@ pub enum CsvError {
     Utf8 { line: u64 },
     #[error("line {line}: the data ends inside a quoted field")]
     UnterminatedQuote { line: u64 },
+    #[error("line {line}: more than 4 GiB of text in one batch of rows")]
+    TooLarge { line: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +169,11 @@ pub struct CsvParser {
     state: State,
     field: Vec<u8>,
     quoted: bool,
-    row: Row,
+    /// Cells of the unfinished row already in the table.
+    row_cells: usize,
     line: u64,
+    /// Rows for [`CsvParser::push`], which hands out owned rows.
+    scratch: CsvTable,
 }
 
 impl CsvParser {
@@ -47,44 +184,67 @@ impl CsvParser {
             state: State::FieldStart,
             field: Vec::new(),
             quoted: false,
-            row: Vec::new(),
+            row_cells: 0,
             line: 1,
+            scratch: CsvTable::default(),
         }
     }
 
-    fn end_field(&mut self) -> Result<(), CsvError> {
-        let bytes = std::mem::take(&mut self.field);
-        let v = if bytes.is_empty() && !self.quoted {
-            None
-        } else {
-            Some(String::from_utf8(bytes).map_err(|_| CsvError::Utf8 { line: self.line })?)
-        };
-        self.row.push(v);
+    fn end_field(&mut self, out: &mut CsvTable) -> Result<(), CsvError> {
+        out.push_cell(&self.field, self.quoted, self.line)?;
+        self.field.clear();
+        self.row_cells += 1;
         self.quoted = false;
         self.state = State::FieldStart;
         Ok(())
     }
 
-    fn end_row(&mut self, out: &mut Vec<Row>) -> Result<(), CsvError> {
+    /// Ends a line; returns whether it was a record.
+    fn end_row(&mut self, out: &mut CsvTable) -> Result<bool, CsvError> {
         // A line with nothing on it (e.g. a trailing blank line) is not a record.
-        let blank = self.row.is_empty()
+        let blank = self.row_cells == 0
             && self.field.is_empty()
             && !self.quoted
             && self.state == State::FieldStart;
         if !blank {
-            self.end_field()?;
-            out.push(std::mem::take(&mut self.row));
+            self.end_field(out)?;
+            out.end_row();
+            self.row_cells = 0;
         }
         self.line += 1;
         self.state = State::FieldStart;
-        Ok(())
+        Ok(!blank)
     }
 
     /// Feeds the next chunk; complete rows are appended to `out`.
     pub fn push(&mut self, data: &[u8], out: &mut Vec<Row>) -> Result<(), CsvError> {
+        let mut table = std::mem::take(&mut self.scratch);
+        let mut rest = data;
+        let parsed = loop {
+            match self.push_rows(rest, &mut table, usize::MAX) {
+                Ok(used) if used < rest.len() => rest = &rest[used..],
+                other => break other.map(|_| ()),
+            }
+        };
+        table.drain_rows(out);
+        self.scratch = table;
+        parsed
+    }
+
+    /// Feeds `data` until `out` holds `max_rows` complete rows; returns how many bytes of
+    /// `data` it used. The caller feeds the rest again once it has taken the rows.
+    pub fn push_rows(
+        &mut self,
+        data: &[u8],
+        out: &mut CsvTable,
+        max_rows: usize,
+    ) -> Result<usize, CsvError> {
         let d = self.delimiter;
         let mut i = 0;
         while i < data.len() {
+            if out.len() >= max_rows {
+                return Ok(i);
+            }
             let b = data[i];
             match self.state {
                 State::FieldStart | State::Unquoted => {
@@ -92,7 +252,7 @@ impl CsvParser {
                         self.state = State::Quoted;
                         self.quoted = true;
                     } else if b == d {
-                        self.end_field()?;
+                        self.end_field(out)?;
                     } else if b == b'\n' {
                         self.end_row(out)?;
                     } else if b == b'\r' {
@@ -129,7 +289,7 @@ impl CsvParser {
                         self.field.push(b'"');
                         self.state = State::Quoted;
                     } else if b == d {
-                        self.end_field()?;
+                        self.end_field(out)?;
                     } else if b == b'\n' {
                         self.end_row(out)?;
                     } else if b == b'\r' {
@@ -141,17 +301,27 @@ impl CsvParser {
             }
             i += 1;
         }
-        Ok(())
+        Ok(i)
     }
 
     /// Ends the input: a last record without a trailing newline is emitted.
     pub fn finish(&mut self, out: &mut Vec<Row>) -> Result<(), CsvError> {
+        let mut table = std::mem::take(&mut self.scratch);
+        let finished = self.finish_rows(&mut table);
+        table.drain_rows(out);
+        self.scratch = table;
+        finished
+    }
+
+    /// Ends the input into `out`: a last record without a trailing newline is completed.
+    pub fn finish_rows(&mut self, out: &mut CsvTable) -> Result<(), CsvError> {
         if self.state == State::Quoted {
             return Err(CsvError::UnterminatedQuote { line: self.line });
         }
-        if !(self.row.is_empty() && self.field.is_empty() && !self.quoted) {
-            self.end_field()?;
-            out.push(std::mem::take(&mut self.row));
+        if !(self.row_cells == 0 && self.field.is_empty() && !self.quoted) {
+            self.end_field(out)?;
+            out.end_row();
+            self.row_cells = 0;
         }
         self.state = State::FieldStart;
         Ok(())

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::Stream;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -139,14 +140,7 @@ impl SalesforceClient {
             async move {
                 let call = match next {
                     Next::Done => return Ok(None),
-                    Next::First(q) => {
-                        let (kind, res) = if all {
-                            ("queryAll", "queryAll")
-                        } else {
-                            ("query", "query")
-                        };
-                        Call::new(project, kind, Method::GET, client.data_path(res)).query("q", q)
-                    }
+                    Next::First(q) => client.first_query_call(project, q, all),
                     // nextRecordsUrl is an absolute path on the instance, followed verbatim.
                     Next::More(url) => Call::new(project, "queryMore", Method::GET, url),
                 };
@@ -158,6 +152,24 @@ impl SalesforceClient {
                 Ok(Some((page, next)))
             }
         })
+    }
+
+    /// The first page of `soql` as Salesforce sent it, for a reader that streams its
+    /// records into columns instead of parsing them into maps. Weft's own queries carry a
+    /// `LIMIT` within one page; the rest of a longer result is not read.
+    pub async fn first_page_body(
+        &self,
+        project: Project,
+        soql: &str,
+        all: bool,
+    ) -> Result<Bytes, SalesforceError> {
+        let call = self.first_query_call(project, soql.to_owned(), all);
+        Ok(self.inner.execute(&call).await?.body)
+    }
+
+    fn first_query_call(&self, project: Project, soql: String, all: bool) -> Call {
+        let kind = if all { "queryAll" } else { "query" };
+        Call::new(project, kind, Method::GET, self.data_path(kind)).query("q", soql)
     }
 
     /// The org's `/limits`; also tells the governor the daily maximum and org usage.

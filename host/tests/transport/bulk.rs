@@ -37,7 +37,7 @@ async fn bulk_query_streams_every_row_once_across_pages() {
             &["Id".to_string(), "Name".into(), "External_Id__c".into()]
         );
         assert!(b.rows.len() <= 3_000);
-        for row in b.rows {
+        for row in b.rows.to_rows() {
             assert!(ids.insert(row[0].clone().expect("Id")), "duplicate row");
         }
         batches += 1;
@@ -77,7 +77,12 @@ async fn bulk_query_resumes_exactly_from_a_checkpointed_cursor() {
     // the second page), "commit", then crash.
     for _ in 0..5 {
         let b = s.next_batch().await.expect("batch").expect("rows");
-        first.extend(b.rows.into_iter().map(|r| r[0].clone().unwrap_or_default()));
+        first.extend(
+            b.rows
+                .to_rows()
+                .into_iter()
+                .map(|r| r[0].clone().unwrap_or_default()),
+        );
         checkpoint = Some(b.cursor);
     }
     drop(s);
@@ -94,7 +99,12 @@ async fn bulk_query_resumes_exactly_from_a_checkpointed_cursor() {
         .expect("resume");
     let mut rest: Vec<String> = Vec::new();
     while let Some(b) = resumed.next_batch().await.expect("batch") {
-        rest.extend(b.rows.into_iter().map(|r| r[0].clone().unwrap_or_default()));
+        rest.extend(
+            b.rows
+                .to_rows()
+                .into_iter()
+                .map(|r| r[0].clone().unwrap_or_default()),
+        );
     }
     let mut all = first.clone();
     all.extend(rest);
@@ -234,7 +244,12 @@ async fn bulk_query_with_mid_body_resets_yields_every_row_exactly_once() {
         .expect("job");
     let mut ids: Vec<String> = Vec::with_capacity(100_000);
     while let Some(b) = s.next_batch().await.expect("batch") {
-        ids.extend(b.rows.into_iter().map(|r| r[0].clone().unwrap_or_default()));
+        ids.extend(
+            b.rows
+                .to_rows()
+                .into_iter()
+                .map(|r| r[0].clone().unwrap_or_default()),
+        );
     }
     let resets = org
         .stats()

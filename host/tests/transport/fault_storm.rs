@@ -22,7 +22,7 @@ async fn bulk_rows(
         .expect("bulk job");
     let mut rows = Vec::new();
     while let Some(b) = s.next_batch().await.expect("batch") {
-        rows.extend(b.rows);
+        rows.extend(b.rows.to_rows());
     }
     rows
 }

@@ -1,6 +1,7 @@
 //! Delivery to the vendor's HTTP endpoint: batches POSTed as JSON, retried with backoff.
 //!
-//! Body: `{"installation": "...", "records": [Delivery, …]}`. Each record carries its
+//! Body: `{"installation": "...", "records": [Delivery, …]}`, each record as the NDJSON sink
+//! writes it. Each record carries its
 //! idempotency key and the request carries one for the batch (`Idempotency-Key`, a hash of
 //! the records' keys), so an endpoint can drop a retried batch or record it already has.
 //! Retried: connection failures, timeouts, 408, 429 and 5xx (honouring `Retry-After`);
@@ -10,9 +11,8 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde_json::json;
 
-use super::{Delivery, SinkError};
+use super::{Delivered, Deliveries, SinkError};
 use crate::retry::{BackoffPolicy, Jitter, parse_retry_after};
 
 /// Attempts per batch before the sync stops (and resumes from its checkpoint later). 8
@@ -61,23 +61,30 @@ impl HttpSink {
         })
     }
 
-    pub async fn deliver(&mut self, deliveries: &[Delivery]) -> Result<(), SinkError> {
-        for chunk in deliveries.chunks(self.batch) {
+    pub async fn deliver(&mut self, deliveries: &Deliveries) -> Result<(), SinkError> {
+        let all: Vec<(&Delivered, &[u8])> = deliveries.iter().collect();
+        for chunk in all.chunks(self.batch) {
             self.post(chunk).await?;
         }
         Ok(())
     }
 
-    async fn post(&self, chunk: &[Delivery]) -> Result<(), SinkError> {
-        let body = serde_json::to_vec(&json!({
-            "installation": self.installation,
-            "records": chunk,
-        }))?;
+    async fn post(&self, chunk: &[(&Delivered, &[u8])]) -> Result<(), SinkError> {
+        // The records are already JSON: the body is put together around them.
+        let mut body = b"{\"installation\":".to_vec();
+        serde_json::to_writer(&mut body, &self.installation)?;
+        body.extend_from_slice(b",\"records\":[");
         let mut hasher = blake3::Hasher::new();
-        for d in chunk {
+        for (i, (d, json)) in chunk.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(json);
             hasher.update(d.idempotency_key.as_bytes());
             hasher.update(b"\n");
         }
+        body.extend_from_slice(b"]}");
+        let body = bytes::Bytes::from(body);
         let batch_key = hasher.finalize().to_hex().to_string();
         let mut last = String::new();
         let policy = policy();

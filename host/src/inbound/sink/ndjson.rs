@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Delivery, SinkError};
+use super::{Deliveries, SinkError};
 
 pub struct NdjsonSink {
     dir: PathBuf,
@@ -51,16 +51,12 @@ impl NdjsonSink {
     pub async fn deliver(
         &mut self,
         object: &str,
-        deliveries: &[Delivery],
+        deliveries: &Deliveries,
     ) -> Result<(), SinkError> {
-        // Encoding the page, opening the file and fsync are all blocking work: not on an
-        // async worker's time.
+        // Opening the file, writing and fsync are blocking work: not on an async worker's
+        // time. The page was encoded with the plugin call, off the async workers too.
         crate::blocking::in_place(|| {
-            let mut buf = Vec::with_capacity(deliveries.len() * 512);
-            for d in deliveries {
-                serde_json::to_writer(&mut buf, d)?;
-                buf.push(b'\n');
-            }
+            let buf = deliveries.ndjson();
             let path = self.path(object);
             let written = self
                 .file(object, &path)

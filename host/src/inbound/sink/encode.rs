@@ -1,0 +1,290 @@
+//! A page's deliveries, encoded once as the record format's JSON — written straight from
+//! the plugin's output columns, with no JSON value per record in between — and then
+//! appended to a file or posted as they are.
+//!
+//! The bytes are exactly what serialising a [`Delivery`] gives: its keys in declaration
+//! order, `output` left out when empty, each output's `fields` and `keys` in name order
+//! (they were JSON maps), absent fields left out, values as `value_to_json` renders them.
+
+use serde::Serialize;
+
+use super::{Delivery, Op};
+use crate::plugin::{Batch, Value, span_text, value_to_json};
+
+/// One page's deliveries in order, each a JSON object in one shared buffer.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    json: Vec<u8>,
+    records: Vec<Delivered>,
+}
+
+/// What the store and the HTTP sink need of a delivery besides its JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub id: String,
+    pub op: Op,
+    pub idempotency_key: String,
+    /// Where its JSON ends in the buffer.
+    end: usize,
+}
+
+/// One output record of the plugin: row `row` of `batch`, whose fields are written in the
+/// order `fields` gives (indices into the batch, by name), with its dedup keys.
+pub struct OutputRow<'a> {
+    pub batch: &'a Batch,
+    pub fields: &'a [usize],
+    pub row: usize,
+    /// `(name, value)`, in name order, one per name.
+    pub keys: &'a [(&'a str, &'a str)],
+}
+
+impl Deliveries {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Each delivery with its JSON.
+    pub fn iter(&self) -> impl Iterator<Item = (&Delivered, &[u8])> {
+        let mut start = 0;
+        self.records.iter().map(move |d| {
+            let json = self.json.get(start..d.end).unwrap_or(&[]);
+            start = d.end;
+            (d, json)
+        })
+    }
+
+    /// The JSON of every delivery, each followed by a newline: an NDJSON page.
+    pub fn ndjson(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.json.len() + self.records.len());
+        for (_, json) in self.iter() {
+            out.extend_from_slice(json);
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// Appends a delivery built as a value (deletes, which carry no output).
+    pub fn push(&mut self, delivery: &Delivery) -> Result<(), serde_json::Error> {
+        let start = self.json.len();
+        if let Err(e) = serde_json::to_writer(&mut self.json, delivery) {
+            self.json.truncate(start);
+            return Err(e);
+        }
+        self.records.push(Delivered {
+            id: delivery.id.clone(),
+            op: delivery.op,
+            idempotency_key: delivery.idempotency_key.clone(),
+            end: self.json.len(),
+        });
+        Ok(())
+    }
+
+    /// Appends an upsert of `object` row `id` at `stamp` with the plugin's `outputs`.
+    pub fn push_upsert<'a>(
+        &mut self,
+        object: &str,
+        id: &str,
+        stamp: &str,
+        idempotency_key: &str,
+        outputs: impl IntoIterator<Item = OutputRow<'a>>,
+    ) {
+        let out = &mut self.json;
+        out.extend_from_slice(b"{\"object\":");
+        string(out, object);
+        out.extend_from_slice(b",\"id\":");
+        string(out, id);
+        out.extend_from_slice(b",\"system_modstamp\":");
+        string(out, stamp);
+        out.extend_from_slice(b",\"op\":\"upsert\"");
+        let mut first = true;
+        for output in outputs {
+            out.extend_from_slice(if first {
+                b",\"output\":[{\"object\":"
+            } else {
+                b",{\"object\":"
+            });
+            first = false;
+            string(out, &output.batch.object);
+            out.extend_from_slice(b",\"fields\":{");
+            let mut comma = false;
+            for &f in output.fields {
+                let (Some(name), Some(column)) =
+                    (output.batch.fields.get(f), output.batch.columns.get(f))
+                else {
+                    continue;
+                };
+                let value = match column.get(output.row) {
+                    None | Some(Value::Absent) => continue,
+                    Some(value) => value,
+                };
+                if comma {
+                    out.push(b',');
+                }
+                comma = true;
+                string(out, name);
+                out.push(b':');
+                write_value(out, &output.batch.text, value);
+            }
+            out.push(b'}');
+            if !output.keys.is_empty() {
+                out.extend_from_slice(b",\"keys\":{");
+                for (i, (name, value)) in output.keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    string(out, name);
+                    out.push(b':');
+                    string(out, value);
+                }
+                out.push(b'}');
+            }
+            out.push(b'}');
+        }
+        if !first {
+            out.push(b']');
+        }
+        out.extend_from_slice(b",\"idempotency_key\":");
+        string(out, idempotency_key);
+        out.push(b'}');
+        self.records.push(Delivered {
+            id: id.to_owned(),
+            op: Op::Upsert,
+            idempotency_key: idempotency_key.to_owned(),
+            end: out.len(),
+        });
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it.
+fn string(out: &mut Vec<u8>, s: &str) {
+    json(out, s);
+}
+
+/// Writes `value` with serde_json, which cannot fail for the plain values written here.
+fn json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(start);
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn write_value(out: &mut Vec<u8>, text: &str, value: Value) {
+    match value {
+        Value::Absent | Value::Null => out.extend_from_slice(b"null"),
+        Value::Boolean(true) => out.extend_from_slice(b"true"),
+        Value::Boolean(false) => out.extend_from_slice(b"false"),
+        Value::Integer(i) => json(out, &i),
+        // Not finite: serde_json writes null, as a JSON number of it would be.
+        Value::Number(n) => json(out, &n),
+        Value::Text(span) => match span_text(text, span) {
+            Some(s) => string(out, s),
+            None => out.extend_from_slice(b"null"),
+        },
+        // Rare: JSON text, dates and times render through the one JSON rendering.
+        other => json(out, &value_to_json(text, &other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbound::sink::Output;
+    use crate::plugin::{BatchBuilder, batch_to_json};
+
+    #[test]
+    fn an_upsert_written_from_columns_is_byte_for_byte_its_serialised_delivery() {
+        let mut builder = BatchBuilder::with_fields("Company", &["z", "a", "when"], 2);
+        let row = builder.push_record();
+        builder.set_text(row, "z", "Zoë \"Z\", jr.\nline\u{1}");
+        builder.set_value(row, "a", Value::Number(0.1));
+        builder.set_value(row, "when", Value::Datetime(1_700_000_000_123));
+        builder.set_value(row, "n", Value::Integer(-7));
+        builder.set_value(row, "nan", Value::Number(f64::NAN));
+        builder.set_value(row, "d", Value::Date(-3));
+        builder.set_value(row, "t", Value::Time(3_723_004));
+        builder.set_value(row, "b", Value::Boolean(false));
+        builder.set_value(row, "null", Value::Null);
+        let row = builder.push_record();
+        builder.set_json(row, "z", &serde_json::json!({"b": [1, 2.5], "a": null}));
+        let batch = builder.finish();
+        let mut order: Vec<usize> = (0..batch.fields.len()).collect();
+        order.sort_by(|&a, &b| batch.fields[a].cmp(&batch.fields[b]));
+        let records = batch_to_json(&batch);
+        let keys = [("golden-id", "G\"1"), ("Id", "001")];
+        let mut sorted_keys = keys.to_vec();
+        sorted_keys.sort();
+
+        let mut encoded = Deliveries::default();
+        let mut expected = Vec::new();
+        for (row, record) in records.into_iter().enumerate() {
+            let with_keys: &[(&str, &str)] = if row == 0 { &sorted_keys } else { &[] };
+            encoded.push_upsert(
+                "Account",
+                "001",
+                "2026-11-23T18:20:58.000Z",
+                "acme/Account/001/2026-11-23T18:20:58.000Z",
+                [OutputRow {
+                    batch: &batch,
+                    fields: &order,
+                    row,
+                    keys: with_keys,
+                }],
+            );
+            let delivery = Delivery {
+                object: "Account".into(),
+                id: "001".into(),
+                system_modstamp: "2026-11-23T18:20:58.000Z".into(),
+                op: Op::Upsert,
+                output: vec![Output {
+                    object: "Company".into(),
+                    fields: record,
+                    keys: with_keys
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                }],
+                idempotency_key: "acme/Account/001/2026-11-23T18:20:58.000Z".into(),
+            };
+            expected.extend(serde_json::to_vec(&delivery).expect("json"));
+            expected.push(b'\n');
+        }
+        // No output at all: the key is left out, as the struct leaves out an empty list.
+        encoded.push_upsert("Account", "002", "s", "k", []);
+        let empty = Delivery {
+            object: "Account".into(),
+            id: "002".into(),
+            system_modstamp: "s".into(),
+            op: Op::Upsert,
+            output: Vec::new(),
+            idempotency_key: "k".into(),
+        };
+        expected.extend(serde_json::to_vec(&empty).expect("json"));
+        expected.push(b'\n');
+        encoded
+            .push(&Delivery {
+                op: Op::Delete,
+                ..empty.clone()
+            })
+            .expect("delete");
+        expected.extend(
+            serde_json::to_vec(&Delivery {
+                op: Op::Delete,
+                ..empty
+            })
+            .expect("json"),
+        );
+        expected.push(b'\n');
+
+        assert_eq!(
+            String::from_utf8(encoded.ndjson()).expect("utf-8"),
+            String::from_utf8(expected).expect("utf-8")
+        );
+        let ops: Vec<Op> = encoded.iter().map(|(d, _)| d.op).collect();
+        assert_eq!(ops, [Op::Upsert, Op::Upsert, Op::Upsert, Op::Delete]);
+    }
+}
