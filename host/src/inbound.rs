@@ -40,7 +40,7 @@ use crate::throttle::Project;
 
 pub use deliver::Prepared;
 pub use progress::{ObjectProgress, Progress};
-pub use sink::{Deliveries, Delivery, Op, Output, Sink, SinkError};
+pub use sink::{Deliveries, Delivery, DeliveryRef, Op, Output, Sink, SinkError};
 pub use soql::Selection;
 pub use state::{Backfill, Watermark};
 
@@ -369,10 +369,10 @@ impl InboundSync {
         state: &dyn Fn(&mut dyn StoreTxn) -> Result<(), StoreError>,
     ) -> Result<(), InboundError> {
         let (mut present, mut gone) = (Vec::new(), Vec::new());
-        for (d, _) in page.deliveries.iter() {
+        for d in page.deliveries.iter() {
             match d.op {
-                Op::Upsert => present.push(d.id.as_str()),
-                Op::Delete => gone.push(d.id.as_str()),
+                Op::Upsert => present.push(d.id),
+                Op::Delete => gone.push(d.id),
             }
         }
         // A durable commit blocks on fsync: not on an async worker's time.

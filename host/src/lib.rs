@@ -17,6 +17,7 @@ pub mod retry;
 pub mod runtime;
 pub mod salesforce;
 pub mod secrets;
+pub mod stamp;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;

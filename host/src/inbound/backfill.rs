@@ -251,7 +251,12 @@ impl InboundSync {
             let mut stream = prefetch::BulkAhead::start(stream, name, describe.clone());
             let mut pipeline = Pipeline::default();
             loop {
-                match stream.next_batch().await {
+                let tn = std::time::Instant::now();
+                let next_batch = stream.next_batch().await;
+                if std::env::var_os("WEFT_TIMING").is_some() {
+                    eprintln!("TIMING wait_page={:?}", tn.elapsed());
+                }
+                match next_batch {
                     Ok(Some(batch)) => {
                         fresh_jobs = 0;
                         let last = batch.last;
@@ -296,12 +301,10 @@ impl InboundSync {
         cursor: Option<crate::salesforce::BulkCursor>,
     ) -> Result<(), InboundError> {
         let horizon = plan.high_water_ms.saturating_sub(self.lookback_ms());
-        let recent = page
-            .rows
-            .iter()
-            .filter_map(|row| match (&row.id, row.stamp) {
+        let recent = (0..page.len())
+            .filter_map(|row| match (page.id(row), page.rows[row].stamp) {
                 (Some(id), Some(stamp)) if stamp.as_millisecond() >= horizon => {
-                    Some((id.clone(), stamp.as_millisecond()))
+                    Some((id.to_owned(), stamp.as_millisecond()))
                 }
                 _ => None,
             })
@@ -348,8 +351,11 @@ impl InboundSync {
         name: &str,
         plan: &mut Backfill,
     ) -> Result<(), InboundError> {
+        let t0 = std::time::Instant::now();
         let prepared = page.prepared.await;
+        let t1 = std::time::Instant::now();
         self.deliver(name, &prepared).await?;
+        let t2 = std::time::Instant::now();
         if let Some(id) = page.last_id {
             plan.last_id = Some(id);
         }
@@ -367,6 +373,15 @@ impl InboundSync {
         self.commit(name, &prepared, &|txn| {
             txn.put_checkpoint(&installation, name, &Some(&snapshot))
         })?;
+        let t3 = std::time::Instant::now();
+        if std::env::var_os("WEFT_TIMING").is_some() {
+            eprintln!(
+                "TIMING wait_plugin={:?} sink={:?} commit={:?}",
+                t1 - t0,
+                t2 - t1,
+                t3 - t2
+            );
+        }
         self.progress
             .advance(name, page.read, prepared.dead.len() as u64);
         Ok(())

@@ -21,6 +21,7 @@ use crate::plugin::{
     self, Batch, ChainCalls, ChainResult, Direction, InstalledPlugins, ObjectSchema, PluginError,
     span_text,
 };
+use crate::stamp;
 use crate::store::{DlqOriginal, NewDlqEntry, Stage};
 
 /// A page ready to commit: what goes to the sink, what goes to the DLQ.
@@ -58,7 +59,12 @@ impl PluginPath {
             let (plugins, step, page) = (self.plugins.clone(), step.clone(), page.clone());
             plugin::start_off_the_runtime(move || {
                 let calls = (&*plugins, &*step.installation);
-                step.run(&calls, &page, &schema)
+                let t = std::time::Instant::now();
+                let r = step.run(&calls, &page, &schema);
+                if std::env::var_os("WEFT_TIMING").is_some() {
+                    eprintln!("TIMING prepare={:?}", t.elapsed());
+                }
+                r
             })
         };
         async move {
@@ -84,7 +90,7 @@ impl Step {
     fn sort_rows(&self, page: &Page, out: &mut Prepared) -> Vec<usize> {
         let mut live = Vec::with_capacity(page.len());
         for (row, key) in page.rows.iter().enumerate() {
-            match (&key.id, key.stamp) {
+            match (page.id(row), key.stamp) {
                 (Some(id), Some(stamp)) if key.deleted => out.push_delete(self, id, stamp),
                 (Some(_), Some(_)) => live.push(row),
                 _ => out.dead.push(self.dead(
@@ -106,6 +112,7 @@ impl Step {
             return out;
         }
         let input = page.select(&live);
+        let t = std::time::Instant::now();
         let result = match calls.chain(
             Direction::Inbound,
             &input,
@@ -122,7 +129,11 @@ impl Step {
                 return out;
             }
         };
+        let t1 = std::time::Instant::now();
         self.deliver(&mut out, page, &live, &result);
+        if std::env::var_os("WEFT_TIMING").is_some() {
+            eprintln!("TIMING chain={:?} encode={:?}", t1 - t, t1.elapsed());
+        }
         out
     }
 
@@ -140,18 +151,23 @@ impl Step {
             .iter()
             .map(|b| Produced::new(&b.batch, &b.keys))
             .collect();
-        // The output rows of each input row, in batch order then row order.
-        let mut outputs: Vec<Vec<(usize, usize)>> = vec![Vec::new(); live.len()];
+        // The output rows of each input row, in batch order then row order: one flat list
+        // in input order (a stable sort keeps that order within an input row).
+        let mut outputs: Vec<(u32, usize, usize)> = Vec::with_capacity(live.len());
         for (b, made) in produced.iter().enumerate() {
             for (row, &source) in made.batch.sources.iter().enumerate() {
-                if let Some(rows) = outputs.get_mut(source as usize) {
-                    rows.push((b, row));
-                }
+                outputs.push((source, b, row));
             }
         }
+        if !outputs.is_sorted_by_key(|o| o.0) {
+            outputs.sort_by_key(|o| o.0);
+        }
+        let mut outputs = outputs.as_slice();
         for (i, &row) in live.iter().enumerate() {
-            let key = &page.rows[row];
-            let (Some(id), Some(stamp)) = (&key.id, key.stamp) else {
+            let mine = outputs.iter().take_while(|o| o.0 as usize == i).count();
+            let (this_row, rest) = outputs.split_at(mine);
+            outputs = rest;
+            let (Some(id), Some(stamp)) = (page.id(row), page.rows[row].stamp) else {
                 continue;
             };
             if let Some((stage, reason)) = failed[i] {
@@ -159,13 +175,12 @@ impl Step {
                     .push(self.dead(page, row, stage, "PLUGIN_REJECTED", reason.to_owned()));
                 continue;
             }
-            let stamp = format_stamp(stamp);
             out.deliveries.push_upsert(
+                &self.installation,
                 &self.object,
                 id,
-                &stamp,
-                &self.idempotency_key(id, &stamp),
-                outputs[i].iter().map(|&(b, r)| produced[b].row(r)),
+                &stamp::format(stamp),
+                this_row.iter().map(|&(_, b, r)| produced[b].row(r)),
             );
         }
     }
@@ -210,7 +225,7 @@ impl Step {
 
 impl Prepared {
     fn push_delete(&mut self, step: &Step, id: &str, stamp: Timestamp) {
-        let stamp = format_stamp(stamp);
+        let stamp = stamp::format(stamp);
         let delivery = Delivery {
             idempotency_key: step.idempotency_key(id, &stamp),
             object: step.object.clone(),
@@ -237,12 +252,16 @@ impl Prepared {
     }
 }
 
-/// One batch the plugin produced, ready to write: its fields in name order and each row's
-/// dedup keys.
+/// One batch the plugin produced, ready to write: its fields in name order, each name
+/// encoded once, and each row's dedup keys.
 struct Produced<'a> {
     batch: &'a Batch,
     fields: Vec<usize>,
-    keys: Vec<Vec<(&'a str, &'a str)>>,
+    names: Vec<Vec<u8>>,
+    /// `(row, name, value)` in row then name order, one per name of a row.
+    keys: Vec<(u32, &'a str, &'a str)>,
+    /// Where each row's keys start in `keys` (and, one past the last row, end).
+    key_starts: Vec<usize>,
 }
 
 impl<'a> Produced<'a> {
@@ -250,40 +269,63 @@ impl<'a> Produced<'a> {
         // In name order, as a JSON map holds fields (checked output repeats no name).
         let mut fields: Vec<usize> = (0..batch.fields.len()).collect();
         fields.sort_by(|&a, &b| batch.fields[a].cmp(&batch.fields[b]));
-        let mut by_row: Vec<Vec<(&str, &str)>> = vec![Vec::new(); batch.sources.len()];
+        let names = fields
+            .iter()
+            .map(|&f| field_name(&batch.fields[f]))
+            .collect();
         let text =
             |packed: u64| span_text(&keys.text, plugin::payload_span(packed)).unwrap_or_default();
-        for ((&record, &name), &value) in keys.records.iter().zip(&keys.names).zip(&keys.values) {
-            if let Some(row) = by_row.get_mut(record as usize) {
-                row.push((text(name), text(value)));
+        let rows = batch.sources.len();
+        let mut all: Vec<(u32, &str, &str)> = keys
+            .records
+            .iter()
+            .zip(&keys.names)
+            .zip(&keys.values)
+            .filter(|((record, _), _)| (**record as usize) < rows)
+            .map(|((&record, &name), &value)| (record, text(name), text(value)))
+            .collect();
+        // As a map per row: name order, a repeated name's last value (reversed, so that a
+        // stable sort puts the last first and `dedup` keeps it).
+        all.reverse();
+        all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        all.dedup_by(|later, earlier| (later.0, later.1) == (earlier.0, earlier.1));
+        let mut key_starts = Vec::with_capacity(rows + 1);
+        let mut at = 0;
+        for row in 0..=rows as u32 {
+            while all.get(at).is_some_and(|k| k.0 < row) {
+                at += 1;
             }
-        }
-        for row in &mut by_row {
-            // As a map: name order, a repeated name's last value.
-            row.reverse();
-            row.sort_by(|a, b| a.0.cmp(b.0));
-            row.dedup_by(|later, earlier| later.0 == earlier.0);
+            key_starts.push(at);
         }
         Produced {
             batch,
             fields,
-            keys: by_row,
+            names,
+            keys: all,
+            key_starts,
         }
     }
 
     fn row(&self, row: usize) -> OutputRow<'_> {
+        let keys = match (self.key_starts.get(row), self.key_starts.get(row + 1)) {
+            (Some(&start), Some(&end)) => self.keys.get(start..end).unwrap_or(&[]),
+            _ => &[],
+        };
         OutputRow {
             batch: self.batch,
             fields: &self.fields,
+            names: &self.names,
             row,
-            keys: self.keys.get(row).map_or(&[], Vec::as_slice),
+            keys,
         }
     }
 }
 
-/// RFC 3339 with milliseconds, as every delivery carries its `SystemModstamp`.
-fn format_stamp(stamp: Timestamp) -> String {
-    stamp.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+/// `"name":` as JSON, written once per batch rather than once per value.
+fn field_name(name: &str) -> Vec<u8> {
+    let mut out = serde_json::to_vec(name).unwrap_or_else(|_| b"\"\"".to_vec());
+    out.push(b':');
+    out
 }
 
 fn store_stage(stage: plugin::Stage) -> Stage {

@@ -13,12 +13,11 @@ use serde_json::Value;
 
 use super::sink::{Delivery, Op};
 use super::state::Watermark;
-use super::{
-    InboundError, InboundSync, Prepared, Selection, prefetch, rows, salesforce, soql, store,
-};
+use super::{InboundError, InboundSync, Prepared, Selection, prefetch, salesforce, soql, store};
 use crate::config::ObjectConfig;
 use crate::plugin::ObjectSchema;
 use crate::salesforce::SObjectDescribe;
+use crate::stamp;
 use crate::throttle::Project;
 
 /// The replication resource answers for the last 30 days; ask for a little less so the
@@ -66,19 +65,20 @@ impl InboundSync {
                 .await
                 .map_err(|e| salesforce(name, e))?;
             let count = page.len();
-            let Some(last) = page.rows.last() else { break };
-            let (Some(last_id), Some(last_stamp)) = (&last.id, last.stamp) else {
+            let Some(last) = count.checked_sub(1) else {
                 break;
             };
-            (since, after) = (last_stamp, last_id.clone());
+            let (Some(last_id), Some(last_stamp)) = (page.id(last), page.rows[last].stamp) else {
+                break;
+            };
+            (since, after) = (last_stamp, last_id.to_owned());
             let mut keys = Vec::with_capacity(count);
             let mut fresh = Vec::with_capacity(count);
             for (row, key) in page.rows.iter().enumerate() {
-                let key = key
-                    .id
-                    .as_ref()
+                let key = page
+                    .id(row)
                     .zip(key.stamp)
-                    .map(|(id, t)| (id.clone(), t.as_millisecond()));
+                    .map(|(id, t)| (id.to_owned(), t.as_millisecond()));
                 match key {
                     Some((id, ms)) if watermark.seen(&id, ms) => {}
                     _ => {
@@ -182,7 +182,7 @@ impl InboundSync {
             gone.extend(ids.into_iter().filter(|id| !in_org.contains(id)));
             cursor = Some(last);
         }
-        let stamp = started.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let stamp = stamp::format(started);
         let mut prepared = Prepared::default();
         for id in gone {
             let delete = Delivery {
@@ -233,13 +233,13 @@ impl InboundSync {
             .map_err(|e| super::salesforce(name, e))?;
         let mut prepared = Prepared::default();
         for record in &listed.records {
-            let Some(stamp) = rows::parse_datetime(&record.deleted_date) else {
+            let Some(stamp) = stamp::parse(&record.deleted_date) else {
                 continue;
             };
             if watermark.seen(&record.id, stamp.as_millisecond()) {
                 continue;
             }
-            let stamp_text = stamp.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            let stamp_text = stamp::format(stamp);
             let delete = Delivery {
                 idempotency_key: format!("{}/{name}/{}/{stamp_text}", self.installation, record.id),
                 object: name.to_owned(),
@@ -259,7 +259,7 @@ impl InboundSync {
         let covered = listed
             .latest_date_covered
             .as_deref()
-            .and_then(rows::parse_datetime)
+            .and_then(stamp::parse)
             .unwrap_or(now)
             .as_millisecond();
         // Nothing listed at all: the stored cursor may stay where it is (the next window
@@ -313,7 +313,7 @@ fn push_delete(
 }
 
 fn tally(changes: &mut Changes, prepared: &Prepared) {
-    for (d, _) in prepared.deliveries.iter() {
+    for d in prepared.deliveries.iter() {
         match d.op {
             Op::Upsert => changes.changed += 1,
             Op::Delete => changes.deleted += 1,

@@ -15,8 +15,8 @@ use std::borrow::Cow;
 use jiff::Timestamp;
 use serde_json::{Map, Value as Json};
 
-use super::rows::parse_datetime;
-use crate::plugin::{Batch, Column, Value, record_to_json, span_text};
+use crate::plugin::{Batch, Column, Span, Value, record_to_json, span_text};
+use crate::stamp;
 
 pub use bulk::from_bulk;
 pub use rest::from_rest;
@@ -31,7 +31,8 @@ pub struct Page {
 /// Which record version a row is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowKey {
-    pub id: Option<String>,
+    /// Where its Id is in the batch's text ([`Page::id`] reads it).
+    id: Option<Span>,
     pub stamp: Option<Timestamp>,
     pub deleted: bool,
 }
@@ -46,15 +47,18 @@ impl Page {
                 .position(|f| f == name)
                 .and_then(|i| batch.columns.get(i))
         };
-        let text = |column: Option<&Column>, row: usize| match column.and_then(|c| c.get(row)) {
-            Some(Value::Text(span)) => span_text(&batch.text, span),
+        let span = |column: Option<&Column>, row: usize| match column.and_then(|c| c.get(row)) {
+            Some(Value::Text(span)) => Some(span),
             _ => None,
+        };
+        let text = |column: Option<&Column>, row: usize| {
+            span(column, row).and_then(|s| span_text(&batch.text, s))
         };
         let (ids, stamps, deleted) = (column("Id"), column("SystemModstamp"), column("IsDeleted"));
         let rows = (0..batch.sources.len())
             .map(|row| RowKey {
-                id: text(ids, row).map(str::to_owned),
-                stamp: text(stamps, row).and_then(parse_datetime),
+                id: span(ids, row),
+                stamp: text(stamps, row).and_then(stamp::parse),
                 deleted: match deleted.and_then(|c| c.get(row)) {
                     Some(Value::Boolean(b)) => b,
                     Some(Value::Text(_)) => text(deleted, row) == Some("true"),
@@ -78,9 +82,15 @@ impl Page {
         self.rows.len()
     }
 
+    /// Row `row`'s Id.
+    pub fn id(&self, row: usize) -> Option<&str> {
+        let span = self.rows.get(row)?.id?;
+        span_text(&self.batch.text, span)
+    }
+
     /// The Id of the last row that has one: where the next page starts.
     pub fn last_id(&self) -> Option<&str> {
-        self.rows.iter().rev().find_map(|r| r.id.as_deref())
+        (0..self.rows.len()).rev().find_map(|row| self.id(row))
     }
 
     /// Row `row` as a JSON object, as the DLQ keeps an original record.
@@ -171,13 +181,15 @@ mod tests {
             page.batch.fields,
             ["Id", "IsDeleted", "Name", "SystemModstamp"]
         );
-        assert_eq!(page.rows[0].id.as_deref(), Some("001A"));
+        assert_eq!(page.id(0), Some("001A"));
         assert!(page.rows[0].deleted);
         assert!(page.rows[0].stamp.is_some());
-        assert_eq!(page.rows[1].id, None);
+        assert_eq!(page.id(1), None);
         assert_eq!(page.rows[1].stamp, None);
         assert!(!page.rows[2].deleted);
         assert_eq!(page.last_id(), Some("001C"));
+        let kept = page.clone().keep(&[2]);
+        assert_eq!(kept.id(0), Some("001C"));
         let only_last = page.select(&[2]);
         assert_eq!(only_last.sources, [0]);
         assert_eq!(

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use encode::{Delivered, Deliveries, OutputRow};
+pub use encode::{Deliveries, DeliveryRef, OutputRow};
 pub use http::HttpSink;
 pub use ndjson::NdjsonSink;
 

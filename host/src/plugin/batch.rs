@@ -224,10 +224,7 @@ fn format_date(days: i32) -> String {
 }
 
 fn format_datetime(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map_or_else(
-        |_| format!("invalid-datetime({ms})"),
-        |t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-    )
+    crate::stamp::format_ms(ms)
 }
 
 /// One record of a batch as a JSON object: null fields included (as Salesforce sends

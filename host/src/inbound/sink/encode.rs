@@ -14,18 +14,30 @@ use crate::plugin::{Batch, Value, span_text, value_to_json};
 /// One page's deliveries in order, each a JSON object in one shared buffer.
 #[derive(Debug, Default)]
 pub struct Deliveries {
+    /// Each delivery's JSON followed by a newline: the page as the NDJSON sink writes it.
     json: Vec<u8>,
-    records: Vec<Delivered>,
+    /// Each delivery's Id and idempotency key, back to back.
+    keys: String,
+    records: Vec<Entry>,
 }
 
-/// What the store and the HTTP sink need of a delivery besides its JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivered {
-    pub id: String,
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    op: Op,
+    /// Where its Id, its idempotency key and its JSON line end in the buffers.
+    id_end: usize,
+    key_end: usize,
+    line_end: usize,
+}
+
+/// One encoded delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryRef<'a> {
+    pub id: &'a str,
     pub op: Op,
-    pub idempotency_key: String,
-    /// Where its JSON ends in the buffer.
-    end: usize,
+    pub idempotency_key: &'a str,
+    /// Its JSON object, without the newline.
+    pub json: &'a [u8],
 }
 
 /// One output record of the plugin: row `row` of `batch`, whose fields are written in the
@@ -33,9 +45,11 @@ pub struct Delivered {
 pub struct OutputRow<'a> {
     pub batch: &'a Batch,
     pub fields: &'a [usize],
+    /// For each of `fields`, its name as JSON followed by `:`.
+    pub names: &'a [Vec<u8>],
     pub row: usize,
-    /// `(name, value)`, in name order, one per name.
-    pub keys: &'a [(&'a str, &'a str)],
+    /// `(row, name, value)`, in name order, one per name.
+    pub keys: &'a [(u32, &'a str, &'a str)],
 }
 
 impl Deliveries {
@@ -47,24 +61,39 @@ impl Deliveries {
         self.records.is_empty()
     }
 
-    /// Each delivery with its JSON.
-    pub fn iter(&self) -> impl Iterator<Item = (&Delivered, &[u8])> {
-        let mut start = 0;
-        self.records.iter().map(move |d| {
-            let json = self.json.get(start..d.end).unwrap_or(&[]);
-            start = d.end;
-            (d, json)
+    /// Each delivery in order.
+    pub fn iter(&self) -> impl Iterator<Item = DeliveryRef<'_>> {
+        let (mut key_start, mut line_start) = (0, 0);
+        self.records.iter().map(move |e| {
+            let line = self.json.get(line_start..e.line_end).unwrap_or(&[]);
+            let delivery = DeliveryRef {
+                id: self.keys.get(key_start..e.id_end).unwrap_or_default(),
+                op: e.op,
+                idempotency_key: self.keys.get(e.id_end..e.key_end).unwrap_or_default(),
+                json: line.strip_suffix(b"\n").unwrap_or(line),
+            };
+            (key_start, line_start) = (e.key_end, e.line_end);
+            delivery
         })
     }
 
-    /// The JSON of every delivery, each followed by a newline: an NDJSON page.
-    pub fn ndjson(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.json.len() + self.records.len());
-        for (_, json) in self.iter() {
-            out.extend_from_slice(json);
-            out.push(b'\n');
-        }
-        out
+    /// Every delivery's JSON, each followed by a newline: an NDJSON page.
+    pub fn ndjson(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// Notes the delivery whose JSON was just written, with its Id and key.
+    fn end(&mut self, op: Op, id: &str, key: &str) {
+        self.json.push(b'\n');
+        self.keys.push_str(id);
+        let id_end = self.keys.len();
+        self.keys.push_str(key);
+        self.records.push(Entry {
+            op,
+            id_end,
+            key_end: self.keys.len(),
+            line_end: self.json.len(),
+        });
     }
 
     /// Appends a delivery built as a value (deletes, which carry no output).
@@ -74,24 +103,25 @@ impl Deliveries {
             self.json.truncate(start);
             return Err(e);
         }
-        self.records.push(Delivered {
-            id: delivery.id.clone(),
-            op: delivery.op,
-            idempotency_key: delivery.idempotency_key.clone(),
-            end: self.json.len(),
-        });
+        self.end(delivery.op, &delivery.id, &delivery.idempotency_key);
         Ok(())
     }
 
-    /// Appends an upsert of `object` row `id` at `stamp` with the plugin's `outputs`.
+    /// Appends an upsert of `object` row `id` at `stamp` with the plugin's `outputs`; its
+    /// idempotency key is `installation/object/id/stamp`.
     pub fn push_upsert<'a>(
         &mut self,
+        installation: &str,
         object: &str,
         id: &str,
         stamp: &str,
-        idempotency_key: &str,
         outputs: impl IntoIterator<Item = OutputRow<'a>>,
     ) {
+        let key_start = self.keys.len();
+        for part in [id, installation, "/", object, "/", id, "/", stamp] {
+            self.keys.push_str(part);
+        }
+        let id_end = key_start + id.len();
         let out = &mut self.json;
         out.extend_from_slice(b"{\"object\":");
         string(out, object);
@@ -108,55 +138,57 @@ impl Deliveries {
                 b",{\"object\":"
             });
             first = false;
-            string(out, &output.batch.object);
-            out.extend_from_slice(b",\"fields\":{");
-            let mut comma = false;
-            for &f in output.fields {
-                let (Some(name), Some(column)) =
-                    (output.batch.fields.get(f), output.batch.columns.get(f))
-                else {
-                    continue;
-                };
-                let value = match column.get(output.row) {
-                    None | Some(Value::Absent) => continue,
-                    Some(value) => value,
-                };
-                if comma {
-                    out.push(b',');
-                }
-                comma = true;
-                string(out, name);
-                out.push(b':');
-                write_value(out, &output.batch.text, value);
-            }
-            out.push(b'}');
-            if !output.keys.is_empty() {
-                out.extend_from_slice(b",\"keys\":{");
-                for (i, (name, value)) in output.keys.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    string(out, name);
-                    out.push(b':');
-                    string(out, value);
-                }
-                out.push(b'}');
-            }
-            out.push(b'}');
+            write_output(out, &output);
         }
         if !first {
             out.push(b']');
         }
         out.extend_from_slice(b",\"idempotency_key\":");
-        string(out, idempotency_key);
-        out.push(b'}');
-        self.records.push(Delivered {
-            id: id.to_owned(),
+        string(out, &self.keys[id_end..]);
+        out.extend_from_slice(b"}\n");
+        self.records.push(Entry {
             op: Op::Upsert,
-            idempotency_key: idempotency_key.to_owned(),
-            end: out.len(),
+            id_end,
+            key_end: self.keys.len(),
+            line_end: out.len(),
         });
     }
+}
+
+/// `{"object":` written already: the rest of one output record.
+fn write_output(out: &mut Vec<u8>, output: &OutputRow<'_>) {
+    string(out, &output.batch.object);
+    out.extend_from_slice(b",\"fields\":{");
+    let mut comma = false;
+    for (&f, name) in output.fields.iter().zip(output.names) {
+        let Some(column) = output.batch.columns.get(f) else {
+            continue;
+        };
+        let value = match column.get(output.row) {
+            None | Some(Value::Absent) => continue,
+            Some(value) => value,
+        };
+        if comma {
+            out.push(b',');
+        }
+        comma = true;
+        out.extend_from_slice(name);
+        write_value(out, &output.batch.text, value);
+    }
+    out.push(b'}');
+    if !output.keys.is_empty() {
+        out.extend_from_slice(b",\"keys\":{");
+        for (i, (_, name, value)) in output.keys.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(out, name);
+            out.push(b':');
+            string(out, value);
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
 }
 
 /// `s` as a JSON string, escaped as serde_json escapes it.
@@ -185,6 +217,8 @@ fn write_value(out: &mut Vec<u8>, text: &str, value: Value) {
             Some(s) => string(out, s),
             None => out.extend_from_slice(b"null"),
         },
+        // Coerced `SystemModstamp`s: one per record.
+        Value::Datetime(ms) => string(out, &crate::stamp::format_ms(ms)),
         // Rare: JSON text, dates and times render through the one JSON rendering.
         other => json(out, &value_to_json(text, &other)),
     }
@@ -215,22 +249,29 @@ mod tests {
         let mut order: Vec<usize> = (0..batch.fields.len()).collect();
         order.sort_by(|&a, &b| batch.fields[a].cmp(&batch.fields[b]));
         let records = batch_to_json(&batch);
-        let keys = [("golden-id", "G\"1"), ("Id", "001")];
+        let names: Vec<Vec<u8>> = order
+            .iter()
+            .map(|&f| {
+                format!("{}:", serde_json::Value::from(batch.fields[f].as_str())).into_bytes()
+            })
+            .collect();
+        let keys = [(0, "golden-id", "G\"1"), (0, "Id", "001")];
         let mut sorted_keys = keys.to_vec();
         sorted_keys.sort();
 
         let mut encoded = Deliveries::default();
         let mut expected = Vec::new();
         for (row, record) in records.into_iter().enumerate() {
-            let with_keys: &[(&str, &str)] = if row == 0 { &sorted_keys } else { &[] };
+            let with_keys: &[(u32, &str, &str)] = if row == 0 { &sorted_keys } else { &[] };
             encoded.push_upsert(
+                "acme",
                 "Account",
                 "001",
                 "2026-11-23T18:20:58.000Z",
-                "acme/Account/001/2026-11-23T18:20:58.000Z",
                 [OutputRow {
                     batch: &batch,
                     fields: &order,
+                    names: &names,
                     row,
                     keys: with_keys,
                 }],
@@ -245,7 +286,7 @@ mod tests {
                     fields: record,
                     keys: with_keys
                         .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .map(|(_, k, v)| ((*k).to_owned(), (*v).to_owned()))
                         .collect(),
                 }],
                 idempotency_key: "acme/Account/001/2026-11-23T18:20:58.000Z".into(),
@@ -254,14 +295,14 @@ mod tests {
             expected.push(b'\n');
         }
         // No output at all: the key is left out, as the struct leaves out an empty list.
-        encoded.push_upsert("Account", "002", "s", "k", []);
+        encoded.push_upsert("a\"b", "Account", "002", "s", []);
         let empty = Delivery {
             object: "Account".into(),
             id: "002".into(),
             system_modstamp: "s".into(),
             op: Op::Upsert,
             output: Vec::new(),
-            idempotency_key: "k".into(),
+            idempotency_key: "a\"b/Account/002/s".into(),
         };
         expected.extend(serde_json::to_vec(&empty).expect("json"));
         expected.push(b'\n');
@@ -281,10 +322,26 @@ mod tests {
         expected.push(b'\n');
 
         assert_eq!(
-            String::from_utf8(encoded.ndjson()).expect("utf-8"),
+            String::from_utf8(encoded.ndjson().to_vec()).expect("utf-8"),
             String::from_utf8(expected).expect("utf-8")
         );
-        let ops: Vec<Op> = encoded.iter().map(|(d, _)| d.op).collect();
-        assert_eq!(ops, [Op::Upsert, Op::Upsert, Op::Upsert, Op::Delete]);
+        let listed: Vec<(&str, Op, &str)> = encoded
+            .iter()
+            .map(|d| (d.id, d.op, d.idempotency_key))
+            .collect();
+        let key = "acme/Account/001/2026-11-23T18:20:58.000Z";
+        assert_eq!(
+            listed,
+            [
+                ("001", Op::Upsert, key),
+                ("001", Op::Upsert, key),
+                ("002", Op::Upsert, "a\"b/Account/002/s"),
+                ("002", Op::Delete, "a\"b/Account/002/s")
+            ]
+        );
+        let lines: Vec<&[u8]> = encoded.ndjson().split(|&b| b == b'\n').collect();
+        for (d, line) in encoded.iter().zip(lines) {
+            assert_eq!(d.json, line);
+        }
     }
 }

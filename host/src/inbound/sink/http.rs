@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{Delivered, Deliveries, SinkError};
+use super::{Deliveries, DeliveryRef, SinkError};
 use crate::retry::{BackoffPolicy, Jitter, parse_retry_after};
 
 /// Attempts per batch before the sync stops (and resumes from its checkpoint later). 8
@@ -62,24 +62,24 @@ impl HttpSink {
     }
 
     pub async fn deliver(&mut self, deliveries: &Deliveries) -> Result<(), SinkError> {
-        let all: Vec<(&Delivered, &[u8])> = deliveries.iter().collect();
+        let all: Vec<DeliveryRef<'_>> = deliveries.iter().collect();
         for chunk in all.chunks(self.batch) {
             self.post(chunk).await?;
         }
         Ok(())
     }
 
-    async fn post(&self, chunk: &[(&Delivered, &[u8])]) -> Result<(), SinkError> {
+    async fn post(&self, chunk: &[DeliveryRef<'_>]) -> Result<(), SinkError> {
         // The records are already JSON: the body is put together around them.
         let mut body = b"{\"installation\":".to_vec();
         serde_json::to_writer(&mut body, &self.installation)?;
         body.extend_from_slice(b",\"records\":[");
         let mut hasher = blake3::Hasher::new();
-        for (i, (d, json)) in chunk.iter().enumerate() {
+        for (i, d) in chunk.iter().enumerate() {
             if i > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(json);
+            body.extend_from_slice(d.json);
             hasher.update(d.idempotency_key.as_bytes());
             hasher.update(b"\n");
         }

@@ -60,7 +60,7 @@ impl NdjsonSink {
             let path = self.path(object);
             let written = self
                 .file(object, &path)
-                .and_then(|file| file.write_all(&buf).and_then(|()| file.sync_data()));
+                .and_then(|file| file.write_all(buf).and_then(|()| file.sync_data()));
             written.map_err(|source| {
                 // A failed write may have left part of a line: the next delivery opens the
                 // file again, which cuts it, instead of appending after it.
