@@ -5,6 +5,7 @@
 //! backfill resumes with `Id > last`, and a Bulk job that expired, failed or stuck is
 //! re-created from the same place instead of from the start.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -251,12 +252,7 @@ impl InboundSync {
             let mut stream = prefetch::BulkAhead::start(stream, name, describe.clone());
             let mut pipeline = Pipeline::default();
             loop {
-                let tn = std::time::Instant::now();
-                let next_batch = stream.next_batch().await;
-                if std::env::var_os("WEFT_TIMING").is_some() {
-                    eprintln!("TIMING wait_page={:?}", tn.elapsed());
-                }
-                match next_batch {
+                match stream.next_batch().await {
                     Ok(Some(batch)) => {
                         fresh_jobs = 0;
                         let last = batch.last;
@@ -288,9 +284,9 @@ impl InboundSync {
         }
     }
 
-    /// Starts `page` through the plugin, then lands the page before it while the plugin
-    /// works: download, plugin and sink + checkpoint of three pages overlap, and pages still
-    /// land (and checkpoint) one at a time, in order.
+    /// Starts `page` through the plugin, then lands the oldest page in flight once more
+    /// than [`IN_FLIGHT`] are: download, plugin work and sink + checkpoint of several pages
+    /// overlap, and pages still land (and checkpoint) one at a time, in order.
     async fn pipe_page(
         &mut self,
         pipeline: &mut Pipeline,
@@ -311,37 +307,34 @@ impl InboundSync {
             .collect();
         let (read, last_id) = (page.len() as u64, page.last_id().map(str::to_owned));
         // A page's plugin work is one unit of the host's scheduler; a stop request ends the
-        // backfill here, and the page before (never landed) is read again on resume.
+        // backfill here, and the pages in flight (never landed) are read again on resume.
         let turn = self.unit().await?;
-        let prepared = self.plugin.prepare(name, page, schema.clone());
-        let started = InFlight {
-            prepared: Box::pin(async move {
-                let prepared = prepared.await;
-                drop(turn);
-                prepared
-            }),
+        pipeline.0.push_back(InFlight {
+            prepared: Box::pin(self.plugin.prepare(name, page, schema.clone(), turn)),
             read,
             last_id,
             recent,
             cursor,
-        };
-        match pipeline.0.replace(started) {
-            Some(before) => self.land_one(before, name, plan).await,
-            None => Ok(()),
+        });
+        if pipeline.0.len() > IN_FLIGHT {
+            if let Some(oldest) = pipeline.0.pop_front() {
+                self.land_one(oldest, name, plan).await?;
+            }
         }
+        Ok(())
     }
 
-    /// Lands the page still in flight, if any, and brings `plan` up to date.
+    /// Lands every page still in flight, in order, bringing `plan` up to date.
     async fn land(
         &mut self,
         pipeline: &mut Pipeline,
         name: &str,
         plan: &mut Backfill,
     ) -> Result<(), InboundError> {
-        match pipeline.0.take() {
-            Some(page) => self.land_one(page, name, plan).await,
-            None => Ok(()),
+        while let Some(page) = pipeline.0.pop_front() {
+            self.land_one(page, name, plan).await?;
         }
+        Ok(())
     }
 
     /// Sink → checkpoint for one page whose plugin work has been started.
@@ -351,11 +344,8 @@ impl InboundSync {
         name: &str,
         plan: &mut Backfill,
     ) -> Result<(), InboundError> {
-        let t0 = std::time::Instant::now();
         let prepared = page.prepared.await;
-        let t1 = std::time::Instant::now();
         self.deliver(name, &prepared).await?;
-        let t2 = std::time::Instant::now();
         if let Some(id) = page.last_id {
             plan.last_id = Some(id);
         }
@@ -373,15 +363,6 @@ impl InboundSync {
         self.commit(name, &prepared, &|txn| {
             txn.put_checkpoint(&installation, name, &Some(&snapshot))
         })?;
-        let t3 = std::time::Instant::now();
-        if std::env::var_os("WEFT_TIMING").is_some() {
-            eprintln!(
-                "TIMING wait_plugin={:?} sink={:?} commit={:?}",
-                t1 - t0,
-                t2 - t1,
-                t3 - t2
-            );
-        }
         self.progress
             .advance(name, page.read, prepared.dead.len() as u64);
         Ok(())
@@ -401,9 +382,15 @@ impl InboundSync {
     }
 }
 
-/// The page of a backfill whose plugin work runs while the page before it lands.
+/// Pages whose plugin work may run while an older page lands. Two: a page's plugin work
+/// and the next one's fill both cores of a small machine while a third page's sink and
+/// checkpoint wait on fsync, and two is what the scheduler allows one installation at once
+/// (`SchedulerConfig::per_installation`), so pages never wait on their own turns.
+const IN_FLIGHT: usize = 2;
+
+/// The pages of a backfill read and started, oldest first.
 #[derive(Default)]
-struct Pipeline(Option<InFlight>);
+struct Pipeline(VecDeque<InFlight>);
 
 struct InFlight {
     prepared: Pin<Box<dyn Future<Output = Prepared> + Send>>,

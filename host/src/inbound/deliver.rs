@@ -21,6 +21,7 @@ use crate::plugin::{
     self, Batch, ChainCalls, ChainResult, Direction, InstalledPlugins, ObjectSchema, PluginError,
     span_text,
 };
+use crate::runtime::Turn;
 use crate::stamp;
 use crate::store::{DlqOriginal, NewDlqEntry, Stage};
 
@@ -41,12 +42,14 @@ pub struct PluginPath {
 impl PluginPath {
     /// Starts running `page` of `object` through the plugin on the blocking pool and
     /// returns its result to await. `schema` is the object's describe as a plugin schema:
-    /// an identity mapping coerces against it.
+    /// an identity mapping coerces against it. `turn`, the page's turn on the host's
+    /// scheduler, is given back the moment the work ends, not when its result is taken.
     pub fn prepare(
         &self,
         object: &str,
         page: Page,
         schema: Arc<ObjectSchema>,
+        turn: Option<Turn>,
     ) -> impl Future<Output = Prepared> + Send + 'static {
         let step = Step {
             installation: self.installation.clone(),
@@ -59,12 +62,9 @@ impl PluginPath {
             let (plugins, step, page) = (self.plugins.clone(), step.clone(), page.clone());
             plugin::start_off_the_runtime(move || {
                 let calls = (&*plugins, &*step.installation);
-                let t = std::time::Instant::now();
-                let r = step.run(&calls, &page, &schema);
-                if std::env::var_os("WEFT_TIMING").is_some() {
-                    eprintln!("TIMING prepare={:?}", t.elapsed());
-                }
-                r
+                let prepared = step.run(&calls, &page, &schema);
+                drop(turn);
+                prepared
             })
         };
         async move {
@@ -112,7 +112,6 @@ impl Step {
             return out;
         }
         let input = page.select(&live);
-        let t = std::time::Instant::now();
         let result = match calls.chain(
             Direction::Inbound,
             &input,
@@ -129,11 +128,7 @@ impl Step {
                 return out;
             }
         };
-        let t1 = std::time::Instant::now();
         self.deliver(&mut out, page, &live, &result);
-        if std::env::var_os("WEFT_TIMING").is_some() {
-            eprintln!("TIMING chain={:?} encode={:?}", t1 - t, t1.elapsed());
-        }
         out
     }
 

@@ -98,11 +98,11 @@ impl InboundSync {
                 }
                 continue;
             }
-            // One page is one unit of the host's scheduler: plugin, sink and checkpoint.
-            let _turn = self.unit().await?;
+            // A page's plugin work is one unit of the host's scheduler.
+            let turn = self.unit().await?;
             let prepared = self
                 .plugin
-                .prepare(name, page.keep(&fresh), schema.clone())
+                .prepare(name, page.keep(&fresh), schema.clone(), turn)
                 .await;
             self.deliver(name, &prepared).await?;
             for (id, ms) in &keys {

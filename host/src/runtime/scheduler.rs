@@ -1,7 +1,8 @@
 //! Turns on a bounded pool of workers, shared fairly by every installation of the host.
 //!
-//! Work is cut into units — one inbound page (plugin, sink, checkpoint), one outbound
-//! round — and each unit takes a [`Turn`] before it runs and gives it back when it ends.
+//! Work is cut into units — one inbound page's plugin work (its sink write and checkpoint
+//! wait on fsync, not on the CPU, and run outside the turn), one outbound round — and each
+//! unit takes a [`Turn`] before it runs and gives it back when it ends.
 //! At most `workers` units run at once, at most `per_installation` of them for any one
 //! installation. When units wait, installations are served in rotation: each turn that
 //! frees goes to the next installation in line with a unit waiting, and that installation

@@ -42,8 +42,12 @@ pub struct BulkConfig {
     /// `maxRecords` per result page. 50,000 keeps a page's download well under the 10-minute
     /// request limit and a re-download after a failure cheap; `None` lets Salesforce choose.
     pub page_records: Option<u64>,
-    /// Rows per [`BulkBatch`] handed to the caller (and per checkpoint). 2,000 matches a REST
-    /// query page, so the sink sees similar batches from both paths.
+    /// Values (rows × columns) per [`BulkBatch`] handed to the caller, and so per plugin
+    /// call and per checkpoint: 120,000 — 10,000 rows of a dozen fields, 600 rows of 200.
+    /// Fewer, larger batches cost fewer fsyncs and commits per row; a bound on values
+    /// rather than rows keeps a wide object's batch within a plugin call's output caps.
+    pub batch_values: usize,
+    /// At most this many rows per batch (10,000), at least 200 (REST's smallest page).
     pub batch_records: usize,
 }
 
@@ -55,7 +59,8 @@ impl Default for BulkConfig {
             poll_max: Duration::from_secs(10),
             job_timeout: Duration::from_secs(2 * 3600),
             page_records: Some(50_000),
-            batch_records: 2_000,
+            batch_values: 120_000,
+            batch_records: 10_000,
         }
     }
 }
@@ -113,6 +118,16 @@ struct OpenPage {
     expected: Option<u64>,
     next_locator: Option<String>,
     ended: bool,
+}
+
+/// Rows per batch for a result of `columns`: about `batch_values` values, at least 200 rows
+/// (fewer only if `batch_records` says so) and at most `batch_records`.
+fn batch_rows(config: &BulkConfig, columns: Option<&[String]>) -> usize {
+    let max = config.batch_records.max(1);
+    match columns {
+        Some(columns) => (config.batch_values / columns.len().max(1)).clamp(200.min(max), max),
+        None => max,
+    }
 }
 
 /// The column names of a page's header row, which every page of a result repeats.
@@ -333,16 +348,21 @@ impl BulkQueryStream {
         Ok(())
     }
 
-    /// Reads from the open page until `want` rows are pending or the page ends.
-    async fn fill(&mut self, want: usize) -> Result<(), SalesforceError> {
+    /// Reads from the open page until a batch's rows are pending or the page ends.
+    async fn fill(&mut self) -> Result<(), SalesforceError> {
         let Some(page) = self.page.as_mut() else {
             return Ok(());
         };
+        let config = &self.client.inner.config.bulk;
         let csv_err = |e: super::csv::CsvError| SalesforceError::Decode {
             context: "bulk query CSV".into(),
             message: e.to_string(),
         };
-        while self.pending.len() < want && !page.ended {
+        loop {
+            let want = batch_rows(config, self.columns.as_deref());
+            if self.pending.len() >= want || page.ended {
+                break;
+            }
             let chunk = if page.leftover.is_empty() {
                 page.response
                     .chunk()
@@ -368,12 +388,14 @@ impl BulkQueryStream {
             let mut used = 0;
             if let Some(header) = &mut page.header {
                 used += page.parser.push_rows(&bytes, header, 1).map_err(csv_err)?;
-                if header.len() == 0 {
+                if header.is_empty() {
                     continue;
                 }
                 self.columns = Some(check_header(&self.columns, header)?);
                 page.header = None;
             }
+            // Known now if it was not: the header came with this chunk.
+            let want = batch_rows(config, self.columns.as_deref());
             while page.to_skip > 0 && used < bytes.len() {
                 let limit = page.to_skip.min(want as u64) as usize;
                 used += page
@@ -415,7 +437,6 @@ impl BulkQueryStream {
     /// breaks off is re-requested at the same locator and the rows already handed out are
     /// skipped, so no row is lost or repeated.
     pub async fn next_batch(&mut self) -> Result<Option<BulkBatch>, SalesforceError> {
-        let want = self.client.inner.config.bulk.batch_records.max(1);
         loop {
             if self.done {
                 return Ok(None);
@@ -424,7 +445,7 @@ impl BulkQueryStream {
                 self.pending.clear();
                 self.open_page().await?;
             }
-            if let Err(e) = self.fill(want).await {
+            if let Err(e) = self.fill().await {
                 // The rows parsed but not yet handed out are re-read after the re-download.
                 self.page = None;
                 self.pending.clear();
@@ -460,7 +481,7 @@ impl BulkQueryStream {
                 Some(p) => (p.ended, p.next_locator.clone()),
                 None => (true, None),
             };
-            // `fill` stops at `want` rows: the pending rows are one batch.
+            // `fill` stops at a batch's rows: the pending rows are one batch.
             let rows = std::mem::take(&mut self.pending);
             self.consumed += rows.len() as u64;
             if let Some(page) = &mut self.page {
