@@ -106,7 +106,15 @@ impl Step {
     }
 
     fn run(&self, calls: &impl ChainCalls, page: &Page, schema: &ObjectSchema) -> Prepared {
-        let mut out = Prepared::default();
+        let mut out = Prepared {
+            // A delivery's JSON is about twice its row's text plus a few hundred bytes of
+            // names and keys: room for it at once instead of doubling through a page.
+            deliveries: Deliveries::with_capacity(
+                page.len(),
+                page.batch.text.len() * 2 + page.len() * 384,
+            ),
+            dead: Vec::new(),
+        };
         let live = self.sort_rows(page, &mut out);
         if live.is_empty() {
             return out;
@@ -279,11 +287,19 @@ impl<'a> Produced<'a> {
             .filter(|((record, _), _)| (**record as usize) < rows)
             .map(|((&record, &name), &value)| (record, text(name), text(value)))
             .collect();
-        // As a map per row: name order, a repeated name's last value (reversed, so that a
-        // stable sort puts the last first and `dedup` keeps it).
-        all.reverse();
-        all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        all.dedup_by(|later, earlier| (later.0, later.1) == (earlier.0, earlier.1));
+        // As a map per row: name order, a repeated name's last value. Plugins write keys
+        // row by row, so the stable sort is usually skipped; `dedup_by` keeps the first of
+        // equal neighbours, and moving each later value into it keeps the last value.
+        if !all.is_sorted_by(|a, b| (a.0, a.1) <= (b.0, b.1)) {
+            all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        }
+        all.dedup_by(|later, earlier| {
+            let same = (later.0, later.1) == (earlier.0, earlier.1);
+            if same {
+                earlier.2 = later.2;
+            }
+            same
+        });
         let mut key_starts = Vec::with_capacity(rows + 1);
         let mut at = 0;
         for row in 0..=rows as u32 {
@@ -328,5 +344,39 @@ fn store_stage(stage: plugin::Stage) -> Stage {
         plugin::Stage::Map => Stage::Map,
         plugin::Stage::Coerce => Stage::Coerce,
         plugin::Stage::Dedup => Stage::Dedup,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{BatchBuilder, DedupKeys};
+
+    #[test]
+    fn each_row_keeps_its_keys_in_name_order_with_a_repeated_names_last_value() {
+        let mut builder = BatchBuilder::new("Account");
+        for _ in 0..3 {
+            builder.push_record();
+        }
+        let batch = builder.finish();
+        let text = "zid_a_b1b2x";
+        let span = |offset: u64, len: u64| offset | (len << 32);
+        // Row 1: z=b1, id=a, then z again = b2; row 0: id=x. Out of row order on purpose.
+        let keys = DedupKeys {
+            records: vec![1, 1, 1, 0, 7],
+            names: vec![span(0, 1), span(1, 2), span(0, 1), span(1, 2), span(1, 2)],
+            values: vec![span(6, 2), span(4, 1), span(8, 2), span(10, 1), span(4, 1)],
+            text: text.into(),
+        };
+        let produced = Produced::new(&batch, &keys);
+        let row = |r: usize| -> Vec<(&str, &str)> {
+            produced.row(r).keys.iter().map(|k| (k.1, k.2)).collect()
+        };
+        assert_eq!(row(0), [("id", "x")]);
+        assert_eq!(row(1), [("id", "a"), ("z", "b2")]);
+        assert!(
+            row(2).is_empty(),
+            "a key naming no row of the batch is dropped"
+        );
     }
 }

@@ -53,6 +53,15 @@ pub struct OutputRow<'a> {
 }
 
 impl Deliveries {
+    /// Room for `records` deliveries of about `bytes` of JSON in all.
+    pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        Deliveries {
+            json: Vec::with_capacity(bytes),
+            keys: String::with_capacity(records * 96),
+            records: Vec::with_capacity(records),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }
