@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use weft_emulator::{Emulator, EmulatorConfig};
+use weft_emulator::{Emulator, EmulatorConfig, FaultConfig};
 
 use crate::common::acme_fields;
 use crate::kill::company_event;
@@ -33,6 +33,12 @@ async fn small_tenants_events_reach_salesforce_promptly_while_a_big_tenant_backf
         leads: 0,
         opportunities: 0,
         api_daily_max: 50_000_000,
+        // A real org's round trip, on every request.
+        faults: FaultConfig {
+            slow_rate: 1.0,
+            slow_ms: 40,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await
@@ -69,7 +75,9 @@ async fn small_tenants_events_reach_salesforce_promptly_while_a_big_tenant_backf
         "throttle": {"schedule": {"time_zone": "UTC", "default_ceiling_percent": 100.0}},
         "plugin": {"component": weft_tests::plugin_wasm("golden-dedup")},
         "inbound": {
-            "objects": {"Account": {"fields": ["Name"]}},
+            // REST pages of 2,000, each answered after 40 ms (below): the backfill takes at
+            // least 20 s however fast the host is, and outlasts the posting below.
+            "objects": {"Account": {"fields": ["Name"], "api": "rest"}},
             "sink": {"kind": "ndjson", "dir": dir.path().join("big-out")},
         },
     });
