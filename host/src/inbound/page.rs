@@ -2,10 +2,11 @@
 //! the wire — Bulk CSV cells or a streamed REST JSON body — without a map or a `String` per
 //! value, plus each row's Id, `SystemModstamp` and deleted flag.
 //!
-//! Both APIs give the same batch for the same rows: fields sorted by name (parent fields
-//! dotted, `Account.Owner.Alias`), values typed by describe (Bulk sends every value as text
-//! and a null as an empty cell; REST sends JSON types), text in one buffer addressed by
-//! spans. A plugin's output does not depend on how large the object happened to be.
+//! Both APIs give batches of one shape: fields sorted by name (parent fields dotted,
+//! `Account.Owner.Alias`), values typed (Bulk sends every value as text and a null as an
+//! empty cell, so its cells are typed by describe; REST sends JSON types), text in one
+//! buffer addressed by spans. A plugin's output does not depend on how large the object
+//! happened to be.
 
 mod bulk;
 mod rest;
@@ -112,7 +113,7 @@ impl Page {
     }
 
     /// The batch of only the rows in `keep` (ascending), numbered from 0 again; the text
-    /// buffer is shared as it is.
+    /// buffer is copied whole, so every span still points where it did.
     pub fn select(&self, keep: &[usize]) -> Cow<'_, Batch> {
         if keep.len() == self.batch.sources.len() {
             return Cow::Borrowed(&self.batch);

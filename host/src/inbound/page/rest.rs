@@ -294,11 +294,9 @@ impl<'de> Visitor<'de> for Field<'_> {
         if whole.contains_key("attributes") {
             self.fill.flatten(self.row, prefix, whole);
         } else {
-            let name = std::mem::take(&mut self.fill.name);
             self.fill
                 .builder
-                .set_json(self.row, &name, &Json::Object(whole));
-            self.fill.name = name;
+                .set_json(self.row, &self.fill.name, &Json::Object(whole));
         }
         Ok(())
     }
