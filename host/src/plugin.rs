@@ -15,6 +15,7 @@ mod column;
 mod engine;
 mod error;
 mod installed;
+mod json_text;
 mod limits;
 mod output;
 mod sandbox;
@@ -25,8 +26,7 @@ mod validate;
 use bindings::types;
 
 pub use batch::{
-    BatchBuilder, MAX_BATCH_CELLS, batch_from_json, batch_to_json, batches_from_json,
-    record_to_json, value_to_json,
+    BatchBuilder, MAX_BATCH_CELLS, batch_from_json, batch_to_json, record_to_json, value_to_json,
 };
 pub use bindings::chain::{ChainBatch, ChainResult, StageError};
 pub use bindings::types::{
@@ -41,6 +41,7 @@ pub use installed::{
     InstalledPlugins, PluginConfig, PluginStatus, QuarantinePolicy, off_the_runtime,
     start_off_the_runtime,
 };
+pub use json_text::{TextBatch, TextBatches, batches_from_texts};
 pub use limits::CallLimits;
 pub use output::span_text;
 pub use schema::schema_from_describe;

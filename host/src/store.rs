@@ -44,8 +44,8 @@ pub(crate) use model::rfc3339;
 pub use model::{
     AcceptedEvent, Admission, Admitted, AppliedMark, AuditAction, AuditEntry, DlqEntry, DlqFilter,
     DlqListing, DlqOriginal, DlqStatus, EncodedEvent, EventState, EventStatus, FieldChange,
-    NewDlqEntry, Operation, OutboundEvent, RetryState, Seq, SkippedField, Stage, StateKind,
-    UnknownStage, UnreadableDlqEntry,
+    NewDlqEntry, Operation, OutboundEvent, PendingEvent, RecordText, RetryState, Seq, SkippedField,
+    Stage, StateKind, UnknownStage, UnreadableDlqEntry,
 };
 
 use jiff::Timestamp;
@@ -85,7 +85,7 @@ pub trait Store: Send + Sync {
         installation: &str,
         after: Option<Seq>,
         limit: usize,
-    ) -> Result<Vec<AcceptedEvent>, StoreError>;
+    ) -> Result<Vec<PendingEvent>, StoreError>;
 
     /// How many events of `installation` wait for outbound, and when the oldest was
     /// accepted. Counts index keys only; reads one event.

@@ -18,8 +18,8 @@ use serde_json::{Map, Value as Json};
 use crate::plugin::InstalledPlugins;
 use crate::salesforce::SalesforceClient;
 use crate::store::{
-    AcceptedEvent, AppliedMark, AuditAction, AuditEntry, DlqOriginal, FieldChange, NewDlqEntry,
-    Operation, RetryState, SkippedField, Stage, Store, StoreError,
+    AppliedMark, AuditAction, AuditEntry, DlqOriginal, FieldChange, NewDlqEntry, Operation,
+    OutboundEvent, PendingEvent, RetryState, SkippedField, Stage, Store, StoreError,
 };
 use crate::throttle::Project;
 
@@ -276,7 +276,7 @@ impl Pipeline {
     }
 
     /// Pending events whose retry wait (if any) is over, oldest first.
-    async fn due_events(&self, now: Instant) -> Result<Vec<AcceptedEvent>, OutboundError> {
+    async fn due_events(&self, now: Instant) -> Result<Vec<PendingEvent>, OutboundError> {
         let batch = self.config.batch_size;
         // Waiting retries sit at the head of the queue; look past them, but not forever.
         let scan_limit = batch.saturating_mul(10);
@@ -307,7 +307,7 @@ impl Pipeline {
     /// place (no object settings, no external id, no delete policy).
     fn items(
         &self,
-        events: &[AcceptedEvent],
+        events: &[PendingEvent],
         mapped: Vec<MappedRecord>,
         tally: &mut Tally,
     ) -> Vec<Item> {
@@ -382,7 +382,7 @@ impl Pipeline {
     /// ahead of an earlier event still waiting to be retried.
     fn order(
         &self,
-        events: &[AcceptedEvent],
+        events: &[PendingEvent],
         items: &mut Vec<Item>,
         tally: &mut Tally,
         now: Instant,
@@ -434,7 +434,7 @@ impl Pipeline {
     async fn sync_object(
         &self,
         object: &str,
-        events: &[AcceptedEvent],
+        events: &[PendingEvent],
         items: Vec<Item>,
         tally: &mut Tally,
     ) {
@@ -674,7 +674,7 @@ impl Pipeline {
 
     fn audit(
         &self,
-        events: &[AcceptedEvent],
+        events: &[PendingEvent],
         item: &Item,
         action: AuditAction,
         changes: Vec<FieldChange>,
@@ -694,7 +694,7 @@ impl Pipeline {
 
     /// The ordering mark a finished item leaves: when its event occurred, and now (after
     /// the write), so the next conflict read can tell this write from someone else's.
-    fn mark(&self, events: &[AcceptedEvent], item: &Item) -> (String, String, AppliedMark) {
+    fn mark(&self, events: &[PendingEvent], item: &Item) -> (String, String, AppliedMark) {
         let occurred_at = events
             .get(item.event)
             .map_or_else(Timestamp::now, |e| e.event.occurred_at);
@@ -712,7 +712,7 @@ impl Pipeline {
     /// in one durable transaction, and updates the retry schedule.
     async fn commit(
         &mut self,
-        events: &[AcceptedEvent],
+        events: &[PendingEvent],
         tally: Tally,
     ) -> Result<RoundReport, OutboundError> {
         let now = Instant::now();
@@ -817,23 +817,35 @@ impl Pipeline {
 
     fn dlq_entry(
         &self,
-        event: &AcceptedEvent,
+        event: &PendingEvent,
         problem: Problem,
         at: Timestamp,
         gave_up_after: Option<u32>,
     ) -> NewDlqEntry {
-        let message = match gave_up_after {
+        let mut message = match gave_up_after {
             Some(attempts) => format!(
                 "still failing after {attempts} rounds of retries: {}",
                 problem.message
             ),
             None => problem.message,
         };
+        // The record was an object when intake parsed it, so this reads; if the stored text
+        // was damaged, the entry says so (the event itself stays in the store by its seq).
+        let original = event.event.to_parsed().unwrap_or_else(|error| {
+            message.push_str(&format!(
+                " (the stored record could not be read back: {error})"
+            ));
+            OutboundEvent {
+                id: event.event.id.clone(),
+                object: event.event.object.clone(),
+                operation: event.event.operation,
+                occurred_at: event.event.occurred_at,
+                record: Map::new(),
+            }
+        });
         NewDlqEntry {
             installation: self.installation.clone(),
-            original: DlqOriginal::Event {
-                event: event.event.clone(),
-            },
+            original: DlqOriginal::Event { event: original },
             stage: problem.stage,
             error_code: problem.code,
             message,
@@ -885,7 +897,7 @@ fn changed_by_others(
 /// Events older than the newest one already applied to their record never overwrite it:
 /// they finish as skipped, with every field audited as held back.
 fn drop_stale(
-    events: &[AcceptedEvent],
+    events: &[PendingEvent],
     items: Vec<Item>,
     tally: &mut Tally,
     installation: &str,

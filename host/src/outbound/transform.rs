@@ -1,5 +1,6 @@
 //! The plugin stages of the outbound pipeline: product events → map → coerce → Salesforce
-//! records, each traced back to the event it came from.
+//! records, each traced back to the event it came from. Events' records are read from the
+//! JSON text the store keeps straight into the map call's batch.
 //!
 //! Plugin calls are synchronous and CPU-bound, so each runs on the blocking pool; the
 //! org's describe (which coercion needs) is fetched between them. A record the plugin
@@ -16,10 +17,10 @@ use serde_json::{Map, Value as Json};
 
 use crate::plugin::{
     Batch, BatchResult, Direction, InstalledPlugins, MAX_BATCH_CELLS, PluginError,
-    batches_from_json, record_to_json, schema_from_describe,
+    batches_from_texts, record_to_json, schema_from_describe,
 };
 use crate::salesforce::SalesforceClient;
-use crate::store::{OutboundEvent, Stage};
+use crate::store::{OutboundEvent, RecordText, Stage};
 use crate::throttle::Project;
 
 use super::outcome::{Problem, Tally};
@@ -40,11 +41,11 @@ pub async fn transform(
     installation: &str,
     plugins: &Arc<InstalledPlugins>,
     client: &SalesforceClient,
-    events: &[(usize, &OutboundEvent)],
+    events: &[(usize, &OutboundEvent<RecordText>)],
     tally: &mut Tally,
 ) -> Vec<MappedRecord> {
     // One map call per product object: a batch holds one object.
-    let mut by_object: BTreeMap<&str, Vec<(usize, &OutboundEvent)>> = BTreeMap::new();
+    let mut by_object: BTreeMap<&str, Vec<(usize, &OutboundEvent<RecordText>)>> = BTreeMap::new();
     for &(index, event) in events {
         by_object
             .entry(event.object.as_str())
@@ -53,32 +54,59 @@ pub async fn transform(
     }
     let mut out = Vec::new();
     for (object, group) in by_object {
-        let records: Vec<Map<String, Json>> = group.iter().map(|(_, e)| e.record.clone()).collect();
+        // The records stay the text the store kept; the copy is one buffer per event.
+        let records: Vec<RecordText> = group.iter().map(|(_, e)| e.record.clone()).collect();
         let object_name = object.to_owned();
-        // Building the batches is CPU work proportional to the events' size, so it runs
-        // with the plugin calls on the blocking pool, never on an async worker. Wide
+        // Reading records into batches is CPU work proportional to the events' size, so it
+        // runs with the plugin calls on the blocking pool, never on an async worker. Wide
         // events are cut into several bounded batches rather than one quadratic one.
-        let chunks = call_plugin(installation, plugins, move |p, id| {
-            Ok(batches_from_json(&object_name, &records, MAX_BATCH_CELLS)
+        let read = call_plugin(installation, plugins, move |p, id| {
+            let read = batches_from_texts(
+                &object_name,
+                records.iter().map(RecordText::as_str),
+                MAX_BATCH_CELLS,
+            );
+            let mapped = read
+                .batches
                 .into_iter()
-                .map(|(first, input)| {
-                    let events = first..first + input.sources.len();
-                    (events, p.map_outbound(id, &input))
+                .map(|input| {
+                    let mapped = p.map_outbound(id, &input.batch);
+                    (input.records, mapped)
                 })
-                .collect::<Vec<_>>())
+                .collect::<Vec<_>>();
+            Ok((mapped, read.unreadable))
         })
-        .await
-        .unwrap_or_else(|error| vec![(0..group.len(), Err(error))]);
-        for (chunk, mapped) in chunks {
-            let first = chunk.start;
-            // Row `r` of this chunk's input is record `first + r` of the group.
-            let event_of = |row: u32| group.get(first + row as usize).map(|(index, _)| *index);
+        .await;
+        let (chunks, unreadable) = match read {
+            Ok(read) => read,
+            Err(error) => ((vec![((0..group.len()).collect(), Err(error))]), Vec::new()),
+        };
+        for (member, reason) in unreadable {
+            if let Some((index, _)) = group.get(member) {
+                tally.fail(
+                    *index,
+                    Problem::permanent(
+                        Stage::Map,
+                        "EVENT_UNREADABLE",
+                        format!("the stored event's record could not be read: {reason}"),
+                    ),
+                );
+            }
+        }
+        for (rows, mapped) in chunks {
+            // Row `r` of this chunk's input is record `rows[r]` of the group.
+            let event_of = |row: u32| {
+                let member = *rows.get(row as usize)?;
+                group.get(member).map(|(index, _)| *index)
+            };
             let mapped = match mapped {
                 Ok(result) => result,
                 Err(error) => {
                     let problem = plugin_failure(Stage::Map, &error);
-                    for (index, _) in group.get(chunk).unwrap_or_default() {
-                        tally.fail(*index, problem.clone());
+                    for member in &rows {
+                        if let Some((index, _)) = group.get(*member) {
+                            tally.fail(*index, problem.clone());
+                        }
                     }
                     continue;
                 }

@@ -15,7 +15,8 @@ use super::column::{Span, Value};
 use super::output::span_text;
 use super::types::{Batch, Column};
 
-/// The most values (fields × records) one batch built by [`batches_from_json`] holds:
+/// The most values (fields × records) one batch built from records holds
+/// ([`super::batches_from_texts`]):
 /// 1,048,576, about 9 MiB of tags and payloads. A batch is as wide as the union of its
 /// records' fields, so records with disjoint field names make it grow with the square of
 /// the record count; cutting the batch there keeps host memory and plugin time linear in
@@ -121,6 +122,12 @@ impl BatchBuilder {
         self.put(row, field, value);
     }
 
+    /// Sets a JSON object or array from its text.
+    pub fn set_json_text(&mut self, row: usize, field: &str, json: &str) {
+        let span = self.span(json);
+        self.put(row, field, Value::Json(span));
+    }
+
     pub fn set_json(&mut self, row: usize, field: &str, value: &Json) {
         let value = match value {
             Json::Null => Value::Null,
@@ -162,33 +169,6 @@ pub fn batch_from_json(object: &str, records: &[Map<String, Json>]) -> Batch {
         builder.push_json(record);
     }
     builder.finish()
-}
-
-/// Batches of `object` from JSON objects, in order, none holding more than `max_cells`
-/// values (fields × records; see [`MAX_BATCH_CELLS`]), each with the index in `records`
-/// of its first record. A record wider than `max_cells` still gets a batch of its own.
-pub fn batches_from_json(
-    object: &str,
-    records: &[Map<String, Json>],
-    max_cells: usize,
-) -> Vec<(usize, Batch)> {
-    let mut out = Vec::new();
-    let mut first = 0;
-    let mut builder = BatchBuilder::new(object);
-    for (index, record) in records.iter().enumerate() {
-        let new_fields = record.keys().filter(|f| !builder.has_field(f)).count();
-        let cells = (builder.field_count() + new_fields).saturating_mul(builder.len() + 1);
-        if !builder.is_empty() && cells > max_cells {
-            let full = std::mem::replace(&mut builder, BatchBuilder::new(object));
-            out.push((first, full.finish()));
-            first = index;
-        }
-        builder.push_json(record);
-    }
-    if !builder.is_empty() {
-        out.push((first, builder.finish()));
-    }
-    out
 }
 
 /// One value as JSON. Out-of-range spans (which checked output never has) read as null.
@@ -264,48 +244,10 @@ mod tests {
         let records: Vec<_> = (0..200)
             .map(|i| record(&[("name", Json::from(format!("n{i}"))), ("n", Json::from(i))]))
             .collect();
-        let batches = batches_from_json("company", &records, MAX_BATCH_CELLS);
-        assert_eq!(batches.len(), 1);
-        assert_eq!(batches[0].0, 0);
-        assert_eq!(batches[0].1.fields, ["n", "name"]);
-        assert_eq!(batches[0].1.sources.len(), 200);
-        assert_eq!(batch_to_json(&batches[0].1), records);
-    }
-
-    #[test]
-    fn disjoint_wide_records_are_cut_into_bounded_batches() {
-        // Each record brings 1,000 fields no other record has: one batch of all 50 would
-        // hold 50,000 fields × 50 records = 2.5 million values.
-        let records: Vec<Map<String, Json>> = (0..50)
-            .map(|r| {
-                (0..1_000)
-                    .map(|f| (format!("r{r}f{f}"), Json::from(f)))
-                    .collect()
-            })
-            .collect();
-        let max_cells = 100_000;
-        let batches = batches_from_json("company", &records, max_cells);
-        let mut next = 0;
-        for (first, batch) in &batches {
-            assert_eq!(*first, next, "batches follow each other in order");
-            let cells = batch.fields.len() * batch.sources.len();
-            assert!(cells <= max_cells, "{cells} values in one batch");
-            assert_eq!(
-                batch_to_json(batch),
-                records[*first..*first + batch.sources.len()]
-            );
-            next += batch.sources.len();
-        }
-        assert_eq!(next, records.len(), "every record is in a batch");
-    }
-
-    #[test]
-    fn a_record_wider_than_the_bound_still_gets_its_own_batch() {
-        let wide: Map<String, Json> = (0..30).map(|f| (format!("f{f}"), Json::Null)).collect();
-        let batches = batches_from_json("company", &[wide.clone(), wide], 10);
-        assert_eq!(batches.len(), 2);
-        assert_eq!(batches[1].0, 1);
-        assert_eq!(batches[1].1.fields.len(), 30);
+        let batch = batch_from_json("company", &records);
+        assert_eq!(batch.fields, ["n", "name"]);
+        assert_eq!(batch.sources.len(), 200);
+        assert_eq!(batch_to_json(&batch), records);
     }
 
     #[test]

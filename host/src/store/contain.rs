@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::redb_store::RedbFile;
 use super::{
     AcceptedEvent, AppliedMark, AuditEntry, Backlog, DlqEntry, DlqFilter, DlqListing, EventStatus,
-    RetryState, Seq, StateKind, Store, StoreError, StoreTxn,
+    PendingEvent, RetryState, Seq, StateKind, Store, StoreError, StoreTxn,
 };
 
 /// The embedded [`Store`]: one redb file per host, one writing process at a time. See the
@@ -69,7 +69,7 @@ impl Store for RedbStore {
         installation: &str,
         after: Option<Seq>,
         limit: usize,
-    ) -> Result<Vec<AcceptedEvent>, StoreError> {
+    ) -> Result<Vec<PendingEvent>, StoreError> {
         self.guard(|| self.file.pending_events(installation, after, limit))
     }
 

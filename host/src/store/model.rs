@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The intake sequence number: assigned at acceptance, strictly increasing across the whole
@@ -31,9 +32,11 @@ impl Operation {
     }
 }
 
-/// One product change event as the vendor's app posted it.
+/// One product change event as the vendor's app posted it. The record is a JSON object:
+/// parsed (`Map`) where it is checked or shown, its stored text ([`RecordText`]) where the
+/// outbound pipeline reads it into a plugin batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutboundEvent {
+pub struct OutboundEvent<R = Map<String, Value>> {
     /// The vendor's id for the event; the idempotency key within an installation.
     pub id: String,
     /// The product's object kind, e.g. `company`; the plugin maps it to a Salesforce object.
@@ -42,17 +45,68 @@ pub struct OutboundEvent {
     #[serde(with = "rfc3339")]
     pub occurred_at: Timestamp,
     /// The product record (for a delete, at least its key fields).
-    pub record: Map<String, Value>,
+    pub record: R,
 }
 
 /// An event the store has made durable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AcceptedEvent {
+pub struct AcceptedEvent<R = Map<String, Value>> {
     pub installation: String,
     pub seq: Seq,
     #[serde(with = "rfc3339")]
     pub accepted_at: Timestamp,
-    pub event: OutboundEvent,
+    pub event: OutboundEvent<R>,
+}
+
+/// An accepted event as the outbound pipeline reads it: the record stays the text the
+/// store keeps, so no JSON tree is built per event on the way into the plugin.
+pub type PendingEvent = AcceptedEvent<RecordText>;
+
+/// A product record as JSON text, known to be an object.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct RecordText(Box<RawValue>);
+
+impl RecordText {
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The record parsed, for where it is kept or shown as a value (a DLQ entry's original).
+    pub fn to_map(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if !raw.get().starts_with('{') {
+            return Err(serde::de::Error::custom("a record must be a JSON object"));
+        }
+        Ok(RecordText(raw))
+    }
+}
+
+/// The same text; stored records are written by one encoder, so equal records are equal
+/// text.
+impl PartialEq for RecordText {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl OutboundEvent<RecordText> {
+    /// The event with its record parsed.
+    pub fn to_parsed(&self) -> Result<OutboundEvent, serde_json::Error> {
+        Ok(OutboundEvent {
+            id: self.id.clone(),
+            object: self.object.clone(),
+            operation: self.operation,
+            occurred_at: self.occurred_at,
+            record: self.record.to_map()?,
+        })
+    }
 }
 
 /// An event encoded once, where it was parsed (on the intake's HTTP workers), in the form

@@ -27,14 +27,15 @@ use redb::{
     WriteTransaction,
 };
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::error::Doing;
 use super::{
     AcceptedEvent, Admission, Admitted, AppliedMark, AuditEntry, Backlog, DlqEntry, DlqFilter,
     DlqListing, DlqOriginal, DlqStatus, EncodedEvent, EventState, EventStatus, NewDlqEntry,
-    OutboundEvent, PurgeCounts, RetryState, Seq, StateKind, Store, StoreError, StoreTxn,
-    UnreadableDlqEntry, decode, encode,
+    OutboundEvent, PendingEvent, PurgeCounts, RetryState, Seq, StateKind, Store, StoreError,
+    StoreTxn, UnreadableDlqEntry, decode, encode,
 };
 
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbound_events");
@@ -233,13 +234,14 @@ impl RedbFile {
         self.db.begin_read().doing(doing)
     }
 
-    fn event_range(
+    /// Events as `T`: an [`AcceptedEvent`], or a [`PendingEvent`] whose record stays text.
+    fn event_range<T: DeserializeOwned>(
         &self,
         installation: &str,
         after: Option<Seq>,
         limit: usize,
         pending_only: bool,
-    ) -> Result<Vec<AcceptedEvent>, StoreError> {
+    ) -> Result<Vec<T>, StoreError> {
         const DOING: &str = "reading accepted events";
         let txn = self.read(DOING)?;
         let events = txn.open_table(EVENTS).doing(DOING)?;
@@ -296,7 +298,7 @@ impl Store for RedbFile {
         installation: &str,
         after: Option<Seq>,
         limit: usize,
-    ) -> Result<Vec<AcceptedEvent>, StoreError> {
+    ) -> Result<Vec<PendingEvent>, StoreError> {
         self.event_range(installation, after, limit, true)
     }
 

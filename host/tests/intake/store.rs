@@ -173,7 +173,7 @@ fn dlq_entries_record_failures_filter_and_replay() {
     assert!(new_seq > seqs[1].seq);
     let pending = store.pending_events("acme", None, 10).unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].event, outbound("e1"));
+    assert_eq!(pending[0].event.to_parsed().unwrap(), outbound("e1"));
     assert_eq!(pending[0].seq, new_seq);
     assert_eq!(
         store.dlq_get(first).unwrap().unwrap().status,
