@@ -11,8 +11,11 @@
 //!
 //! The ABI line also runs the same trivial copy natively (`columnar_wasm_over_native`).
 //!
+//! The `events` line times stored outbound events into the map call's batch: read as JSON
+//! trees (as before) and straight from their text (`text_over_tree`).
+//!
 //! For profiling one part alone, name it after `--`: `compile`, `instantiate`, `abi`,
-//! `wasm` or `native` (e.g. `cargo bench -p weft --bench plugin_throughput -- wasm`).
+//! `events`, `wasm` or `native` (e.g. `cargo bench -p weft --bench plugin_throughput -- wasm`).
 //!
 //! To compare another build of acme-accounts with this one (other compiler flags, an SDK
 //! change), both through the same sandbox and interleaved like wasm and native:
@@ -30,9 +33,10 @@ use wasmtime::Store;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use weft::plugin::{
-    CallLimits, CallSpec, Direction, FieldKind, FieldSchema, LoadedPlugin, ObjectSchema,
-    PluginRuntime, RuntimeConfig, batch_from_json,
+    CallLimits, CallSpec, Direction, FieldKind, FieldSchema, LoadedPlugin, MAX_BATCH_CELLS,
+    ObjectSchema, PluginRuntime, RuntimeConfig, batch_from_json, batches_from_texts,
 };
+use weft::store::{AcceptedEvent, Operation, OutboundEvent, PendingEvent, RecordText};
 
 const RECORDS: usize = 1_000;
 /// Each measurement runs at least this long, so short runs do not dominate by noise.
@@ -411,6 +415,78 @@ fn compare(
     }
 }
 
+/// Stored outbound events into the map call's batch, two ways interleaved: each event read
+/// into a JSON tree, its record copied and the batch built from the trees (how the outbound
+/// round read events before), and each record read from its stored text straight into the
+/// batch (how it does now). The map call on the same batch is timed too, for scale.
+fn outbound_events(acme: &LoadedPlugin, spec: &CallSpec, records: &[Map<String, Json>]) {
+    let occurred_at: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().expect("timestamp");
+    let stored: Vec<Vec<u8>> = records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            serde_json::to_vec(&AcceptedEvent {
+                installation: "bench".to_owned(),
+                seq: i as u64,
+                accepted_at: occurred_at,
+                event: OutboundEvent {
+                    id: format!("evt-{i}"),
+                    object: "company".to_owned(),
+                    operation: Operation::Upsert,
+                    occurred_at,
+                    record: record.clone(),
+                },
+            })
+            .expect("encode")
+        })
+        .collect();
+    let mut rounds: Vec<(f64, f64)> = (0..RATIO_ROUNDS)
+        .map(|_| {
+            measure_pair(
+                Some(|| {
+                    let events: Vec<AcceptedEvent> = stored
+                        .iter()
+                        .map(|b| serde_json::from_slice(b).expect("decode"))
+                        .collect();
+                    let maps: Vec<Map<String, Json>> =
+                        events.iter().map(|e| e.event.record.clone()).collect();
+                    black_box(batch_from_json("company", &maps)).sources.len()
+                }),
+                Some(|| {
+                    let events: Vec<PendingEvent> = stored
+                        .iter()
+                        .map(|b| serde_json::from_slice(b).expect("decode"))
+                        .collect();
+                    let texts: Vec<RecordText> =
+                        events.iter().map(|e| e.event.record.clone()).collect();
+                    let read = batches_from_texts(
+                        "company",
+                        texts.iter().map(RecordText::as_str),
+                        MAX_BATCH_CELLS,
+                    );
+                    black_box(read)
+                        .batches
+                        .iter()
+                        .map(|b| b.records.len())
+                        .sum()
+                }),
+                MEASURE_FOR,
+            )
+        })
+        .collect();
+    rounds.sort_by(|a, b| (a.1 / a.0).total_cmp(&(b.1 / b.0)));
+    let (tree, text) = rounds[rounds.len() / 2];
+    let input = batch_from_json("company", records);
+    let map_call = measure(|| {
+        let out = acme.map_outbound(spec, &input).expect("map");
+        out.batches.iter().map(|b| b.sources.len()).sum()
+    });
+    println!(
+        "outbound_events_into_batch: tree_records_per_sec={tree:.0} text_records_per_sec={text:.0} text_over_tree={:.2} map_call_records_per_sec={map_call:.0}",
+        text / tree
+    );
+}
+
 /// Which parts to run: all of them, or only those named on the command line.
 struct Parts(Vec<String>);
 
@@ -538,6 +614,10 @@ fn main() {
             columnar / naive,
             columnar_native / columnar
         );
+    }
+
+    if parts.run("events") {
+        outbound_events(&acme, &spec, &records);
     }
 
     // Throughput: wasm and native, same logic, same records, measured back to back.

@@ -53,12 +53,19 @@ pub fn batches_from_texts<'a>(
             out.unreadable.push((index, error.to_string()));
             continue;
         }
-        let new_fields = members
-            .iter()
-            .filter(|(field, _)| !builder.has_field(field))
-            .count();
-        let cells = (builder.field_count() + new_fields).saturating_mul(builder.len() + 1);
-        if !builder.is_empty() && cells > max_cells {
+        let cells = |new_fields: usize| {
+            (builder.field_count() + new_fields).saturating_mul(builder.len() + 1)
+        };
+        // Counting the record's new fields takes a lookup per field; only a batch near its
+        // bound needs it.
+        let overfull = cells(members.len()) > max_cells && {
+            let new_fields = members
+                .iter()
+                .filter(|(field, _)| !builder.has_field(field))
+                .count();
+            cells(new_fields) > max_cells
+        };
+        if !builder.is_empty() && overfull {
             let full = std::mem::replace(&mut builder, BatchBuilder::new(object));
             out.batches.push(TextBatch {
                 batch: full.finish(),
