@@ -1,13 +1,13 @@
 //! Peak memory of a whole inbound backfill as the row count grows: `weft sync --once` (the
-//! release binary, a child process, so its peak RSS is its own) backfills about 100,000
-//! and then 1,000,000 Accounts of one emulated org over Bulk, golden-dedup in the sandbox,
-//! into the NDJSON sink. Memory holds a few pages in flight whatever the result's size, so
-//! the two peaks should be close. (A run of one or two pages peaks lower: the pipeline
-//! never fills.)
+//! release binary, a child process, so its peak RSS is its own) backfills a tenth, half
+//! and all of an emulated org's Accounts (default 2,000,000) over Bulk, golden-dedup in the
+//! sandbox, into the NDJSON sink. Memory holds a few pages in flight and the store's
+//! bounded cache whatever the result's size, so the half and whole runs should peak
+//! alike. (A run of one or two pages peaks lower: the pipeline never fills.)
 //!
-//! `cargo bench -p weft --bench inbound_rss` (WEFT_BENCH_ACCOUNTS to resize the large run;
-//! default 1,000,000). The last line is
-//! `small_rows=… small_peak_mib=… large_rows=… large_peak_mib=… growth_mib=…`.
+//! `cargo bench -p weft --bench inbound_rss` (WEFT_BENCH_ACCOUNTS to resize the org). The
+//! last line is `tenth_rows=… tenth_peak_mib=… half_rows=… half_peak_mib=… all_rows=…
+//! all_peak_mib=… half_to_all_growth_mib=…`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -97,7 +97,7 @@ fn main() {
     let accounts: usize = std::env::var("WEFT_BENCH_ACCOUNTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(2_000_000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -115,18 +115,33 @@ fn main() {
             ..Default::default()
         }))
         .expect("emulator");
-    // A tenth of the org (NumberOfEmployees is seeded evenly over 1–50,000): enough pages
-    // for the pipeline to fill, so the two runs compare steady states.
-    let (small_rows, small_mib, small_secs) = backfill(&org, " WHERE NumberOfEmployees <= 5000");
-    println!("run=small rows={small_rows} secs={small_secs:.1} peak_mib={small_mib:.1}");
-    let (large_rows, large_mib, large_secs) = backfill(&org, "");
+    // A tenth, half and all of the org (NumberOfEmployees is seeded evenly over 1–50,000).
+    // A tenth is enough pages for the pipeline to fill; from half to all, memory that grew
+    // with the rows would show.
+    let mut runs = Vec::new();
+    for (name, filter) in [
+        ("tenth", " WHERE NumberOfEmployees <= 5000"),
+        ("half", " WHERE NumberOfEmployees <= 25000"),
+        ("all", ""),
+    ] {
+        let (rows, mib, secs) = backfill(&org, filter);
+        println!(
+            "run={name} rows={rows} secs={secs:.1} records_per_sec={:.0} peak_mib={mib:.1}",
+            rows as f64 / secs
+        );
+        runs.push((rows, mib));
+    }
+    let [
+        (tenth_rows, tenth_mib),
+        (half_rows, half_mib),
+        (all_rows, all_mib),
+    ] = runs[..]
+    else {
+        unreachable!("three runs")
+    };
     println!(
-        "run=large rows={large_rows} secs={large_secs:.1} records_per_sec={:.0} peak_mib={large_mib:.1}",
-        large_rows as f64 / large_secs
-    );
-    println!(
-        "small_rows={small_rows} small_peak_mib={small_mib:.1} large_rows={large_rows} large_peak_mib={large_mib:.1} growth_mib={:.1}",
-        large_mib - small_mib
+        "tenth_rows={tenth_rows} tenth_peak_mib={tenth_mib:.1} half_rows={half_rows} half_peak_mib={half_mib:.1} all_rows={all_rows} all_peak_mib={all_mib:.1} half_to_all_growth_mib={:.1}",
+        all_mib - half_mib
     );
     drop(rt);
 }

@@ -211,6 +211,8 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
+    // The host's allocator settings, as `weft` sets them.
+    weft::malloc::tune();
     let accounts: usize = std::env::var("WEFT_BENCH_ACCOUNTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -5,6 +5,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    weft::malloc::tune();
     // Logs go to stderr so stdout stays clean for NDJSON results.
     tracing_subscriber::fmt()
         .with_env_filter(
