@@ -262,11 +262,9 @@ impl InboundSync {
             .store
             .get_watermark(&self.installation, name)
             .map_err(|source| store(name, source))?;
-        let checkpoint: Option<Option<Backfill>> = self
-            .store
-            .get_checkpoint(&self.installation, name)
+        let checkpoint = Backfill::load(&*self.store, &self.installation, name)
             .map_err(|source| store(name, source))?;
-        let due = match (checkpoint.flatten(), &watermark) {
+        let due = match (checkpoint, &watermark) {
             (Some(running), _) => Some(running),
             (None, None) => Some(
                 self.plan_backfill(object, &selection, "initial".into())

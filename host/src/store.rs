@@ -322,6 +322,18 @@ impl dyn StoreTxn + '_ {
             .transpose()
     }
 
+    /// Stores a running backfill's rows within the lookback window (see
+    /// [`StateKind::BackfillRecent`]) in this transaction.
+    pub fn put_backfill_recent<T: Serialize>(
+        &mut self,
+        installation: &str,
+        object: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(value, "encoding a backfill's recent rows")?;
+        self.put_state_raw(installation, object, StateKind::BackfillRecent, &bytes)
+    }
+
     /// Stores the incremental watermark of (installation, object) in this transaction.
     pub fn put_watermark<T: Serialize>(
         &mut self,
@@ -380,6 +392,16 @@ pub trait StoreExt: Store {
     ) -> Result<Option<T>, StoreError> {
         self.state_raw(installation, object, StateKind::Checkpoint)?
             .map(|bytes| decode(&bytes, "decoding a checkpoint"))
+            .transpose()
+    }
+
+    fn get_backfill_recent<T: DeserializeOwned>(
+        &self,
+        installation: &str,
+        object: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.state_raw(installation, object, StateKind::BackfillRecent)?
+            .map(|bytes| decode(&bytes, "decoding a backfill's recent rows"))
             .transpose()
     }
 

@@ -5,7 +5,7 @@
 //! backfill resumes with `Id > last`, and a Bulk job that expired, failed or stuck is
 //! re-created from the same place instead of from the start.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -73,11 +73,15 @@ impl InboundSync {
             high_water_ms,
             started_ms,
             recent: Default::default(),
+            recent_saved: 0,
         };
         tracing::info!(total, use_bulk, reason = %plan.reason, "backfill planned");
         let installation = self.installation.clone();
+        // No recent rows yet: an earlier backfill's are cleared with them.
+        let no_recent = BTreeMap::<String, i64>::new();
         self.commit(name, &Prepared::default(), &|txn| {
-            txn.put_checkpoint(&installation, name, &Some(&plan))
+            plan.save(txn, &installation, name)?;
+            txn.put_backfill_recent(&installation, name, &no_recent)
         })?;
         Ok(plan)
     }
@@ -124,8 +128,10 @@ impl InboundSync {
         watermark.recent.extend(std::mem::take(&mut plan.recent));
         watermark.prune(self.lookback_ms());
         let installation = self.installation.clone();
+        let no_recent = BTreeMap::<String, i64>::new();
         self.commit(name, &Prepared::default(), &|txn| {
             txn.put_checkpoint(&installation, name, &None::<Backfill>)?;
+            txn.put_backfill_recent(&installation, name, &no_recent)?;
             txn.put_watermark(&installation, name, &watermark)
         })?;
         self.progress.finish(name);
@@ -226,10 +232,11 @@ impl InboundSync {
                         Ok(stream) => {
                             plan.bulk = Some(stream.cursor());
                             let installation = self.installation.clone();
-                            let snapshot = plan.clone();
+                            let saving: &Backfill = plan;
                             self.commit(name, &Prepared::default(), &|txn| {
-                                txn.put_checkpoint(&installation, name, &Some(&snapshot))
+                                saving.save(txn, &installation, name)
                             })?;
+                            plan.saved();
                             stream
                         }
                         Err(e) if job_is_gone(&e) && fresh_jobs < BULK_JOB_ATTEMPTS => {
@@ -359,10 +366,11 @@ impl InboundSync {
         plan.recent.extend(page.recent.into_iter().take(room));
         plan.failed += prepared.dead.len() as u64;
         let installation = self.installation.clone();
-        let snapshot = plan.clone();
+        let saving: &Backfill = plan;
         self.commit(name, &prepared, &|txn| {
-            txn.put_checkpoint(&installation, name, &Some(&snapshot))
+            saving.save(txn, &installation, name)
         })?;
+        plan.saved();
         self.progress
             .advance(name, page.read, prepared.dead.len() as u64);
         Ok(())

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::salesforce::BulkCursor;
+use crate::store::{Store, StoreError, StoreExt, StoreTxn};
 
 /// Most delivered rows remembered for the lookback window (about 60 bytes each in a
 /// checkpoint or watermark).
@@ -33,9 +34,54 @@ pub struct Backfill {
     pub started_ms: i64,
     /// Delivered rows stamped within the lookback window of `high_water_ms` or later, by
     /// Id → `SystemModstamp` (ms): the first incremental pass re-reads that window and
-    /// must know them.
-    #[serde(default)]
+    /// must know them. Saved in their own slot ([`Backfill::save`]), not with the rest; a
+    /// checkpoint from an earlier build that carries them still reads.
+    #[serde(default, skip_serializing)]
     pub recent: BTreeMap<String, i64>,
+    /// How many of `recent` are saved: they only grow while the backfill runs.
+    #[serde(skip)]
+    pub recent_saved: usize,
+}
+
+impl Backfill {
+    /// Writes the checkpoint, and the recent rows when they grew since they were last saved;
+    /// call [`Backfill::saved`] once the transaction commits.
+    pub fn save(
+        &self,
+        txn: &mut dyn StoreTxn,
+        installation: &str,
+        object: &str,
+    ) -> Result<(), StoreError> {
+        txn.put_checkpoint(installation, object, &Some(self))?;
+        if self.recent.len() != self.recent_saved {
+            txn.put_backfill_recent(installation, object, &self.recent)?;
+        }
+        Ok(())
+    }
+
+    pub fn saved(&mut self) {
+        self.recent_saved = self.recent.len();
+    }
+
+    /// The running backfill of (installation, object), if any, with its recent rows.
+    pub fn load(
+        store: &dyn Store,
+        installation: &str,
+        object: &str,
+    ) -> Result<Option<Backfill>, StoreError> {
+        let Some(Some(mut plan)) =
+            store.get_checkpoint::<Option<Backfill>>(installation, object)?
+        else {
+            return Ok(None);
+        };
+        if plan.recent.is_empty() {
+            plan.recent = store
+                .get_backfill_recent(installation, object)?
+                .unwrap_or_default();
+            plan.recent_saved = plan.recent.len();
+        }
+        Ok(Some(plan))
+    }
 }
 
 /// Where incremental sync of an object stands.
@@ -101,6 +147,85 @@ impl Watermark {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{RedbStore, StateKind};
+
+    fn plan(recent: &[(&str, i64)]) -> Backfill {
+        Backfill {
+            fields: vec!["Id".into(), "Name".into()],
+            reason: "initial".into(),
+            last_id: Some("001A".into()),
+            bulk: None,
+            use_bulk: false,
+            done: 2,
+            total: 10,
+            failed: 0,
+            high_water_ms: 5_000,
+            started_ms: 6_000,
+            recent: recent
+                .iter()
+                .map(|(id, ms)| ((*id).to_owned(), *ms))
+                .collect(),
+            recent_saved: 0,
+        }
+    }
+
+    fn save(store: &RedbStore, plan: &mut Backfill) {
+        store
+            .write(&mut |txn| plan.save(txn, "acme", "Account"))
+            .expect("saved");
+        plan.saved();
+    }
+
+    #[test]
+    fn recent_rows_are_saved_apart_and_only_when_they_grow() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = RedbStore::open(&dir.path().join("weft.redb")).expect("store");
+        let mut running = plan(&[("001A", 5_000), ("001B", 5_001)]);
+        save(&store, &mut running);
+        let checkpoint = store
+            .state_raw("acme", "Account", StateKind::Checkpoint)
+            .expect("read")
+            .expect("checkpoint");
+        assert!(
+            !String::from_utf8_lossy(&checkpoint).contains("001B"),
+            "the checkpoint carries no recent rows"
+        );
+        let loaded = Backfill::load(&store, "acme", "Account").expect("load");
+        assert_eq!(loaded.as_ref(), Some(&running));
+
+        // A page that adds no recent row rewrites the checkpoint only: a marker left in
+        // the recent slot survives it.
+        let marker = BTreeMap::from([("marker".to_owned(), 1_i64)]);
+        store
+            .write(&mut |txn| txn.put_backfill_recent("acme", "Account", &marker))
+            .expect("marker");
+        running.done = 3;
+        save(&store, &mut running);
+        let loaded = Backfill::load(&store, "acme", "Account").expect("load");
+        assert_eq!(loaded.map(|p| (p.done, p.recent)), Some((3, marker)));
+
+        // One that adds rows saves them all.
+        running.recent.insert("001C".into(), 5_002);
+        save(&store, &mut running);
+        let loaded = Backfill::load(&store, "acme", "Account").expect("load");
+        assert_eq!(loaded.as_ref(), Some(&running));
+    }
+
+    #[test]
+    fn a_checkpoint_with_its_recent_rows_inline_still_reads() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = RedbStore::open(&dir.path().join("weft.redb")).expect("store");
+        let mut inline = serde_json::to_value(plan(&[])).expect("encode");
+        inline["recent"] = serde_json::json!({"001A": 5_000});
+        store
+            .put_checkpoint("acme", "Account", &Some(inline))
+            .expect("checkpoint");
+        let loaded = Backfill::load(&store, "acme", "Account")
+            .expect("load")
+            .expect("running");
+        assert_eq!(loaded.recent, BTreeMap::from([("001A".to_owned(), 5_000)]));
+        assert_eq!(loaded.recent_saved, 0, "saved apart at the next page");
+    }
 
     #[test]
     fn rows_on_the_boundary_are_seen_once() {

@@ -513,6 +513,10 @@ pub enum StateKind {
     Checkpoint,
     /// Where incremental sync is (`SystemModstamp` high-water mark).
     Watermark,
+    /// The rows a running backfill delivered inside the lookback window. Apart from the
+    /// checkpoint, which is rewritten with every page, because these change only on the
+    /// pages that add to them (up to ~1 MB of them once the cap is reached).
+    BackfillRecent,
     /// What the installation's API governor has spent and learned (its snapshot), so a
     /// restarted host does not start the day's quota from zero. One per installation: it
     /// is stored under the object slot `$governor`, never a Salesforce object name.
@@ -528,6 +532,7 @@ impl StateKind {
         match self {
             StateKind::Checkpoint => "checkpoint",
             StateKind::Watermark => "watermark",
+            StateKind::BackfillRecent => "backfill_recent",
             StateKind::Governor => "governor",
         }
     }

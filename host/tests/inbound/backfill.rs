@@ -123,6 +123,7 @@ async fn a_bulk_backfill_whose_job_is_gone_is_recreated_from_the_checkpoint() {
             high_water_ms: 0,
             started_ms: jiff::Timestamp::now().as_millisecond(),
             recent: Default::default(),
+            recent_saved: 0,
         };
         store
             .put_checkpoint(INSTALLATION, "Account", &Some(plan))
