@@ -304,6 +304,10 @@ impl InboundSync {
         cursor: Option<crate::salesforce::BulkCursor>,
     ) -> Result<(), InboundError> {
         let horizon = plan.high_water_ms.saturating_sub(self.lookback_ms());
+        // Only as many as the cap leaves room for once the pages ahead have landed: past
+        // it, a freshly seeded org would copy every Id of every page for nothing.
+        let ahead: usize = pipeline.0.iter().map(|p| p.recent.len()).sum();
+        let room = state::RECENT_CAP.saturating_sub(plan.recent.len() + ahead);
         let recent = (0..page.len())
             .filter_map(|row| match (page.id(row), page.rows[row].stamp) {
                 (Some(id), Some(stamp)) if stamp.as_millisecond() >= horizon => {
@@ -311,6 +315,7 @@ impl InboundSync {
                 }
                 _ => None,
             })
+            .take(room)
             .collect();
         let (read, last_id) = (page.len() as u64, page.last_id().map(str::to_owned));
         // A page's plugin work is one unit of the host's scheduler; a stop request ends the
@@ -323,10 +328,10 @@ impl InboundSync {
             recent,
             cursor,
         });
-        if pipeline.0.len() > IN_FLIGHT {
-            if let Some(oldest) = pipeline.0.pop_front() {
-                self.land_one(oldest, name, plan).await?;
-            }
+        if pipeline.0.len() > IN_FLIGHT
+            && let Some(oldest) = pipeline.0.pop_front()
+        {
+            self.land_one(oldest, name, plan).await?;
         }
         Ok(())
     }
@@ -360,8 +365,8 @@ impl InboundSync {
             plan.bulk = page.cursor;
         }
         plan.done += page.read;
-        // Only once the page is in the sink: these rows are now delivered. Capped, since the
-        // checkpoint is rewritten with every page (see `Watermark::prune`).
+        // Only once the page is in the sink: these rows are now delivered. Capped (see
+        // `Watermark::prune`).
         let room = state::RECENT_CAP.saturating_sub(plan.recent.len());
         plan.recent.extend(page.recent.into_iter().take(room));
         plan.failed += prepared.dead.len() as u64;
