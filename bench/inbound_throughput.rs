@@ -211,8 +211,6 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    // The host's allocator settings, as `weft` sets them.
-    weft::malloc::tune();
     let accounts: usize = std::env::var("WEFT_BENCH_ACCOUNTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -10,7 +10,6 @@ pub mod blocking;
 pub mod cli;
 pub mod config;
 pub mod inbound;
-pub mod malloc;
 pub mod outbound;
 pub mod plugin;
 pub mod registry;

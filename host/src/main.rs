@@ -5,7 +5,6 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    weft::malloc::tune();
     // Logs go to stderr so stdout stays clean for NDJSON results.
     tracing_subscriber::fmt()
         .with_env_filter(
