@@ -72,6 +72,10 @@ pub enum InboundError {
         attempts: u32,
         last: String,
     },
+    /// A page's commit ended without an answer (its task panicked, or the runtime is
+    /// shutting down); the object resumes from its last durable checkpoint.
+    #[error("{object}: a page's commit did not complete: {message}")]
+    CommitLost { object: String, message: String },
     /// The host asked this installation's sync to stop; it stopped between two pages and
     /// resumes from the last checkpoint.
     #[error("stopped between pages")]
@@ -128,6 +132,9 @@ pub struct InboundSync {
     /// Objects whose last pass failed: their next one revalidates the describe first (a
     /// field dropped from the org fails the query until the describe shows it gone).
     suspect: HashSet<String>,
+    /// A backfill page's commit running while the next page is delivered; settled before
+    /// the next commit and before any state is read again.
+    committing: Option<tokio::task::JoinHandle<Result<(), InboundError>>>,
 }
 
 struct Units {
@@ -159,6 +166,7 @@ impl InboundSync {
             units: None,
             schemas: HashMap::new(),
             suspect: HashSet::new(),
+            committing: None,
         })
     }
 
@@ -366,24 +374,42 @@ impl InboundSync {
         page: &Prepared,
         state: &dyn Fn(&mut dyn StoreTxn) -> Result<(), StoreError>,
     ) -> Result<(), InboundError> {
-        let (mut present, mut gone) = (Vec::new(), Vec::new());
-        for d in page.deliveries.iter() {
-            match d.op {
-                Op::Upsert => present.push(d.id),
-                Op::Delete => gone.push(d.id),
-            }
-        }
         // A durable commit blocks on fsync: not on an async worker's time.
         crate::blocking::in_place(|| {
-            self.store.write(&mut |txn| {
-                for entry in &page.dead {
-                    txn.put_dlq(entry)?;
-                }
-                txn.set_synced_ids(&self.installation, object, &present, &gone)?;
-                state(txn)
-            })
+            write_page(&*self.store, &self.installation, object, page, state)
         })
         .map_err(|source| store(object, source))
+    }
+
+    /// [`InboundSync::commit`] of a page whose checkpoint was encoded when it landed, as
+    /// work that owns what it needs: it may run on the blocking pool while the next page
+    /// is delivered.
+    fn page_commit(
+        &self,
+        object: &str,
+        page: Prepared,
+        saving: state::Saving,
+    ) -> impl FnOnce() -> Result<(), InboundError> + Send + 'static {
+        let store = self.store.clone();
+        let installation = self.installation.clone();
+        let object = object.to_owned();
+        move || {
+            write_page(&*store, &installation, &object, &page, &|txn| {
+                saving.apply(txn, &installation, &object)
+            })
+            .map_err(|source| self::store(&object, source))
+        }
+    }
+
+    /// Waits for the page commit in flight, if any, and returns its outcome.
+    async fn settle(&mut self, object: &str) -> Result<(), InboundError> {
+        let Some(committing) = self.committing.take() else {
+            return Ok(());
+        };
+        committing.await.map_err(|e| InboundError::CommitLost {
+            object: object.to_owned(),
+            message: e.to_string(),
+        })?
     }
 
     async fn deliver(&mut self, object: &str, prepared: &Prepared) -> Result<(), InboundError> {
@@ -395,6 +421,31 @@ impl InboundSync {
                 source,
             })
     }
+}
+
+/// One durable transaction for a page: its DLQ entries, the Ids it delivered and deleted,
+/// and the object's new state.
+fn write_page(
+    store: &dyn Store,
+    installation: &str,
+    object: &str,
+    page: &Prepared,
+    state: &dyn Fn(&mut dyn StoreTxn) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let (mut present, mut gone) = (Vec::new(), Vec::new());
+    for d in page.deliveries.iter() {
+        match d.op {
+            Op::Upsert => present.push(d.id),
+            Op::Delete => gone.push(d.id),
+        }
+    }
+    store.write(&mut |txn| {
+        for entry in &page.dead {
+            txn.put_dlq(entry)?;
+        }
+        txn.set_synced_ids(installation, object, &present, &gone)?;
+        state(txn)
+    })
 }
 
 /// Whether the object's periodic full re-read (for formula fields) is due.

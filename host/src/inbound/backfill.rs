@@ -14,7 +14,9 @@ use jiff::Timestamp;
 
 use super::page::Page;
 use super::state::{self, Backfill, Watermark};
-use super::{InboundError, InboundSync, Prepared, Selection, prefetch, rows, salesforce, soql};
+use super::{
+    InboundError, InboundSync, Prepared, Selection, prefetch, rows, salesforce, soql, store,
+};
 use crate::config::{Api, ObjectConfig};
 use crate::plugin::ObjectSchema;
 use crate::salesforce::{QueryPage, SObjectDescribe, SalesforceError};
@@ -34,7 +36,7 @@ impl InboundSync {
     /// Counts the object, notes where incremental sync will take over, and commits the plan
     /// so a restart continues this backfill rather than planning a new one.
     pub(super) async fn plan_backfill(
-        &self,
+        &mut self,
         object: &ObjectConfig,
         selection: &Selection,
         reason: String,
@@ -74,6 +76,10 @@ impl InboundSync {
             started_ms,
             recent: Default::default(),
             recent_saved: 0,
+            sink_end: self.sink.end(name).map_err(|source| InboundError::Sink {
+                object: name.to_owned(),
+                source,
+            })?,
         };
         tracing::info!(total, use_bulk, reason = %plan.reason, "backfill planned");
         let installation = self.installation.clone();
@@ -98,15 +104,27 @@ impl InboundSync {
         let name = object.name.as_str();
         // A field the org dropped since the plan was made would fail every query.
         plan.fields.retain(|f| selection.fields.contains(f));
+        if let Some(end) = plan.sink_end {
+            self.sink
+                .cut(name, end)
+                .map_err(|source| InboundError::Sink {
+                    object: name.to_owned(),
+                    source,
+                })?;
+        }
         self.progress
             .start(name, plan.done, plan.total, &plan.reason);
         let before = (plan.done, plan.failed);
-        if plan.use_bulk {
-            self.bulk_pages(object, describe, &schema, &mut plan)
-                .await?;
+        let paged = if plan.use_bulk {
+            self.bulk_pages(object, describe, &schema, &mut plan).await
         } else {
-            self.rest_pages(object, &schema, &mut plan).await?;
-        }
+            self.rest_pages(object, &schema, &mut plan).await
+        };
+        // Also when paging stopped on an error: the last page's commit lands (or fails)
+        // before anything reads the checkpoint again.
+        let settled = self.settle(name).await;
+        paged?;
+        settled?;
         let previous: Option<Watermark> = self.store_watermark(name)?;
         let mut watermark = match previous {
             // A backfill for new fields: incremental sync keeps its place.
@@ -166,7 +184,7 @@ impl InboundSync {
             name,
             query_after(plan.last_id.as_deref()),
         );
-        let mut pipeline = Pipeline::default();
+        let mut pipeline = Pipeline::new(plan);
         loop {
             let page = match next.join().await {
                 Some(page) => page.map_err(|e| salesforce(name, e))?,
@@ -257,7 +275,7 @@ impl InboundSync {
                 }
             };
             let mut stream = prefetch::BulkAhead::start(stream, name, describe.clone());
-            let mut pipeline = Pipeline::default();
+            let mut pipeline = Pipeline::new(plan);
             loop {
                 match stream.next_batch().await {
                     Ok(Some(batch)) => {
@@ -306,7 +324,7 @@ impl InboundSync {
         let horizon = plan.high_water_ms.saturating_sub(self.lookback_ms());
         // Only as many as the cap leaves room for once the pages ahead have landed: past
         // it, a freshly seeded org would copy every Id of every page for nothing.
-        let ahead: usize = pipeline.0.iter().map(|p| p.recent.len()).sum();
+        let ahead: usize = pipeline.pages.iter().map(|p| p.recent.len()).sum();
         let room = state::RECENT_CAP.saturating_sub(plan.recent.len() + ahead);
         let recent = (0..page.len())
             .filter_map(|row| match (page.id(row), page.rows[row].stamp) {
@@ -321,17 +339,17 @@ impl InboundSync {
         // A page's plugin work is one unit of the host's scheduler; a stop request ends the
         // backfill here, and the pages in flight (never landed) are read again on resume.
         let turn = self.unit().await?;
-        pipeline.0.push_back(InFlight {
+        pipeline.pages.push_back(InFlight {
             prepared: Box::pin(self.plugin.prepare(name, page, schema.clone(), turn)),
             read,
             last_id,
             recent,
             cursor,
         });
-        if pipeline.0.len() > IN_FLIGHT
-            && let Some(oldest) = pipeline.0.pop_front()
+        if pipeline.pages.len() > IN_FLIGHT
+            && let Some(oldest) = pipeline.pages.pop_front()
         {
-            self.land_one(oldest, name, plan).await?;
+            self.land_one(pipeline, oldest, name, plan).await?;
         }
         Ok(())
     }
@@ -343,21 +361,31 @@ impl InboundSync {
         name: &str,
         plan: &mut Backfill,
     ) -> Result<(), InboundError> {
-        while let Some(page) = pipeline.0.pop_front() {
-            self.land_one(page, name, plan).await?;
+        while let Some(page) = pipeline.pages.pop_front() {
+            self.land_one(pipeline, page, name, plan).await?;
         }
-        Ok(())
+        self.settle(name).await
     }
 
     /// Sink → checkpoint for one page whose plugin work has been started.
     async fn land_one(
         &mut self,
+        pipeline: &mut Pipeline,
         page: InFlight,
         name: &str,
         plan: &mut Backfill,
     ) -> Result<(), InboundError> {
         let prepared = page.prepared.await;
+        if !pipeline.cuttable {
+            self.settle(name).await?;
+        }
         self.deliver(name, &prepared).await?;
+        let sink_end = self.sink.end(name).map_err(|source| InboundError::Sink {
+            object: name.to_owned(),
+            source,
+        })?;
+        // Checkpoints commit one at a time, in order.
+        self.settle(name).await?;
         if let Some(id) = page.last_id {
             plan.last_id = Some(id);
         }
@@ -370,14 +398,21 @@ impl InboundSync {
         let room = state::RECENT_CAP.saturating_sub(plan.recent.len());
         plan.recent.extend(page.recent.into_iter().take(room));
         plan.failed += prepared.dead.len() as u64;
-        let installation = self.installation.clone();
-        let saving: &Backfill = plan;
-        self.commit(name, &prepared, &|txn| {
-            saving.save(txn, &installation, name)
-        })?;
+        plan.sink_end = sink_end;
+        let saving = plan.saving().map_err(|source| store(name, source))?;
         plan.saved();
         self.progress
             .advance(name, page.read, prepared.dead.len() as u64);
+        let commit = self.page_commit(name, prepared, saving);
+        if sink_end.is_some() {
+            // The next page may be delivered meanwhile: a crash before this commit is
+            // durable resumes from the previous checkpoint and cuts both pages away.
+            self.committing = Some(tokio::task::spawn_blocking(commit));
+            pipeline.cuttable = true;
+        } else {
+            crate::blocking::in_place(commit)?;
+            pipeline.cuttable = false;
+        }
         Ok(())
     }
 
@@ -402,8 +437,23 @@ impl InboundSync {
 const IN_FLIGHT: usize = 2;
 
 /// The pages of a backfill read and started, oldest first.
-#[derive(Default)]
-struct Pipeline(VecDeque<InFlight>);
+struct Pipeline {
+    pages: VecDeque<InFlight>,
+    /// Whether the checkpoint last committed records where the sink ended: then a page
+    /// may be delivered while the previous page's checkpoint commits, since a resume cuts
+    /// the sink back to the committed end. Otherwise (an HTTP sink) a page is delivered
+    /// only after the previous checkpoint is durable, or a crash would re-deliver two.
+    cuttable: bool,
+}
+
+impl Pipeline {
+    fn new(plan: &Backfill) -> Self {
+        Pipeline {
+            pages: VecDeque::new(),
+            cuttable: plan.sink_end.is_some(),
+        }
+    }
+}
 
 struct InFlight {
     prepared: Pin<Box<dyn Future<Output = Prepared> + Send>>,

@@ -5,7 +5,9 @@
 //! or acknowledged with a 2xx); the caller checkpoints after that. A crash between the two
 //! re-delivers at most that page, and every delivery carries an idempotency key made of the
 //! record's object, Id and `SystemModstamp`, so a re-delivered record is recognisably the
-//! same version.
+//! same version. The NDJSON files can do better: a backfill's checkpoint records where the
+//! file ended ([`Sink::end`]) and a resumed backfill cuts it back there ([`Sink::cut`]), so
+//! the file holds each page once.
 
 mod encode;
 mod http;
@@ -93,6 +95,23 @@ impl Sink {
                 installation,
             )?),
         })
+    }
+
+    /// Where the object's records end in the sink, for a sink that can cut back to it (the
+    /// NDJSON files); `None` for one that cannot take back what it accepted (an endpoint).
+    pub fn end(&mut self, object: &str) -> Result<Option<u64>, SinkError> {
+        match self {
+            Sink::Ndjson(sink) => sink.len(object).map(Some),
+            Sink::Http(_) => Ok(None),
+        }
+    }
+
+    /// Drops what was delivered for the object past `end` (see [`Sink::end`]).
+    pub fn cut(&mut self, object: &str, end: u64) -> Result<(), SinkError> {
+        match self {
+            Sink::Ndjson(sink) => sink.cut(object, end),
+            Sink::Http(_) => Ok(()),
+        }
     }
 
     /// Makes `deliveries` (all of one object) durable in the sink.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::salesforce::BulkCursor;
-use crate::store::{Store, StoreError, StoreExt, StoreTxn};
+use crate::store::{StateKind, Store, StoreError, StoreExt, StoreTxn, encode};
 
 /// Most delivered rows remembered for the lookback window (about 60 bytes each in a
 /// checkpoint or watermark).
@@ -41,6 +41,38 @@ pub struct Backfill {
     /// How many of `recent` are saved: they only grow while the backfill runs.
     #[serde(skip)]
     pub recent_saved: usize,
+    /// Where the object's sink ended when this checkpoint was written, for a sink that can
+    /// cut back to it (the NDJSON files): a resumed backfill does, so what pages past the
+    /// checkpoint wrote is not there twice. That is also what lets a page be delivered
+    /// while the previous page's checkpoint commits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_end: Option<u64>,
+}
+
+/// A backfill's state, encoded for a commit that runs after the plan has moved on.
+pub struct Saving {
+    checkpoint: Vec<u8>,
+    recent: Option<Vec<u8>>,
+}
+
+impl Saving {
+    pub fn apply(
+        &self,
+        txn: &mut dyn StoreTxn,
+        installation: &str,
+        object: &str,
+    ) -> Result<(), StoreError> {
+        txn.put_state_raw(
+            installation,
+            object,
+            StateKind::Checkpoint,
+            &self.checkpoint,
+        )?;
+        if let Some(recent) = &self.recent {
+            txn.put_state_raw(installation, object, StateKind::BackfillRecent, recent)?;
+        }
+        Ok(())
+    }
 }
 
 impl Backfill {
@@ -52,11 +84,18 @@ impl Backfill {
         installation: &str,
         object: &str,
     ) -> Result<(), StoreError> {
-        txn.put_checkpoint(installation, object, &Some(self))?;
-        if self.recent.len() != self.recent_saved {
-            txn.put_backfill_recent(installation, object, &self.recent)?;
-        }
-        Ok(())
+        self.saving()?.apply(txn, installation, object)
+    }
+
+    /// What [`Backfill::save`] writes, encoded now.
+    pub fn saving(&self) -> Result<Saving, StoreError> {
+        let recent = (self.recent.len() != self.recent_saved)
+            .then(|| encode(&self.recent, "encoding a backfill's recent rows"))
+            .transpose()?;
+        Ok(Saving {
+            checkpoint: encode(&Some(self), "encoding a checkpoint")?,
+            recent,
+        })
     }
 
     pub fn saved(&mut self) {
@@ -147,7 +186,7 @@ impl Watermark {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{RedbStore, StateKind};
+    use crate::store::RedbStore;
 
     fn plan(recent: &[(&str, i64)]) -> Backfill {
         Backfill {
@@ -166,6 +205,7 @@ mod tests {
                 .map(|(id, ms)| ((*id).to_owned(), *ms))
                 .collect(),
             recent_saved: 0,
+            sink_end: Some(120),
         }
     }
 

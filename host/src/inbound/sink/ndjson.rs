@@ -48,6 +48,46 @@ impl NdjsonSink {
             .ok_or_else(|| std::io::Error::other("the file was just opened"))
     }
 
+    /// The object's file length now: what a checkpoint records so that a resumed backfill
+    /// can cut away what pages past it wrote.
+    pub fn len(&mut self, object: &str) -> Result<u64, SinkError> {
+        crate::blocking::in_place(|| {
+            let path = self.path(object);
+            self.file(object, &path)
+                .and_then(|file| file.metadata())
+                .map(|meta| meta.len())
+                .map_err(|source| SinkError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+        })
+    }
+
+    /// Cuts the object's file back to `len` bytes (it never grows it): the lines past it
+    /// were written for pages whose checkpoint never committed, and are delivered again.
+    pub fn cut(&mut self, object: &str, len: u64) -> Result<(), SinkError> {
+        crate::blocking::in_place(|| {
+            let path = self.path(object);
+            let cut = self.file(object, &path).and_then(|file| {
+                let now = file.metadata()?.len();
+                if now > len {
+                    tracing::info!(
+                        object,
+                        bytes = now - len,
+                        "cutting lines written past the last checkpoint; their rows are read again"
+                    );
+                    file.set_len(len)?;
+                    file.sync_data()?;
+                }
+                Ok(())
+            });
+            cut.map_err(|source| SinkError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        })
+    }
+
     pub async fn deliver(
         &mut self,
         object: &str,
@@ -107,6 +147,22 @@ fn cut_torn_tail(file: &mut File) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_drops_what_was_written_past_the_length_and_never_grows() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut sink = NdjsonSink::open(dir.path()).expect("sink");
+        std::fs::write(sink.path("Account"), b"{\"a\":1}\n{\"b\":2}\n").expect("write");
+        assert_eq!(sink.len("Account").expect("len"), 16);
+        sink.cut("Account", 8).expect("cut");
+        assert_eq!(
+            std::fs::read(sink.path("Account")).expect("read"),
+            b"{\"a\":1}\n"
+        );
+        sink.cut("Account", 100)
+            .expect("a longer length changes nothing");
+        assert_eq!(sink.len("Account").expect("len"), 8);
+    }
 
     #[test]
     fn a_torn_last_line_is_cut_and_whole_lines_stay() {
