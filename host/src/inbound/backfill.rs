@@ -378,6 +378,7 @@ impl InboundSync {
         let prepared = page.prepared.await;
         if !pipeline.cuttable {
             self.settle(name).await?;
+            pipeline.cuttable = pipeline.committing_end;
         }
         self.deliver(name, &prepared).await?;
         let sink_end = self.sink.end(name).map_err(|source| InboundError::Sink {
@@ -386,6 +387,7 @@ impl InboundSync {
         })?;
         // Checkpoints commit one at a time, in order.
         self.settle(name).await?;
+        pipeline.cuttable = pipeline.committing_end;
         if let Some(id) = page.last_id {
             plan.last_id = Some(id);
         }
@@ -404,14 +406,14 @@ impl InboundSync {
         self.progress
             .advance(name, page.read, prepared.dead.len() as u64);
         let commit = self.page_commit(name, prepared, saving);
-        if sink_end.is_some() {
+        pipeline.committing_end = sink_end.is_some();
+        if pipeline.cuttable && pipeline.committing_end {
             // The next page may be delivered meanwhile: a crash before this commit is
             // durable resumes from the previous checkpoint and cuts both pages away.
             self.committing = Some(tokio::task::spawn_blocking(commit));
-            pipeline.cuttable = true;
         } else {
             crate::blocking::in_place(commit)?;
-            pipeline.cuttable = false;
+            pipeline.cuttable = pipeline.committing_end;
         }
         Ok(())
     }
@@ -439,18 +441,23 @@ const IN_FLIGHT: usize = 2;
 /// The pages of a backfill read and started, oldest first.
 struct Pipeline {
     pages: VecDeque<InFlight>,
-    /// Whether the checkpoint last committed records where the sink ended: then a page
-    /// may be delivered while the previous page's checkpoint commits, since a resume cuts
-    /// the sink back to the committed end. Otherwise (an HTTP sink) a page is delivered
-    /// only after the previous checkpoint is durable, or a crash would re-deliver two.
+    /// Whether the last durable checkpoint records where the sink ended: then a page may
+    /// be delivered while the previous page's checkpoint commits, since a resume cuts the
+    /// sink back to the durable end. Otherwise (an HTTP sink, or a checkpoint written
+    /// before checkpoints recorded it) a page is delivered only after the previous
+    /// checkpoint is durable, or a crash would re-deliver two.
     cuttable: bool,
+    /// Whether the checkpoint last sent to commit records it: `cuttable` once it is durable.
+    committing_end: bool,
 }
 
 impl Pipeline {
     fn new(plan: &Backfill) -> Self {
+        let cuttable = plan.sink_end.is_some();
         Pipeline {
             pages: VecDeque::new(),
-            cuttable: plan.sink_end.is_some(),
+            cuttable,
+            committing_end: cuttable,
         }
     }
 }
