@@ -94,42 +94,18 @@ async fn a_bulk_backfill_whose_job_is_gone_is_recreated_from_the_checkpoint() {
         .iter()
         .map(|r| r["Id"].as_str().expect("id").to_owned())
         .collect();
-    {
-        let store = RedbStore::open(&db).expect("store");
-        let plan = Backfill {
-            fields: [
-                "Id",
-                "SystemModstamp",
-                "IsDeleted",
-                "Name",
-                "Website",
-                "GoldenAccountID__c",
-                "MasterRecordId",
-                "External_Id__c",
-            ]
-            .map(String::from)
-            .to_vec(),
-            reason: "initial".into(),
-            last_id: Some(ids[1_999].clone()),
+    plant(
+        &db,
+        Backfill {
             bulk: Some(BulkCursor {
                 job_id: "750000000000000AAA".into(),
                 locator: Some("MjAwMA".into()),
                 skip: 0,
             }),
             use_bulk: true,
-            done: 2_000,
-            total: ids.len() as u64,
-            failed: 0,
-            high_water_ms: 0,
-            started_ms: jiff::Timestamp::now().as_millisecond(),
-            recent: Default::default(),
-            recent_saved: 0,
-            sink_end: None,
-        };
-        store
-            .put_checkpoint(INSTALLATION, "Account", &Some(plan))
-            .expect("checkpoint");
-    }
+            ..delivered_up_to(&ids, 2_000)
+        },
+    );
     let mut sync = inbound(&config, &db);
     let report = sync.pass().await.expect("pass");
     assert_eq!(
@@ -327,38 +303,13 @@ async fn a_resumed_backfill_cuts_the_sink_back_to_its_checkpoint() {
         format!("{kept}{{\"past_the_checkpoint\":1}}\n{{\"past_the_checkpoint\":2}}\n"),
     )
     .expect("sink file");
-    {
-        let store = RedbStore::open(&db).expect("store");
-        let plan = Backfill {
-            fields: [
-                "Id",
-                "SystemModstamp",
-                "IsDeleted",
-                "Name",
-                "Website",
-                "GoldenAccountID__c",
-                "MasterRecordId",
-                "External_Id__c",
-            ]
-            .map(String::from)
-            .to_vec(),
-            reason: "initial".into(),
-            last_id: Some(ids[999].clone()),
-            bulk: None,
-            use_bulk: false,
-            done: 1_000,
-            total: ids.len() as u64,
-            failed: 0,
-            high_water_ms: 0,
-            started_ms: jiff::Timestamp::now().as_millisecond(),
-            recent: Default::default(),
-            recent_saved: 0,
+    plant(
+        &db,
+        Backfill {
             sink_end: Some(kept.len() as u64),
-        };
-        store
-            .put_checkpoint(INSTALLATION, "Account", &Some(plan))
-            .expect("checkpoint");
-    }
+            ..delivered_up_to(&ids, 1_000)
+        },
+    );
     let mut sync = inbound(&config, &db);
     sync.pass().await.expect("pass");
     let lines = sink_lines(dir.path(), "Account");
@@ -373,4 +324,43 @@ async fn a_resumed_backfill_cuts_the_sink_back_to_its_checkpoint() {
         .map(|l| l["id"].as_str().expect("id"))
         .collect();
     assert_eq!(delivered, ids[1_000..], "then the rest, once, in Id order");
+}
+
+/// A REST backfill of Accounts (the fields of `ACCOUNT_QUERY`) that has delivered the
+/// first `done` of `ids`, in Id order.
+fn delivered_up_to(ids: &[String], done: usize) -> Backfill {
+    Backfill {
+        fields: [
+            "Id",
+            "SystemModstamp",
+            "IsDeleted",
+            "Name",
+            "Website",
+            "GoldenAccountID__c",
+            "MasterRecordId",
+            "External_Id__c",
+        ]
+        .map(String::from)
+        .to_vec(),
+        reason: "initial".into(),
+        last_id: Some(ids[done - 1].clone()),
+        bulk: None,
+        use_bulk: false,
+        done: done as u64,
+        total: ids.len() as u64,
+        failed: 0,
+        high_water_ms: 0,
+        started_ms: jiff::Timestamp::now().as_millisecond(),
+        recent: Default::default(),
+        recent_saved: 0,
+        sink_end: None,
+    }
+}
+
+/// Stores `plan` as the Account checkpoint, as a run that stopped there left it.
+fn plant(db: &std::path::Path, plan: Backfill) {
+    RedbStore::open(db)
+        .expect("store")
+        .put_checkpoint(INSTALLATION, "Account", &Some(plan))
+        .expect("checkpoint");
 }
