@@ -937,7 +937,10 @@ pub fn execute(store: &Store, plan: &Plan) -> Vec<u32> {
             }
         }
         let mut idx: Vec<u32> = (0..rows.len() as u32).collect();
-        idx.sort_by(|&a, &b| {
+        // A total order (ties fall back to the scan position), so sorting only the rows
+        // `OFFSET`/`LIMIT` keep gives exactly the prefix a full sort would: `ORDER BY
+        // SystemModstamp DESC LIMIT 1` over a large table is a selection, not a sort.
+        let order = |&a: &u32, &b: &u32| {
             for (k, o) in plan.order.iter().enumerate() {
                 let c = cmp_key(&keys[a as usize * n + k], &keys[b as usize * n + k], o);
                 if c != Ordering::Equal {
@@ -945,7 +948,20 @@ pub fn execute(store: &Store, plan: &Plan) -> Vec<u32> {
                 }
             }
             a.cmp(&b)
-        });
+        };
+        let kept = plan
+            .limit
+            .map(|l| (plan.offset.unwrap_or(0).saturating_add(l)) as usize)
+            .filter(|&k| k < idx.len());
+        if let Some(k) = kept {
+            if k == 0 {
+                idx.clear();
+            } else {
+                idx.select_nth_unstable_by(k - 1, order);
+                idx.truncate(k);
+            }
+        }
+        idx.sort_unstable_by(order);
         rows = idx.into_iter().map(|i| rows[i as usize]).collect();
     }
     let offset = plan.offset.unwrap_or(0) as usize;

@@ -132,6 +132,45 @@ async fn soql_subset_filters_sorts_and_walks_parents() {
     assert!(created.ends_with(".000+0000"));
 }
 
+/// `LIMIT` after `ORDER BY` keeps exactly the rows a full sort puts first, ties included
+/// (they keep scan order), with and without `OFFSET`, ascending and descending.
+#[tokio::test]
+async fn a_limit_keeps_the_prefix_of_the_full_order() {
+    let (_org, api) = start(small()).await;
+    let ids = |r: &crate::common::Reply| -> Vec<String> {
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["records"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|rec| rec["Id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    for order in [
+        "Tier__c DESC",
+        "Tier__c, AnnualRevenue DESC",
+        "SystemModstamp DESC, Id DESC",
+    ] {
+        let full = ids(&api
+            .query(&format!(
+                "SELECT Id FROM Account ORDER BY {order} LIMIT 2000"
+            ))
+            .await);
+        assert!(full.len() > 400, "{order}: {} rows", full.len());
+        for (limit, offset) in [(1, 0), (7, 0), (5, 3), (17, 40), (30, 490), (3, 600)] {
+            let kept = ids(&api
+                .query(&format!(
+                    "SELECT Id FROM Account ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+                ))
+                .await);
+            let end = (offset + limit).min(full.len());
+            let expected = full.get(offset..end).unwrap_or(&[]);
+            assert_eq!(kept, expected, "{order} LIMIT {limit} OFFSET {offset}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn bad_queries_get_salesforce_error_codes() {
     let (_org, api) = start(small()).await;
