@@ -96,48 +96,43 @@ impl CsvTable {
         self.row_ends.clear();
     }
 
-    fn push_cell(&mut self, bytes: &[u8], quoted: bool, line: u64) -> Result<(), CsvError> {
-        if bytes.is_empty() && !quoted {
-            self.cells.push(Cell::NULL);
-            return Ok(());
+    /// Appends one complete row: `text` holds its cells' bytes back to back and `cells`
+    /// are spans of it. The row is checked as UTF-8 once, and every cell must start and
+    /// end on a character boundary (a character split across two cells is no text).
+    fn push_row(&mut self, text: &[u8], cells: &[Cell], line: u64) -> Result<(), CsvError> {
+        let text = std::str::from_utf8(text).map_err(|_| CsvError::Utf8 { line })?;
+        let split = cells.iter().any(|c| {
+            !c.is_null()
+                && !(text.is_char_boundary(c.offset as usize)
+                    && text.is_char_boundary(c.offset as usize + c.len as usize))
+        });
+        if split {
+            return Err(CsvError::Utf8 { line });
         }
-        let text = std::str::from_utf8(bytes).map_err(|_| CsvError::Utf8 { line })?;
-        let (Ok(offset), Ok(len)) = (u32::try_from(self.text.len()), u32::try_from(text.len()))
-        else {
-            return Err(CsvError::TooLarge { line });
+        // Below `u32::MAX`, which marks null: every offset and length fits a `Cell`.
+        let base = match u32::try_from(self.text.len() + text.len()) {
+            Ok(end) if end < u32::MAX => self.text.len() as u32,
+            _ => return Err(CsvError::TooLarge { line }),
         };
-        if len == u32::MAX {
-            return Err(CsvError::TooLarge { line });
-        }
         self.text.push_str(text);
-        self.cells.push(Cell { offset, len });
+        self.cells.extend(cells.iter().map(|&c| {
+            if c.is_null() {
+                c
+            } else {
+                Cell {
+                    offset: base + c.offset,
+                    len: c.len,
+                }
+            }
+        }));
+        self.row_ends.push(self.cells.len());
         Ok(())
     }
 
-    fn end_row(&mut self) {
-        self.row_ends.push(self.cells.len());
-    }
-
-    /// Moves the complete rows to `out` as owned rows, keeping an unfinished row's cells.
+    /// Moves the rows to `out` as owned rows.
     fn drain_rows(&mut self, out: &mut Vec<Row>) {
         out.extend((0..self.len()).map(|r| self.owned_row(r)));
-        let done = self.row_ends.last().copied().unwrap_or(0);
-        let unfinished: Vec<Cell> = self.cells.get(done..).unwrap_or(&[]).to_vec();
-        let mut kept = CsvTable::default();
-        for cell in unfinished {
-            match self.text(cell) {
-                Some(text) => {
-                    let offset = kept.text.len() as u32;
-                    kept.text.push_str(text);
-                    kept.cells.push(Cell {
-                        offset,
-                        len: cell.len,
-                    });
-                }
-                None => kept.cells.push(Cell::NULL),
-            }
-        }
-        *self = kept;
+        self.clear();
     }
 }
 
@@ -167,10 +162,14 @@ enum State {
 pub struct CsvParser {
     delimiter: u8,
     state: State,
-    field: Vec<u8>,
+    /// The unfinished row's cell bytes, back to back: a row reaches a table whole, checked
+    /// as UTF-8 once rather than cell by cell.
+    row: Vec<u8>,
+    /// The unfinished row's finished cells, as spans of `row`.
+    cells: Vec<Cell>,
+    /// Where the field being read starts in `row`.
+    field_start: usize,
     quoted: bool,
-    /// Cells of the unfinished row already in the table.
-    row_cells: usize,
     line: u64,
     /// Rows for [`CsvParser::push`], which hands out owned rows.
     scratch: CsvTable,
@@ -182,34 +181,53 @@ impl CsvParser {
         CsvParser {
             delimiter,
             state: State::FieldStart,
-            field: Vec::new(),
+            row: Vec::new(),
+            cells: Vec::new(),
+            field_start: 0,
             quoted: false,
-            row_cells: 0,
             line: 1,
             scratch: CsvTable::default(),
         }
     }
 
-    fn end_field(&mut self, out: &mut CsvTable) -> Result<(), CsvError> {
-        out.push_cell(&self.field, self.quoted, self.line)?;
-        self.field.clear();
-        self.row_cells += 1;
+    fn end_field(&mut self) -> Result<(), CsvError> {
+        let len = self.row.len() - self.field_start;
+        let cell = if len == 0 && !self.quoted {
+            Cell::NULL
+        } else {
+            match (u32::try_from(self.field_start), u32::try_from(len)) {
+                (Ok(offset), Ok(len)) if len < u32::MAX => Cell { offset, len },
+                _ => return Err(CsvError::TooLarge { line: self.line }),
+            }
+        };
+        self.cells.push(cell);
+        self.field_start = self.row.len();
         self.quoted = false;
         self.state = State::FieldStart;
         Ok(())
     }
 
+    /// Whether nothing of a row has been read since the last one ended.
+    fn at_row_start(&self) -> bool {
+        self.cells.is_empty() && self.row.is_empty() && !self.quoted
+    }
+
+    /// Ends the row being read into `out`.
+    fn finish_row(&mut self, out: &mut CsvTable) -> Result<(), CsvError> {
+        self.end_field()?;
+        let pushed = out.push_row(&self.row, &self.cells, self.line);
+        self.row.clear();
+        self.cells.clear();
+        self.field_start = 0;
+        pushed
+    }
+
     /// Ends a line; returns whether it was a record.
     fn end_row(&mut self, out: &mut CsvTable) -> Result<bool, CsvError> {
         // A line with nothing on it (e.g. a trailing blank line) is not a record.
-        let blank = self.row_cells == 0
-            && self.field.is_empty()
-            && !self.quoted
-            && self.state == State::FieldStart;
+        let blank = self.at_row_start() && self.state == State::FieldStart;
         if !blank {
-            self.end_field(out)?;
-            out.end_row();
-            self.row_cells = 0;
+            self.finish_row(out)?;
         }
         self.line += 1;
         self.state = State::FieldStart;
@@ -252,18 +270,16 @@ impl CsvParser {
                         self.state = State::Quoted;
                         self.quoted = true;
                     } else if b == d {
-                        self.end_field(out)?;
+                        self.end_field()?;
                     } else if b == b'\n' {
                         self.end_row(out)?;
                     } else if b == b'\r' {
                         // Part of a CRLF line ending.
                     } else {
                         // Copy the whole run of plain bytes at once.
-                        let run = data[i..]
-                            .iter()
-                            .position(|&c| c == d || c == b'\n' || c == b'\r')
-                            .unwrap_or(data.len() - i);
-                        self.field.extend_from_slice(&data[i..i + run]);
+                        let run =
+                            memchr::memchr3(d, b'\n', b'\r', &data[i..]).unwrap_or(data.len() - i);
+                        self.row.extend_from_slice(&data[i..i + run]);
                         self.state = State::Unquoted;
                         i += run;
                         continue;
@@ -273,23 +289,20 @@ impl CsvParser {
                     if b == b'"' {
                         self.state = State::QuoteInQuoted;
                     } else {
-                        let run = data[i..]
-                            .iter()
-                            .position(|&c| c == b'"')
-                            .unwrap_or(data.len() - i);
+                        let run = memchr::memchr(b'"', &data[i..]).unwrap_or(data.len() - i);
                         let chunk = &data[i..i + run];
-                        self.line += chunk.iter().filter(|&&c| c == b'\n').count() as u64;
-                        self.field.extend_from_slice(chunk);
+                        self.line += memchr::memchr_iter(b'\n', chunk).count() as u64;
+                        self.row.extend_from_slice(chunk);
                         i += run.max(1);
                         continue;
                     }
                 }
                 State::QuoteInQuoted => {
                     if b == b'"' {
-                        self.field.push(b'"');
+                        self.row.push(b'"');
                         self.state = State::Quoted;
                     } else if b == d {
-                        self.end_field(out)?;
+                        self.end_field()?;
                     } else if b == b'\n' {
                         self.end_row(out)?;
                     } else if b == b'\r' {
@@ -318,10 +331,8 @@ impl CsvParser {
         if self.state == State::Quoted {
             return Err(CsvError::UnterminatedQuote { line: self.line });
         }
-        if !(self.row_cells == 0 && self.field.is_empty() && !self.quoted) {
-            self.end_field(out)?;
-            out.end_row();
-            self.row_cells = 0;
+        if !self.at_row_start() {
+            self.finish_row(out)?;
         }
         self.state = State::FieldStart;
         Ok(())
@@ -399,6 +410,14 @@ mod tests {
             parse_in_chunks(b"\xff\xfe\n", 1),
             Err(CsvError::Utf8 { line: 1 })
         );
+        // "é" split across two cells: the row's bytes read as UTF-8, each cell's do not.
+        for chunk in [1, 2, 64] {
+            assert_eq!(
+                parse_in_chunks(b"ok\n\xc3,\xa9\n", chunk),
+                Err(CsvError::Utf8 { line: 2 }),
+                "chunk {chunk}"
+            );
+        }
         assert_eq!(parse_in_chunks(b"", 1), Ok(vec![]));
         assert_eq!(parse_in_chunks(b"\n\n", 1), Ok(vec![]));
     }
