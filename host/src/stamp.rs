@@ -78,32 +78,44 @@ pub fn format(t: Timestamp) -> String {
 
 /// [`format`] of milliseconds since the epoch (a plugin's `datetime` value).
 pub fn format_ms(ms: i64) -> String {
+    with_text(ms, str::to_owned)
+}
+
+/// Calls `f` with [`format_ms`]'s text of `ms`, written on the stack: every row of a page
+/// has a stamp or two, and none of them needs a `String` of its own.
+pub fn with_text<R>(ms: i64, f: impl FnOnce(&str) -> R) -> R {
     let (days, in_day) = (ms.div_euclid(MS_PER_DAY), ms.rem_euclid(MS_PER_DAY));
     let (year, month, day) = civil_from_days(days);
     if !(0..=9999).contains(&year) {
-        return Timestamp::from_millisecond(ms).map_or_else(
+        return f(&Timestamp::from_millisecond(ms).map_or_else(
             |_| format!("invalid-datetime({ms})"),
             |t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        );
+        ));
     }
     let (hour, minute) = (in_day / 3_600_000, in_day / 60_000 % 60);
     let (second, milli) = (in_day / 1000 % 60, in_day % 1000);
-    let mut text = String::with_capacity(24);
-    for (n, width, after) in [
-        (year, 4, '-'),
-        (month, 2, '-'),
-        (day, 2, 'T'),
-        (hour, 2, ':'),
-        (minute, 2, ':'),
-        (second, 2, '.'),
-        (milli, 3, 'Z'),
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    for (mut n, end) in [
+        (year, 4),
+        (month, 7),
+        (day, 10),
+        (hour, 13),
+        (minute, 16),
+        (second, 19),
+        (milli, 23),
     ] {
-        for place in (0..width).rev() {
-            text.push(char::from(b'0' + (n / 10i64.pow(place) % 10) as u8));
+        // Each number is in range, so it fills exactly its places before `end`.
+        for place in text[..end]
+            .iter_mut()
+            .rev()
+            .take_while(|b| b.is_ascii_digit())
+        {
+            *place = b'0' + (n % 10) as u8;
+            n /= 10;
         }
-        text.push(after);
     }
-    text
+    // Only ASCII digits and separators were written.
+    f(std::str::from_utf8(&text).unwrap_or("invalid-datetime"))
 }
 
 fn is_leap(year: i64) -> bool {

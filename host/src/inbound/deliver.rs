@@ -178,13 +178,15 @@ impl Step {
                     .push(self.dead(page, row, stage, "PLUGIN_REJECTED", reason.to_owned()));
                 continue;
             }
-            out.deliveries.push_upsert(
-                &self.installation,
-                &self.object,
-                id,
-                &stamp::format(stamp),
-                this_row.iter().map(|&(_, b, r)| produced[b].row(r)),
-            );
+            stamp::with_text(stamp.as_millisecond(), |stamp| {
+                out.deliveries.push_upsert(
+                    &self.installation,
+                    &self.object,
+                    id,
+                    stamp,
+                    this_row.iter().map(|&(_, b, r)| produced[b].row(r)),
+                )
+            });
         }
     }
 

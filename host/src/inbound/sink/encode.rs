@@ -227,7 +227,7 @@ fn write_value(out: &mut Vec<u8>, text: &str, value: Value) {
             None => out.extend_from_slice(b"null"),
         },
         // Coerced `SystemModstamp`s: one per record.
-        Value::Datetime(ms) => string(out, &crate::stamp::format_ms(ms)),
+        Value::Datetime(ms) => crate::stamp::with_text(ms, |stamp| string(out, stamp)),
         // Rare: JSON text, dates and times render through the one JSON rendering.
         other => json(out, &value_to_json(text, &other)),
     }
