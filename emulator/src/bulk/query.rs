@@ -277,9 +277,15 @@ fn query_results(org: &Arc<Org>, req: &Req, id: &str, version: &str) -> Result<R
         cut,
         fail_next: false,
     };
+    // Each chunk is rendered when asked for and is ready at once, so the stream pauses
+    // after each one: otherwise the connection keeps taking chunks into its buffer, and
+    // the first bytes leave only once most of the page is rendered. Salesforce sends a
+    // page as it reads it.
     let body =
         axum::body::Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
-            s.next_chunk().map(|c| (c, s))
+            let chunk = s.next_chunk()?;
+            tokio::task::yield_now().await;
+            Some((chunk, s))
         }));
     let mut r = http::bytes_response(200, "text/csv", body);
     http::set_header(&mut r, "Sforce-Locator", &locator);
