@@ -419,8 +419,10 @@ pub fn website_domain(url: &str) -> Option<String> {
     let s = s.split_once("://").map_or(s, |(_, rest)| rest);
     let host = s.split(['/', '?', '#']).next()?;
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let host = host.split(':').next()?.trim_end_matches('.').to_lowercase();
-    let host = host.strip_prefix("www.").unwrap_or(&host).to_owned();
+    let mut host = host.split(':').next()?.trim_end_matches('.').to_lowercase();
+    if host.starts_with("www.") {
+        host.drain(..4);
+    }
     (host.contains('.') && !host.starts_with('.')).then_some(host)
 }
 

@@ -29,6 +29,8 @@
 //! A configuration error (empty field, a name that clashes with a built-in key) fails the
 //! whole batch with a reason naming the key.
 
+use std::borrow::Cow;
+
 use weft_guest::prelude::*;
 
 pub const GOLDEN_ID_FIELD: &str = "GoldenAccountID__c";
@@ -114,8 +116,17 @@ impl Plugin for GoldenDedup {
     }
 
     fn dedup_keys(&self, _cx: &Cx, rec: Record<'_>, keys: &mut KeySink) -> Result<(), String> {
+        // Every record of every batch comes through here: values are borrowed from the
+        // batch, and a new string is made only where the key differs from the value.
         if let Some(golden) = text_of(&rec, GOLDEN_ID_FIELD)? {
-            keys.push(GOLDEN_ID_KEY, &golden.to_uppercase());
+            if golden
+                .bytes()
+                .any(|b| !b.is_ascii() || b.is_ascii_lowercase())
+            {
+                keys.push(GOLDEN_ID_KEY, &golden.to_uppercase());
+            } else {
+                keys.push(GOLDEN_ID_KEY, &golden);
+            }
         }
 
         // A survivor has no MasterRecordId; its own Id is what its duplicates point at.
@@ -124,8 +135,8 @@ impl Plugin for GoldenDedup {
             None => text_of(&rec, ID_FIELD)?.map(|id| (ID_FIELD, id)),
         };
         if let Some((field, id)) = master {
-            let id = salesforce_id_18(&id).map_err(|reason| format!("{field}: {reason}"))?;
-            keys.push(MASTER_ID_KEY, &id);
+            let id = SalesforceId::parse(&id).map_err(|reason| format!("{field}: {reason}"))?;
+            keys.push(MASTER_ID_KEY, id.as_str());
         }
 
         if let Some(website) = text_of(&rec, WEBSITE_FIELD)? {
@@ -148,16 +159,20 @@ impl Plugin for GoldenDedup {
 
 weft_guest::export_plugin!(GoldenDedup);
 
-/// The trimmed text of `field`; integers are read as their digits (some systems store ids
-/// as numbers). `None` when null or blank.
-fn text_of(rec: &Record<'_>, field: &str) -> Result<Option<String>, String> {
+/// The trimmed text of `field`, borrowed from the batch; integers are read as their digits
+/// (some systems store ids as numbers). `None` when null or blank.
+fn text_of<'a>(rec: &Record<'a>, field: &str) -> Result<Option<Cow<'a, str>>, String> {
     match rec.get(field) {
         Val::Null | Val::Absent => Ok(None),
-        Val::Text(s) => {
+        Val::Text(Cow::Borrowed(s)) => {
             let s = s.trim();
-            Ok((!s.is_empty()).then(|| s.to_owned()))
+            Ok((!s.is_empty()).then_some(Cow::Borrowed(s)))
         }
-        Val::Int(i) => Ok(Some(i.to_string())),
+        Val::Text(Cow::Owned(s)) => {
+            let s = s.trim();
+            Ok((!s.is_empty()).then(|| Cow::Owned(s.to_owned())))
+        }
+        Val::Int(i) => Ok(Some(Cow::Owned(i.to_string()))),
         other => Err(format!(
             "{field}: expected text, got a {}",
             other.kind_name()
@@ -175,45 +190,56 @@ const ID_SUFFIX: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
 /// it (the id may have passed through a system that changed case) and the checksum is
 /// rewritten in upper case.
 pub fn salesforce_id_18(id: &str) -> Result<String, String> {
-    let bytes = id.as_bytes();
-    if !bytes.iter().all(u8::is_ascii_alphanumeric) || !matches!(bytes.len(), 15 | 18) {
-        return Err(format!("{id:?} is not a 15- or 18-character Salesforce id"));
-    }
-    let (body, suffix) = bytes.split_at(15);
-    let mut out = Vec::with_capacity(18);
-    out.extend_from_slice(body);
-    if suffix.len() == 3 {
-        for (chunk, check) in out.chunks_mut(5).zip(suffix) {
-            let upper = check.to_ascii_uppercase();
-            let Some(mask) = ID_SUFFIX.iter().position(|c| *c == upper) else {
-                return Err(format!("{id:?} has an invalid checksum"));
-            };
-            for (bit, c) in chunk.iter_mut().enumerate() {
-                let is_upper = mask & (1 << bit) != 0;
-                if is_upper && !c.is_ascii_alphabetic() {
-                    return Err(format!("{id:?} does not match its checksum"));
-                }
-                *c = if is_upper {
-                    c.to_ascii_uppercase()
-                } else {
-                    c.to_ascii_lowercase()
+    SalesforceId::parse(id).map(|id| id.as_str().to_owned())
+}
+
+/// [`salesforce_id_18`]'s id, held without an allocation.
+struct SalesforceId([u8; 18]);
+
+impl SalesforceId {
+    fn parse(id: &str) -> Result<Self, String> {
+        let bytes = id.as_bytes();
+        if !bytes.iter().all(u8::is_ascii_alphanumeric) || !matches!(bytes.len(), 15 | 18) {
+            return Err(format!("{id:?} is not a 15- or 18-character Salesforce id"));
+        }
+        let (body, suffix) = bytes.split_at(15);
+        let mut out = [0u8; 18];
+        out[..15].copy_from_slice(body);
+        if suffix.len() == 3 {
+            for (chunk, check) in out[..15].chunks_mut(5).zip(suffix) {
+                let upper = check.to_ascii_uppercase();
+                let Some(mask) = ID_SUFFIX.iter().position(|c| *c == upper) else {
+                    return Err(format!("{id:?} has an invalid checksum"));
                 };
+                for (bit, c) in chunk.iter_mut().enumerate() {
+                    let is_upper = mask & (1 << bit) != 0;
+                    if is_upper && !c.is_ascii_alphabetic() {
+                        return Err(format!("{id:?} does not match its checksum"));
+                    }
+                    *c = if is_upper {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    };
+                }
             }
         }
+        for (i, at) in (15..18).enumerate() {
+            let mask = out[i * 5..i * 5 + 5]
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.is_ascii_uppercase())
+                .fold(0usize, |mask, (bit, _)| mask | 1 << bit);
+            // A 5-character chunk gives a mask below 32: always inside the alphabet.
+            out[at] = ID_SUFFIX.get(mask).copied().unwrap_or(b'A');
+        }
+        Ok(SalesforceId(out))
     }
-    let mut checksum = [0u8; 3];
-    for (chunk, check) in out.chunks(5).zip(checksum.iter_mut()) {
-        let mask = chunk
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.is_ascii_uppercase())
-            .fold(0usize, |mask, (bit, _)| mask | 1 << bit);
-        // A 5-character chunk gives a mask below 32: always inside the alphabet.
-        *check = ID_SUFFIX.get(mask).copied().unwrap_or(b'A');
+
+    fn as_str(&self) -> &str {
+        // Only ASCII alphanumerics went in.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
-    out.extend_from_slice(&checksum);
-    // Only ASCII alphanumerics went in.
-    String::from_utf8(out).map_err(|_| format!("{id:?} is not a Salesforce id"))
 }
 
 #[cfg(test)]
