@@ -1,11 +1,14 @@
 //! Backfill throughput of `weft sync` against the emulator, with the plugin in the path:
 //! records/s and API calls per 10,000 records, for the Bulk and the REST path side by
 //! side in one run, and with a real dedup plugin versus a pass-through one (the plugin's
-//! share of the cost).
+//! share of the cost). Each round first downloads the pages of a completed Bulk job of the
+//! same query without parsing them: the wire the backfill is measured against.
 //!
-//! `cargo bench -p weft --bench inbound_throughput` (WEFT_BENCH_ACCOUNTS to resize; default
-//! 100,000). Each scenario backfills the same org into a fresh store and sink; the last line
-//! is `bulk_records_per_sec=… rest_records_per_sec=… bulk_over_rest=…`.
+//! `cargo bench -p weft --bench inbound_throughput` (WEFT_BENCH_ACCOUNTS to resize, default
+//! 100,000; WEFT_BENCH_ROUNDS, default 3). Each scenario backfills the same org into a
+//! fresh store and sink; medians over the rounds are on the last two lines, the last one
+//! `download_records_per_sec=… bulk_records_per_sec=… rest_records_per_sec=…
+//! bulk_over_download=…`.
 
 use std::path::Path;
 use std::sync::Arc;
