@@ -20,6 +20,7 @@ pub mod bulk_ingest;
 pub mod bulk_query;
 pub mod collections;
 pub mod csv;
+mod describe_keys;
 pub mod error;
 pub mod replication;
 pub mod rest;

@@ -21,7 +21,7 @@ pub struct Violation {
     pub fields: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct FieldRule {
     name: String,
     label: String,
@@ -43,7 +43,7 @@ impl FieldRule {
 }
 
 /// One object's field rules, from its describe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ObjectRules {
     object: String,
     /// By lower-case field name: Salesforce field names are case-insensitive.

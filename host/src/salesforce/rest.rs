@@ -72,7 +72,8 @@ pub struct FieldDescribe {
     pub reference_to: Vec<String>,
 }
 
-/// `GET /sobjects/{X}/describe`: typed essentials plus the raw JSON for everything else.
+/// `GET /sobjects/{X}/describe`: typed essentials plus, in `raw`, the JSON of the keys the
+/// host reads (see `describe_keys`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SObjectDescribe {
     pub name: String,
@@ -295,7 +296,11 @@ impl SalesforceClient {
             .and_then(Value::as_str)
             .unwrap_or(object)
             .to_string();
-        let describe = Arc::new(SObjectDescribe { name, fields, raw });
+        let describe = Arc::new(SObjectDescribe {
+            name,
+            fields,
+            raw: super::describe_keys::kept(raw),
+        });
         if let Ok(mut m) = self.inner.describes.lock() {
             m.insert(
                 object.to_string(),
