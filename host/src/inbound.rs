@@ -354,7 +354,7 @@ impl InboundSync {
         {
             return Ok((describe, schema.clone()));
         }
-        let schema = Arc::new(schema_from_describe(&describe.raw).unwrap_or_else(|reason| {
+        let schema = Arc::new(schema_from_describe(&describe.raw()).unwrap_or_else(|reason| {
             tracing::warn!(%reason, "describe has no usable schema; coercion passes values through");
             ObjectSchema {
                 name: name.to_owned(),

@@ -325,7 +325,7 @@ fn tally(changes: &mut Changes, prepared: &Prepared) {
 /// Whether the object supports the replication resource (describe's `replicateable`).
 fn replicateable(describe: &SObjectDescribe) -> bool {
     describe
-        .raw
+        .raw()
         .get("replicateable")
         .and_then(Value::as_bool)
         .unwrap_or(false)

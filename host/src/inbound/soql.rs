@@ -78,9 +78,8 @@ fn expand(name: &str, describe: &SObjectDescribe) -> Vec<String> {
 
 /// The fields describe names as parts of `compound` (their `compoundFieldName`).
 fn components(describe: &SObjectDescribe, compound: &str) -> Vec<String> {
-    describe
-        .raw
-        .get("fields")
+    let raw = describe.raw();
+    raw.get("fields")
         .and_then(serde_json::Value::as_array)
         .into_iter()
         .flatten()
@@ -312,11 +311,7 @@ mod tests {
             {"name": "Lonely__c", "type": "location", "compoundFieldName": null},
             {"name": "OwnerId", "type": "reference", "compoundFieldName": null},
         ]});
-        SObjectDescribe {
-            name: "Account".into(),
-            fields: serde_json::from_value(raw["fields"].clone()).expect("fields"),
-            raw,
-        }
+        SObjectDescribe::from_json("Account", raw).expect("describe")
     }
 
     #[test]

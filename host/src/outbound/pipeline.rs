@@ -449,7 +449,7 @@ impl Pipeline {
                 return fail_all(tally, Problem::from_salesforce(Stage::Conflict, &error));
             }
         };
-        let rules = ObjectRules::from_describe(&describe.raw);
+        let rules = ObjectRules::from_describe(&describe.raw());
         let Some(key_field) = items.first().map(|i| i.key_field.clone()) else {
             return;
         };

@@ -160,7 +160,8 @@ async fn coerce_batch(
             return;
         }
     };
-    let schema = match schema_from_describe(&describe.raw) {
+    let raw = describe.raw();
+    let schema = match schema_from_describe(&raw) {
         Ok(schema) => schema,
         Err(reason) => {
             fail_all(
@@ -170,7 +171,7 @@ async fn coerce_batch(
             return;
         }
     };
-    let rules = ObjectRules::from_describe(&describe.raw);
+    let rules = ObjectRules::from_describe(&raw);
     let row_events = events.clone();
     // The call and the conversion of its output to JSON are CPU work: both on the
     // blocking pool.

@@ -83,7 +83,7 @@ pub async fn against_org(
                 section: "outbound.objects",
                 object: name.clone(),
                 fields: None,
-                missing_fields: outbound_missing_fields(object, &describe.raw),
+                missing_fields: outbound_missing_fields(object, &describe.raw()),
                 error: None,
             },
             Err(e) => ObjectReport {

@@ -42,7 +42,9 @@ pub(super) fn kept(mut describe: Value) -> Value {
     let fields = describe.get_mut("fields").and_then(Value::as_array_mut);
     for field in fields.into_iter().flatten() {
         retain(field, FIELD);
-        let values = field.get_mut("picklistValues").and_then(Value::as_array_mut);
+        let values = field
+            .get_mut("picklistValues")
+            .and_then(Value::as_array_mut);
         for value in values.into_iter().flatten() {
             retain(value, PICKLIST_VALUE);
         }
