@@ -76,9 +76,9 @@ pub enum InboundError {
     /// shutting down); the object resumes from its last durable checkpoint.
     #[error("{object}: a page's commit did not complete: {message}")]
     CommitLost { object: String, message: String },
-    /// The host asked this installation's sync to stop; it stopped between two pages and
-    /// resumes from the last checkpoint.
-    #[error("stopped between pages")]
+    /// The host asked this installation's sync to stop; it stopped between two pages (or
+    /// mid-page, without committing it) and resumes from the last checkpoint.
+    #[error("stopped")]
     Stopped,
 }
 
@@ -466,6 +466,10 @@ fn join(names: &[&String]) -> String {
 }
 
 fn salesforce(object: &str, source: SalesforceError) -> InboundError {
+    if matches!(source, SalesforceError::Stopped) {
+        // Not the object's failure: the sync was asked to stop in the middle of a page.
+        return InboundError::Stopped;
+    }
     InboundError::Salesforce {
         object: object.to_owned(),
         source,

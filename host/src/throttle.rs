@@ -24,7 +24,7 @@ pub use crate::retry::BackoffPolicy;
 pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState};
 pub use clock::{Clock, ScaledClock, SystemClock};
 pub use governor::{
-    Governor, GovernorConfig, GovernorConfigError, GovernorSettings, Permit, WindowRecord,
+    Governor, GovernorConfig, GovernorConfigError, GovernorSettings, Permit, Stopped, WindowRecord,
 };
 pub use pacing::PacerSnapshot;
 pub use schedule::{ActiveWindow, Schedule, ScheduleConfig, ScheduleError, WindowConfig};

@@ -42,6 +42,15 @@ impl Problem {
 
     /// A failed Salesforce request, classified by the transport's own retry rules.
     pub fn from_salesforce(stage: Stage, error: &SalesforceError) -> Self {
+        if matches!(error, SalesforceError::Stopped) {
+            return Problem {
+                stage,
+                code: INTERRUPTED.into(),
+                message: error.to_string(),
+                fields: Vec::new(),
+                retryable: true,
+            };
+        }
         let retryable = match error {
             // The transport already retried as long as its policy allows; the pipeline's
             // own schedule gives the cause minutes more before an operator is involved.
@@ -63,6 +72,16 @@ impl Problem {
             fields,
             retryable,
         }
+    }
+}
+
+/// The code of a request the host did not send because the installation was stopping. It
+/// never reaches the DLQ or the retry schedule: the event stays queued as it was.
+const INTERRUPTED: &str = "HOST_STOPPING";
+
+impl Problem {
+    fn is_interruption(&self) -> bool {
+        self.code == INTERRUPTED
     }
 }
 
@@ -100,6 +119,10 @@ pub enum EventOutcome {
     Done(Vec<Applied>),
     Retry(Problem),
     Dlq(Problem),
+    /// The installation stopped before all of the event's records were sent: neither a
+    /// failure nor an attempt. The event stays queued, untouched, and is sent whole (its
+    /// written part again, harmlessly, by external id) in the next run.
+    Interrupted,
 }
 
 /// Collects the outcomes of a round's events as their records finish.
@@ -128,10 +151,11 @@ impl Tally {
         self.keys.get(event).map_or(&[], Vec::as_slice)
     }
 
+    /// Whether the event is out of this round (failed, or interrupted by a stop).
     pub fn is_failed(&self, event: usize) -> bool {
         matches!(
             self.outcomes.get(event),
-            Some(EventOutcome::Dlq(_) | EventOutcome::Retry(_))
+            Some(EventOutcome::Dlq(_) | EventOutcome::Retry(_) | EventOutcome::Interrupted)
         )
     }
 
@@ -161,6 +185,9 @@ impl Tally {
         match slot {
             // The first permanent failure is the one to diagnose.
             EventOutcome::Dlq(_) => {}
+            _ if problem.is_interruption() => *slot = EventOutcome::Interrupted,
+            // A permanent failure found before the stop is still the event's diagnosis.
+            EventOutcome::Interrupted if problem.retryable => {}
             EventOutcome::Retry(_) if problem.retryable => {}
             _ if problem.retryable => *slot = EventOutcome::Retry(problem),
             _ => *slot = EventOutcome::Dlq(problem),

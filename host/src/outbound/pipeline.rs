@@ -66,6 +66,8 @@ pub struct RoundReport {
     pub retrying: usize,
     /// Events held back behind an earlier event for the same record.
     pub deferred: usize,
+    /// Events left queued as they were because the installation stopped mid-round.
+    pub interrupted: usize,
 }
 
 impl RoundReport {
@@ -729,6 +731,7 @@ impl Pipeline {
         for ((event, outcome), keys) in events.iter().zip(tally.into_outcomes()).zip(keys) {
             match outcome {
                 EventOutcome::Deferred => report.deferred += 1,
+                EventOutcome::Interrupted => report.interrupted += 1,
                 EventOutcome::Done(applied) => done.push((event.seq, applied)),
                 EventOutcome::Dlq(problem) => dlq.push(self.dlq_entry(event, problem, at, None)),
                 EventOutcome::Retry(problem) => {

@@ -59,7 +59,8 @@ pub async fn run(
             }
             None => None,
         };
-        // A round is not cut short by shutdown: it finishes and commits what it wrote.
+        // A round is not abandoned at shutdown: the governor sends nothing more, and the
+        // round commits what it wrote; its other events stay queued for the next run.
         let round = match turn {
             Some(turn) => turn.run(pipeline.run_round()).await,
             None => pipeline.run_round().await,

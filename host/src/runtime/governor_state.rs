@@ -182,7 +182,10 @@ mod tests {
         };
         let (busy_first, idle_first) = (stored("busy"), stored("idle"));
 
-        busy.admit(Project::Outbound).await.success();
+        busy.admit(Project::Outbound)
+            .await
+            .expect("admitted")
+            .success();
         tokio::time::sleep(Duration::from_millis(5)).await;
         save_all(&store, &governors, &saved).await;
         let busy_second = stored("busy");

@@ -539,15 +539,22 @@ impl Supervisor {
         out
     }
 
-    /// Stops every worker after its current round and saves every governor.
+    /// Stops every installation and saves every governor. All are told at once and then
+    /// awaited together, so the host's stop takes as long as the slowest installation's,
+    /// not the sum of a thousand.
     pub async fn stop_all(&self) {
-        let mut governors = Vec::new();
+        let mut stopping = Vec::new();
         for (id, slot) in self.all_slots() {
             if let Some(old) = slot.lock().await.take() {
-                governors.push((id, old.governor.clone()));
-                stop(old).await;
+                signal_stop(&old);
+                stopping.push((id, old));
             }
         }
+        let governors = stopping
+            .iter()
+            .map(|(id, old)| (id.clone(), old.governor.clone()))
+            .collect::<Vec<_>>();
+        futures_util::future::join_all(stopping.into_iter().map(|(_, old)| stop(old))).await;
         governor_state::save_all(&self.store, &governors, &self.saved).await;
     }
 
@@ -603,10 +610,18 @@ impl Supervisor {
     }
 }
 
-/// Signals both directions and waits for them: outbound finishes its round, inbound stops
-/// before its next page.
-async fn stop(running: Running) {
+/// Tells both directions and the installation's governor to stop. Neither waits out a
+/// backoff or a quota wait, and no request goes that was not sent yet ([`Governor::stop`]):
+/// outbound commits what its round wrote and leaves the rest queued, inbound stops at its
+/// next page or request and resumes from its checkpoint.
+fn signal_stop(running: &Running) {
+    running.governor.stop();
     let _ = running.stop.send(true);
+}
+
+/// Stops an installation ([`signal_stop`]) and waits for its workers to end.
+async fn stop(running: Running) {
+    signal_stop(&running);
     if let Some(outbound) = running.outbound
         && let Err(join) = outbound.await
     {

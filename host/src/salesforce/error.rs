@@ -69,6 +69,11 @@ pub enum SalesforceError {
     /// The client's configuration cannot work (bad URL, unreadable key, …).
     #[error("configuration: {0}")]
     Config(String),
+    /// The installation is stopping; the request was not sent (see
+    /// [`crate::throttle::Governor::stop`]). Not a failure of the org or of the work:
+    /// callers leave the work where it was, for the next run.
+    #[error("not sent: the installation is stopping")]
+    Stopped,
 }
 
 /// Kinds of transport failure, for metrics and retry reasons.
@@ -158,6 +163,7 @@ impl SalesforceError {
             SalesforceError::BulkTimeout { .. } => "bulk_timeout".into(),
             SalesforceError::RetriesExhausted { last, .. } => last.metric_code(),
             SalesforceError::Config(_) => "config".into(),
+            SalesforceError::Stopped => "stopped".into(),
         }
     }
 

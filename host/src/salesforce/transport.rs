@@ -265,7 +265,10 @@ impl Inner {
             let mut attempts = 0u32;
             let mut reauthed = false;
             loop {
-                let permit = gov.admit(call.project).await;
+                let permit = gov
+                    .admit(call.project)
+                    .await
+                    .map_err(|_| SalesforceError::Stopped)?;
                 attempts += 1;
                 let mut generation = None;
                 let outcome: Result<Got, SalesforceError> = async {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::Project;
 use super::breaker::{Breaker, BreakerConfig, Gate, Transition};
@@ -214,7 +214,14 @@ pub struct Governor {
     state: Mutex<State>,
     slots: Arc<Semaphore>,
     jitter: Mutex<Jitter>,
+    /// Turned on once by [`Governor::stop`]; never off again.
+    stopping: watch::Sender<bool>,
 }
+
+/// The installation is stopping: no request is admitted any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the installation is stopping")]
+pub struct Stopped;
 
 /// Leave to send one request. Hold it until the response body has been read (a streamed
 /// download is a long-running request), then report the outcome.
@@ -288,6 +295,7 @@ impl Governor {
             }),
             slots: Arc::new(Semaphore::new(settings.max_concurrent)),
             jitter: Mutex::new(Jitter::seeded(seed)),
+            stopping: watch::Sender::new(false),
             settings,
             clock,
             telemetry,
@@ -314,29 +322,64 @@ impl Governor {
     }
 
     /// Sleeps `d` on the governor's clock: a backoff, a poll interval. Like every wait of
-    /// the governor's, a long one gives the unit's scheduler worker back ([`super::held`]).
+    /// the governor's, a long one gives the unit's scheduler worker back ([`super::held`]),
+    /// and it ends early when the installation stops.
     pub async fn pause(&self, d: Duration) {
-        super::held::pause(d, self.clock.sleep(d)).await;
+        let sleep = async {
+            tokio::select! {
+                _ = self.clock.sleep(d) => {}
+                _ = self.stopped() => {}
+            }
+        };
+        super::held::pause(d, sleep).await;
     }
 
-    /// Waits until a request of `project` may go, and returns its permit.
-    pub async fn admit(self: &Arc<Self>, project: Project) -> Permit {
+    /// The installation is stopping (the host shuts down, or a new version replaces it):
+    /// every wait of this governor ends now and no request is admitted any more. A
+    /// backoff of minutes or a quota wait of hours must not hold up the stop; the work
+    /// left undone resumes from its checkpoint, or stays queued, in the next run.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Resolves once [`Governor::stop`] was called.
+    async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Waits until a request of `project` may go, and returns its permit; [`Stopped`] once
+    /// the installation stops, whether before or during the wait.
+    pub async fn admit(self: &Arc<Self>, project: Project) -> Result<Permit, Stopped> {
         let probe = loop {
+            if self.is_stopping() {
+                return Err(Stopped);
+            }
             match self.try_admit(project) {
                 Ok(probe) => break probe,
                 // Without the scheduler's worker, when the unit holds one: see [`super::held`].
-                Err(wait) => super::held::pause(wait, self.clock.sleep(wait)).await,
+                Err(wait) => self.pause(wait).await,
             }
+        };
+        // Admitted: from here the permit's drop undoes what admission counted.
+        let mut permit = Permit {
+            governor: self.clone(),
+            _slot: None,
+            probe,
+            settled: false,
         };
         // The semaphore is never closed, so acquiring cannot fail; if it somehow did, the
         // request still goes (never dropped), merely without a slot.
-        let slot = self.slots.clone().acquire_owned().await.ok();
-        Permit {
-            governor: self.clone(),
-            _slot: slot,
-            probe,
-            settled: false,
-        }
+        permit._slot = tokio::select! {
+            slot = self.slots.clone().acquire_owned() => slot.ok(),
+            _ = self.stopped() => return Err(Stopped),
+        };
+        Ok(permit)
     }
 
     /// How long a request of `project` asked now would wait — for pacing, a headroom
@@ -774,12 +817,18 @@ mod tests {
         g.observe_usage(0, 86_400);
         let start = g.clock().now();
         for _ in 0..4 {
-            g.admit(Project::Backfill).await.success();
+            g.admit(Project::Backfill)
+                .await
+                .expect("admitted")
+                .success();
         }
         let backfill = g.clock().now().duration_since(start).as_secs_f64();
         let start = g.clock().now();
         for _ in 0..3 {
-            g.admit(Project::Incremental).await.success();
+            g.admit(Project::Incremental)
+                .await
+                .expect("admitted")
+                .success();
         }
         let incremental = g.clock().now().duration_since(start).as_secs_f64();
         assert!(backfill > 30.0, "{backfill}");
@@ -802,7 +851,10 @@ mod tests {
             g.ready_in(Project::Outbound).is_zero(),
             "asking spends nothing"
         );
-        g.admit(Project::Outbound).await.success();
+        g.admit(Project::Outbound)
+            .await
+            .expect("admitted")
+            .success();
         let wait = g.ready_in(Project::Outbound);
         // About one interval (the scaled clock moves a little between the two reads).
         assert!(
@@ -826,7 +878,10 @@ mod tests {
         g.observe_usage(95_000, 100_000);
         assert!(g.is_paused());
         let t0 = g.clock().now();
-        g.admit(Project::Incremental).await.success(); // the probe after 60 s
+        g.admit(Project::Incremental)
+            .await
+            .expect("admitted")
+            .success(); // the probe after 60 s
         assert!(g.clock().now().duration_since(t0).as_secs() >= 55);
         g.observe_usage(50_000, 100_000);
         assert!(!g.is_paused());
@@ -844,10 +899,11 @@ mod tests {
         };
         let g = governor(cfg, 1000.0);
         g.observe_usage(0, 10_000_000);
-        let a = g.admit(Project::Backfill).await;
-        let b = g.admit(Project::Backfill).await;
+        let a = g.admit(Project::Backfill).await.expect("admitted");
+        let b = g.admit(Project::Backfill).await.expect("admitted");
         let g2 = g.clone();
-        let mut third = tokio::spawn(async move { g2.admit(Project::Outbound).await });
+        let mut third =
+            tokio::spawn(async move { g2.admit(Project::Outbound).await.expect("admitted") });
         let waited = tokio::time::timeout(std::time::Duration::from_millis(100), &mut third).await;
         assert!(
             waited.is_err(),
@@ -860,6 +916,42 @@ mod tests {
             "a freed slot lets the waiting request go"
         );
         drop(b);
+    }
+
+    /// Regression: a stopping installation sat out its backoffs and quota waits (minutes,
+    /// or hours for a spent day) before its host could exit.
+    #[tokio::test]
+    async fn a_stop_ends_every_wait_and_admits_nothing_more() {
+        let cfg = GovernorConfig {
+            schedule: ScheduleConfig::constant("UTC", 100.0),
+            max_concurrent_requests: 1,
+            ..Default::default()
+        };
+        let g = governor(cfg, 1.0);
+        g.observe_usage(0, 10_000_000);
+        let held = g.admit(Project::Backfill).await.expect("admitted");
+        // One waits for the only slot, one sleeps out an hour's backoff.
+        let waiting = tokio::spawn({
+            let g = g.clone();
+            async move { g.admit(Project::Outbound).await.map(drop) }
+        });
+        let backoff = tokio::spawn({
+            let g = g.clone();
+            async move { g.pause(Duration::from_secs(3600)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished() && !backoff.is_finished());
+        g.stop();
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            (waiting.await.expect("task"), backoff.await.expect("task"))
+        })
+        .await
+        .expect("both waits end at the stop");
+        assert_eq!(ended.0, Err(Stopped));
+        assert!(g.is_stopping());
+        assert_eq!(g.admit(Project::Backfill).await.map(drop), Err(Stopped));
+        drop(held);
+        assert_eq!(g.lock().in_flight, 0, "a refused request holds nothing");
     }
 
     /// Time that moves only when someone sleeps on it: pacing runs as fast as the CPU
@@ -917,7 +1009,7 @@ mod tests {
     async fn busy_until(g: &Arc<Governor>, clock: &ManualClock, until: Timestamp) -> u64 {
         let mut n = 0;
         loop {
-            let permit = g.admit(Project::Backfill).await;
+            let permit = g.admit(Project::Backfill).await.expect("admitted");
             if clock.now() >= until {
                 // Admitted after the window closed: not part of this window's spend.
                 return n;
@@ -935,7 +1027,10 @@ mod tests {
         // A spends 300 requests, paced, then stops at 00:40: 300 of the window's 864 spent.
         let stop = "2025-06-02T00:40:00Z".parse().expect("ts");
         for _ in 0..300 {
-            a.admit(Project::Backfill).await.success();
+            a.admit(Project::Backfill)
+                .await
+                .expect("admitted")
+                .success();
         }
         assert!(clock.now() < stop);
         clock
@@ -988,8 +1083,14 @@ mod tests {
         a.observe_usage(0, 10_000_000);
         // Two requests every minute for a day, as an idle installation polling each minute.
         for _ in 0..24 * 60 {
-            a.admit(Project::Incremental).await.success();
-            a.admit(Project::Incremental).await.success();
+            a.admit(Project::Incremental)
+                .await
+                .expect("admitted")
+                .success();
+            a.admit(Project::Incremental)
+                .await
+                .expect("admitted")
+                .success();
             clock.sleep(Duration::from_secs(60)).await;
         }
         let spent = a.usage_24h();
@@ -1010,8 +1111,14 @@ mod tests {
         assert_eq!(b.usage_24h(), spent);
         // An hour on, the oldest requests have rolled off, at most a quarter-hour late.
         clock.sleep(Duration::from_secs(3600)).await;
-        b.admit(Project::Incremental).await.success();
-        a.admit(Project::Incremental).await.success();
+        b.admit(Project::Incremental)
+            .await
+            .expect("admitted")
+            .success();
+        a.admit(Project::Incremental)
+            .await
+            .expect("admitted")
+            .success();
         let (late, exact) = (b.usage_24h(), a.usage_24h());
         assert!(late >= exact && late <= exact + 2 * 15, "{late} vs {exact}");
     }
@@ -1025,7 +1132,10 @@ mod tests {
         let a = with_clock(cfg.clone(), clock.clone());
         a.observe_usage(10, 100_000);
         for _ in 0..3 {
-            a.admit(Project::Backfill).await.success();
+            a.admit(Project::Backfill)
+                .await
+                .expect("admitted")
+                .success();
         }
         let snap = a.snapshot();
         assert_eq!(
@@ -1055,7 +1165,7 @@ mod tests {
         b.restore(&snap).expect("restore");
         assert!(b.is_paused());
         let t0 = clock.now();
-        let probe = b.admit(Project::Incremental).await;
+        let probe = b.admit(Project::Incremental).await.expect("admitted");
         let waited = clock.now().duration_since(t0).as_secs();
         assert!(
             waited >= 299,
@@ -1083,7 +1193,7 @@ mod tests {
         let b = with_clock(GovernorConfig::default(), clock.clone());
         b.restore(&snap).expect("restore");
         let t0 = clock.now();
-        let probe = b.admit(Project::Incremental).await;
+        let probe = b.admit(Project::Incremental).await.expect("admitted");
         let waited = clock.now().duration_since(t0).as_secs();
         assert!(waited >= 29, "the 30 s open spell is kept: {waited}");
         assert_eq!(

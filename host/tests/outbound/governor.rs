@@ -38,7 +38,11 @@ async fn a_snapshot_saved_in_the_store_restores_the_spend_after_reopening() {
     let db = dir.path().join("weft.redb");
     let first = governor();
     for _ in 0..25 {
-        first.admit(Project::Outbound).await.success();
+        first
+            .admit(Project::Outbound)
+            .await
+            .expect("admitted")
+            .success();
     }
     assert_eq!(first.usage_24h(), 25);
     {

@@ -928,3 +928,117 @@ async fn a_rotated_credential_is_tried_first_sealed_at_rest_and_never_shown() {
         );
     }
 }
+
+/// Regression: `weft serve` stopped its installations one after the other, and each sat
+/// out its transport's backoff first — a `Retry-After` of minutes held SIGTERM that long,
+/// times the installations waiting. Now every installation is told at once, its waits end
+/// and nothing more is sent: the host exits at once, and the interrupted events are
+/// neither dead-lettered nor counted as an attempt — the next run delivers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_backoffs_at_once_and_the_interrupted_events_are_sent_by_the_next_run() {
+    use reqwest::Method;
+    const TENANTS: [&str; 3] = ["tenant-a", "tenant-b", "tenant-c"];
+    let org = acme_org().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("client_secret");
+    std::fs::write(&secret, &org.credentials().client_secret).expect("secret file");
+    let db = dir.path().join("weft.redb");
+    let log = dir.path().join("weft.log");
+    let mut host = spawn_service(&db, dir.path(), &log);
+    let mut api = Api::new(host.addr);
+    let mut tokens = Vec::new();
+    for tenant in TENANTS {
+        let (status, _, body) = api
+            .admin(
+                Method::POST,
+                "/v1/installations",
+                &[],
+                Some(document(tenant, &org, &secret)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let token = api.token(tenant).await;
+        let first = format!("{tenant}-1");
+        assert_eq!(
+            api.post_event(tenant, &token, company_event(&first)).await,
+            StatusCode::ACCEPTED
+        );
+        wait_for_account(&org, &format!("K-{first}"), "before the outage").await;
+        tokens.push(token);
+    }
+
+    // The org now asks every request to come back in ten minutes.
+    org.set_faults(weft_emulator::FaultConfig {
+        error_429_rate: 1.0,
+        retry_after_secs: 600,
+        ..Default::default()
+    });
+    for (tenant, token) in TENANTS.iter().zip(&tokens) {
+        let second = format!("{tenant}-2");
+        assert_eq!(
+            api.post_event(tenant, token, company_event(&second)).await,
+            StatusCode::ACCEPTED
+        );
+    }
+    let retrying = |text: &str| text.matches("retrying").count();
+    let started = std::time::Instant::now();
+    while retrying(&std::fs::read_to_string(&log).unwrap_or_default()) < TENANTS.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the installations never met the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &host.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(terminated.success());
+    let asked = std::time::Instant::now();
+    let exited = loop {
+        if let Some(status) = host.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "weft serve still running 20 s after SIGTERM: it waits out the backoff"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exited.success(), "{exited:?}");
+    drop(host);
+    {
+        use weft::store::Store;
+        let store = weft::store::RedbStore::open(&db).expect("store reopens");
+        for tenant in TENANTS {
+            let states = store.retry_states(tenant).expect("retry states");
+            assert!(
+                states.is_empty(),
+                "{tenant}: a stop counted as an attempt: {states:?}"
+            );
+        }
+        let dlq = store.dlq_list(&Default::default()).expect("dlq");
+        assert!(dlq.entries.is_empty(), "{:?}", dlq.entries);
+    }
+
+    // The next run, with the org healthy again, delivers every interrupted event.
+    org.set_faults(weft_emulator::FaultConfig::default());
+    let host = spawn_service(&db, dir.path(), &log);
+    let mut api = Api::new(host.addr);
+    for (tenant, token) in TENANTS.iter().zip(&tokens) {
+        let second = format!("{tenant}-2");
+        wait_for_account(&org, &format!("K-{second}"), "after the restart").await;
+        let mut state = Value::Null;
+        for _ in 0..200 {
+            state = event_state(&mut api, tenant, token, &second).await;
+            if state == "processed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(state, "processed", "{tenant}: {second}");
+    }
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!log.contains("dead-lettered"), "{log}");
+}

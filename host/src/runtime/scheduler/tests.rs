@@ -140,8 +140,16 @@ async fn a_unit_waiting_on_its_governor_gives_its_worker_to_another_installation
     let turn = scheduler.turn("a").await;
     let round = tokio::spawn(async move {
         turn.run(async {
-            governor.admit(Project::Outbound).await.success();
-            governor.admit(Project::Outbound).await.success();
+            governor
+                .admit(Project::Outbound)
+                .await
+                .expect("admitted")
+                .success();
+            governor
+                .admit(Project::Outbound)
+                .await
+                .expect("admitted")
+                .success();
         })
         .await
     });
