@@ -33,6 +33,8 @@ mod group_commit;
 mod model;
 mod redb_store;
 
+use std::ops::Range;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -204,8 +206,14 @@ pub trait StoreTxn {
         state: &RetryState,
     ) -> Result<(), StoreError>;
 
-    /// The pipeline finished with this event: it leaves the pending queue.
-    fn mark_processed(&mut self, installation: &str, seq: Seq) -> Result<(), StoreError>;
+    /// The pipeline finished with these events (each its seq and id, as
+    /// [`Store::pending_events`] read them): they leave the pending queue, with state
+    /// `processed`. An event the store does not have is [`StoreError::EventNotFound`].
+    fn mark_processed(
+        &mut self,
+        installation: &str,
+        events: &[(Seq, &str)],
+    ) -> Result<(), StoreError>;
 
     /// Accepts `event` again under a new seq even though its id is known (a DLQ replay):
     /// it rejoins the pending queue at the end and its state is `accepted` again.
@@ -233,16 +241,15 @@ pub trait StoreTxn {
     /// change of the same entry).
     fn get_dlq(&mut self, id: u64) -> Result<Option<DlqEntry>, StoreError>;
 
-    /// Appends to the audit log; returns the entry's id.
-    fn append_audit(&mut self, entry: &AuditEntry) -> Result<u64, StoreError>;
+    /// Appends `entries` to the audit log, in order; returns their ids.
+    fn append_audit(&mut self, entries: &[&AuditEntry]) -> Result<Range<u64>, StoreError>;
 
-    /// Records the newest event applied to a Salesforce record (see [`AppliedMark`]).
-    fn put_applied_mark(
+    /// Records the newest event applied to each Salesforce record, given as `(object,
+    /// record key, mark)` (see [`AppliedMark`]).
+    fn put_applied_marks(
         &mut self,
         installation: &str,
-        object: &str,
-        record_key: &str,
-        mark: &AppliedMark,
+        marks: &[(&str, &str, &AppliedMark)],
     ) -> Result<(), StoreError>;
 
     /// Stores an encoded checkpoint or watermark; prefer
@@ -460,16 +467,17 @@ pub trait StoreExt: Store {
             .transpose()
     }
 
-    fn mark_processed(&self, installation: &str, seq: Seq) -> Result<(), StoreError> {
-        self.transact(|txn| txn.mark_processed(installation, seq))
+    fn mark_processed(&self, installation: &str, seq: Seq, id: &str) -> Result<(), StoreError> {
+        self.transact(|txn| txn.mark_processed(installation, &[(seq, id)]))
     }
 
     fn put_dlq(&self, entry: &NewDlqEntry) -> Result<u64, StoreError> {
         self.transact(|txn| txn.put_dlq(entry))
     }
 
+    /// Appends one entry to the audit log; returns its id.
     fn append_audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
-        self.transact(|txn| txn.append_audit(entry))
+        self.transact(|txn| txn.append_audit(&[entry]).map(|ids| ids.start))
     }
 
     /// Sends an open DLQ entry's original event through the pipeline again: re-enqueues it

@@ -732,7 +732,9 @@ impl Pipeline {
             match outcome {
                 EventOutcome::Deferred => report.deferred += 1,
                 EventOutcome::Interrupted => report.interrupted += 1,
-                EventOutcome::Done(applied) => done.push((event.seq, applied)),
+                EventOutcome::Done(applied) => {
+                    done.push((event.seq, event.event.id.clone(), applied))
+                }
                 EventOutcome::Dlq(problem) => dlq.push(self.dlq_entry(event, problem, at, None)),
                 EventOutcome::Retry(problem) => {
                     match self
@@ -767,7 +769,7 @@ impl Pipeline {
         }
         report.done = done.len();
         report.dead_lettered = dlq.len();
-        for (seq, _) in &done {
+        for (seq, _, _) in &done {
             self.schedule.finished(*seq);
         }
         for entry in &dlq {
@@ -794,15 +796,19 @@ impl Pipeline {
         let installation = self.installation.clone();
         self.blocking(move || {
             store.write(&mut |txn| {
-                for (seq, applied) in &done {
-                    for a in applied {
-                        txn.append_audit(&a.audit)?;
-                        if let Some((object, key, mark)) = &a.mark {
-                            txn.put_applied_mark(&installation, object, key, mark)?;
-                        }
-                    }
-                    txn.mark_processed(&installation, *seq)?;
-                }
+                let applied = done.iter().flat_map(|(_, _, applied)| applied);
+                let audits: Vec<&AuditEntry> = applied.clone().map(|a| &a.audit).collect();
+                txn.append_audit(&audits)?;
+                let marks: Vec<(&str, &str, &AppliedMark)> = applied
+                    .filter_map(|a| a.mark.as_ref())
+                    .map(|(object, key, mark)| (object.as_str(), key.as_str(), mark))
+                    .collect();
+                txn.put_applied_marks(&installation, &marks)?;
+                let finished: Vec<(u64, &str)> = done
+                    .iter()
+                    .map(|(seq, id, _)| (*seq, id.as_str()))
+                    .collect();
+                txn.mark_processed(&installation, &finished)?;
                 for entry in &dlq {
                     txn.put_dlq(entry)?;
                 }

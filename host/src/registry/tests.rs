@@ -151,7 +151,7 @@ fn populate(store: &dyn Store, installation: &str) {
             txn.accept_events(installation, std::slice::from_ref(&event), at(0))?;
             txn.put_checkpoint(installation, "Account", &json!({"page": 3}))?;
             txn.set_synced_ids(installation, "Account", &["001A", "001B"], &[])?;
-            txn.append_audit(&AuditEntry {
+            txn.append_audit(&[&AuditEntry {
                 installation: installation.to_owned(),
                 event_id: Some(event.id.clone()),
                 object: "Account".into(),
@@ -160,7 +160,7 @@ fn populate(store: &dyn Store, installation: &str) {
                 skipped: Vec::new(),
                 action: AuditAction::Upsert,
                 at: at(0),
-            })?;
+            }])?;
             txn.put_dlq(&NewDlqEntry {
                 installation: installation.to_owned(),
                 original: DlqOriginal::Event {

@@ -19,6 +19,7 @@
 //! Accepted events are kept after processing (the pending queue is what shrinks): they are
 //! the record of what the product sent. Pruning them is a retention policy for later.
 
+use std::ops::Range;
 use std::path::Path;
 
 use jiff::Timestamp;
@@ -791,34 +792,32 @@ impl StoreTxn for RedbTxn<'_> {
         Ok(())
     }
 
-    fn mark_processed(&mut self, installation: &str, seq: Seq) -> Result<(), StoreError> {
-        const DOING: &str = "marking an event processed";
-        let event: AcceptedEvent = {
-            let stored = self.txn.open_table(EVENTS).doing(DOING)?;
-            let found = stored.get((installation, seq)).doing(DOING)?;
-            match found {
-                Some(guard) => decode(guard.value(), DOING)?,
-                None => {
-                    return Err(StoreError::EventNotFound {
-                        installation: installation.to_owned(),
-                        seq,
-                    });
-                }
+    fn mark_processed(
+        &mut self,
+        installation: &str,
+        events: &[(Seq, &str)],
+    ) -> Result<(), StoreError> {
+        const DOING: &str = "marking events processed";
+        // A round finishes hundreds of events: each table is opened once for all of them,
+        // and an event's stored text is not read back (its id comes with it).
+        let mut pending = self.txn.open_table(PENDING).doing(DOING)?;
+        let mut retry = self.txn.open_table(RETRY).doing(DOING)?;
+        let mut ids = self.txn.open_table(EVENT_IDS).doing(DOING)?;
+        let stored = self.txn.open_table(EVENTS).doing(DOING)?;
+        for &(seq, id) in events {
+            let was_pending = pending.remove((installation, seq)).doing(DOING)?.is_some();
+            // Only an event that is not pending (any more) costs a look-up: it must exist.
+            if !was_pending && stored.get((installation, seq)).doing(DOING)?.is_none() {
+                return Err(StoreError::EventNotFound {
+                    installation: installation.to_owned(),
+                    seq,
+                });
             }
-        };
-        self.txn
-            .open_table(PENDING)
-            .doing(DOING)?
-            .remove((installation, seq))
-            .doing(DOING)?;
-        self.forget_retry(installation, seq, DOING)?;
-        self.set_event_state(
-            installation,
-            &event.event.id,
-            seq,
-            EventState::Processed,
-            DOING,
-        )
+            retry.remove((installation, seq)).doing(DOING)?;
+            ids.insert((installation, id), (seq, EventState::Processed.code()))
+                .doing(DOING)?;
+        }
+        Ok(())
     }
 
     fn requeue_event(
@@ -972,32 +971,47 @@ impl StoreTxn for RedbTxn<'_> {
         }
     }
 
-    fn append_audit(&mut self, entry: &AuditEntry) -> Result<u64, StoreError> {
+    fn append_audit(&mut self, entries: &[&AuditEntry]) -> Result<Range<u64>, StoreError> {
         const DOING: &str = "appending to the audit log";
-        let id = self.next(NEXT_AUDIT_ID, DOING)?;
-        let bytes = encode(entry, DOING)?;
-        self.txn
-            .open_table(AUDIT)
-            .doing(DOING)?
-            .insert((entry.installation.as_str(), id), bytes.as_slice())
-            .doing(DOING)?;
-        Ok(id)
+        if entries.is_empty() {
+            return Ok(0..0);
+        }
+        // The ids are taken as one range and the table opened once: a round audits
+        // hundreds of records.
+        let first = {
+            let mut counters = self.txn.open_table(COUNTERS).doing(DOING)?;
+            let first = counters
+                .get(NEXT_AUDIT_ID)
+                .doing(DOING)?
+                .map_or(1, |g| g.value());
+            counters
+                .insert(NEXT_AUDIT_ID, first + entries.len() as u64)
+                .doing(DOING)?;
+            first
+        };
+        let mut audit = self.txn.open_table(AUDIT).doing(DOING)?;
+        for (id, entry) in (first..).zip(entries) {
+            let bytes = encode(entry, DOING)?;
+            audit
+                .insert((entry.installation.as_str(), id), bytes.as_slice())
+                .doing(DOING)?;
+        }
+        Ok(first..first + entries.len() as u64)
     }
 
-    fn put_applied_mark(
+    fn put_applied_marks(
         &mut self,
         installation: &str,
-        object: &str,
-        record_key: &str,
-        mark: &AppliedMark,
+        marks: &[(&str, &str, &AppliedMark)],
     ) -> Result<(), StoreError> {
         const DOING: &str = "recording a record's last applied event";
-        let bytes = encode(mark, DOING)?;
-        self.txn
-            .open_table(APPLIED)
-            .doing(DOING)?
-            .insert((installation, object, record_key), bytes.as_slice())
-            .doing(DOING)?;
+        let mut applied = self.txn.open_table(APPLIED).doing(DOING)?;
+        for (object, record_key, mark) in marks {
+            let bytes = encode(mark, DOING)?;
+            applied
+                .insert((installation, *object, *record_key), bytes.as_slice())
+                .doing(DOING)?;
+        }
         Ok(())
     }
 

@@ -58,7 +58,9 @@ fn pending_queue_drains_in_order_and_survives_reopen() {
         assert!(admitted.iter().all(|a| !a.duplicate));
         let page = store.pending_events("acme", None, 2).unwrap();
         assert_eq!(page.len(), 2);
-        store.mark_processed("acme", page[0].seq).unwrap();
+        store
+            .mark_processed("acme", page[0].seq, &page[0].event.id)
+            .unwrap();
         let rest = store.pending_events("acme", Some(page[1].seq), 10).unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].event.id, "c");
@@ -76,7 +78,7 @@ fn pending_queue_drains_in_order_and_survives_reopen() {
         EventState::Processed
     );
     assert!(matches!(
-        store.mark_processed("acme", 999),
+        store.mark_processed("acme", 999, "z"),
         Err(StoreError::EventNotFound { .. })
     ));
 }
@@ -256,6 +258,79 @@ fn audit_entries_append_per_installation() {
     assert_eq!(log[1].0, id);
     assert_eq!(log[1].1.changes[0].new, json!("Acme Corp"));
     assert_eq!(store.audit("acme", Some(log[0].0), 10).unwrap().len(), 1);
+
+    // A round's commit appends many at once: consecutive ids, in order, after the others.
+    let (a, b, c) = (entry("k3"), entry("k4"), entry("k5"));
+    let ids = store
+        .transact(|txn| {
+            txn.append_audit(&[])?;
+            txn.append_audit(&[&a, &b, &c])
+        })
+        .unwrap();
+    assert_eq!(ids, id + 1..id + 4);
+    let log = store.audit("acme", Some(id), 10).unwrap();
+    let keys: Vec<(u64, &str)> = log
+        .iter()
+        .map(|(id, e)| (*id, e.record_key.as_str()))
+        .collect();
+    assert_eq!(keys, [(id + 1, "k3"), (id + 2, "k4"), (id + 3, "k5")]);
+    assert_eq!(store.append_audit(&entry("k6")).unwrap(), id + 4);
+}
+
+/// A round finishes its events in one call: each leaves the queue as `processed`, once
+/// more is harmless, and an event the store never had fails the whole transaction.
+#[test]
+fn a_round_marks_its_events_processed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&db_path(&dir)).unwrap();
+    store
+        .transact(|txn| {
+            txn.accept_events(
+                "acme",
+                &[outbound("a"), outbound("b"), outbound("c")],
+                now(),
+            )
+        })
+        .unwrap();
+    let page = store.pending_events("acme", None, 10).unwrap();
+    let done: Vec<(u64, &str)> = page[..2]
+        .iter()
+        .map(|e| (e.seq, e.event.id.as_str()))
+        .collect();
+    store
+        .transact(|txn| txn.mark_processed("acme", &done))
+        .unwrap();
+    store
+        .transact(|txn| txn.mark_processed("acme", &done[..1]))
+        .unwrap();
+    let left: Vec<String> = store
+        .pending_events("acme", None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.id)
+        .collect();
+    assert_eq!(left, ["c"]);
+    for (id, state) in [
+        ("a", EventState::Processed),
+        ("b", EventState::Processed),
+        ("c", EventState::Accepted),
+    ] {
+        assert_eq!(
+            store.event_status("acme", id).unwrap().unwrap().state,
+            state,
+            "{id}"
+        );
+    }
+    let c = (page[2].seq, "c");
+    assert!(matches!(
+        store.transact(|txn| txn.mark_processed("acme", &[c, (999, "z")])),
+        Err(StoreError::EventNotFound { seq: 999, .. })
+    ));
+    assert_eq!(
+        store.event_status("acme", "c").unwrap().unwrap().state,
+        EventState::Accepted,
+        "nothing of a failed transaction lands"
+    );
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,7 +377,7 @@ fn a_checkpoint_commits_with_other_writes_or_not_at_all() {
             },
         )?;
         txn.accept_events("acme", &[outbound("y")], now())?;
-        txn.mark_processed("acme", 12345)
+        txn.mark_processed("acme", &[(12345, "y")])
     });
     assert!(failed.is_err());
     assert_eq!(
