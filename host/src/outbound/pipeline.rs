@@ -600,7 +600,7 @@ impl Pipeline {
             }
         }
 
-        let records: Vec<Map<String, Json>> = writes.iter().map(|w| w.record.clone()).collect();
+        let records: Vec<&Map<String, Json>> = writes.iter().map(|w| &w.record).collect();
         let results = write::upsert(
             &self.client,
             object,

@@ -27,7 +27,7 @@ pub async fn upsert(
     client: &SalesforceClient,
     object: &str,
     key_field: &str,
-    records: &[Map<String, Json>],
+    records: &[&Map<String, Json>],
     bulk_threshold: usize,
 ) -> Vec<WriteResult> {
     if records.is_empty() {
@@ -91,7 +91,7 @@ async fn bulk_upsert(
     client: &SalesforceClient,
     object: &str,
     key_field: &str,
-    records: &[Map<String, Json>],
+    records: &[&Map<String, Json>],
 ) -> Vec<WriteResult> {
     let mut columns: Vec<&str> = vec![key_field];
     for record in records {
@@ -230,7 +230,7 @@ fn bulk_error(text: &str) -> Problem {
 
 /// Bulk CSV: a field a record does not carry is an empty cell (left unchanged); a null is
 /// `#N/A`, Bulk's way to clear a field.
-fn to_csv(columns: &[&str], records: &[Map<String, Json>]) -> String {
+fn to_csv(columns: &[&str], records: &[&Map<String, Json>]) -> String {
     let mut out = String::new();
     let header: Vec<String> = columns
         .iter()
@@ -290,7 +290,7 @@ mod tests {
                 .unwrap_or_default(),
         ];
         assert_eq!(
-            to_csv(&["K", "N", "M"], &records),
+            to_csv(&["K", "N", "M"], &records.iter().collect::<Vec<_>>()),
             "\"K\",\"N\",\"M\"\n\"a\"\"1\",#N/A,\n\"b\",,\"3\"\n"
         );
     }

@@ -9,10 +9,14 @@
 //! ([`SalesforceClient::upsert_collection_chunks`]), so callers can persist outcomes as they
 //! come rather than after the last of 20,000 records.
 
+use std::borrow::Borrow;
+
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use super::error::RecordError;
 use super::rest::path_segment;
@@ -59,6 +63,48 @@ impl RecordResult {
     }
 }
 
+/// A Collections upsert request: `{"allOrNone": false, "records": [...]}`, each record
+/// with `"attributes": {"type": object}` first (in place of any it carries).
+struct UpsertBody<'a> {
+    object: &'a str,
+    records: Vec<&'a Map<String, Value>>,
+}
+
+impl Serialize for UpsertBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Attributes<'a>(&'a str);
+        impl Serialize for Attributes<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("type", self.0)?;
+                map.end()
+            }
+        }
+        struct Record<'a>(&'a str, &'a Map<String, Value>);
+        impl Serialize for Record<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(None)?;
+                map.serialize_entry("attributes", &Attributes(self.0))?;
+                for (field, value) in self.1 {
+                    if field != "attributes" {
+                        map.serialize_entry(field, value)?;
+                    }
+                }
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("allOrNone", &false)?;
+        let records: Vec<Record<'_>> = self
+            .records
+            .iter()
+            .map(|fields| Record(self.object, fields))
+            .collect();
+        map.serialize_entry("records", &records)?;
+        map.end()
+    }
+}
+
 /// The outcome of one chunk of at most [`MAX_COLLECTION_RECORDS`] records.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkOutcome {
@@ -75,12 +121,12 @@ impl SalesforceClient {
     ///
     /// Every result is held until the last chunk is done; to persist outcomes as they come
     /// (and lose at most one chunk's worth on a crash), use [`Self::upsert_collection_chunks`].
-    pub async fn upsert_collection(
+    pub async fn upsert_collection<R: Borrow<Map<String, Value>> + Sync>(
         &self,
         project: Project,
         object: &str,
         ext_field: &str,
-        records: &[Map<String, Value>],
+        records: &[R],
     ) -> Result<Vec<RecordResult>, SalesforceError> {
         let chunks = self.upsert_collection_chunks(project, object, ext_field, records);
         futures_util::pin_mut!(chunks);
@@ -100,12 +146,12 @@ impl SalesforceClient {
     /// Never fails as a whole: a request that fails for good (retries exhausted, a final
     /// error) gives every record of its chunk a failed result carrying that error, so each
     /// can go to the DLQ with the reason, and the stream goes on with the next chunk.
-    pub fn upsert_collection_chunks<'a>(
+    pub fn upsert_collection_chunks<'a, R: Borrow<Map<String, Value>> + Sync>(
         &'a self,
         project: Project,
         object: &'a str,
         ext_field: &'a str,
-        records: &'a [Map<String, Value>],
+        records: &'a [R],
     ) -> impl Stream<Item = ChunkOutcome> + Send + 'a {
         let path = self.data_path(&format!(
             "composite/sobjects/{}/{}",
@@ -127,12 +173,12 @@ impl SalesforceClient {
 
     /// Sends one chunk until every record has a final result: records that failed only on a
     /// row lock are re-sent (alone) after a backoff, up to the policy's attempts.
-    async fn upsert_chunk(
+    async fn upsert_chunk<R: Borrow<Map<String, Value>> + Sync>(
         &self,
         project: Project,
         object: &str,
         path: &str,
-        chunk: &[Map<String, Value>],
+        chunk: &[R],
     ) -> Vec<RecordResult> {
         let mut results: Vec<Option<RecordResult>> = vec![None; chunk.len()];
         let telemetry = self.inner.governor.telemetry().clone();
@@ -141,21 +187,24 @@ impl SalesforceClient {
         let mut round = 0u32;
         while !pending.is_empty() {
             round += 1;
-            let body = json!({
-                "allOrNone": false,
-                "records": pending.iter().filter_map(|&i| chunk.get(i)).map(|r| {
-                    let mut r = r.clone();
-                    r.insert("attributes".into(), json!({"type": object}));
-                    Value::Object(r)
-                }).collect::<Vec<_>>(),
-            });
+            let body = UpsertBody {
+                object,
+                records: pending
+                    .iter()
+                    .filter_map(|&i| chunk.get(i))
+                    .map(Borrow::borrow)
+                    .collect(),
+            };
+            // Written straight from the caller's records: nothing is copied to add the
+            // `attributes` each record needs. Maps with string keys always serialise.
+            let body = serde_json::to_vec(&body).unwrap_or_default();
             let call = Call::new(
                 project,
                 "collections.upsert",
                 Method::PATCH,
                 path.to_string(),
             )
-            .json(&body);
+            .body(Bytes::from(body), "application/json");
             let got: Result<Vec<RecordResult>, SalesforceError> =
                 match self.inner.execute(&call).await {
                     Ok(reply) => {
@@ -224,5 +273,38 @@ impl SalesforceClient {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_request_body_names_the_object_on_every_record() {
+        let plain = json!({"Name": "Acme \"One\"", "Ext__c": "K-1", "Employees": 3, "Gone": null});
+        let carried = json!({"Name": "Two", "attributes": {"type": "Contact", "url": "/x"}});
+        let records: Vec<&Map<String, Value>> = [&plain, &carried]
+            .into_iter()
+            .filter_map(Value::as_object)
+            .collect();
+        let body = UpsertBody {
+            object: "Account",
+            records,
+        };
+        let text = serde_json::to_string(&body).expect("serialises");
+        let read: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(
+            read,
+            json!({
+                "allOrNone": false,
+                "records": [
+                    {"attributes": {"type": "Account"}, "Name": "Acme \"One\"", "Ext__c": "K-1", "Employees": 3, "Gone": null},
+                    {"attributes": {"type": "Account"}, "Name": "Two"},
+                ],
+            })
+        );
+        assert_eq!(text.matches("attributes").count(), 2, "{text}");
     }
 }

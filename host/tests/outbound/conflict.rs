@@ -138,7 +138,8 @@ async fn a_rerun_after_a_crash_audits_its_own_earlier_write_as_a_write_not_a_con
         "Account_Manager_Role__c": "Executive Sponsor",
         "Acme_Updated_At__c": "2026-01-05T10:00:00Z",
     });
-    let records = vec![record.as_object().cloned().unwrap_or_default()];
+    let record = record.as_object().cloned().unwrap_or_default();
+    let records = vec![&record];
     let results = weft::outbound::write::upsert(
         &crate::common::client(&rig.org),
         "Account",
