@@ -173,6 +173,7 @@ impl InboundSync {
     /// Runs every page as a unit on `scheduler`; once `stop` turns true the pass ends with
     /// [`InboundError::Stopped`] before its next page.
     pub fn scheduled(mut self, scheduler: Arc<Scheduler>, stop: watch::Receiver<bool>) -> Self {
+        self.sink.stop_on(stop.clone());
         self.units = Some(Units { scheduler, stop });
         self
     }
@@ -206,6 +207,9 @@ impl InboundSync {
     pub fn reconfigure(&mut self, config: InboundConfig) -> Result<(), SinkError> {
         if config.sink != self.config.sink {
             self.sink = Sink::open(&config.sink, &self.installation)?;
+            if let Some(units) = &self.units {
+                self.sink.stop_on(units.stop.clone());
+            }
         }
         self.config = config;
         Ok(())
@@ -416,9 +420,12 @@ impl InboundSync {
         self.sink
             .deliver(object, &prepared.deliveries)
             .await
-            .map_err(|source| InboundError::Sink {
-                object: object.to_owned(),
-                source,
+            .map_err(|source| match source {
+                SinkError::Stopped => InboundError::Stopped,
+                source => InboundError::Sink {
+                    object: object.to_owned(),
+                    source,
+                },
             })
     }
 }

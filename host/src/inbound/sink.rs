@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tokio::sync::watch;
 
 pub use encode::{Deliveries, DeliveryRef, OutputRow};
 pub use http::HttpSink;
@@ -72,6 +73,10 @@ pub enum SinkError {
     Unavailable { attempts: u32, last: String },
     #[error("encoding a delivery: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The sync was asked to stop while the sink waited to retry; the page was not
+    /// delivered (as far as the sync knows) and is delivered again on resume.
+    #[error("stopped while waiting to retry")]
+    Stopped,
 }
 
 /// A configured sink.
@@ -95,6 +100,14 @@ impl Sink {
                 installation,
             )?),
         })
+    }
+
+    /// Ends the sink's retry waits when `stop` turns true (an endpoint's; the files never
+    /// wait).
+    pub fn stop_on(&mut self, stop: watch::Receiver<bool>) {
+        if let Sink::Http(sink) = self {
+            sink.stop_on(stop);
+        }
     }
 
     /// Where the object's records end in the sink, for a sink that can cut back to it (the

@@ -138,3 +138,47 @@ async fn the_sink_waits_out_a_retry_after_date() {
         "retried after {waited:?}, before the date Retry-After named"
     );
 }
+
+/// Regression: an endpoint answering `503` with `Retry-After: 3600` held its sync — and the
+/// host's stop — for an hour per attempt. Now a stop ends the wait at once; the page was
+/// not delivered as far as the sync knows, so it resumes from the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_the_wait_for_a_busy_endpoint() {
+    use weft::inbound::InboundError;
+    use weft::runtime::scheduler::{Scheduler, SchedulerConfig};
+
+    let org = org(5, 0).await;
+    let hits = Arc::new(Mutex::new(0usize));
+    let busy = |State(hits): State<Arc<Mutex<usize>>>| async move {
+        *hits.lock().expect("hits") += 1;
+        (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "3600")])
+    };
+    let app = Router::new()
+        .route("/ingest", post(busy))
+        .with_state(hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[inbound.objects.Account]\nfields = [\"Name\"]\n\n[inbound.sink]\nkind = \"http\"\nurl = \"http://{addr}/ingest\"\n"
+    );
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut sync = inbound(&config, &dir.path().join("weft.redb"))
+        .scheduled(Scheduler::new(SchedulerConfig::default()), stopping);
+    let pass = tokio::spawn(async move { sync.pass().await });
+    while *hits.lock().expect("hits") == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    stop.send(true).expect("the sync listens");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), pass)
+        .await
+        .expect("the pass ends at the stop, not after the endpoint's hour")
+        .expect("task");
+    assert!(matches!(ended, Err(InboundError::Stopped)), "{ended:?}");
+    assert_eq!(*hits.lock().expect("hits"), 1, "no retry after the stop");
+}

@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use tokio::sync::watch;
 
 use super::{Deliveries, DeliveryRef, SinkError};
 use crate::retry::{BackoffPolicy, Jitter, parse_retry_after};
@@ -35,6 +36,9 @@ pub struct HttpSink {
     token: Option<String>,
     batch: usize,
     installation: String,
+    /// Once true, a wait before a retry ends at once with [`SinkError::Stopped`]: an
+    /// endpoint's `Retry-After` of an hour must not hold up the host's stop.
+    stop: Option<watch::Receiver<bool>>,
 }
 
 impl HttpSink {
@@ -58,7 +62,13 @@ impl HttpSink {
             token,
             batch: batch.max(1),
             installation: installation.to_owned(),
+            stop: None,
         })
+    }
+
+    /// Ends retry waits when `stop` turns true (see [`HttpSink::stop`]).
+    pub fn stop_on(&mut self, stop: watch::Receiver<bool>) {
+        self.stop = Some(stop);
     }
 
     pub async fn deliver(&mut self, deliveries: &Deliveries) -> Result<(), SinkError> {
@@ -126,12 +136,24 @@ impl HttpSink {
                 // `Retry-After` (seconds or a date) is a floor, as for Salesforce.
                 let wait = policy.delay(attempt, retry_after, &mut jitter);
                 tracing::warn!(attempt = attempt + 1, error = %last, wait_ms = wait.as_millis() as u64, "sink endpoint failed; retrying");
-                tokio::time::sleep(wait).await;
+                self.wait(wait).await?;
             }
         }
         Err(SinkError::Unavailable {
             attempts: ATTEMPTS,
             last,
         })
+    }
+
+    /// Sleeps `wait` before a retry, or less when the sync is asked to stop meanwhile.
+    async fn wait(&self, wait: Duration) -> Result<(), SinkError> {
+        let Some(mut stop) = self.stop.clone() else {
+            tokio::time::sleep(wait).await;
+            return Ok(());
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Ok(()),
+            _ = stop.wait_for(|stopping| *stopping) => Err(SinkError::Stopped),
+        }
     }
 }
