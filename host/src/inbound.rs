@@ -370,6 +370,16 @@ impl InboundSync {
         Ok((describe, schema))
     }
 
+    /// Whether the Ids the object delivers are kept in the store. Only reconciliation reads
+    /// them, and it runs only for objects the replication resources do not serve; for the
+    /// others they would cost a B-tree insert per row and grow the store by every row, for
+    /// nothing. An object whose describe is not known yet keeps them.
+    fn tracks_ids(&self, object: &str) -> bool {
+        self.schemas
+            .get(object)
+            .is_none_or(|(describe, _)| !describe.replicateable)
+    }
+
     /// Commits a page: its DLQ entries and the object's new state, in one transaction, after
     /// the sink has the page.
     fn commit(
@@ -379,8 +389,16 @@ impl InboundSync {
         state: &dyn Fn(&mut dyn StoreTxn) -> Result<(), StoreError>,
     ) -> Result<(), InboundError> {
         // A durable commit blocks on fsync: not on an async worker's time.
+        let track_ids = self.tracks_ids(object);
         crate::blocking::in_place(|| {
-            write_page(&*self.store, &self.installation, object, page, state)
+            write_page(
+                &*self.store,
+                &self.installation,
+                object,
+                page,
+                track_ids,
+                state,
+            )
         })
         .map_err(|source| store(object, source))
     }
@@ -396,9 +414,10 @@ impl InboundSync {
     ) -> impl FnOnce() -> Result<(), InboundError> + Send + 'static {
         let store = self.store.clone();
         let installation = self.installation.clone();
+        let track_ids = self.tracks_ids(object);
         let object = object.to_owned();
         move || {
-            write_page(&*store, &installation, &object, &page, &|txn| {
+            write_page(&*store, &installation, &object, &page, track_ids, &|txn| {
                 saving.apply(txn, &installation, &object)
             })
             .map_err(|source| self::store(&object, source))
@@ -430,27 +449,32 @@ impl InboundSync {
     }
 }
 
-/// One durable transaction for a page: its DLQ entries, the Ids it delivered and deleted,
-/// and the object's new state.
+/// One durable transaction for a page: its DLQ entries, the Ids it delivered and deleted
+/// (when `track_ids`: see [`InboundSync::tracks_ids`]), and the object's new state.
 fn write_page(
     store: &dyn Store,
     installation: &str,
     object: &str,
     page: &Prepared,
+    track_ids: bool,
     state: &dyn Fn(&mut dyn StoreTxn) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let (mut present, mut gone) = (Vec::new(), Vec::new());
-    for d in page.deliveries.iter() {
-        match d.op {
-            Op::Upsert => present.push(d.id),
-            Op::Delete => gone.push(d.id),
+    if track_ids {
+        for d in page.deliveries.iter() {
+            match d.op {
+                Op::Upsert => present.push(d.id),
+                Op::Delete => gone.push(d.id),
+            }
         }
     }
     store.write(&mut |txn| {
         for entry in &page.dead {
             txn.put_dlq(entry)?;
         }
-        txn.set_synced_ids(installation, object, &present, &gone)?;
+        if track_ids {
+            txn.set_synced_ids(installation, object, &present, &gone)?;
+        }
         state(txn)
     })
 }

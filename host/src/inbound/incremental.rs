@@ -119,7 +119,7 @@ impl InboundSync {
         if unsaved {
             self.commit_watermark(name, &Prepared::default(), &watermark)?;
         }
-        if replicateable(describe) {
+        if describe.replicateable {
             self.hard_deletes(name, &mut watermark, &mut changes)
                 .await?;
         } else if self.reconcile_due(&watermark) {
@@ -320,13 +320,4 @@ fn tally(changes: &mut Changes, prepared: &Prepared) {
         }
     }
     changes.failed += prepared.dead.len() as u64;
-}
-
-/// Whether the object supports the replication resource (describe's `replicateable`).
-fn replicateable(describe: &SObjectDescribe) -> bool {
-    describe
-        .raw()
-        .get("replicateable")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
 }

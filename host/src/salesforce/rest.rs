@@ -77,6 +77,9 @@ pub struct FieldDescribe {
 pub struct SObjectDescribe {
     pub name: String,
     pub fields: Vec<FieldDescribe>,
+    /// Served by the replication resources (`updated`, `deleted`): deletes can be read
+    /// rather than found by comparing Ids.
+    pub replicateable: bool,
     /// The response cut to the keys the host reads (`describe_keys`), as compact text: one
     /// describe is cached for every object of every installation, and as text it takes a
     /// tenth of the memory of a JSON tree. It is read once per pass or round.
@@ -93,8 +96,17 @@ impl SObjectDescribe {
             .and_then(Value::as_str)
             .unwrap_or(object)
             .to_owned();
+        let replicateable = raw
+            .get("replicateable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let kept = super::describe_keys::kept(raw).to_string().into_boxed_str();
-        Ok(SObjectDescribe { name, fields, kept })
+        Ok(SObjectDescribe {
+            name,
+            fields,
+            replicateable,
+            kept,
+        })
     }
 
     /// The describe's JSON: the keys the host reads, parsed from the kept text.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::common::{SINK, inbound, latest, org, org_rows, sink_lines, write_config};
+use crate::common::{INSTALLATION, SINK, inbound, latest, org, org_rows, sink_lines, write_config};
 
 async fn delete(org: &weft_emulator::EmulatorHandle, id: &str) {
     let url = format!(
@@ -229,6 +229,59 @@ async fn rows_deleted_for_good_from_an_object_without_replication_are_found_by_r
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     let third = sync.pass().await.expect("pass");
     assert_eq!(third.objects[0].deleted, 0, "{third:?}");
+}
+
+/// Only reconciliation reads the Ids a sync delivered, and only an object without
+/// replication is reconciled: a replicateable object's backfill keeps none (it cost a
+/// B-tree insert per row and grew the store by every row), the other keeps every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_object_without_replication_keeps_the_ids_it_delivered() {
+    use weft::store::{RedbStore, Store};
+
+    let org = org(40, 0).await;
+    org.add_object(&weft_emulator::ObjectSpec {
+        name: "Widget__c".into(),
+        label: None,
+        fields: Vec::new(),
+        replicateable: false,
+    })
+    .expect("object");
+    let http = reqwest::Client::new();
+    for i in 0..12 {
+        let created = http
+            .post(format!(
+                "{}/services/data/v62.0/sobjects/Widget__c",
+                org.base_url()
+            ))
+            .bearer_auth(org.access_token())
+            .json(&serde_json::json!({"Name": format!("widget {i}")}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(created.status().as_u16(), 201);
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("weft.redb");
+    let body = format!(
+        "[inbound.objects.Account]\nfields = [\"Name\"]\n\n[inbound.objects.Widget__c]\nfields = [\"Name\"]\n{SINK}"
+    );
+    let config = write_config(dir.path(), &org, "golden-dedup", "", &body);
+    {
+        let mut sync = inbound(&config, &db);
+        let report = sync.pass().await.expect("backfill");
+        let backfilled: Vec<u64> = report.objects.iter().map(|o| o.backfilled).collect();
+        assert_eq!(backfilled[1], 12, "{report:?}");
+        assert!(backfilled[0] > 0, "{report:?}");
+    }
+    let store = RedbStore::open(&db).expect("store");
+    let kept = |object: &str| {
+        store
+            .synced_ids(INSTALLATION, object, None, 1_000)
+            .expect("synced ids")
+            .len()
+    };
+    assert_eq!(kept("Account"), 0);
+    assert_eq!(kept("Widget__c"), 12);
 }
 
 /// The org's own churn deletes some rows for good (hard deletes, emptied recycle bin): gone
