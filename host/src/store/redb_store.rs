@@ -57,7 +57,8 @@ const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit")
 const SYNC_STATE: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("sync_state");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// Ids of the rows inbound sync has delivered and not seen deleted, per (installation,
-/// object): what a reconciliation compares with the org's Ids.
+/// object): what a reconciliation compares with the org's Ids. Kept only for objects
+/// without replication, the only ones reconciled.
 const SYNCED_IDS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("inbound_ids");
 const APPLIED: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("outbound_applied");
