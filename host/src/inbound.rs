@@ -171,7 +171,7 @@ impl InboundSync {
     }
 
     /// Runs every page as a unit on `scheduler`; once `stop` turns true the pass ends with
-    /// [`InboundError::Stopped`] before its next page.
+    /// [`InboundError::Stopped`] before its next page, or in the sink's wait to retry.
     pub fn scheduled(mut self, scheduler: Arc<Scheduler>, stop: watch::Receiver<bool>) -> Self {
         self.sink.stop_on(stop.clone());
         self.units = Some(Units { scheduler, stop });

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use serde_json::{Map, Value as Json};
 
 use crate::salesforce::bulk_ingest::ResultSet;
-use crate::salesforce::{IngestJob, IngestOperation, RecordResult, SalesforceClient};
+use crate::salesforce::{
+    IngestJob, IngestOperation, RecordResult, SalesforceClient, SalesforceError,
+};
 use crate::store::Stage;
 use crate::throttle::Project;
 
@@ -61,6 +63,13 @@ fn record_result(result: &RecordResult) -> WriteResult {
     let Some(error) = result.errors.first() else {
         return Err(no_result());
     };
+    if error.status_code == SalesforceError::Stopped.metric_code() {
+        // The transport did not send this record's chunk: the installation is stopping.
+        return Err(Problem::from_salesforce(
+            Stage::Write,
+            &SalesforceError::Stopped,
+        ));
+    }
     Err(Problem {
         stage: Stage::Write,
         code: error.status_code.clone(),
@@ -266,6 +275,33 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Regression: a Collections chunk the transport did not send because the installation
+    /// was stopping came back as a record error with a code no rule knew, and its events
+    /// were dead-lettered; they stay queued for the next run.
+    #[test]
+    fn a_chunk_not_sent_at_a_stop_leaves_its_events_queued() {
+        let unsent = RecordResult {
+            id: None,
+            success: false,
+            created: None,
+            errors: vec![crate::salesforce::RecordError {
+                status_code: SalesforceError::Stopped.metric_code(),
+                message: SalesforceError::Stopped.to_string(),
+                fields: Vec::new(),
+            }],
+        };
+        let Err(problem) = record_result(&unsent) else {
+            panic!("an unsent record is not written");
+        };
+        let mut tally = super::super::outcome::Tally::new(1);
+        tally.start(0);
+        tally.fail(0, problem);
+        assert!(matches!(
+            tally.into_outcomes().as_slice(),
+            [super::super::outcome::EventOutcome::Interrupted]
+        ));
+    }
 
     #[test]
     fn reads_bulk_errors() {

@@ -66,7 +66,7 @@ impl HttpSink {
         })
     }
 
-    /// Ends retry waits when `stop` turns true (see [`HttpSink::stop`]).
+    /// Ends retry waits when `stop` turns true, with [`SinkError::Stopped`].
     pub fn stop_on(&mut self, stop: watch::Receiver<bool>) {
         self.stop = Some(stop);
     }
