@@ -10,6 +10,9 @@
 //! `download_records_per_sec=… bulk_records_per_sec=… rest_records_per_sec=…
 //! bulk_over_download=…`.
 
+#[path = "support/process.rs"]
+mod process;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +27,8 @@ use weft::store::{RedbStore, Store};
 use weft::telemetry::Telemetry;
 use weft::throttle::{Governor, SystemClock};
 use weft_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+
+use process::{cpu_secs, median};
 
 struct Scenario {
     name: &'static str,
@@ -191,26 +196,6 @@ fn sync_for(config: &Path, db: &Path, runtime: &PluginRuntime) -> InboundSync {
     );
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(db).expect("store"));
     InboundSync::new(&config.id, config.inbound.clone(), client, plugins, store).expect("sink")
-}
-
-/// CPU seconds this process (host and emulator together) has used so far.
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th
-    // and 13th, in clock ticks of 1/100 s.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: Vec<f64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|t| t.parse().ok())
-        .collect();
-    ticks.iter().sum::<f64>() / 100.0
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

@@ -12,6 +12,9 @@
 //! `create_events_per_sec=… update_events_per_sec=… create_cpu_us_per_event=…
 //! update_cpu_us_per_event=…`.
 
+#[path = "support/process.rs"]
+mod process;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +30,8 @@ use weft::store::{Operation, OutboundEvent, RedbStore, Store, StoreExt};
 use weft::telemetry::Telemetry;
 use weft::throttle::{Governor, GovernorConfig, ScheduleConfig, SystemClock};
 use weft_emulator::{Emulator, EmulatorConfig, EmulatorHandle, FieldSpec, FieldType};
+
+use process::{cpu_secs, median};
 
 const INSTALLATION: &str = "acme";
 const KEY: &str = "Acme_Company_Id__c";
@@ -114,20 +119,6 @@ fn company_event(round: usize, i: usize, version: usize) -> OutboundEvent {
     }
 }
 
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th
-    // and 13th, in clock ticks of 1/100 s.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: Vec<f64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|t| t.parse().ok())
-        .collect();
-    ticks.iter().sum::<f64>() / 100.0
-}
-
 /// Queues `events` and runs rounds until none is pending: (events/s, CPU µs per event).
 async fn drain(pipeline: &mut Pipeline, store: &RedbStore, events: &[OutboundEvent]) -> (f64, f64) {
     for chunk in events.chunks(5_000) {
@@ -149,11 +140,6 @@ async fn drain(pipeline: &mut Pipeline, store: &RedbStore, events: &[OutboundEve
     let secs = started.elapsed().as_secs_f64();
     let n = events.len() as f64;
     (n / secs, (cpu_secs() - cpu) * 1e6 / n)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,16 @@ use serde_json::Value;
 
 use crate::common::{inbound, org, org_rows, write_config};
 
+/// Serves `app` on a free loopback port.
+async fn serve(app: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
 #[derive(Default)]
 struct Endpoint {
     requests: usize,
@@ -51,11 +61,7 @@ async fn every_record_reaches_a_flaky_endpoint_once_accepted() {
     let app = Router::new()
         .route("/ingest", post(ingest))
         .with_state(endpoint.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve(app).await;
 
     let dir = tempfile::tempdir().expect("dir");
     let body = format!(
@@ -115,11 +121,7 @@ async fn the_sink_waits_out_a_retry_after_date() {
     let app = Router::new()
         .route("/ingest", post(throttled))
         .with_state(endpoint.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve(app).await;
 
     let dir = tempfile::tempdir().expect("dir");
     let body = format!(
@@ -156,11 +158,7 @@ async fn a_stop_ends_the_wait_for_a_busy_endpoint() {
     let app = Router::new()
         .route("/ingest", post(busy))
         .with_state(hits.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve(app).await;
 
     let dir = tempfile::tempdir().expect("dir");
     let body = format!(

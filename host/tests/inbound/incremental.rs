@@ -157,9 +157,8 @@ async fn hard_delete(org: &weft_emulator::EmulatorHandle, object: &str, ids: &[S
     panic!("the hardDelete job did not complete");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_deleted_for_good_from_an_object_without_replication_are_found_by_reconciliation() {
-    let org = org(10, 0).await;
+/// Adds `Widget__c`, an object the replication resources do not serve, with `rows` rows.
+async fn widgets(org: &weft_emulator::EmulatorHandle, rows: usize) {
     org.add_object(&weft_emulator::ObjectSpec {
         name: "Widget__c".into(),
         label: None,
@@ -168,7 +167,7 @@ async fn rows_deleted_for_good_from_an_object_without_replication_are_found_by_r
     })
     .expect("object");
     let http = reqwest::Client::new();
-    for i in 0..30 {
+    for i in 0..rows {
         let created = http
             .post(format!(
                 "{}/services/data/v62.0/sobjects/Widget__c",
@@ -181,6 +180,13 @@ async fn rows_deleted_for_good_from_an_object_without_replication_are_found_by_r
             .expect("create");
         assert_eq!(created.status().as_u16(), 201);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_deleted_for_good_from_an_object_without_replication_are_found_by_reconciliation() {
+    let org = org(10, 0).await;
+    widgets(&org, 30).await;
+    let http = reqwest::Client::new();
     let dir = tempfile::tempdir().expect("dir");
     let body = format!(
         "[inbound]\nreconcile_secs = 1\n\n[inbound.objects.Widget__c]\nfields = [\"Name\"]\n{SINK}"
@@ -239,27 +245,7 @@ async fn only_an_object_without_replication_keeps_the_ids_it_delivered() {
     use weft::store::{RedbStore, Store};
 
     let org = org(40, 0).await;
-    org.add_object(&weft_emulator::ObjectSpec {
-        name: "Widget__c".into(),
-        label: None,
-        fields: Vec::new(),
-        replicateable: false,
-    })
-    .expect("object");
-    let http = reqwest::Client::new();
-    for i in 0..12 {
-        let created = http
-            .post(format!(
-                "{}/services/data/v62.0/sobjects/Widget__c",
-                org.base_url()
-            ))
-            .bearer_auth(org.access_token())
-            .json(&serde_json::json!({"Name": format!("widget {i}")}))
-            .send()
-            .await
-            .expect("create");
-        assert_eq!(created.status().as_u16(), 201);
-    }
+    widgets(&org, 12).await;
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("weft.redb");
     let body = format!(
