@@ -13,6 +13,7 @@ use crate::schema::{FieldDef, FieldType, Storage};
 use crate::soql::{AggFunc, CmpOp, Expr, FieldsKind, Literal, Query, SelectItem};
 use crate::store::{Cell, DELETED, LIVE, Store, Table};
 use std::cmp::Ordering;
+use std::ops::Range;
 
 /// How to reach a field from a base row: follow `hops` lookups, then read `field`.
 #[derive(Debug, Clone)]
@@ -900,6 +901,53 @@ fn candidates(store: &Store, table: usize, p: &Pred) -> Option<Vec<u32>> {
     }
 }
 
+/// Rows are already in Id order, so `ORDER BY Id ASC` (Airbyte's choice, and Weft's REST
+/// paging) is free.
+fn id_order(plan: &Plan) -> bool {
+    plan.order.len() == 1
+        && plan.order[0].acc.hops.is_empty()
+        && plan.order[0].acc.field.storage == Storage::Id
+        && !plan.order[0].desc
+}
+
+/// The rows `filter` can match by its bounds on the table's own `Id` (`Id > x`, `Id <= y`,
+/// … at the top level or under `AND`): rows are numbered in Id order. Everything else is
+/// left to the filter, which still checks every row of the range.
+fn id_range(t: &Table, filter: &Pred) -> Range<usize> {
+    let mut range = 0..t.len();
+    let mut narrow = |p: &Pred| {
+        let Pred::Cmp(acc, op, CVal::Id(prefix, row)) = p else {
+            return;
+        };
+        if !acc.hops.is_empty() || acc.field.storage != Storage::Id {
+            return;
+        }
+        let own = t.def.key_prefix;
+        let row = *row as usize;
+        // An Id of another object compares by its key prefix: all of this table's rows are
+        // above it, or all below.
+        let (lo, hi) = match (op, prefix.cmp(&own)) {
+            (_, Ordering::Less) if matches!(op, CmpOp::Gt | CmpOp::Ge) => (0, usize::MAX),
+            (_, Ordering::Less) if matches!(op, CmpOp::Lt | CmpOp::Le) => (0, 0),
+            (_, Ordering::Greater) if matches!(op, CmpOp::Gt | CmpOp::Ge) => (0, 0),
+            (_, Ordering::Greater) if matches!(op, CmpOp::Lt | CmpOp::Le) => (0, usize::MAX),
+            (CmpOp::Gt, Ordering::Equal) => (row.saturating_add(1), usize::MAX),
+            (CmpOp::Ge, Ordering::Equal) => (row, usize::MAX),
+            (CmpOp::Lt, Ordering::Equal) => (0, row),
+            (CmpOp::Le, Ordering::Equal) => (0, row.saturating_add(1)),
+            _ => (0, usize::MAX),
+        };
+        range.start = range.start.max(lo);
+        range.end = range.end.min(hi);
+    };
+    match filter {
+        Pred::And(parts) => parts.iter().for_each(&mut narrow),
+        single => narrow(single),
+    }
+    range.start = range.start.min(range.end);
+    range
+}
+
 /// Runs a plan: the matching rows, sorted, after `OFFSET`/`LIMIT`.
 pub fn execute(store: &Store, plan: &Plan) -> Vec<u32> {
     let t = &store.tables[plan.table];
@@ -921,14 +969,23 @@ pub fn execute(store: &Store, plan: &Plan) -> Vec<u32> {
             cand.dedup();
             rows.extend(cand.into_iter().filter(|&r| keep(r as usize)));
         }
-        None => rows.extend((0..t.len()).filter(|&r| keep(r)).map(|r| r as u32)),
+        None => {
+            // Rows are numbered in Id order: a bound on `Id` narrows the scan as the Id
+            // index does in an org, so paging by `WHERE Id > last ORDER BY Id LIMIT n`
+            // reads one page per query, not the table up to it.
+            let range = plan.filter.as_ref().map_or(0..t.len(), |f| id_range(t, f));
+            // In scan order, `OFFSET`/`LIMIT` keep the first matches: stop there.
+            let scan_order = plan.order.is_empty() || id_order(plan);
+            let enough = match plan.limit {
+                Some(limit) if scan_order && !plan.count_only && !plan.is_aggregate() => {
+                    plan.offset.unwrap_or(0).saturating_add(limit) as usize
+                }
+                _ => usize::MAX,
+            };
+            rows.extend(range.filter(|&r| keep(r)).take(enough).map(|r| r as u32));
+        }
     }
-    // Rows are already in id order, so `ORDER BY Id ASC` (Airbyte's choice) is free.
-    let id_order = plan.order.len() == 1
-        && plan.order[0].acc.hops.is_empty()
-        && plan.order[0].acc.field.storage == Storage::Id
-        && !plan.order[0].desc;
-    if !plan.order.is_empty() && !id_order {
+    if !plan.order.is_empty() && !id_order(plan) {
         let n = plan.order.len();
         let mut keys: Vec<Key> = Vec::with_capacity(rows.len() * n);
         for &r in &rows {

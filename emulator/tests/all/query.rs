@@ -171,6 +171,80 @@ async fn a_limit_keeps_the_prefix_of_the_full_order() {
     }
 }
 
+/// A bound on `Id` narrows the scan (rows are numbered in Id order) and a `LIMIT` in Id
+/// order stops it: the rows must be exactly those a full scan finds, for every operator,
+/// at the edges, under `AND` with another condition and with `OFFSET`.
+#[tokio::test]
+async fn an_id_bound_reads_exactly_the_rows_a_full_scan_finds() {
+    let (_org, api) = start(small()).await;
+    let ids = |r: &crate::common::Reply| -> Vec<String> {
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["records"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|rec| rec["Id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let all = ids(&api
+        .query("SELECT Id FROM Account ORDER BY Id LIMIT 2000")
+        .await);
+    assert!(all.len() > 400, "{} rows", all.len());
+    let named = ids(&api
+        .query("SELECT Id FROM Account WHERE Tier__c = 'Gold' ORDER BY Id LIMIT 2000")
+        .await);
+    assert!(!named.is_empty() && named.len() < all.len());
+    let last = all.len() - 1;
+    for at in [0, 1, all.len() / 2, last - 1, last] {
+        let pivot = &all[at];
+        for (op, keep) in [
+            (">", (at + 1)..all.len()),
+            (">=", at..all.len()),
+            ("<", 0..at),
+            ("<=", 0..(at + 1)),
+        ] {
+            let expected = &all[keep.clone()];
+            let got = ids(&api
+                .query(&format!(
+                    "SELECT Id FROM Account WHERE Id {op} '{pivot}' ORDER BY Id LIMIT 2000"
+                ))
+                .await);
+            assert_eq!(got, expected, "Id {op} row {at}");
+            let unordered = ids(&api
+                .query(&format!("SELECT Id FROM Account WHERE Id {op} '{pivot}'"))
+                .await);
+            assert_eq!(
+                unordered.len(),
+                expected.len(),
+                "Id {op} row {at}, no ORDER BY"
+            );
+            let page = ids(&api
+                .query(&format!(
+                    "SELECT Id FROM Account WHERE Id {op} '{pivot}' ORDER BY Id LIMIT 7 OFFSET 2"
+                ))
+                .await);
+            let end = expected.len().min(9);
+            assert_eq!(
+                page,
+                expected.get(2.min(end)..end).unwrap_or(&[]),
+                "page of Id {op} row {at}"
+            );
+            let both: Vec<&String> = named.iter().filter(|id| expected.contains(id)).collect();
+            let got = ids(&api
+                .query(&format!(
+                    "SELECT Id FROM Account WHERE Tier__c = 'Gold' AND Id {op} '{pivot}' ORDER BY Id LIMIT 2000"
+                ))
+                .await);
+            assert_eq!(
+                got.iter().collect::<Vec<_>>(),
+                both,
+                "Tier AND Id {op} row {at}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn bad_queries_get_salesforce_error_codes() {
     let (_org, api) = start(small()).await;
