@@ -7,6 +7,7 @@
 //! reads.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use jiff::Timestamp;
@@ -28,7 +29,8 @@ pub struct Current {
     pub last_modified: Option<Timestamp>,
     /// The user who made the last change (`LastModifiedById`).
     pub last_modified_by: Option<String>,
-    pub values: Map<String, Json>,
+    /// Shared with the resolver's work on the blocking pool.
+    pub values: Arc<Map<String, Json>>,
 }
 
 /// Reads `fields` (plus `Id`, `LastModifiedDate` and `LastModifiedById`) of the `object` records whose
@@ -77,7 +79,7 @@ pub async fn read_current(
                         id,
                         last_modified,
                         last_modified_by,
-                        values: record,
+                        values: Arc::new(record),
                     },
                 );
             }

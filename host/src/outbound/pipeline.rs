@@ -110,7 +110,8 @@ struct Item {
     object: String,
     key_field: String,
     key: String,
-    fields: Map<String, Json>,
+    /// Shared with the resolver's work on the blocking pool.
+    fields: Arc<Map<String, Json>>,
     op: Op,
     mark: Option<AppliedMark>,
 }
@@ -372,7 +373,7 @@ impl Pipeline {
                 object: record.object,
                 key_field,
                 key,
-                fields: record.fields,
+                fields: Arc::new(record.fields),
                 op,
                 mark: None,
             });
@@ -540,16 +541,16 @@ impl Pipeline {
         }
 
         let decided = {
-            let list: Vec<Contest<'_>> = contests
+            let list: Vec<Contest> = contests
                 .iter()
                 .filter_map(|&index| {
                     let item = items.get(index)?;
                     let event = events.get(item.event)?;
                     let now_there = current.get(&item.key);
                     Some(Contest {
-                        incoming: &item.fields,
+                        incoming: item.fields.clone(),
                         incoming_at: event.event.occurred_at,
-                        current: now_there.map(|c| &c.values),
+                        current: now_there.map(|c| c.values.clone()),
                         changed_at: changed_by_others(
                             now_there,
                             item.mark.as_ref(),
@@ -558,7 +559,7 @@ impl Pipeline {
                     })
                 })
                 .collect();
-            resolve(&self.installation, &self.plugins, &key_field, &list).await
+            resolve(&self.installation, &self.plugins, &key_field, list).await
         };
         for (&index, result) in contests.iter().zip(decided) {
             let Some(item) = items.get(index) else {
@@ -616,7 +617,7 @@ impl Pipeline {
             match result {
                 Err(problem) => tally.fail(item.event, problem),
                 Ok(_created) => {
-                    let old = current.get(&item.key).map(|c| &c.values);
+                    let old = current.get(&item.key).map(|c| c.values.as_ref());
                     let changes = pending
                         .record
                         .iter()
@@ -652,7 +653,7 @@ impl Pipeline {
                 Ok(_) => {
                     let old = current
                         .get(&item.key)
-                        .map(|c| Json::Object(c.values.clone()))
+                        .map(|c| Json::Object(c.values.as_ref().clone()))
                         .unwrap_or(Json::Null);
                     let changes = vec![FieldChange {
                         field: "Id".into(),

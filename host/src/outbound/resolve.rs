@@ -12,19 +12,20 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::{Map, Value as Json};
 
-use crate::plugin::{BatchBuilder, Decision, InstalledPlugins};
+use crate::plugin::{BatchBuilder, Decision, InstalledPlugins, Resolution};
 use crate::store::{SkippedField, Stage};
 
 use super::outcome::Problem;
 use super::transform::call_plugin;
 
-/// One record to decide.
+/// One record to decide. The maps are shared with the round (the resolver's work runs on
+/// the blocking pool, and needs no copy of them to get there).
 #[derive(Debug, Clone)]
-pub struct Contest<'a> {
-    pub incoming: &'a Map<String, Json>,
+pub struct Contest {
+    pub incoming: Arc<Map<String, Json>>,
     pub incoming_at: Timestamp,
     /// Salesforce's values now; `None` for a record it does not have.
-    pub current: Option<&'a Map<String, Json>>,
+    pub current: Option<Arc<Map<String, Json>>>,
     /// When someone other than Weft last changed the record, if after Weft's last write.
     pub changed_at: Option<Timestamp>,
 }
@@ -41,31 +42,21 @@ pub async fn resolve(
     installation: &str,
     plugins: &Arc<InstalledPlugins>,
     key_field: &str,
-    contests: &[Contest<'_>],
+    contests: Vec<Contest>,
 ) -> Vec<Result<Decided, Problem>> {
     if contests.is_empty() {
         return Vec::new();
     }
-    // Owned copies, so the batches are built on the blocking pool with the call: building
-    // is CPU work that grows with the round, and async workers must stay free for I/O.
-    let owned: Vec<(Map<String, Json>, Option<Map<String, Json>>)> = contests
-        .iter()
-        .map(|c| (c.incoming.clone(), c.current.cloned()))
-        .collect();
-    let incoming_at: Vec<i64> = contests
-        .iter()
-        .map(|c| c.incoming_at.as_millisecond())
-        .collect();
-    let current_at: Vec<Option<i64>> = contests
-        .iter()
-        .map(|c| c.changed_at.map(Timestamp::as_millisecond))
-        .collect();
-    let resolution = call_plugin(installation, plugins, move |p, id| {
+    let count = contests.len();
+    let key_field = key_field.to_owned();
+    // Building the batches, the call and applying its answer are CPU work that grows with
+    // the round: all of it on the blocking pool, none on an async worker.
+    let decided = call_plugin(installation, plugins, move |p, id| {
         let mut incoming = BatchBuilder::new("incoming");
         let mut current = BatchBuilder::new("current");
-        for (incoming_record, current_record) in &owned {
-            incoming.push_json(incoming_record);
-            match current_record {
+        for contest in &contests {
+            incoming.push_json(&contest.incoming);
+            match &contest.current {
                 Some(record) => current.push_json(record),
                 None => {
                     current.push_record();
@@ -74,17 +65,31 @@ pub async fn resolve(
         }
         let incoming = incoming.finish();
         let current = current.finish();
+        let incoming_at: Vec<i64> = contests
+            .iter()
+            .map(|c| c.incoming_at.as_millisecond())
+            .collect();
+        let current_at: Vec<Option<i64>> = contests
+            .iter()
+            .map(|c| c.changed_at.map(Timestamp::as_millisecond))
+            .collect();
         let resolution = p.resolve(id, &incoming, &incoming_at, &current, &current_at)?;
-        Ok((incoming.fields, resolution))
+        Ok(decide(&contests, &incoming.fields, &resolution, &key_field))
     })
     .await;
-    let (fields, resolution) = match resolution {
-        Ok(answer) => answer,
-        Err(error) => {
-            let problem = Problem::permanent(Stage::Conflict, error.dlq_code(), error.to_string());
-            return contests.iter().map(|_| Err(problem.clone())).collect();
-        }
-    };
+    decided.unwrap_or_else(|error| {
+        let problem = Problem::permanent(Stage::Conflict, error.dlq_code(), error.to_string());
+        vec![Err(problem); count]
+    })
+}
+
+/// Applies the resolver's answer: per contest, the fields to write and those held back.
+fn decide(
+    contests: &[Contest],
+    fields: &[String],
+    resolution: &Resolution,
+    key_field: &str,
+) -> Vec<Result<Decided, Problem>> {
     let mut out = Vec::with_capacity(contests.len());
     for (row, contest) in contests.iter().enumerate() {
         if let Some(error) = resolution.errors.iter().find(|e| e.record as usize == row) {
@@ -114,6 +119,7 @@ pub async fn resolve(
             } else {
                 let current = contest
                     .current
+                    .as_ref()
                     .and_then(|c| c.get(field))
                     .cloned()
                     .unwrap_or(Json::Null);
@@ -130,7 +136,7 @@ pub async fn resolve(
     out
 }
 
-fn skip_reason(contest: &Contest<'_>, decided: bool) -> String {
+fn skip_reason(contest: &Contest, decided: bool) -> String {
     if !decided {
         return "the resolver gave no decision for this field; kept Salesforce's value".into();
     }
