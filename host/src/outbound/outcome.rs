@@ -40,6 +40,11 @@ impl Problem {
         self
     }
 
+    /// A request not sent because the installation is stopping (see [`EventOutcome::Interrupted`]).
+    fn is_interruption(&self) -> bool {
+        self.code == INTERRUPTED
+    }
+
     /// A failed Salesforce request, classified by the transport's own retry rules.
     pub fn from_salesforce(stage: Stage, error: &SalesforceError) -> Self {
         if matches!(error, SalesforceError::Stopped) {
@@ -78,12 +83,6 @@ impl Problem {
 /// The code of a request the host did not send because the installation was stopping. It
 /// never reaches the DLQ or the retry schedule: the event stays queued as it was.
 const INTERRUPTED: &str = "HOST_STOPPING";
-
-impl Problem {
-    fn is_interruption(&self) -> bool {
-        self.code == INTERRUPTED
-    }
-}
 
 /// Per-record error codes that clear on their own. The transport re-sends row locks within
 /// a call; whatever is still locked after that, or failed with the whole request (a
