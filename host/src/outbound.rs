@@ -24,6 +24,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod resolve;
 pub mod retry;
+pub mod schemas;
 pub mod transform;
 pub mod validate;
 pub mod worker;

@@ -21,7 +21,6 @@ use crate::store::{
     AppliedMark, AuditAction, AuditEntry, DlqOriginal, FieldChange, NewDlqEntry, Operation,
     OutboundEvent, PendingEvent, RetryState, SkippedField, Stage, Store, StoreError,
 };
-use crate::throttle::Project;
 
 use super::config::{DeletePolicy, OutboundConfig};
 use super::current::{Current, key_text, read_current};
@@ -29,8 +28,8 @@ use super::identity::{integration_user, same_id};
 use super::outcome::{Applied, EventOutcome, Problem, Tally};
 use super::resolve::{Contest, resolve};
 use super::retry::{RetrySchedule, Verdict};
+use super::schemas::Schemas;
 use super::transform::{MappedRecord, transform};
-use super::validate::ObjectRules;
 use super::write;
 
 /// How long after a failed look-up of the integration user the pipeline asks again. A
@@ -95,6 +94,8 @@ pub struct Pipeline {
     schedule_restored: bool,
     /// When the client's describe cache was last emptied (see `describe_ttl_secs`).
     schemas_read: Instant,
+    /// The coercer's schema and the validator's rules of each object, per describe read.
+    schemas: Schemas,
 }
 
 /// What the pipeline does with one mapped record.
@@ -143,6 +144,7 @@ impl Pipeline {
             integration_user: None,
             integration_user_failed: None,
             schemas_read: Instant::now(),
+            schemas: Schemas::default(),
         }
     }
 
@@ -163,6 +165,7 @@ impl Pipeline {
     /// now (after an admin added a field or a picklist value, before a replay).
     pub fn refresh_schemas(&mut self) {
         self.client.clear_describe_cache();
+        self.schemas = Schemas::default();
         self.schemas_read = Instant::now();
     }
 
@@ -204,6 +207,7 @@ impl Pipeline {
             &self.installation,
             &self.plugins,
             &self.client,
+            &mut self.schemas,
             &inputs,
             &mut tally,
         )
@@ -435,7 +439,7 @@ impl Pipeline {
 
     /// Conflict read, validation, resolution and the writes for one object's items.
     async fn sync_object(
-        &self,
+        &mut self,
         object: &str,
         events: &[PendingEvent],
         items: Vec<Item>,
@@ -446,13 +450,12 @@ impl Pipeline {
                 tally.fail(item.event, problem.clone());
             }
         };
-        let describe = match self.client.describe(Project::Outbound, object).await {
-            Ok(describe) => describe,
+        let rules = match self.schemas.get(&self.client, object).await {
+            Ok(described) => described.rules,
             Err(error) => {
                 return fail_all(tally, Problem::from_salesforce(Stage::Conflict, &error));
             }
         };
-        let rules = ObjectRules::from_describe(&describe.raw());
         let Some(key_field) = items.first().map(|i| i.key_field.clone()) else {
             return;
         };

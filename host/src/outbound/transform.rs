@@ -15,16 +15,15 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
+use super::outcome::{Problem, Tally};
+use super::schemas::{Described, Schemas};
+use super::validate::ObjectRules;
 use crate::plugin::{
     Batch, BatchResult, Direction, InstalledPlugins, MAX_BATCH_CELLS, PluginError,
-    batches_from_texts, record_to_json, schema_from_describe,
+    batches_from_texts, record_to_json,
 };
-use crate::salesforce::SalesforceClient;
+use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{OutboundEvent, RecordText, Stage};
-use crate::throttle::Project;
-
-use super::outcome::{Problem, Tally};
-use super::validate::ObjectRules;
 
 /// One Salesforce record an event maps to, coerced to the org's schema.
 #[derive(Debug, Clone)]
@@ -41,6 +40,7 @@ pub async fn transform(
     installation: &str,
     plugins: &Arc<InstalledPlugins>,
     client: &SalesforceClient,
+    schemas: &mut Schemas,
     events: &[(usize, &OutboundEvent<RecordText>)],
     tally: &mut Tally,
 ) -> Vec<MappedRecord> {
@@ -122,10 +122,11 @@ pub async fn transform(
             for batch in mapped.batches {
                 let events: Vec<Option<usize>> =
                     batch.sources.iter().map(|&s| event_of(s)).collect();
+                let described = schemas.get(client, &batch.object).await;
                 coerce_batch(
                     installation,
                     plugins,
-                    client,
+                    described,
                     batch,
                     events,
                     tally,
@@ -138,11 +139,12 @@ pub async fn transform(
     out
 }
 
-/// Coerces one mapped batch whose row `r` came from round event `events[r]`.
+/// Coerces one mapped batch whose row `r` came from round event `events[r]`, against its
+/// object's describe as read.
 async fn coerce_batch(
     installation: &str,
     plugins: &Arc<InstalledPlugins>,
-    client: &SalesforceClient,
+    described: Result<Described, SalesforceError>,
     batch: Batch,
     events: Vec<Option<usize>>,
     tally: &mut Tally,
@@ -153,15 +155,14 @@ async fn coerce_batch(
             tally.fail(*index, problem.clone());
         }
     };
-    let describe = match client.describe(Project::Outbound, &batch.object).await {
-        Ok(describe) => describe,
+    let described = match described {
+        Ok(described) => described,
         Err(error) => {
             fail_all(tally, &Problem::from_salesforce(Stage::Coerce, &error));
             return;
         }
     };
-    let raw = describe.raw();
-    let schema = match schema_from_describe(&raw) {
+    let schema = match described.schema {
         Ok(schema) => schema,
         Err(reason) => {
             fail_all(
@@ -171,7 +172,7 @@ async fn coerce_batch(
             return;
         }
     };
-    let rules = ObjectRules::from_describe(&raw);
+    let rules = described.rules;
     let row_events = events.clone();
     // The call and the conversion of its output to JSON are CPU work: both on the
     // blocking pool.
