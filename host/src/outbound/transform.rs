@@ -15,15 +15,16 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
-use super::outcome::{Problem, Tally};
-use super::schemas::{Described, Schemas};
-use super::validate::ObjectRules;
 use crate::plugin::{
     Batch, BatchResult, Direction, InstalledPlugins, MAX_BATCH_CELLS, PluginError,
     batches_from_texts, record_to_json,
 };
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{OutboundEvent, RecordText, Stage};
+
+use super::outcome::{Problem, Tally};
+use super::schemas::{Described, Schemas};
+use super::validate::ObjectRules;
 
 /// One Salesforce record an event maps to, coerced to the org's schema.
 #[derive(Debug, Clone)]
