@@ -566,28 +566,63 @@ impl RecordWriter<'_> {
 }
 
 /// Where a mapping writes its output records: one batch per target object.
-#[derive(Debug, Default)]
-pub struct Emit {
+///
+/// The default mapping (copy every record as it is) writes nothing until it must: while the
+/// output is exactly the input's first records, each copied whole and in order, `Emit` only
+/// counts them, and a batch copied through returns the input batch itself (two block
+/// copies per column instead of a lookup and a write per value). Anything else written
+/// first writes the counted copies out, so the output is the same either way.
+#[derive(Debug)]
+pub struct Emit<'a> {
+    input: &'a BatchView<'a>,
     builders: Vec<BatchBuilder>,
     source: u32,
-    capacity: usize,
+    /// `Some(n)`: input records `0..n` were copied and nothing else written yet.
+    copies: Option<u32>,
+    /// Where the record being mapped started, to roll a failed one back.
+    marks: Vec<Mark>,
+    copies_at_start: u32,
 }
 
-impl Emit {
-    pub(crate) fn new(capacity: usize) -> Self {
+impl<'a> Emit<'a> {
+    pub(crate) fn new(input: &'a BatchView<'a>) -> Self {
         Self {
+            input,
             builders: Vec::new(),
             source: 0,
-            capacity,
+            copies: Some(0),
+            marks: Vec::new(),
+            copies_at_start: 0,
         }
     }
 
-    pub(crate) fn set_source(&mut self, source: u32) {
+    /// Starts mapping input record `source`.
+    pub(crate) fn begin(&mut self, source: u32) {
         self.source = source;
+        self.copies_at_start = self.copies.unwrap_or(0);
+        self.mark_start();
+    }
+
+    fn mark_start(&mut self) {
+        self.marks.clear();
+        self.marks
+            .extend(self.builders.iter().map(BatchBuilder::mark));
+    }
+
+    /// Drops everything the current record wrote, including builders it created.
+    pub(crate) fn rollback(&mut self) {
+        if let Some(copies) = &mut self.copies {
+            *copies = self.copies_at_start;
+        }
+        self.builders.truncate(self.marks.len());
+        for (builder, mark) in self.builders.iter_mut().zip(&self.marks) {
+            builder.rollback(*mark);
+        }
     }
 
     /// Starts an output record of `object` for the input record being mapped.
     pub fn record(&mut self, object: &str) -> RecordWriter<'_> {
+        self.write_copies();
         let index = match self
             .builders
             .iter()
@@ -596,7 +631,7 @@ impl Emit {
             Some(i) => i,
             None => {
                 let mut builder = BatchBuilder::new(object);
-                builder.reserve(self.capacity);
+                builder.reserve(self.input.len());
                 self.builders.push(builder);
                 self.builders.len() - 1
             }
@@ -607,20 +642,55 @@ impl Emit {
         builder.push(source)
     }
 
-    pub(crate) fn mark_into(&self, marks: &mut Vec<Mark>) {
-        marks.clear();
-        marks.extend(self.builders.iter().map(BatchBuilder::mark));
-    }
-
-    /// Drops everything written since `marks` was taken, including builders created since.
-    pub(crate) fn rollback(&mut self, marks: &[Mark]) {
-        self.builders.truncate(marks.len());
-        for (builder, mark) in self.builders.iter_mut().zip(marks) {
-            builder.rollback(*mark);
+    /// Emits `rec` as it is, every field copied.
+    pub(crate) fn copy(&mut self, rec: Record<'_>) {
+        if let Some(n) = self.copies
+            && std::ptr::eq(
+                std::ptr::from_ref(rec.view).cast::<()>(),
+                std::ptr::from_ref(self.input).cast::<()>(),
+            )
+            && rec.row == n as usize
+            && self.source == n
+        {
+            self.copies = Some(n + 1);
+            return;
+        }
+        let mut writer = self.record(rec.object());
+        for (name, value) in rec.fields() {
+            writer.set(name, value);
         }
     }
 
-    pub(crate) fn finish(self) -> Vec<Batch> {
+    /// Writes the counted copies into the builders, marking where the current record
+    /// starts among them.
+    fn write_copies(&mut self) {
+        let Some(copies) = self.copies.take() else {
+            return;
+        };
+        let (input, source, start) = (self.input, self.source, self.copies_at_start);
+        for row in 0..copies {
+            if row == start {
+                self.mark_start();
+            }
+            self.source = row;
+            self.copy(input.record(row as usize));
+        }
+        if copies == start {
+            self.mark_start();
+        }
+        self.source = source;
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<Batch> {
+        if let Some(copies) = self.copies {
+            if copies == 0 {
+                return Vec::new();
+            }
+            if let Some(batch) = first_records(self.input.batch, copies as usize) {
+                return vec![batch];
+            }
+            self.write_copies();
+        }
         self.builders
             .into_iter()
             .map(BatchBuilder::finish)
@@ -628,9 +698,221 @@ impl Emit {
     }
 }
 
+/// The first `rows` records of `batch` as a batch of their own, exactly as copying them
+/// value by value would write them; `None` when a copy would change something (a value
+/// it reads differently than the wire holds it, a repeated field name), so the caller
+/// copies value by value instead.
+fn first_records(batch: &Batch, rows: usize) -> Option<Batch> {
+    let text = batch.text.as_str();
+    let written_back = |(&tag, &payload): (&u8, &u64)| match tag {
+        layout::tag::ABSENT | layout::tag::NULL => payload == 0,
+        layout::tag::BOOLEAN => payload <= 1,
+        layout::tag::INTEGER | layout::tag::NUMBER | layout::tag::DATETIME => true,
+        layout::tag::DATE => payload as i64 as i32 as i64 as u64 == payload,
+        layout::tag::TIME => u32::try_from(payload).is_ok(),
+        layout::tag::TEXT | layout::tag::JSON => {
+            let span = layout::payload_span(payload);
+            let start = span.offset as usize;
+            text.get(start..start.saturating_add(span.len as usize))
+                .is_some()
+        }
+        _ => false,
+    };
+    let fields_distinct = batch
+        .fields
+        .iter()
+        .enumerate()
+        .all(|(i, f)| !batch.fields[..i].iter().any(|g| same_name(f, g)));
+    let whole = batch.columns.len() == batch.fields.len()
+        && fields_distinct
+        && batch.sources.len() >= rows
+        && batch.columns.iter().all(|c| {
+            c.tags.len() >= rows
+                && c.payloads.len() >= rows
+                && c.tags[..rows]
+                    .iter()
+                    .zip(&c.payloads[..rows])
+                    .all(written_back)
+        });
+    whole.then(|| Batch {
+        object: batch.object.clone(),
+        fields: batch.fields.clone(),
+        columns: batch
+            .columns
+            .iter()
+            .map(|c| RawColumn {
+                tags: c.tags[..rows].to_vec(),
+                payloads: c.payloads[..rows].to_vec(),
+            })
+            .collect(),
+        sources: (0..rows as u32).collect(),
+        text: batch.text.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What copying every record value by value writes: the reference for the fast path.
+    fn copied_by_value(input: &Batch) -> Batch {
+        let view = BatchView::new(input);
+        let mut builder = BatchBuilder::new(&input.object);
+        for rec in view.records() {
+            let mut writer = builder.push(rec.index() as u32);
+            for (name, value) in rec.fields() {
+                writer.set(name, value);
+            }
+        }
+        builder.finish()
+    }
+
+    fn copied_through(input: &Batch) -> Vec<Batch> {
+        let view = BatchView::new(input);
+        let mut emit = Emit::new(&view);
+        for rec in view.records() {
+            emit.begin(rec.index() as u32);
+            emit.copy(rec);
+        }
+        emit.finish()
+    }
+
+    fn every_kind() -> Batch {
+        let mut builder = BatchBuilder::new("Account");
+        for row in 0..3u32 {
+            let mut w = builder.push(row);
+            w.set("Name", "Acme, \"Inc\"\nÉtoile")
+                .set("Flag", row == 1)
+                .set("Count", -(row as i64))
+                .set("Rate", 0.5 * row as f64)
+                .set("Day", Val::Date(-719_468 + row as i32))
+                .set("At", Val::DateTime(-1))
+                .set("Clock", Val::Time(86_399_999))
+                .set("Address", Val::Json("{\"city\":\"Köln\"}".into()))
+                .set("Empty", "");
+            if row != 1 {
+                w.set("Gone", Val::Null);
+            }
+        }
+        builder.finish()
+    }
+
+    #[test]
+    fn a_batch_copied_through_is_the_input_as_copying_each_value_writes_it() {
+        let mut input = every_kind();
+        // Two records sharing one piece of text, as a host may write them: a copy value by
+        // value would write it twice.
+        input.columns[0].payloads[1] = input.columns[0].payloads[0];
+        let out = copied_through(&input);
+        assert_eq!(out.len(), 1);
+        assert_eq!(rows_of(&out[0]), rows_of(&copied_by_value(&input)));
+        assert_eq!(out[0].fields, input.fields);
+        assert_eq!(out[0].sources, [0, 1, 2]);
+        // The fast path: the input's own text, not a re-written one.
+        assert_eq!(out[0].text, input.text);
+        assert_eq!(out[0].columns, input.columns);
+    }
+
+    #[test]
+    fn a_batch_a_copy_would_change_is_copied_value_by_value() {
+        let base = every_kind();
+        type Change = fn(&mut Batch);
+        let variants: [(&str, Change); 6] = [
+            ("an unknown tag", |b| b.columns[0].tags[1] = 42),
+            ("a span past the text", |b| {
+                b.columns[0].payloads[2] = layout::span_payload(Span {
+                    offset: 3,
+                    len: u32::MAX,
+                })
+            }),
+            ("a boolean that is neither 0 nor 1", |b| {
+                b.columns[1].payloads[0] = 7
+            }),
+            ("a date payload not sign-extended", |b| {
+                b.columns[4].payloads[0] = u64::from(u32::MAX)
+            }),
+            ("a repeated field name", |b| b.fields[1] = "Name".into()),
+            ("a missing column", |b| {
+                b.columns.pop();
+            }),
+        ];
+        for (what, change) in variants {
+            let mut input = base.clone();
+            change(&mut input);
+            let out = copied_through(&input);
+            assert_eq!(out, vec![copied_by_value(&input)], "{what}");
+        }
+    }
+
+    #[test]
+    fn copies_counted_before_a_written_record_are_written_first_and_roll_back_exactly() {
+        let input = every_kind();
+        let view = BatchView::new(&input);
+        let mut emit = Emit::new(&view);
+        emit.begin(0);
+        emit.copy(view.record(0));
+        emit.begin(1);
+        emit.copy(view.record(1));
+        emit.begin(2);
+        emit.copy(view.record(2));
+        emit.record("Note").set("Body", "from 2");
+        // Record 2 fails: its copy and its note go, records 0 and 1 stay.
+        emit.rollback();
+        emit.begin(2);
+        emit.record("Note").set("Body", "again");
+        let out = emit.finish();
+        let expected = {
+            let mut first_two = input.clone();
+            for column in &mut first_two.columns {
+                column.tags.truncate(2);
+                column.payloads.truncate(2);
+            }
+            first_two.sources.truncate(2);
+            copied_by_value(&first_two)
+        };
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], expected);
+        assert_eq!(out[1].object, "Note");
+        assert_eq!(out[1].sources, [2]);
+        assert_eq!(
+            BatchView::new(&out[1]).record(0).get("Body"),
+            Val::from("again")
+        );
+    }
+
+    #[test]
+    fn a_failed_copy_rolls_back_and_a_batch_of_none_emits_nothing() {
+        let input = every_kind();
+        let view = BatchView::new(&input);
+        let mut emit = Emit::new(&view);
+        emit.begin(0);
+        emit.copy(view.record(0));
+        emit.rollback();
+        emit.begin(1);
+        emit.copy(view.record(1));
+        // Record 0 emitted nothing, so record 1 is no longer a copy in place: written.
+        let out = emit.finish();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].sources, [1]);
+        assert_eq!(
+            rows_of(&out[0]),
+            rows_of(&copied_by_value(&input))[1..2].to_vec()
+        );
+        let mut nothing = Emit::new(&view);
+        nothing.begin(0);
+        assert!(nothing.finish().is_empty());
+    }
+
+    fn rows_of(batch: &Batch) -> Vec<Vec<(String, Val<'static>)>> {
+        let view = BatchView::new(batch);
+        view.records()
+            .map(|rec| {
+                rec.fields()
+                    .map(|(name, value)| (name.to_owned(), value.into_owned()))
+                    .collect()
+            })
+            .collect()
+    }
 
     #[test]
     fn names_compare_by_every_byte() {

@@ -105,13 +105,13 @@ pub trait Plugin: Default {
 
     /// Salesforce record → product record(s). Default: copy every field to a record of
     /// the same object.
-    fn map_inbound(&self, _cx: &Cx, rec: Record<'_>, out: &mut Emit) -> Result<(), String> {
+    fn map_inbound(&self, _cx: &Cx, rec: Record<'_>, out: &mut Emit<'_>) -> Result<(), String> {
         copy_record(rec, out);
         Ok(())
     }
 
     /// Product record → Salesforce object(s). Default: copy every field.
-    fn map_outbound(&self, _cx: &Cx, rec: Record<'_>, out: &mut Emit) -> Result<(), String> {
+    fn map_outbound(&self, _cx: &Cx, rec: Record<'_>, out: &mut Emit<'_>) -> Result<(), String> {
         copy_record(rec, out);
         Ok(())
     }
@@ -199,11 +199,8 @@ pub trait Plugin: Default {
     }
 }
 
-fn copy_record(rec: Record<'_>, out: &mut Emit) {
-    let mut writer = out.record(rec.object());
-    for (name, value) in rec.fields() {
-        writer.set(name, value);
-    }
+fn copy_record(rec: Record<'_>, out: &mut Emit<'_>) {
+    out.copy(rec);
 }
 
 /// A batch-wide failure reported against every input record, so nothing is dropped.

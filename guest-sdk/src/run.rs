@@ -208,18 +208,16 @@ fn stage_errors(
 pub fn map_each(
     cx: &Cx,
     input: &Batch,
-    mut map: impl FnMut(&Cx, Record<'_>, &mut Emit) -> Result<(), String>,
+    mut map: impl FnMut(&Cx, Record<'_>, &mut Emit<'_>) -> Result<(), String>,
 ) -> BatchResult {
     let view = BatchView::new(input);
-    let mut emit = Emit::new(view.len());
+    let mut emit = Emit::new(&view);
     let mut errors = Vec::new();
-    let mut marks = Vec::new();
     for rec in view.records() {
         let row = rec.index() as u32;
-        emit.set_source(row);
-        emit.mark_into(&mut marks);
+        emit.begin(row);
         if let Err(reason) = map(cx, rec, &mut emit) {
-            emit.rollback(&marks);
+            emit.rollback();
             errors.push(RecordError {
                 record: row,
                 reason,
