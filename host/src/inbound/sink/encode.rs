@@ -202,7 +202,35 @@ fn write_output(out: &mut Vec<u8>, output: &OutputRow<'_>) {
 
 /// `s` as a JSON string, escaped as serde_json escapes it.
 fn string(out: &mut Vec<u8>, s: &str) {
-    json(out, s);
+    // Almost every value has nothing to escape: then it is copied whole, where serde_json
+    // looks each byte up in its escape table (4% of a Bulk backfill's CPU).
+    if needs_no_escape(s.as_bytes()) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        json(out, s);
+    }
+}
+
+/// Whether no byte of `s` is one JSON escapes: a quote, a backslash or a control character
+/// below 0x20. Eight bytes at a time: a byte below `n` shows up in `(v - n·0x01…) & !v` as
+/// its high bit, and a byte equal to `c` as a zero byte of `v ^ c·0x01…`. A borrow can
+/// only mark bytes above one that matched, so the answer for the word as a whole is exact.
+fn needs_no_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS;
+    let (words, rest) = s.as_chunks::<8>();
+    let clean_word = |word: &[u8; 8]| {
+        let v = u64::from_le_bytes(*word);
+        below(v, 0x20)
+            | below(v ^ (ONES * u64::from(b'"')), 1)
+            | below(v ^ (ONES * u64::from(b'\\')), 1)
+            == 0
+    };
+    words.iter().all(clean_word) && rest.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
 }
 
 /// Writes `value` with serde_json, which cannot fail for the plain values written here.
@@ -236,6 +264,32 @@ fn write_value(out: &mut Vec<u8>, text: &str, value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_without_escapes_is_copied_and_every_escape_is_found_at_every_position() {
+        let escaped = |s: &str| {
+            let mut out = Vec::new();
+            string(&mut out, s);
+            out
+        };
+        let plain = "Zoë Acme, Inc. ünïcödé 0123456789 ~ DEL\u{7f} 😀";
+        assert!(needs_no_escape(plain.as_bytes()));
+        assert_eq!(escaped(plain), serde_json::to_vec(plain).expect("json"));
+        for len in 0..=20 {
+            let base = "é".repeat(len / 2) + &"a".repeat(len % 2);
+            assert!(needs_no_escape(base.as_bytes()));
+            for at in 0..=base.len() {
+                if !base.is_char_boundary(at) {
+                    continue;
+                }
+                for c in ['"', '\\', '\n', '\u{0}', '\u{1f}'] {
+                    let s = format!("{}{c}{}", &base[..at], &base[at..]);
+                    assert!(!needs_no_escape(s.as_bytes()), "{s:?}");
+                    assert_eq!(escaped(&s), serde_json::to_vec(&s).expect("json"), "{s:?}");
+                }
+            }
+        }
+    }
     use crate::inbound::sink::Output;
     use crate::plugin::{BatchBuilder, batch_to_json};
 
