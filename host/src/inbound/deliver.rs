@@ -290,10 +290,17 @@ impl<'a> Produced<'a> {
             .map(|((&record, &name), &value)| (record, text(name), text(value)))
             .collect();
         // As a map per row: name order, a repeated name's last value. Plugins write keys
-        // row by row, so the stable sort is usually skipped; `dedup_by` keeps the first of
-        // equal neighbours, and moving each later value into it keeps the last value.
+        // row by row, so only each row's few keys need a (stable) sort, not the page's;
+        // `dedup_by` keeps the first of equal neighbours, and moving each later value into
+        // it keeps the last value.
         if !all.is_sorted_by(|a, b| (a.0, a.1) <= (b.0, b.1)) {
-            all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            if all.is_sorted_by_key(|k| k.0) {
+                for row_keys in all.chunk_by_mut(|a, b| a.0 == b.0) {
+                    row_keys.sort_by(|a, b| a.1.cmp(b.1));
+                }
+            } else {
+                all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            }
         }
         all.dedup_by(|later, earlier| {
             let same = (later.0, later.1) == (earlier.0, earlier.1);
@@ -380,5 +387,33 @@ mod tests {
             row(2).is_empty(),
             "a key naming no row of the batch is dropped"
         );
+
+        // Rows in order, names not (as plugins write them): each row sorted on its own.
+        let keys = DedupKeys {
+            records: vec![0, 0, 0, 1, 1, 1],
+            names: vec![
+                span(0, 1),
+                span(1, 2),
+                span(0, 1),
+                span(0, 1),
+                span(1, 2),
+                span(1, 2),
+            ],
+            values: vec![
+                span(6, 2),
+                span(4, 1),
+                span(8, 2),
+                span(10, 1),
+                span(4, 1),
+                span(6, 2),
+            ],
+            text: text.into(),
+        };
+        let produced = Produced::new(&batch, &keys);
+        let row = |r: usize| -> Vec<(&str, &str)> {
+            produced.row(r).keys.iter().map(|k| (k.1, k.2)).collect()
+        };
+        assert_eq!(row(0), [("id", "a"), ("z", "b2")]);
+        assert_eq!(row(1), [("id", "b1"), ("z", "x")]);
     }
 }
