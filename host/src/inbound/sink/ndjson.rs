@@ -101,7 +101,8 @@ impl NdjsonSink {
             let written = self.file(object, &path).and_then(|file| {
                 file.write_all(buf)?;
                 file.sync_data()?;
-                release_cached(file, buf.len() as u64)
+                release_cached(file, buf.len() as u64);
+                Ok(())
             });
             written.map_err(|source| {
                 // A failed write may have left part of a line: the next delivery opens the
@@ -123,19 +124,27 @@ impl NdjsonSink {
 /// reader wants, once. Released at once, the next page's write reuses the same memory
 /// instead of claiming more; on a VM whose freed memory goes back to the hypervisor, memory
 /// claimed anew costs a fault per page on first touch (a third of the write's time in
-/// `inbound_throughput`). Advice only: a kernel that ignores it loses nothing.
-fn release_cached(file: &mut File, len: u64) -> std::io::Result<()> {
+/// `inbound_throughput`). Advice only: the page is durable already, so a failure to advise
+/// loses nothing and fails nothing.
+fn release_cached(file: &mut File, len: u64) {
     #[cfg(target_os = "linux")]
     {
-        let end = file.stream_position()?;
-        let start = end.saturating_sub(len);
-        if let Some(len) = std::num::NonZeroU64::new(end - start) {
-            rustix::fs::fadvise(&*file, start, Some(len), rustix::fs::Advice::DontNeed)?;
+        let advised = file.stream_position().and_then(|end| {
+            let start = end.saturating_sub(len);
+            match std::num::NonZeroU64::new(end - start) {
+                Some(len) => {
+                    rustix::fs::fadvise(&*file, start, Some(len), rustix::fs::Advice::DontNeed)
+                        .map_err(std::io::Error::from)
+                }
+                None => Ok(()),
+            }
+        });
+        if let Err(error) = advised {
+            tracing::debug!(%error, "the sink's written pages stay cached");
         }
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, len);
-    Ok(())
 }
 
 /// Truncates the file after its last newline.
