@@ -489,7 +489,7 @@ fn updated_deleted(org: &Arc<Org>, req: &Req, obj: &str, kind: &str) -> Result<R
         return Err(ApiError::new(
             400,
             "INVALID_TYPE",
-            &format!("Object type {} is not replicable", table.def.name),
+            format!("Object type {} is not replicable", table.def.name),
         ));
     }
     let slot = match table.def.field("SystemModstamp").map(|f| f.storage) {

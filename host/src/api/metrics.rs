@@ -32,7 +32,8 @@ pub struct IntakeCounters {
 
 pub(super) async fn render(State(state): State<Arc<ApiState>>) -> Response {
     let mut out = String::new();
-    let families: [(&str, &str, fn(&IntakeCounters) -> &AtomicU64); 6] = [
+    type Counter = fn(&IntakeCounters) -> &AtomicU64;
+    let families: [(&str, &str, Counter); 6] = [
         (
             "weft_intake_requests_total",
             "Intake requests answered 202.",
