@@ -48,17 +48,39 @@ async fn sigkill_at_random_moments_loses_nothing_and_refetches_at_most_a_page() 
     let db = dir.path().join("weft.redb");
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
 
+    let rows = org_rows(&org, "Account", false).len() as u64;
     let mut seen: HashSet<String> = HashSet::new();
     let mut lines_before = 0usize;
     let mut len_before = 0u64;
+    // The whole file's expected length, known once the first lines are written.
+    let mut expected_len = None;
     let mut kills = 0;
     let mut refetched_per_resume = Vec::new();
     while kills < KILLS {
         let mut child = spawn(&config, &db);
-        // Kill at a random moment after this run has delivered something, so every kill
-        // interrupts a backfill in motion (start-up alone takes a second or so).
+        // Kill once the file has passed a random point of the part of it still to come,
+        // a share of it per kill left: the kills spread over the whole backfill however
+        // fast it runs, and each interrupts a backfill in motion (start-up alone takes a
+        // second or so).
         let deadline = Instant::now() + Duration::from_secs(120);
-        while sink_len(dir.path()) <= len_before {
+        let mut target = None;
+        loop {
+            let len = sink_len(dir.path());
+            if expected_len.is_none() && len > 0 {
+                let written = sink_lines(dir.path(), "Account").len() as u64;
+                if written > 0 {
+                    expected_len = Some(len / written * rows);
+                }
+            }
+            if target.is_none()
+                && let Some(expected) = expected_len
+            {
+                let left = expected.saturating_sub(len_before) / (KILLS - kills) as u64;
+                target = Some(len_before + 1 + (left as f64 * rng.random_range(0.3..1.0)) as u64);
+            }
+            if target.is_some_and(|target| len >= target) {
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
                 "a resumed run delivered nothing in 2 minutes"
@@ -66,9 +88,11 @@ async fn sigkill_at_random_moments_loses_nothing_and_refetches_at_most_a_page() 
             if child.try_wait().expect("wait").is_some() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let delay = Duration::from_millis(rng.random_range(0..500));
+        // A few milliseconds more, so that kills land in every phase of a page: written,
+        // fsynced, its checkpoint committing.
+        let delay = Duration::from_millis(rng.random_range(0..30));
         tokio::time::sleep(delay).await;
         if child.try_wait().expect("wait").is_some() {
             break; // finished before the kill: nothing left to interrupt
@@ -103,6 +127,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_refetches_at_most_a_page() 
             .count(),
     );
     let org_rows = org_rows(&org, "Account", false);
+    assert_eq!(org_rows.len() as u64, rows);
     let mut delivered: HashSet<&str> = HashSet::new();
     for line in &lines {
         let id = line["id"].as_str().expect("id");
