@@ -264,6 +264,8 @@ fn write_value(out: &mut Vec<u8>, text: &str, value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inbound::sink::Output;
+    use crate::plugin::{BatchBuilder, batch_to_json};
 
     #[test]
     fn text_without_escapes_is_copied_and_every_escape_is_found_at_every_position() {
@@ -290,8 +292,6 @@ mod tests {
             }
         }
     }
-    use crate::inbound::sink::Output;
-    use crate::plugin::{BatchBuilder, batch_to_json};
 
     #[test]
     fn an_upsert_written_from_columns_is_byte_for_byte_its_serialised_delivery() {
