@@ -83,7 +83,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_refetches_at_most_a_page() 
             }
             assert!(
                 Instant::now() < deadline,
-                "a resumed run delivered nothing in 2 minutes"
+                "a resumed run did not reach its kill point in 2 minutes"
             );
             if child.try_wait().expect("wait").is_some() {
                 break;
@@ -127,7 +127,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_refetches_at_most_a_page() 
             .count(),
     );
     let org_rows = org_rows(&org, "Account", false);
-    assert_eq!(org_rows.len() as u64, rows);
+    assert_eq!(org_rows.len() as u64, rows, "the org did not change");
     let mut delivered: HashSet<&str> = HashSet::new();
     for line in &lines {
         let id = line["id"].as_str().expect("id");
