@@ -139,9 +139,13 @@ async fn test_day_never_exceeds_the_ceiling_and_uses_at_least_95_percent() {
             ));
         }
         // The governor counts a call when it takes the token, the org when it serves it, so
-        // a request in flight at a window edge can land on either side: allow that much
-        // slack, no more.
-        if observed as f64 > w.budget + 3.0 || (observed as f64) < 0.95 * w.available - 3.0 {
+        // a request in flight at a window edge can land on either side. At most one request
+        // per worker is in flight, and on a loaded machine one can take tens of simulated
+        // seconds to be served: allow one per worker at each edge, no more.
+        let in_flight = WORKERS as f64;
+        if observed as f64 > w.budget + in_flight
+            || (observed as f64) < 0.95 * w.available - in_flight
+        {
             failures.push(format!(
                 "{label}: org saw {observed} for {:.1} allowed",
                 w.budget
