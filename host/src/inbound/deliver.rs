@@ -106,12 +106,16 @@ impl Step {
     }
 
     fn run(&self, calls: &impl ChainCalls, page: &Page, schema: &ObjectSchema) -> Prepared {
+        // A delivery's JSON is at most about twice its row's text, its field names, and a
+        // few hundred bytes of Id, stamp, keys and punctuation. Room for that at once: a
+        // buffer that doubles copies the page written so far onto fresh pages each time
+        // (3% of a Bulk backfill's CPU when this left out the names), while capacity never
+        // written costs no memory.
+        let names: usize = page.batch.fields.iter().map(|name| name.len() + 4).sum();
         let mut out = Prepared {
-            // A delivery's JSON is about twice its row's text plus a few hundred bytes of
-            // names and keys: room for it at once instead of doubling through a page.
             deliveries: Deliveries::with_capacity(
                 page.len(),
-                page.batch.text.len() * 2 + page.len() * 384,
+                page.batch.text.len() * 2 + page.len() * (384 + names),
             ),
             dead: Vec::new(),
         };

@@ -482,7 +482,8 @@ impl BulkQueryStream {
                 None => (true, None),
             };
             // `fill` stops at a batch's rows: the pending rows are one batch.
-            let rows = std::mem::take(&mut self.pending);
+            let room = self.pending.empty_like();
+            let rows = std::mem::replace(&mut self.pending, room);
             self.consumed += rows.len() as u64;
             if let Some(page) = &mut self.page {
                 page.parsed += rows.len() as u64;
