@@ -110,7 +110,7 @@ impl Step {
         // few hundred bytes of Id, stamp, keys and punctuation. Room for that at once: a
         // buffer that doubles copies the page written so far onto fresh pages each time
         // (3% of a Bulk backfill's CPU when this left out the names), while capacity never
-        // written costs no memory.
+        // written adds no pages.
         let names: usize = page.batch.fields.iter().map(|name| name.len() + 4).sum();
         let mut out = Prepared {
             deliveries: Deliveries::with_capacity(

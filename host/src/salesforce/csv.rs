@@ -411,6 +411,20 @@ mod tests {
     }
 
     #[test]
+    fn a_table_like_another_is_empty_with_room_for_as_much() {
+        let mut table = CsvTable::default();
+        let mut p = CsvParser::new(b',');
+        p.push_rows(b"001,Acme\n002,\"Zoe, jr.\"\n", &mut table, usize::MAX)
+            .expect("parse");
+        let next = table.empty_like();
+        assert!(next.is_empty());
+        assert_eq!(next.row(0), &[]);
+        assert!(next.text.capacity() >= table.text.len());
+        assert!(next.cells.capacity() >= table.cells.len());
+        assert!(next.row_ends.capacity() >= table.row_ends.len());
+    }
+
+    #[test]
     fn errors_do_not_panic() {
         assert_eq!(
             parse_in_chunks(b"\"a\"b\n", 3),
