@@ -258,6 +258,87 @@ mod tests {
         assert!(out.errors[0].reason.starts_with("NumberOfEmployees: "));
     }
 
+    #[test]
+    fn coercing_a_batch_equals_coercing_each_record_alone() {
+        // Coercion runs a column at a time; a record still fails with its first failing
+        // field in batch order. Name comes first, so record 70, where both fail, reports
+        // Name; a field the schema does not know passes unchanged.
+        let mut name = field("Name", FieldKind::String);
+        name.length = 5;
+        let schema = schema(
+            "Account",
+            vec![field("NumberOfEmployees", FieldKind::Int), name],
+        );
+        let records: Vec<Vec<(&str, Val)>> = (0..150)
+            .map(|r| {
+                let employees = match r {
+                    3 | 70 | 140 => Val::from("twelve"),
+                    _ if r % 2 == 0 => Val::from(format!("{r}")),
+                    _ => Val::Int(r),
+                };
+                let name = match r {
+                    65 | 70 => Val::from("too long"),
+                    _ if r % 7 == 0 => Val::Null,
+                    _ => Val::from(format!("n{r}")),
+                };
+                vec![
+                    ("Name", name),
+                    ("NumberOfEmployees", employees),
+                    ("Unknown", Val::from(format!("u{r}"))),
+                ]
+            })
+            .collect();
+        let slices: Vec<&[(&str, Val)]> = records.iter().map(Vec::as_slice).collect();
+        let input = batch("Account", &slices);
+        let out = Harness::new().coerce::<Identity>(Direction::Outbound, &schema, &input);
+
+        // Each record alone, through the same per-value coercion.
+        let mut kept = Vec::new();
+        let mut failures = Vec::new();
+        for (r, record) in records.iter().enumerate() {
+            let mut row = BTreeMap::new();
+            let mut failure = None;
+            for (name, value) in record {
+                let coerced = match schema.fields.iter().find(|f| f.name == *name) {
+                    Some(f) => crate::coerce::coerce_value(f, value.clone()),
+                    None => Ok(value.clone()),
+                };
+                match coerced {
+                    Ok(v) if !v.is_null() => {
+                        row.insert((*name).to_owned(), v.into_owned());
+                    }
+                    Ok(_) => {}
+                    Err(reason) => {
+                        failure = Some(format!("{name}: {reason}"));
+                        break;
+                    }
+                }
+            }
+            match failure {
+                Some(reason) => failures.push((r as u32, reason)),
+                None => kept.push((r as u32, row)),
+            }
+        }
+        let errors: Vec<(u32, String)> = out
+            .errors
+            .iter()
+            .map(|e| (e.record, e.reason.clone()))
+            .collect();
+        assert_eq!(errors, failures);
+        assert_eq!(
+            failures.iter().map(|f| f.0).collect::<Vec<_>>(),
+            vec![3, 65, 70, 140]
+        );
+        assert!(failures[2].1.starts_with("Name: "), "{failures:?}");
+        assert_eq!(out.batches.len(), 1);
+        let batch = &out.batches[0];
+        assert_eq!(batch.sources, kept.iter().map(|k| k.0).collect::<Vec<_>>());
+        assert_eq!(
+            rows(batch),
+            kept.into_iter().map(|k| k.1).collect::<Vec<_>>()
+        );
+    }
+
     /// Emits a Lead and, for some records, a Contact; its keys fail for one Lead.
     #[derive(Default)]
     struct Splitter;
