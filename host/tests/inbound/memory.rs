@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weft_emulator::EmulatorHandle;
@@ -16,6 +16,8 @@ use crate::common::{org, write_config};
 
 const ACCOUNTS: usize = 1_000_000;
 const MARGIN_KIB: u64 = 32 * 1024;
+/// Far beyond what a debug build takes for the whole org (under half a minute here).
+const DEADLINE: Duration = Duration::from_secs(600);
 const FIELDS: &str = "Id, Name, Website, Phone, Industry, AnnualRevenue, NumberOfEmployees, GoldenAccountID__c, MasterRecordId, External_Id__c, BillingCity, BillingCountry";
 
 /// `VmHWM` of process `pid`, in KiB, while it runs.
@@ -63,8 +65,9 @@ fn backfill(org: &EmulatorHandle, filter: &str) -> (usize, u64) {
         .env("WEFT_LOG", "warn")
         // One malloc arena. By default glibc gives threads arenas of their own as the
         // blocking pool's threads come and go, and each keeps memory it freed. Measured,
-        // that added 26–43 MiB between a quarter of the org and all of it (and nothing
-        // from one to two million rows, `inbound_rss`): enough to hide a leak that size.
+        // that added 26–43 MiB between a quarter of the org and all of it (and no steady
+        // growth from one to two million rows, `inbound_rss`): enough to hide a leak that
+        // size.
         // With one arena the peak is the host's own use (4–14 MiB of growth here).
         .env("MALLOC_ARENA_MAX", "1")
         .stdout(Stdio::null())
@@ -72,9 +75,14 @@ fn backfill(org: &EmulatorHandle, filter: &str) -> (usize, u64) {
         .expect("weft sync starts");
     // The high-water mark only grows: polled until the process ends, it misses at most
     // what the last few milliseconds added.
+    let started = Instant::now();
     let mut peak = 0;
     while child.try_wait().expect("wait").is_none() {
         peak = peak.max(peak_kib(child.id()).unwrap_or(0));
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("weft sync still running after {DEADLINE:?}");
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     let status = child.wait().expect("reaped");
