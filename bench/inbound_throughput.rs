@@ -2,11 +2,13 @@
 //! records/s and API calls per 10,000 records, for the Bulk and the REST path side by
 //! side in one run, and with a real dedup plugin versus a pass-through one (the plugin's
 //! share of the cost). Each round first downloads the pages of a completed Bulk job of the
-//! same query without parsing them: the wire the backfill is measured against.
+//! same query without parsing them: the wire the backfill is measured against. A second
+//! yardstick creates a fresh job of that query each round and downloads it, so that the
+//! job's wait, which the backfill pays too, is in both.
 //!
 //! `cargo bench -p weft --bench inbound_throughput` (WEFT_BENCH_ACCOUNTS to resize, default
 //! 100,000; WEFT_BENCH_ROUNDS, default 3). Each scenario backfills the same org into a
-//! fresh store and sink; medians over the rounds are on the last two lines, the last one
+//! fresh store and sink; medians over the rounds are on the last three lines, the last one
 //! `download_records_per_sec=… bulk_records_per_sec=… rest_records_per_sec=…
 //! bulk_over_download=…`.
 
@@ -231,7 +233,7 @@ fn main() {
             .build()
             .expect("http client");
         let job = bulk_job(&http, &org, QUERY).await;
-        let mut downloads = Vec::new();
+        let (mut downloads, mut from_job) = (Vec::new(), Vec::new());
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); SCENARIOS.len()];
         for round in 1..=rounds {
             let (started, cpu) = (Instant::now(), cpu_secs());
@@ -243,6 +245,18 @@ fn main() {
                 (cpu_secs() - cpu) / secs
             );
             downloads.push(rate);
+            // The same wire with its job in front: a new job of the same query, created,
+            // polled every 20 ms until complete, and downloaded. The backfill runs its own
+            // job first too; this is the yardstick with that wait included.
+            let started = Instant::now();
+            let fresh = bulk_job(&http, &org, QUERY).await;
+            let records = download(&http, &org, &fresh).await;
+            let secs = started.elapsed().as_secs_f64();
+            let rate = records as f64 / secs;
+            println!(
+                "round={round} scenario=download-from-job records={records} secs={secs:.2} records_per_sec={rate:.0}"
+            );
+            from_job.push(rate);
             for (s, rates) in SCENARIOS.iter().zip(&mut rates) {
                 let dir = tempfile::tempdir().expect("dir");
                 let config = write_config(dir.path(), &org, s);
@@ -269,6 +283,11 @@ fn main() {
             "pass_through_records_per_sec={pass_through:.0} pass_through_over_dedup={:.2} bulk_over_rest={:.2}",
             pass_through / bulk,
             bulk / rest
+        );
+        let from_job = median(&mut from_job);
+        println!(
+            "download_from_job_records_per_sec={from_job:.0} bulk_over_download_from_job={:.2}",
+            bulk / from_job
         );
         println!(
             "download_records_per_sec={download:.0} bulk_records_per_sec={bulk:.0} rest_records_per_sec={rest:.0} bulk_over_download={:.2}",

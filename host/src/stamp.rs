@@ -84,38 +84,39 @@ pub fn format_ms(ms: i64) -> String {
 /// Calls `f` with [`format_ms`]'s text of `ms`, written on the stack: every row of a page
 /// has a stamp or two, and none of them needs a `String` of its own.
 pub fn with_text<R>(ms: i64, f: impl FnOnce(&str) -> R) -> R {
+    match ascii(ms) {
+        // Only ASCII digits and separators were written.
+        Some(text) => f(std::str::from_utf8(&text).unwrap_or("invalid-datetime")),
+        None => f(&Timestamp::from_millisecond(ms).map_or_else(
+            |_| format!("invalid-datetime({ms})"),
+            |t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        )),
+    }
+}
+
+/// [`format_ms`]'s text of `ms` as bytes, for the years 0 to 9999 (`None` outside them).
+/// Each number goes to its fixed places: the encoder writes one or two per row.
+pub fn ascii(ms: i64) -> Option<[u8; 24]> {
     let (days, in_day) = (ms.div_euclid(MS_PER_DAY), ms.rem_euclid(MS_PER_DAY));
     let (year, month, day) = civil_from_days(days);
     if !(0..=9999).contains(&year) {
-        return f(&Timestamp::from_millisecond(ms).map_or_else(
-            |_| format!("invalid-datetime({ms})"),
-            |t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        ));
+        return None;
     }
-    let (hour, minute) = (in_day / 3_600_000, in_day / 60_000 % 60);
-    let (second, milli) = (in_day / 1000 % 60, in_day % 1000);
     let mut text = *b"0000-00-00T00:00:00.000Z";
-    for (mut n, end) in [
-        (year, 4),
-        (month, 7),
-        (day, 10),
-        (hour, 13),
-        (minute, 16),
-        (second, 19),
-        (milli, 23),
-    ] {
-        // Each number is in range, so it fills exactly its places before `end`.
-        for place in text[..end]
-            .iter_mut()
-            .rev()
-            .take_while(|b| b.is_ascii_digit())
-        {
+    let mut put = |end: usize, places: usize, mut n: i64| {
+        for place in text[end - places..end].iter_mut().rev() {
             *place = b'0' + (n % 10) as u8;
             n /= 10;
         }
-    }
-    // Only ASCII digits and separators were written.
-    f(std::str::from_utf8(&text).unwrap_or("invalid-datetime"))
+    };
+    put(4, 4, year);
+    put(7, 2, month);
+    put(10, 2, day);
+    put(13, 2, in_day / 3_600_000);
+    put(16, 2, in_day / 60_000 % 60);
+    put(19, 2, in_day / 1000 % 60);
+    put(23, 3, in_day % 1000);
+    Some(text)
 }
 
 fn is_leap(year: i64) -> bool {
@@ -193,5 +194,23 @@ mod tests {
             step = (step * 7 + 12_345_677) % 90_000_000;
             ms += MS_PER_DAY / 3 + step;
         }
+        // The ends of the four-digit years (as far as `jiff` reaches), each number at its
+        // widest and narrowest.
+        for text in [
+            "0000-01-01T00:00:00.000Z",
+            "0001-02-03T04:05:06.007Z",
+            "0999-12-31T23:59:59.999Z",
+            "9999-12-30T21:59:59.999Z",
+        ] {
+            let t: Timestamp = text.parse().expect("a timestamp");
+            assert_eq!(format(t), text);
+            assert_eq!(
+                ascii(t.as_millisecond()).as_ref().map(|b| &b[..]),
+                Some(text.as_bytes())
+            );
+        }
+        let before_year_zero = Timestamp::from_millisecond(-62_167_219_200_001).expect("-0001");
+        assert_eq!(ascii(before_year_zero.as_millisecond()), None);
+        assert_eq!(format(before_year_zero), general(before_year_zero));
     }
 }

@@ -254,8 +254,16 @@ fn write_value(out: &mut Vec<u8>, text: &str, value: Value) {
             Some(s) => string(out, s),
             None => out.extend_from_slice(b"null"),
         },
-        // Coerced `SystemModstamp`s: one per record.
-        Value::Datetime(ms) => crate::stamp::with_text(ms, |stamp| string(out, stamp)),
+        // Coerced `SystemModstamp`s, one per record: ASCII digits and separators, nothing to
+        // escape.
+        Value::Datetime(ms) => match crate::stamp::ascii(ms) {
+            Some(stamp) => {
+                out.push(b'"');
+                out.extend_from_slice(&stamp);
+                out.push(b'"');
+            }
+            None => crate::stamp::with_text(ms, |stamp| string(out, stamp)),
+        },
         // Rare: JSON text, dates and times render through the one JSON rendering.
         other => json(out, &value_to_json(text, &other)),
     }
