@@ -63,8 +63,9 @@ pub enum InboundError {
     #[error("{object}: store: {source}")]
     Store {
         object: String,
+        /// Boxed: a store error is several times the size of the other variants.
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("{object}: a Bulk job kept failing ({attempts} jobs): {last}")]
     BulkGaveUp {
@@ -510,6 +511,6 @@ fn salesforce(object: &str, source: SalesforceError) -> InboundError {
 fn store(object: &str, source: StoreError) -> InboundError {
     InboundError::Store {
         object: object.to_owned(),
-        source,
+        source: Box::new(source),
     }
 }

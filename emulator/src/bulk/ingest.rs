@@ -315,7 +315,8 @@ fn multipart_parts(body: &[u8], boundary: &str) -> Vec<(String, Vec<u8>)> {
 enum ColMap {
     Field(usize),
     /// `Account.External_Id__c`: (reference field index, target table, target field).
-    Relation(usize, usize, FieldDef),
+    /// The field's definition is boxed: it is several times the size of an index.
+    Relation(usize, usize, Box<FieldDef>),
 }
 
 fn write_csv_line(out: &mut Vec<u8>, lead: &[&str], cells: &[String], d: CsvDialect) {
@@ -468,7 +469,7 @@ fn process_ingest(
                 match (rf, target) {
                     (Some(i), Some(tt)) => match store.tables[tt].def.field(field) {
                         Some(f) if f.external_id || f.storage == Storage::Id => {
-                            maps.push(ColMap::Relation(i, tt, f.clone()))
+                            maps.push(ColMap::Relation(i, tt, Box::new(f.clone())))
                         }
                         _ => return Err(format!("InvalidBatch : Field name not found : {h}")),
                     },

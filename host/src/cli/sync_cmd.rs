@@ -136,13 +136,12 @@ async fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
                     tracing::error!(installation = %id, "the configuration now names installation {:?}; keeping the running one", new.id);
                 }
                 Ok(new) => {
-                    if new.plugin.source != config.plugin.source
+                    if (new.plugin.source != config.plugin.source
                         || new.plugin.config != config.plugin.config
-                        || component_modified(&new) != component_modified(&config)
+                        || component_modified(&new) != component_modified(&config))
+                        && let Err(e) = install_plugin(&plugin_runtime, &plugins, &new)
                     {
-                        if let Err(e) = install_plugin(&plugin_runtime, &plugins, &new) {
-                            tracing::error!(installation = %id, error = %e, "the new plugin was not installed; keeping the running one");
-                        }
+                        tracing::error!(installation = %id, error = %e, "the new plugin was not installed; keeping the running one");
                     }
                     if let Err(e) = inbound.reconfigure(new.inbound.clone()) {
                         tracing::error!(installation = %id, error = %e, "the new sink could not be opened; keeping the running one");

@@ -326,13 +326,13 @@ impl RawSink {
                         format!("{url:?} is not an http(s) URL"),
                     ));
                 }
-                if let Some(var) = &self.token_env {
-                    if std::env::var(var).map(|v| v.is_empty()).unwrap_or(true) {
-                        return Err(Invalid::new(
-                            "inbound.sink.token_env",
-                            format!("environment variable {var} is not set or empty"),
-                        ));
-                    }
+                if let Some(var) = &self.token_env
+                    && std::env::var(var).map(|v| v.is_empty()).unwrap_or(true)
+                {
+                    return Err(Invalid::new(
+                        "inbound.sink.token_env",
+                        format!("environment variable {var} is not set or empty"),
+                    ));
                 }
                 let batch = self.batch.unwrap_or(500);
                 if !(1..=10_000).contains(&batch) {

@@ -175,7 +175,7 @@ pub fn filter(source: &SoqlSource) -> Option<&str> {
     }
 }
 
-fn conditions<'a>(parts: impl IntoIterator<Item = Option<String>>) -> String {
+fn conditions(parts: impl IntoIterator<Item = Option<String>>) -> String {
     let parts: Vec<String> = parts.into_iter().flatten().collect();
     if parts.is_empty() {
         String::new()

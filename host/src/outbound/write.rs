@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn csv_keeps_absent_and_null_apart() {
-        let records = vec![
+        let records = [
             json!({"K": "a\"1", "N": null})
                 .as_object()
                 .cloned()

@@ -62,14 +62,14 @@ impl CompileCache {
             return Ok((component.clone(), CacheOutcome::Memory));
         }
         let (component, outcome) = match &self.dir {
-            Some(dir) => self.from_disk_or_compile(engine, dir, hash, wasm)?,
+            Some(dir) => self.disk_or_compile(engine, dir, hash, wasm)?,
             None => (compile(engine, wasm)?, CacheOutcome::Compiled),
         };
         self.lock().insert(*hash, component.clone());
         Ok((component, outcome))
     }
 
-    fn from_disk_or_compile(
+    fn disk_or_compile(
         &self,
         engine: &Engine,
         dir: &Path,

@@ -449,7 +449,10 @@ mod tests {
         }
     }
 
-    fn keys(text: &str, keys: &[(u32, (u32, u32), (u32, u32))]) -> DedupKeys {
+    /// A key as `(record, (name offset, length), (value offset, length))`.
+    type Key = (u32, (u32, u32), (u32, u32));
+
+    fn keys(text: &str, keys: &[Key]) -> DedupKeys {
         let pack = |(offset, len): (u32, u32)| u64::from(offset) | (u64::from(len) << 32);
         DedupKeys {
             records: keys.iter().map(|k| k.0).collect(),

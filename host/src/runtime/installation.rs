@@ -36,8 +36,9 @@ pub enum InstallationError {
     #[error("{}: plugin.artifact: {source}", file.display())]
     Artifact {
         file: PathBuf,
+        /// Boxed: it carries a store error, several times the size of the other variants.
         #[source]
-        source: ArtifactError,
+        source: Box<ArtifactError>,
     },
     /// A spec naming an uploaded plugin, built where there is no host store to find it in.
     #[error(
@@ -188,7 +189,7 @@ fn load_plugin(
                     .component(reference)
                     .map_err(|source| InstallationError::Artifact {
                         file: file(),
-                        source,
+                        source: Box::new(source),
                     })?;
             ("plugin.artifact", plugins.load(&wasm))
         }

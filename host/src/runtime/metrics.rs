@@ -21,6 +21,9 @@ pub async fn render(supervisor: &Supervisor) -> String {
     out
 }
 
+/// A gauge family read off each status: its name, its help text, and how to read it.
+type Gauge<T, V> = (&'static str, &'static str, fn(&T) -> V);
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -42,7 +45,7 @@ fn render_statuses(out: &mut String, statuses: &[Status]) {
             );
         }
     }
-    let per_installation: [(&str, &str, fn(&Status) -> f64); 4] = [
+    let per_installation: [Gauge<Status, f64>; 4] = [
         (
             "weft_installation_ongoing_credential",
             "1 once the installation logs in with its ongoing (API-only) credential.",
@@ -70,7 +73,7 @@ fn render_statuses(out: &mut String, statuses: &[Status]) {
             let _ = writeln!(out, "{name}{{installation=\"{id}\"}} {}", value(status));
         }
     }
-    let per_object: [(&str, &str, fn(&super::status::InboundObject) -> Option<f64>); 4] = [
+    let per_object: [Gauge<super::status::InboundObject, Option<f64>>; 4] = [
         (
             "weft_inbound_lag_seconds",
             "Seconds since the object's last successful pass.",

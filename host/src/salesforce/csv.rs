@@ -114,11 +114,12 @@ impl CsvTable {
     /// end on a character boundary (a character split across two cells is no text).
     fn push_row(&mut self, text: &[u8], cells: &[Cell], line: u64) -> Result<(), CsvError> {
         let text = std::str::from_utf8(text).map_err(|_| CsvError::Utf8 { line })?;
-        let split = cells.iter().any(|c| {
-            !c.is_null()
-                && !(text.is_char_boundary(c.offset as usize)
+        let whole = |c: &Cell| {
+            c.is_null()
+                || (text.is_char_boundary(c.offset as usize)
                     && text.is_char_boundary(c.offset as usize + c.len as usize))
-        });
+        };
+        let split = !cells.iter().all(whole);
         if split {
             return Err(CsvError::Utf8 { line });
         }

@@ -68,9 +68,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_refetches_at_most_a_page() 
             let len = sink_len(dir.path());
             if expected_len.is_none() && len > 0 {
                 let written = sink_lines(dir.path(), "Account").len() as u64;
-                if written > 0 {
-                    expected_len = Some(len / written * rows);
-                }
+                expected_len = len.checked_div(written).map(|per_line| per_line * rows);
             }
             if target.is_none()
                 && let Some(expected) = expected_len
