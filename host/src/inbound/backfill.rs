@@ -44,13 +44,14 @@ impl InboundSync {
         let name = object.name.as_str();
         let filter = soql::filter(&object.source);
         let started_ms = Timestamp::now().as_millisecond();
-        let total = self
-            .first_page(Project::Backfill, name, &soql::count(name, filter), false)
-            .await?
-            .total_size;
-        let newest = self
-            .first_page(Project::Backfill, name, &soql::newest(name, filter), false)
-            .await?;
+        // Two independent questions, asked at once: one round trip to the org, not two.
+        let (count, newest) = (soql::count(name, filter), soql::newest(name, filter));
+        let (count, newest) = futures_util::future::try_join(
+            self.first_page(Project::Backfill, name, &count, false),
+            self.first_page(Project::Backfill, name, &newest, false),
+        )
+        .await?;
+        let total = count.total_size;
         let high_water_ms = newest
             .records
             .into_iter()
