@@ -45,10 +45,10 @@ impl InboundSync {
         let filter = soql::filter(&object.source);
         let started_ms = Timestamp::now().as_millisecond();
         // Two independent questions, asked at once: one round trip to the org, not two.
-        let (count, newest) = (soql::count(name, filter), soql::newest(name, filter));
+        let (count_query, newest_query) = (soql::count(name, filter), soql::newest(name, filter));
         let (count, newest) = futures_util::future::try_join(
-            self.first_page(Project::Backfill, name, &count, false),
-            self.first_page(Project::Backfill, name, &newest, false),
+            self.first_page(Project::Backfill, name, &count_query, false),
+            self.first_page(Project::Backfill, name, &newest_query, false),
         )
         .await?;
         let total = count.total_size;
